@@ -1,0 +1,198 @@
+//! The cause vocabulary: stable identifiers shown to users and used by `--json` consumers.
+//!
+//! Adding a cause is fine; renaming one is a breaking change (the ids are stored in every
+//! collector's database and parsed by scripts), so each id is spelled out once, in [`Cause::ALL`]
+//! order, and a unit test pins every spelling.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a check failed, or a condition that contributed to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    RstFromNonServingProcess,
+    ConnectionRefused,
+    RstFromMiddlebox,
+    DnsUpstreamBlock,
+    DnsResolverUnreachable,
+    DnsAnswerMismatch,
+    DnsNameMissing,
+    BadGatewayAfterIpShuffle,
+    UpstreamDown,
+    OomKill,
+    KernelMemoryLeak,
+    HostOverload,
+    HostRebooted,
+    Timeout,
+    ConnectionReset,
+    HttpError,
+    TlsError,
+    ContentMismatch,
+    Unknown,
+}
+
+impl Cause {
+    /// Every cause, in the order of the vocabulary table in shared/ARCHITECTURE.md.
+    pub const ALL: [Cause; 19] = [
+        Cause::RstFromNonServingProcess,
+        Cause::ConnectionRefused,
+        Cause::RstFromMiddlebox,
+        Cause::DnsUpstreamBlock,
+        Cause::DnsResolverUnreachable,
+        Cause::DnsAnswerMismatch,
+        Cause::DnsNameMissing,
+        Cause::BadGatewayAfterIpShuffle,
+        Cause::UpstreamDown,
+        Cause::OomKill,
+        Cause::KernelMemoryLeak,
+        Cause::HostOverload,
+        Cause::HostRebooted,
+        Cause::Timeout,
+        Cause::ConnectionReset,
+        Cause::HttpError,
+        Cause::TlsError,
+        Cause::ContentMismatch,
+        Cause::Unknown,
+    ];
+
+    /// The stable snake_case id.
+    pub const fn id(self) -> &'static str {
+        match self {
+            Cause::RstFromNonServingProcess => "rst_from_non_serving_process",
+            Cause::ConnectionRefused => "connection_refused",
+            Cause::RstFromMiddlebox => "rst_from_middlebox",
+            Cause::DnsUpstreamBlock => "dns_upstream_block",
+            Cause::DnsResolverUnreachable => "dns_resolver_unreachable",
+            Cause::DnsAnswerMismatch => "dns_answer_mismatch",
+            Cause::DnsNameMissing => "dns_name_missing",
+            Cause::BadGatewayAfterIpShuffle => "bad_gateway_after_ip_shuffle",
+            Cause::UpstreamDown => "upstream_down",
+            Cause::OomKill => "oom_kill",
+            Cause::KernelMemoryLeak => "kernel_memory_leak",
+            Cause::HostOverload => "host_overload",
+            Cause::HostRebooted => "host_rebooted",
+            Cause::Timeout => "timeout",
+            Cause::ConnectionReset => "connection_reset",
+            Cause::HttpError => "http_error",
+            Cause::TlsError => "tls_error",
+            Cause::ContentMismatch => "content_mismatch",
+            Cause::Unknown => "unknown",
+        }
+    }
+
+    /// One line for people: what this cause means, in the words an operator would use.
+    pub const fn summary(self) -> &'static str {
+        match self {
+            Cause::RstFromNonServingProcess => {
+                "the connection was reset for a socket the serving process does not own"
+            }
+            Cause::ConnectionRefused => "nothing listens on the canary port: the SYN was refused",
+            Cause::RstFromMiddlebox => "a reset came from a hop between the probe and the server",
+            Cause::DnsUpstreamBlock => {
+                "a reachable resolver refuses or ignores our queries while others answer"
+            }
+            Cause::DnsResolverUnreachable => "a resolver cannot be reached at all",
+            Cause::DnsAnswerMismatch => "resolvers disagree about the canary's addresses",
+            Cause::DnsNameMissing => "every resolver says the canary's name does not exist",
+            Cause::BadGatewayAfterIpShuffle => {
+                "the proxy answers 5xx because a backend moved to another address"
+            }
+            Cause::UpstreamDown => "the proxy answers 5xx because its backend does not serve",
+            Cause::OomKill => "the kernel's OOM killer killed a process on the host",
+            Cause::KernelMemoryLeak => "unreclaimable kernel memory is large and growing",
+            Cause::HostOverload => "the host is saturated (CPU or memory pressure)",
+            Cause::HostRebooted => "the host restarted since the last report",
+            Cause::Timeout => "the canary did not answer in time",
+            Cause::ConnectionReset => "the connection was reset",
+            Cause::HttpError => "the canary answered with an unexpected HTTP status",
+            Cause::TlsError => "the TLS handshake with the canary failed",
+            Cause::ContentMismatch => "the canary's page lacks the expected text",
+            Cause::Unknown => "the check failed for a reason no evidence explains",
+        }
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// A cause id that is not in the vocabulary.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown cause id {0:?}; known ids: {known}", known = known_ids())]
+pub struct UnknownCause(pub String);
+
+fn known_ids() -> String {
+    Cause::ALL.map(Cause::id).join(", ")
+}
+
+impl FromStr for Cause {
+    type Err = UnknownCause;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Cause::ALL
+            .into_iter()
+            .find(|c| c.id() == s)
+            .ok_or_else(|| UnknownCause(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ids are a public contract: this list is the only other place they are spelled.
+    #[test]
+    fn ids_are_stable() {
+        let ids: Vec<&str> = Cause::ALL.iter().map(|c| c.id()).collect();
+        assert_eq!(
+            ids,
+            [
+                "rst_from_non_serving_process",
+                "connection_refused",
+                "rst_from_middlebox",
+                "dns_upstream_block",
+                "dns_resolver_unreachable",
+                "dns_answer_mismatch",
+                "dns_name_missing",
+                "bad_gateway_after_ip_shuffle",
+                "upstream_down",
+                "oom_kill",
+                "kernel_memory_leak",
+                "host_overload",
+                "host_rebooted",
+                "timeout",
+                "connection_reset",
+                "http_error",
+                "tls_error",
+                "content_mismatch",
+                "unknown",
+            ]
+        );
+    }
+
+    #[test]
+    fn serde_id_and_from_str_agree_with_id() {
+        for cause in Cause::ALL {
+            let json = serde_json::to_string(&cause).unwrap();
+            assert_eq!(json, format!("\"{}\"", cause.id()));
+            assert_eq!(serde_json::from_str::<Cause>(&json).unwrap(), cause);
+            assert_eq!(cause.id().parse::<Cause>().unwrap(), cause);
+        }
+    }
+
+    #[test]
+    fn unknown_id_lists_the_known_ones() {
+        let err = "rst_from_nginx".parse::<Cause>().unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("unknown cause id \"rst_from_nginx\""),
+            "{msg}"
+        );
+        assert!(msg.contains("connection_refused"), "{msg}");
+    }
+}

@@ -1,0 +1,97 @@
+//! The classifier: a pure function from a check's observations and evidence to its cause.
+//!
+//! A cause is claimed only when its evidence is present; otherwise the generic outcome of the
+//! failure stands. Later capabilities (packets, DNS, backends, host) add rules above the generic
+//! ones, each proven by a field of [`Evidence`](crate::Evidence).
+
+use crate::{Cause, CheckResult, Diagnosis, FailureKind};
+
+/// The diagnosis of a check, or `None` when the check succeeded.
+pub fn classify(check: &CheckResult) -> Option<Diagnosis> {
+    if check.ok {
+        return None;
+    }
+    let target = target(check);
+    let Some(failure) = &check.failure else {
+        return Some(diagnosis(
+            Cause::Unknown,
+            format!("{target}: the check failed without a recorded error"),
+        ));
+    };
+    let msg = &failure.message;
+    let (cause, explanation) = match failure.kind {
+        FailureKind::ConnectRefused => (
+            Cause::ConnectionRefused,
+            format!("{target} refused the connection: nothing listens on the port ({msg})"),
+        ),
+        FailureKind::ConnectTimeout => (
+            Cause::Timeout,
+            format!("{target} did not complete the TCP handshake in time ({msg})"),
+        ),
+        FailureKind::ResponseTimeout => (
+            Cause::Timeout,
+            format!("{target} accepted the connection but did not answer in time ({msg})"),
+        ),
+        FailureKind::Reset => (
+            Cause::ConnectionReset,
+            format!("{target} reset the connection before answering ({msg})"),
+        ),
+        FailureKind::Tls => (
+            Cause::TlsError,
+            format!("TLS handshake with {target} failed ({msg})"),
+        ),
+        FailureKind::UnexpectedStatus => {
+            let got = check
+                .status
+                .map_or("no status".to_owned(), |s| s.to_string());
+            let want = check
+                .evidence
+                .expected_status
+                .map_or(String::new(), |s| format!(", expected {s}"));
+            (
+                Cause::HttpError,
+                format!("{target} answered HTTP {got}{want}"),
+            )
+        }
+        FailureKind::BodyMismatch => {
+            let text = check.evidence.expected_text.as_deref().unwrap_or("");
+            (
+                Cause::ContentMismatch,
+                format!("{target} answered, but the page lacks the expected text {text:?}"),
+            )
+        }
+        FailureKind::NoAddress => (
+            Cause::Unknown,
+            format!("no resolver gave an address for the canary ({msg})"),
+        ),
+        FailureKind::ConnectError => (
+            Cause::Unknown,
+            format!("connecting to {target} failed ({msg})"),
+        ),
+        FailureKind::ClosedWithoutResponse => (
+            Cause::Unknown,
+            format!("{target} closed the connection without a response ({msg})"),
+        ),
+        FailureKind::Protocol => (
+            Cause::Unknown,
+            format!("{target} answered something that is not valid HTTP ({msg})"),
+        ),
+    };
+    Some(diagnosis(cause, explanation))
+}
+
+fn diagnosis(cause: Cause, explanation: String) -> Diagnosis {
+    Diagnosis {
+        cause,
+        contributing: Vec::new(),
+        explanation,
+    }
+}
+
+/// How a check's destination is named in explanations: the address it went to, else its URL.
+fn target(check: &CheckResult) -> String {
+    match check.address {
+        Some(addr) => addr.to_string(),
+        None => check.url.clone(),
+    }
+}

@@ -1,0 +1,17 @@
+//! `causeway-schema`: the contract between Causeway's probe, collector and CLI.
+//!
+//! Wire types ([`Report`] and what it carries), the cause vocabulary ([`Cause`]), the pure
+//! classifier ([`classify`]) and report validation. No I/O and no async runtime: everything
+//! here is a function of its arguments, so it is tested with recorded evidence.
+
+mod cause;
+mod classify;
+mod report;
+mod validate;
+
+pub use cause::{Cause, UnknownCause};
+pub use classify::classify;
+pub use report::*;
+pub use validate::{
+    FieldError, InvalidReport, MAX_RESULTS, MAX_SERVER_NAME, SERVER_NAME_RULE, is_valid_server_name,
+};

@@ -1,0 +1,245 @@
+//! Wire types: what a probe sends to the collector, as JSON.
+//!
+//! Compatibility rules: a field added later is `#[serde(default)]` so that older probes still
+//! validate; nothing here denies unknown fields, so a newer probe's report is stored by an older
+//! collector (the extra fields are dropped, the known ones kept). `schema_version` is raised
+//! only when a change cannot be read that way.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::Cause;
+
+/// The wire format version this crate writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One probe cycle on one server: every check of every canary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    /// Unique per cycle; the collector stores a report id once, so replays are harmless.
+    pub report_id: Uuid,
+    /// The server the canaries are watched for (defaults to the probe host's name).
+    pub server: String,
+    pub probe: ProbeInfo,
+    /// When the cycle started, in milliseconds since the Unix epoch.
+    pub started_at_ms: i64,
+    /// The probe's cycle interval, so the collector can tell when a probe went silent.
+    pub interval_s: u32,
+    pub results: Vec<CheckResult>,
+    /// How each canary's name resolved, per resolver (empty for canaries given by address).
+    #[serde(default)]
+    pub resolutions: Vec<Resolution>,
+    /// The state of the probe's on-disk outbox when this report was made.
+    #[serde(default)]
+    pub spool: SpoolStats,
+}
+
+/// Who sent a report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeInfo {
+    /// The host name the probe runs on.
+    pub host: String,
+    /// The probe's version (its crate version).
+    pub version: String,
+}
+
+/// The probe's outbox, as seen when a report was made.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoolStats {
+    /// Reports waiting in the spool for the collector, this one not counted.
+    pub queued: u64,
+    /// Reports the probe had to drop because the spool was full, since the spool was created.
+    pub dropped_total: u64,
+}
+
+/// One request to one address of one canary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// The canary's name from the probe's config.
+    pub canary: String,
+    pub url: String,
+    /// The address the request went to; `None` when no resolver gave one.
+    pub address: Option<IpAddr>,
+    /// When the check started, in milliseconds since the Unix epoch.
+    pub started_at_ms: i64,
+    /// Whether the canary answered as expected (status and body text).
+    pub ok: bool,
+    /// The HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    pub timings: Timings,
+    /// What went wrong, for a failed check.
+    pub failure: Option<Failure>,
+    /// The cause the classifier found, for a failed check.
+    pub diagnosis: Option<Diagnosis>,
+    /// Evidence kept for a failed check (successful checks keep none).
+    #[serde(default)]
+    pub evidence: Evidence,
+}
+
+/// Phase durations in milliseconds. Each phase is timed on its own (not cumulative); a phase
+/// that was not reached is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Name resolution (all resolvers, in parallel); `None` for a canary given by address.
+    pub resolve_ms: Option<f64>,
+    /// TCP handshake.
+    pub connect_ms: Option<f64>,
+    /// TLS handshake, for https canaries.
+    pub tls_ms: Option<f64>,
+    /// From the request written to the first byte of the response head.
+    pub first_byte_ms: Option<f64>,
+    /// The whole check, resolution included.
+    pub total_ms: f64,
+}
+
+/// What the probe saw go wrong, before any interpretation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub kind: FailureKind,
+    /// The error as the probe saw it (OS or protocol message), for people.
+    pub message: String,
+}
+
+/// The step at which a check failed and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// No resolver gave an address for the canary's name.
+    NoAddress,
+    /// The SYN was answered by a reset (ECONNREFUSED).
+    ConnectRefused,
+    /// The handshake did not complete within the check's timeout.
+    ConnectTimeout,
+    /// Connecting failed otherwise (unreachable network or host, ...).
+    ConnectError,
+    /// The TLS handshake failed (certificate, protocol, reset during the handshake).
+    Tls,
+    /// The connection was reset after it was established (ECONNRESET).
+    Reset,
+    /// The server closed the connection before a complete response.
+    ClosedWithoutResponse,
+    /// No complete response within the check's timeout.
+    ResponseTimeout,
+    /// A response came, with a status other than the expected one.
+    UnexpectedStatus,
+    /// A response came with the expected status, without the expected text.
+    BodyMismatch,
+    /// The response could not be read as HTTP.
+    Protocol,
+}
+
+/// The classifier's verdict on a failed check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diagnosis {
+    pub cause: Cause,
+    /// Causes that made it worse or came with it (a reboot before a refused connection, ...).
+    #[serde(default)]
+    pub contributing: Vec<Cause>,
+    /// One line for people, specific to this check ("10.0.0.2:80 refused the connection").
+    pub explanation: String,
+}
+
+/// The evidence carried by a failed check. Later capabilities add fields here, each optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The status the canary should answer with, when the status was wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_status: Option<u16>,
+    /// The text the page should contain, when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_text: Option<String>,
+    /// The start of the response body (at most [`BODY_EXCERPT_MAX`] bytes, lossy UTF-8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_excerpt: Option<String>,
+    /// How the canary's name resolved, per resolver.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<ResolverOutcome>,
+}
+
+/// Bytes of response body kept as evidence.
+pub const BODY_EXCERPT_MAX: usize = 512;
+
+/// How one canary's name resolved through every configured resolver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resolution {
+    pub canary: String,
+    /// The name that was resolved.
+    pub name: String,
+    pub resolvers: Vec<ResolverOutcome>,
+}
+
+/// What one name server said about one name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolverOutcome {
+    /// The resolver as configured: `system` or the address given.
+    pub resolver: String,
+    /// The name server that was asked.
+    pub server: SocketAddr,
+    /// One entry per record type asked (A, AAAA).
+    pub queries: Vec<DnsQuery>,
+}
+
+/// One query to one name server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DnsQuery {
+    /// `A` or `AAAA`.
+    pub record_type: String,
+    pub outcome: DnsOutcome,
+    /// The response code as the server sent it (`NOERROR`, `NXDOMAIN`, `REFUSED`, ...), when a
+    /// response arrived.
+    pub rcode: Option<String>,
+    #[serde(default)]
+    pub answers: Vec<DnsAnswer>,
+    pub elapsed_ms: f64,
+    /// The network or protocol error, when no response arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One address record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsAnswer {
+    pub address: IpAddr,
+    pub ttl: u32,
+}
+
+/// The kind of answer a query got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DnsOutcome {
+    /// NOERROR with at least one address.
+    Answer,
+    /// NOERROR without an address of the asked type.
+    NoData,
+    /// NXDOMAIN: the name does not exist.
+    NxDomain,
+    /// SERVFAIL.
+    ServFail,
+    /// REFUSED.
+    Refused,
+    /// Another response code.
+    OtherRcode,
+    /// No response within the timeout.
+    Timeout,
+    /// The query could not be sent or its answer read (ICMP unreachable, TCP refused, ...).
+    NetworkError,
+}
+
+impl DnsQuery {
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.answers.iter().map(|a| a.address)
+    }
+}
+
+impl CheckResult {
+    /// The primary cause of a failed check (`unknown` when it was not classified).
+    pub fn cause(&self) -> Option<Cause> {
+        if self.ok {
+            return None;
+        }
+        Some(self.diagnosis.as_ref().map_or(Cause::Unknown, |d| d.cause))
+    }
+}

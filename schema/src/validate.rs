@@ -1,0 +1,213 @@
+//! Checks a report's values before a collector stores it. Pure: the caller passes the clock.
+//!
+//! Every error names the field (a path such as `results[2].status`), the value it had and what
+//! is allowed, so a probe's operator can fix the probe from the collector's answer alone.
+
+use std::fmt;
+
+use crate::{CheckResult, Report, SCHEMA_VERSION};
+
+/// Most check results one report may carry.
+pub const MAX_RESULTS: usize = 1_000;
+/// The longest server name (a DNS name's limit).
+pub const MAX_SERVER_NAME: usize = 253;
+/// A report more than this far in the future of the collector's clock is refused.
+const MAX_CLOCK_AHEAD_MS: i64 = 24 * 3600 * 1000;
+/// 2020-01-01T00:00:00Z: anything older is a broken clock, not a late report.
+const EARLIEST_MS: i64 = 1_577_836_800_000;
+
+/// One value that is not allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Where in the report, e.g. `results[2].status`.
+    pub field: String,
+    /// The value it had, quoted or shortened for display.
+    pub value: String,
+    /// What would have been accepted.
+    pub allowed: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} is not allowed; expected {}",
+            self.field, self.value, self.allowed
+        )
+    }
+}
+
+/// All the problems of a report, in field order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid report: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct InvalidReport(pub Vec<FieldError>);
+
+/// Whether `name` can name a server: 1 to 253 characters of ASCII letters, digits, `.`, `-`
+/// and `_` (a host name, or a label of the operator's choosing).
+pub fn is_valid_server_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_SERVER_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// What [`is_valid_server_name`] accepts, for error messages.
+pub const SERVER_NAME_RULE: &str = "1 to 253 characters of ASCII letters, digits, '.', '-' and '_'";
+
+impl Report {
+    /// Checks every field a collector relies on. `now_ms` is the collector's clock.
+    pub fn validate(&self, now_ms: i64) -> Result<(), InvalidReport> {
+        let mut v = Validator::default();
+        v.check(
+            "schema_version",
+            self.schema_version,
+            (1..=SCHEMA_VERSION).contains(&self.schema_version),
+            || format!("1 to {SCHEMA_VERSION} (this collector's newest)"),
+        );
+        v.check(
+            "server",
+            quoted(&self.server),
+            is_valid_server_name(&self.server),
+            || SERVER_NAME_RULE.to_owned(),
+        );
+        v.text("probe.host", &self.probe.host, 1, MAX_SERVER_NAME);
+        v.text("probe.version", &self.probe.version, 1, 64);
+        v.time("started_at_ms", self.started_at_ms, now_ms);
+        v.check(
+            "interval_s",
+            self.interval_s,
+            (1..=86_400).contains(&self.interval_s),
+            || "1 to 86400 seconds".to_owned(),
+        );
+        v.check(
+            "results",
+            format!("a list of {}", self.results.len()),
+            self.results.len() <= MAX_RESULTS,
+            || format!("at most {MAX_RESULTS} results"),
+        );
+        for (i, result) in self.results.iter().take(MAX_RESULTS).enumerate() {
+            v.result(&format!("results[{i}]"), result, now_ms);
+        }
+        for (i, res) in self.resolutions.iter().enumerate() {
+            v.text(&format!("resolutions[{i}].canary"), &res.canary, 1, 128);
+            v.text(&format!("resolutions[{i}].name"), &res.name, 1, 253);
+        }
+        v.finish()
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    errors: Vec<FieldError>,
+}
+
+impl Validator {
+    fn check(
+        &mut self,
+        field: &str,
+        value: impl fmt::Display,
+        ok: bool,
+        allowed: impl FnOnce() -> String,
+    ) {
+        if !ok {
+            self.errors.push(FieldError {
+                field: field.to_owned(),
+                value: value.to_string(),
+                allowed: allowed(),
+            });
+        }
+    }
+
+    fn text(&mut self, field: &str, value: &str, min: usize, max: usize) {
+        let len = value.chars().count();
+        self.check(field, quoted(value), (min..=max).contains(&len), || {
+            format!("text of {min} to {max} characters")
+        });
+    }
+
+    fn time(&mut self, field: &str, ms: i64, now_ms: i64) {
+        self.check(
+            field,
+            ms,
+            (EARLIEST_MS..=now_ms.saturating_add(MAX_CLOCK_AHEAD_MS)).contains(&ms),
+            || "milliseconds since the Unix epoch, after 2020 and at most a day ahead of the collector's clock".to_owned(),
+        );
+    }
+
+    fn duration(&mut self, field: &str, ms: Option<f64>) {
+        if let Some(ms) = ms {
+            self.check(field, ms, ms.is_finite() && ms >= 0.0, || {
+                "a finite number of milliseconds, 0 or more".to_owned()
+            });
+        }
+    }
+
+    fn result(&mut self, at: &str, r: &CheckResult, now_ms: i64) {
+        self.text(&format!("{at}.canary"), &r.canary, 1, 128);
+        self.text(&format!("{at}.url"), &r.url, 1, 2048);
+        self.time(&format!("{at}.started_at_ms"), r.started_at_ms, now_ms);
+        if let Some(status) = r.status {
+            self.check(
+                &format!("{at}.status"),
+                status,
+                (100..=599).contains(&status),
+                || "an HTTP status from 100 to 599".to_owned(),
+            );
+        }
+        self.check(
+            &format!("{at}.failure"),
+            if r.failure.is_some() {
+                "present"
+            } else {
+                "absent"
+            },
+            r.ok == r.failure.is_none(),
+            || format!("a failure exactly when ok is false (ok is {})", r.ok),
+        );
+        if let Some(failure) = &r.failure {
+            self.text(&format!("{at}.failure.message"), &failure.message, 0, 4096);
+        }
+        if let Some(diagnosis) = &r.diagnosis {
+            self.text(
+                &format!("{at}.diagnosis.explanation"),
+                &diagnosis.explanation,
+                1,
+                1024,
+            );
+            self.check(&format!("{at}.diagnosis"), "present", !r.ok, || {
+                "no diagnosis on a successful check".to_owned()
+            });
+        }
+        let t = &r.timings;
+        self.duration(&format!("{at}.timings.resolve_ms"), t.resolve_ms);
+        self.duration(&format!("{at}.timings.connect_ms"), t.connect_ms);
+        self.duration(&format!("{at}.timings.tls_ms"), t.tls_ms);
+        self.duration(&format!("{at}.timings.first_byte_ms"), t.first_byte_ms);
+        self.duration(&format!("{at}.timings.total_ms"), Some(t.total_ms));
+        if let Some(excerpt) = &r.evidence.body_excerpt {
+            // An excerpt of N bytes, decoded lossily, has at most N characters.
+            let max = crate::BODY_EXCERPT_MAX;
+            self.text(&format!("{at}.evidence.body_excerpt"), excerpt, 0, max);
+        }
+    }
+
+    fn finish(self) -> Result<(), InvalidReport> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidReport(self.errors))
+        }
+    }
+}
+
+/// A string for an error message: quoted, and cut at 80 characters.
+fn quoted(s: &str) -> String {
+    const MAX: usize = 80;
+    if s.chars().count() <= MAX {
+        format!("{s:?}")
+    } else {
+        let head: String = s.chars().take(MAX).collect();
+        format!("{head:?}... ({} characters)", s.chars().count())
+    }
+}

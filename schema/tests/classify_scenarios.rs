@@ -1,0 +1,81 @@
+//! The classifier on recorded checks: each scenario file holds a check (as the probe records
+//! it, without a diagnosis) and the diagnosis it must get.
+
+use causeway_schema::{Cause, CheckResult, classify};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Scenario {
+    check: CheckResult,
+    expect: Expect,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    cause: Option<Cause>,
+    explanation: Option<String>,
+}
+
+macro_rules! scenarios {
+    ($($name:literal),* $(,)?) => {
+        [$(($name, include_str!(concat!("scenarios/", $name, ".toml")))),*]
+    };
+}
+
+const SCENARIOS: &[(&str, &str)] = &scenarios![
+    "refused",
+    "connect-timeout",
+    "response-timeout",
+    "reset",
+    "tls",
+    "http-502",
+    "body-mismatch",
+    "closed-without-response",
+    "no-address",
+    "healthy",
+];
+
+#[test]
+fn every_scenario_file_is_listed() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios");
+    let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".toml")
+                .to_owned()
+        })
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = SCENARIOS.iter().map(|(n, _)| n.to_string()).collect();
+    listed.sort();
+    assert_eq!(on_disk, listed);
+}
+
+#[test]
+fn scenarios_get_their_cause() {
+    let mut failures = Vec::new();
+    for (name, text) in SCENARIOS {
+        let scenario: Scenario =
+            toml::from_str(text).unwrap_or_else(|e| panic!("scenario {name}: {e}"));
+        let got = classify(&scenario.check);
+        let got_cause = got.as_ref().map(|d| d.cause);
+        if got_cause != scenario.expect.cause {
+            failures.push(format!(
+                "{name}: cause {got_cause:?}, want {:?}",
+                scenario.expect.cause
+            ));
+        }
+        if let Some(want) = &scenario.expect.explanation {
+            let got = got.as_ref().map(|d| d.explanation.as_str()).unwrap_or("");
+            if got != want {
+                failures.push(format!("{name}: explanation {got:?}, want {want:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

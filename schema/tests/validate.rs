@@ -1,0 +1,118 @@
+//! Report validation: one case per kind of mistake, with the exact message a probe gets.
+
+use causeway_schema::*;
+
+const NOW: i64 = 1_763_900_060_000;
+
+fn report() -> Report {
+    let table: toml::Table = toml::from_str(include_str!("scenarios/refused.toml")).unwrap();
+    let mut check: CheckResult = table["check"].clone().try_into().unwrap();
+    check.diagnosis = classify(&check);
+    Report {
+        schema_version: SCHEMA_VERSION,
+        report_id: uuid::Uuid::nil(),
+        server: "web-01".into(),
+        probe: ProbeInfo {
+            host: "web-01".into(),
+            version: "0.1.0".into(),
+        },
+        started_at_ms: 1_763_900_000_000,
+        interval_s: 30,
+        results: vec![check],
+        resolutions: vec![],
+        spool: SpoolStats::default(),
+    }
+}
+
+/// A change that spoils a good report.
+type Mistake = Box<dyn FnOnce(&mut Report)>;
+
+fn error_of(change: impl FnOnce(&mut Report)) -> String {
+    let mut r = report();
+    change(&mut r);
+    r.validate(NOW).unwrap_err().to_string()
+}
+
+#[test]
+fn a_good_report_passes() {
+    report().validate(NOW).unwrap();
+}
+
+#[test]
+fn each_mistake_is_named() {
+    let cases: Vec<(Mistake, &str)> = vec![
+        (
+            Box::new(|r| r.schema_version = 9),
+            "invalid report: schema_version: 9 is not allowed; expected 1 to 1 (this collector's newest)",
+        ),
+        (
+            Box::new(|r| r.server = "web 01".into()),
+            "invalid report: server: \"web 01\" is not allowed; expected 1 to 253 characters of ASCII letters, digits, '.', '-' and '_'",
+        ),
+        (
+            Box::new(|r| r.server = String::new()),
+            "invalid report: server: \"\" is not allowed; expected 1 to 253 characters of ASCII letters, digits, '.', '-' and '_'",
+        ),
+        (
+            Box::new(|r| r.started_at_ms = 1_000),
+            "invalid report: started_at_ms: 1000 is not allowed; expected milliseconds since the Unix epoch, after 2020 and at most a day ahead of the collector's clock",
+        ),
+        (
+            Box::new(|r| r.interval_s = 0),
+            "invalid report: interval_s: 0 is not allowed; expected 1 to 86400 seconds",
+        ),
+        (
+            Box::new(|r| r.results[0].status = Some(999)),
+            "invalid report: results[0].status: 999 is not allowed; expected an HTTP status from 100 to 599",
+        ),
+        (
+            Box::new(|r| r.results[0].failure = None),
+            "invalid report: results[0].failure: absent is not allowed; expected a failure exactly when ok is false (ok is false)",
+        ),
+        (
+            Box::new(|r| r.results[0].timings.total_ms = -1.0),
+            "invalid report: results[0].timings.total_ms: -1 is not allowed; expected a finite number of milliseconds, 0 or more",
+        ),
+        (
+            Box::new(|r| r.results[0].canary = String::new()),
+            "invalid report: results[0].canary: \"\" is not allowed; expected text of 1 to 128 characters",
+        ),
+        (
+            Box::new(|r| r.results = vec![r.results[0].clone(); MAX_RESULTS + 1]),
+            "invalid report: results: a list of 1001 is not allowed; expected at most 1000 results",
+        ),
+    ];
+    for (change, want) in cases {
+        assert_eq!(error_of(change), want);
+    }
+}
+
+#[test]
+fn all_problems_are_listed_together() {
+    let msg = error_of(|r| {
+        r.interval_s = 0;
+        r.results[0].status = Some(42);
+    });
+    assert_eq!(
+        msg,
+        "invalid report: interval_s: 0 is not allowed; expected 1 to 86400 seconds; \
+         results[0].status: 42 is not allowed; expected an HTTP status from 100 to 599"
+    );
+}
+
+#[test]
+fn long_values_are_shortened_in_messages() {
+    let msg = error_of(|r| r.server = "x".repeat(300));
+    assert!(msg.contains("... (300 characters)"), "{msg}");
+    assert!(msg.len() < 300, "{msg}");
+}
+
+#[test]
+fn server_names() {
+    for good in ["web-01", "a", "host.example.com", "db_2"] {
+        assert!(is_valid_server_name(good), "{good}");
+    }
+    for bad in ["", "a b", "x/y", "ümlaut", &"a".repeat(254)] {
+        assert!(!is_valid_server_name(bad), "{bad}");
+    }
+}

@@ -1,0 +1,95 @@
+//! Round trips of the wire format, and compatibility with reports of other versions.
+
+use causeway_schema::*;
+
+fn sample() -> Report {
+    let scenario = include_str!("scenarios/http-502.toml");
+    let table: toml::Table = toml::from_str(scenario).unwrap();
+    let mut failed: CheckResult = table["check"].clone().try_into().unwrap();
+    failed.diagnosis = classify(&failed);
+    let ok: CheckResult = toml::from_str::<toml::Table>(include_str!("scenarios/healthy.toml"))
+        .unwrap()["check"]
+        .clone()
+        .try_into()
+        .unwrap();
+    Report {
+        schema_version: SCHEMA_VERSION,
+        report_id: "6f1c2b9e-3a4d-4c8e-9f00-112233445566".parse().unwrap(),
+        server: "web-01".into(),
+        probe: ProbeInfo {
+            host: "web-01".into(),
+            version: "0.1.0".into(),
+        },
+        started_at_ms: 1_763_900_000_000,
+        interval_s: 30,
+        results: vec![ok, failed],
+        resolutions: vec![Resolution {
+            canary: "site".into(),
+            name: "canary.test".into(),
+            resolvers: vec![ResolverOutcome {
+                resolver: "system".into(),
+                server: "10.77.0.53:53".parse().unwrap(),
+                queries: vec![DnsQuery {
+                    record_type: "A".into(),
+                    outcome: DnsOutcome::Answer,
+                    rcode: Some("NOERROR".into()),
+                    answers: vec![DnsAnswer {
+                        address: "10.77.0.2".parse().unwrap(),
+                        ttl: 300,
+                    }],
+                    elapsed_ms: 0.8,
+                    error: None,
+                }],
+            }],
+        }],
+        spool: SpoolStats {
+            queued: 2,
+            dropped_total: 0,
+        },
+    }
+}
+
+#[test]
+fn json_round_trip_keeps_everything() {
+    let report = sample();
+    let json = serde_json::to_string(&report).unwrap();
+    let back: Report = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, report);
+    assert!(json.contains(r#""cause":"http_error""#), "{json}");
+    assert!(json.contains(r#""kind":"unexpected_status""#), "{json}");
+    assert!(json.contains(r#""outcome":"answer""#), "{json}");
+}
+
+#[test]
+fn a_newer_probe_s_extra_fields_are_ignored() {
+    let mut value = serde_json::to_value(sample()).unwrap();
+    value["future_field"] = serde_json::json!({"x": 1});
+    value["results"][1]["evidence"]["packets"] = serde_json::json!([1, 2, 3]);
+    let back: Report = serde_json::from_value(value).unwrap();
+    assert_eq!(back, sample());
+}
+
+#[test]
+fn an_older_probe_without_optional_fields_is_read() {
+    let mut value = serde_json::to_value(sample()).unwrap();
+    let obj = value.as_object_mut().unwrap();
+    obj.remove("resolutions");
+    obj.remove("spool");
+    value["results"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("evidence");
+    let back: Report = serde_json::from_value(value).unwrap();
+    assert!(back.resolutions.is_empty());
+    assert_eq!(back.spool, SpoolStats::default());
+}
+
+#[test]
+fn cause_of_a_check() {
+    let report = sample();
+    assert_eq!(report.results[0].cause(), None);
+    assert_eq!(report.results[1].cause(), Some(Cause::HttpError));
+    let mut unclassified = report.results[1].clone();
+    unclassified.diagnosis = None;
+    assert_eq!(unclassified.cause(), Some(Cause::Unknown));
+}
