@@ -1,0 +1,112 @@
+//! Processes a test starts: commands run to completion, and services kept running.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::wait::wait_for;
+
+/// Runs `cmd` to completion; an error carries its exit status and what it printed.
+pub fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A long-running process with its output in a log file. Stopped on drop.
+pub struct Service {
+    pub name: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Service {
+    /// Starts `cmd` with stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Result<Service> {
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {name}: {cmd:?}"))?;
+        Ok(Service { name: name.to_owned(), child: Some(child), log: log.to_owned() })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (a name such as `TERM`, `HUP`) to the process.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let pid = self.pid().context("the service is not running")?;
+        run(Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()))?;
+        Ok(())
+    }
+
+    /// Stops the process: SIGTERM, then SIGKILL if it has not exited within 5 s. Returns its
+    /// exit status, when it exited by itself.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let exited = wait_for(&format!("{} to exit", self.name), Duration::from_secs(5), || {
+            Ok(child.try_wait()?)
+        });
+        match exited {
+            Ok(status) => Some(status),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                None
+            }
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Prints the end of the log to stderr (for a failed test's output).
+    pub fn print_log_tail(&self, lines: usize) {
+        let text = self.log_text();
+        let all: Vec<&str> = text.lines().collect();
+        let tail = &all[all.len().saturating_sub(lines)..];
+        eprintln!("----- last {} lines of {} ({}) -----", tail.len(), self.name, self.log.display());
+        for line in tail {
+            eprintln!("{line}");
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,281 @@
+//! The real programs a lab runs: nginx, unbound, Causeway's collector and probe.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::lab::{Host, Lab};
+use crate::process::{Service, run};
+use crate::wait::wait_for;
+
+/// The text the lab's canary page contains, and the probe expects.
+pub const CANARY_TEXT: &str = "causeway canary ok";
+
+/// How long a service may take to come up in a lab.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where cargo put Causeway's binaries: beside this test's own executable's parent.
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test>-<hash>  ->  target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test executable has no parent directory")?;
+    let path = dir.join(name);
+    if !path.is_file() {
+        bail!("{} is missing: run `cargo build --bins` first (scripts/test does)", path.display());
+    }
+    Ok(path)
+}
+
+fn sbin(name: &str) -> String {
+    let path = format!("/usr/sbin/{name}");
+    if Path::new(&path).exists() { path } else { name.to_owned() }
+}
+
+/// nginx serving the canary page on `host`:80, started in the foreground (so the test owns the
+/// master process), listening with `reuseport` as production configs often do.
+pub fn start_nginx(lab: &Lab, host: &Host, name: &str) -> Result<Service> {
+    let prefix = lab.path(name);
+    for sub in ["", "logs", "tmp"] {
+        std::fs::create_dir_all(prefix.join(sub))?;
+    }
+    let conf = prefix.join("nginx.conf");
+    let tmp = prefix.join("tmp");
+    let tmp = tmp.display();
+    std::fs::write(
+        &conf,
+        format!(
+            r#"daemon off;
+master_process on;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log stderr notice;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen {addr}:80 reuseport;
+        location / {{ default_type text/plain; return 200 "{CANARY_TEXT}\n"; }}
+    }}
+}}
+"#,
+            prefix = prefix.display(),
+            addr = host.addr,
+        ),
+    )?;
+    let mut cmd = host.command(sbin("nginx"));
+    cmd.arg("-e").arg("stderr").arg("-p").arg(&prefix).arg("-c").arg(&conf);
+    let mut service = Service::spawn(name, &mut cmd, &prefix.join("nginx.log"))?;
+    let url = format!("http://{}/", host.addr);
+    wait_for(&format!("{name} to serve {url}"), START_TIMEOUT, || {
+        if !service.is_running() {
+            bail!("nginx exited: {}", service.log_text());
+        }
+        Ok(http_get(host, &url).ok().filter(|body| body.contains(CANARY_TEXT)))
+    })?;
+    Ok(service)
+}
+
+/// unbound on `host`:53, authoritative for `lab.` with the given records
+/// (`"canary.lab. 30 IN A 10.88.0.2"`), answering only the lab's subnet.
+pub fn start_unbound(lab: &Lab, host: &Host, name: &str, records: &[&str]) -> Result<Service> {
+    let dir = lab.path(name);
+    std::fs::create_dir_all(&dir)?;
+    let data: String = records.iter().map(|r| format!("    local-data: \"{r}\"\n")).collect();
+    let conf = dir.join("unbound.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"server:
+    interface: {addr}
+    port: 53
+    do-daemonize: no
+    username: ""
+    chroot: ""
+    directory: "{dir}"
+    pidfile: ""
+    use-syslog: no
+    logfile: ""
+    verbosity: 1
+    do-ip6: no
+    access-control: {subnet}.0/24 allow
+    local-zone: "lab." static
+{data}remote-control:
+    control-enable: no
+"#,
+            addr = host.addr,
+            dir = dir.display(),
+            subnet = crate::lab::SUBNET_PREFIX,
+        ),
+    )?;
+    let mut cmd = host.command(sbin("unbound"));
+    cmd.arg("-d").arg("-c").arg(&conf);
+    let mut service = Service::spawn(name, &mut cmd, &dir.join("unbound.log"))?;
+    wait_for(&format!("{name} to start"), START_TIMEOUT, || {
+        if !service.is_running() {
+            bail!("unbound exited: {}", service.log_text());
+        }
+        Ok(service.log_text().contains("start of service").then_some(()))
+    })?;
+    Ok(service)
+}
+
+/// A collector on `host`:8750 with its SQLite file at `db`.
+pub struct Collector {
+    pub service: Service,
+    pub url: String,
+    pub db: PathBuf,
+    pub host: Host,
+}
+
+pub const COLLECTOR_PORT: u16 = 8750;
+
+pub fn start_collector(lab: &Lab, host: &Host, db: &Path) -> Result<Collector> {
+    let url = format!("http://{}:{COLLECTOR_PORT}", host.addr);
+    let service = spawn_collector(lab, host, db, &url)?;
+    Ok(Collector { service, url, db: db.to_owned(), host: host.clone() })
+}
+
+impl Collector {
+    /// Stops the collector with SIGTERM and waits for it to exit.
+    pub fn stop(&mut self) -> Result<()> {
+        self.service.stop().context("the collector did not exit on SIGTERM")?;
+        Ok(())
+    }
+
+    /// Starts the collector again on the same address and database.
+    pub fn restart(&mut self, lab: &Lab) -> Result<()> {
+        self.service = spawn_collector(lab, &self.host, &self.db, &self.url)?;
+        Ok(())
+    }
+}
+
+fn spawn_collector(lab: &Lab, host: &Host, db: &Path, url: &str) -> Result<Service> {
+    let mut cmd = host.command(bin("causeway-collector")?);
+    cmd.arg("--db")
+        .arg(db)
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("{}:{COLLECTOR_PORT}", host.addr))
+        .env("RUST_LOG", "info");
+    let mut service = Service::spawn("collector", &mut cmd, &lab.path("collector.log"))?;
+    let health = format!("{url}/healthz");
+    wait_for("the collector to answer /healthz", START_TIMEOUT, || {
+        if !service.is_running() {
+            bail!("the collector exited: {}", service.log_text());
+        }
+        Ok(http_get(host, &health).ok().map(|_| ()))
+    })?;
+    Ok(service)
+}
+
+/// Issues a probe token for `server` with the collector's own command.
+pub fn add_token(db: &Path, server: &str) -> Result<String> {
+    let out = run(std::process::Command::new(bin("causeway-collector")?)
+        .arg("--db")
+        .arg(db)
+        .args(["token", "add", server]))?;
+    let token = out.trim().to_owned();
+    if !token.starts_with("cw_") {
+        bail!("token add printed {out:?}, not a token");
+    }
+    Ok(token)
+}
+
+/// A probe's settings for a lab test.
+pub struct ProbeSetup<'a> {
+    pub server: &'a str,
+    pub collector_url: &'a str,
+    pub token: &'a str,
+    pub canary_url: &'a str,
+    pub resolvers: &'a [String],
+    pub interval: &'a str,
+    pub timeout: &'a str,
+}
+
+/// The probe's config file for `setup`, written into the lab.
+pub fn write_probe_config(lab: &Lab, setup: &ProbeSetup) -> Result<(PathBuf, PathBuf)> {
+    let spool = lab.path("spool");
+    let resolvers: Vec<String> = setup.resolvers.iter().map(|r| format!("{r:?}")).collect();
+    let config = lab.path("probe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"collector_url = "{collector}"
+token = "{token}"
+server = "{server}"
+interval = "{interval}"
+timeout = "{timeout}"
+spool_dir = "{spool}"
+resolvers = [{resolvers}]
+
+[[canary]]
+name = "site"
+url = "{url}"
+expect_status = 200
+expect_text = "{CANARY_TEXT}"
+"#,
+            collector = setup.collector_url,
+            token = setup.token,
+            server = setup.server,
+            interval = setup.interval,
+            timeout = setup.timeout,
+            spool = spool.display(),
+            resolvers = resolvers.join(", "),
+            url = setup.canary_url,
+        ),
+    )?;
+    Ok((config, spool))
+}
+
+/// `causeway-probe run` on `host` with `config`.
+pub fn start_probe(lab: &Lab, host: &Host, config: &Path) -> Result<Service> {
+    let mut cmd = host.command(bin("causeway-probe")?);
+    cmd.arg("run").arg("--config").arg(config).env("RUST_LOG", "info");
+    Service::spawn("probe", &mut cmd, &lab.path("probe.log"))
+}
+
+/// An HTTP GET from inside `host`'s namespace (curl, 5 s at most); the body on a 2xx.
+pub fn http_get(host: &Host, url: &str) -> Result<String> {
+    run(host.command("curl").args(["-sS", "--fail", "--max-time", "5", "--noproxy", "*", url]))
+}
+
+/// A GET of the collector's JSON API, parsed.
+pub fn api_get(collector: &Collector, path: &str) -> Result<serde_json::Value> {
+    let body = http_get(&collector.host, &format!("{}{path}", collector.url))?;
+    serde_json::from_str(&body).with_context(|| format!("parsing {path}: {body}"))
+}
+
+/// Runs `probectl` inside the collector's host against it; its stdout on success.
+pub fn probectl(collector: &Collector, args: &[&str]) -> Result<String> {
+    run(collector
+        .host
+        .command(bin("probectl")?)
+        .arg("--collector")
+        .arg(&collector.url)
+        .args(args))
+}
+
+/// The report files waiting in a probe's spool (their names: `<started_at>-<report_id>.json`).
+pub fn spooled_reports(spool: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    if !spool.exists() {
+        return Ok(names);
+    }
+    for entry in std::fs::read_dir(spool)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".json") {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
