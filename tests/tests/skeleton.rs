@@ -55,12 +55,23 @@ fn setup(test: &str) -> Result<Setup> {
     )?;
     let probe = services::start_probe(&lab, &canary, &config)?;
     lab.adopt(probe);
-    Ok(Setup { lab, canary, collector, spool })
+    Ok(Setup {
+        lab,
+        canary,
+        collector,
+        spool,
+    })
 }
 
 fn results(collector: &Collector) -> Result<Vec<Value>> {
-    let v = services::api_get(collector, &format!("/api/v1/servers/{SERVER}/results?limit=1000"))?;
-    Ok(v["results"].as_array().context("results is not a list")?.clone())
+    let v = services::api_get(
+        collector,
+        &format!("/api/v1/servers/{SERVER}/results?limit=1000"),
+    )?;
+    Ok(v["results"]
+        .as_array()
+        .context("results is not a list")?
+        .clone())
 }
 
 fn why_json(collector: &Collector) -> Result<Value> {
@@ -87,17 +98,28 @@ fn wait_results_after(collector: &Collector, after_ms: i64, n: usize) -> Result<
 
 #[test]
 fn refused_connection_opens_an_incident_that_closes_when_nginx_returns() -> Result<()> {
-    let Setup { mut lab, canary, collector, .. } = setup("refused")?;
+    let Setup {
+        mut lab,
+        canary,
+        collector,
+        ..
+    } = setup("refused")?;
 
     // While nginx serves, every check succeeds.
     let healthy = wait_results_after(&collector, 0, 3)?;
     for r in &healthy {
         ensure!(r["ok"] == true, "a check failed while nginx served: {r}");
-        ensure!(r["address"] == canary.addr.to_string(), "resolved to the wrong address: {r}");
+        ensure!(
+            r["address"] == canary.addr.to_string(),
+            "resolved to the wrong address: {r}"
+        );
     }
     let server = services::api_get(&collector, &format!("/api/v1/servers/{SERVER}"))?;
     ensure!(server["state"] == "up", "state while healthy: {server}");
-    ensure!(server["availability"]["1h"]["ratio"] == 1.0, "availability: {server}");
+    ensure!(
+        server["availability"]["1h"]["ratio"] == 1.0,
+        "availability: {server}"
+    );
 
     // Stop nginx; the next checks are refused.
     let mut nginx = lab.take("nginx").context("no nginx in the lab")?;
@@ -105,8 +127,14 @@ fn refused_connection_opens_an_incident_that_closes_when_nginx_returns() -> Resu
     let stopped_at = now_ms();
     let after_stop = wait_results_after(&collector, stopped_at, 3)?;
     for r in &after_stop {
-        ensure!(r["ok"] == false, "a check succeeded with nginx stopped: {r}");
-        ensure!(r["cause"] == "connection_refused", "cause with nginx stopped: {r}");
+        ensure!(
+            r["ok"] == false,
+            "a check succeeded with nginx stopped: {r}"
+        );
+        ensure!(
+            r["cause"] == "connection_refused",
+            "cause with nginx stopped: {r}"
+        );
     }
     let first = after_stop[0]["started_at_ms"].as_i64().unwrap_or(i64::MAX);
     ensure!(
@@ -116,24 +144,48 @@ fn refused_connection_opens_an_incident_that_closes_when_nginx_returns() -> Resu
     );
 
     let why = why_json(&collector)?;
-    let open: Vec<Value> = incidents(&why).into_iter().filter(|i| i["open"] == true).collect();
+    let open: Vec<Value> = incidents(&why)
+        .into_iter()
+        .filter(|i| i["open"] == true)
+        .collect();
     ensure!(open.len() == 1, "expected one open incident: {why}");
-    ensure!(open[0]["cause"] == "connection_refused", "open incident: {}", open[0]);
+    ensure!(
+        open[0]["cause"] == "connection_refused",
+        "open incident: {}",
+        open[0]
+    );
     let text = services::probectl(&collector, &["why", SERVER, "--since", "1h"])?;
-    ensure!(text.contains("[OPEN] connection_refused"), "probectl why printed:\n{text}");
-    ensure!(text.contains(&canary.addr.to_string()), "no evidence address in:\n{text}");
+    ensure!(
+        text.contains("[OPEN] connection_refused"),
+        "probectl why printed:\n{text}"
+    );
+    ensure!(
+        text.contains(&canary.addr.to_string()),
+        "no evidence address in:\n{text}"
+    );
 
     // nginx back: checks succeed and the incident closes.
     let nginx = services::start_nginx(&lab, &canary, "nginx")?;
     lab.adopt(nginx);
     let restarted_at = now_ms();
     let back = wait_results_after(&collector, restarted_at, 2)?;
-    ensure!(back.iter().all(|r| r["ok"] == true), "checks after nginx returned: {back:?}");
+    ensure!(
+        back.iter().all(|r| r["ok"] == true),
+        "checks after nginx returned: {back:?}"
+    );
     let why = why_json(&collector)?;
     let all = incidents(&why);
     ensure!(all.len() == 1, "expected exactly one incident: {why}");
-    ensure!(all[0]["open"] == false, "the incident is still open: {}", all[0]);
-    ensure!(all[0]["ended_at_ms"].as_i64().is_some(), "no end time: {}", all[0]);
+    ensure!(
+        all[0]["open"] == false,
+        "the incident is still open: {}",
+        all[0]
+    );
+    ensure!(
+        all[0]["ended_at_ms"].as_i64().is_some(),
+        "no end time: {}",
+        all[0]
+    );
     ensure!(
         all[0]["failed_checks"].as_u64().unwrap_or(0) >= 3,
         "failed_checks: {}",
@@ -144,15 +196,24 @@ fn refused_connection_opens_an_incident_that_closes_when_nginx_returns() -> Resu
 
 #[test]
 fn reports_made_while_the_collector_is_down_arrive_once() -> Result<()> {
-    let Setup { lab, mut collector, spool, .. } = setup("outage")?;
+    let Setup {
+        lab,
+        mut collector,
+        spool,
+        ..
+    } = setup("outage")?;
     wait_results_after(&collector, 0, 2)?;
 
     // Collector down for several intervals: reports pile up in the probe's spool.
     collector.stop()?;
-    let gap = wait_for("4 reports spooled while the collector is down", PATIENCE, || {
-        let files = services::spooled_reports(&spool)?;
-        Ok((files.len() >= 4).then_some(files))
-    })?;
+    let gap = wait_for(
+        "4 reports spooled while the collector is down",
+        PATIENCE,
+        || {
+            let files = services::spooled_reports(&spool)?;
+            Ok((files.len() >= 4).then_some(files))
+        },
+    )?;
     let replay_copy = std::fs::read(spool.join(&gap[0]))?;
 
     collector.restart(&lab)?;
@@ -174,7 +235,10 @@ fn reports_made_while_the_collector_is_down_arrive_once() -> Result<()> {
         Ok(services::spooled_reports(&spool)?.is_empty().then_some(()))
     })?;
     let id = report_id_of(&gap[0])?;
-    let n = results(&collector)?.iter().filter(|r| r["report_id"] == id).count();
+    let n = results(&collector)?
+        .iter()
+        .filter(|r| r["report_id"] == id)
+        .count();
     ensure!(n == 1, "the replayed report {id} is stored {n} times");
     Ok(())
 }
@@ -182,6 +246,8 @@ fn reports_made_while_the_collector_is_down_arrive_once() -> Result<()> {
 /// `<started_at>-<uuid>.json` -> `<uuid>`
 fn report_id_of(file: &str) -> Result<String> {
     let stem = file.strip_suffix(".json").context("not a report file")?;
-    let (_, id) = stem.split_once('-').context("no report id in the file name")?;
+    let (_, id) = stem
+        .split_once('-')
+        .context("no report id in the file name")?;
     Ok(id.to_owned())
 }
