@@ -1,1 +1,24 @@
+//! `causeway-collector`: receives the probes' reports, stores them in SQLite, groups failures
+//! into incidents and serves the read API and a web page. Also the library behind `probectl`,
+//! the operator's client of that API.
+//!
+//! One job per module: [`db`] opens the database, [`tokens`] authenticates probes, [`ingest`]
+//! stores a report and its incidents, [`read`] answers queries, [`api`] maps HTTP to both,
+//! [`page`] renders HTML; [`client`], [`ctl`] and [`why`] are `probectl`'s.
 
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod ctl;
+pub mod db;
+pub mod duration;
+pub mod ingest;
+pub mod names;
+pub mod page;
+pub mod read;
+pub mod serve;
+pub mod timefmt;
+pub mod tokens;
+pub mod views;
+pub mod why;

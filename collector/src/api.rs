@@ -1,0 +1,319 @@
+//! HTTP: the ingest endpoint, the read API, the page. Handlers are thin: they parse, call
+//! [`crate::ingest`] or [`crate::read`], and map errors through [`ApiError`].
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use causeway_schema::{InvalidReport, Report};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::clock::Clock;
+use crate::db::Db;
+use crate::ingest::{self, IngestError, Outcome};
+use crate::read::{self, DEFAULT_RESULTS, MAX_RESULTS, ReadError};
+use crate::views::{ErrorBody, FieldView, IncidentList, ResultList, ServerList};
+use crate::{page, tokens};
+
+/// The default window of `incidents` and `why`.
+const DEFAULT_WINDOW_MS: i64 = 86_400_000;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub clock: Clock,
+    /// The largest report body accepted, in bytes.
+    pub max_body: usize,
+}
+
+/// The whole application, without a socket (tests call it with `oneshot`).
+pub fn app(state: AppState) -> Router {
+    let max_body = state.max_body;
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/v1/reports", post(post_report))
+        .route("/api/v1/servers", get(list_servers))
+        .route("/api/v1/servers/{name}", get(one_server))
+        .route("/api/v1/servers/{name}/results", get(server_results))
+        .route("/api/v1/servers/{name}/incidents", get(server_incidents))
+        .route("/api/v1/servers/{name}/why", get(server_why))
+        .fallback(no_route)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Every error the API answers, as `{"error": "..."}` with a fitting status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    InvalidReport(#[from] InvalidReport),
+    #[error("unknown server {name:?}")]
+    UnknownServer { name: String, closest: Vec<String> },
+    /// Logged in detail; the client only learns that something failed on our side.
+    #[error("internal error: {0}")]
+    Internal(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::UnknownServer { name, closest } => ApiError::UnknownServer { name, closest },
+            other => ApiError::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        ApiError::Internal(Box::new(e))
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Internal(Box::new(e))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = ErrorBody {
+            error: self.to_string(),
+            closest: None,
+            fields: None,
+        };
+        let status = match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::InvalidReport(e) => {
+                body.fields = Some(
+                    e.0.into_iter()
+                        .map(|f| FieldView {
+                            field: f.field,
+                            value: f.value,
+                            allowed: f.allowed,
+                        })
+                        .collect(),
+                );
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::UnknownServer { closest, .. } => {
+                body.closest = Some(closest);
+                StatusCode::NOT_FOUND
+            }
+            ApiError::Internal(e) => {
+                tracing::error!(error = %e, "request failed");
+                body.error = "internal error; the collector's log has the details".to_owned();
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {method} {}", uri.path()))
+}
+
+/// `POST /api/v1/reports`. The token is checked before the body is read, so an
+/// unauthenticated client cannot make the collector buffer a megabyte.
+async fn post_report(
+    State(app): State<AppState>,
+    req: Request,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let auth = authenticate(&app, req.headers()).await?;
+    let bytes = Bytes::from_request(req, &app).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(format!(
+                "the report is larger than this collector's limit of {} bytes (--max-body)",
+                app.max_body
+            ))
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })?;
+    // `from_bytes` rather than the `Json` extractor: no Content-Type requirement, and both
+    // syntax and type errors are a 400 here (422 is kept for values `validate` refuses).
+    let Json(report) = Json::<Report>::from_bytes(&bytes)
+        .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    if report.server != auth.server {
+        return Err(ApiError::Forbidden(format!(
+            "this token is for server {:?}, but the report is for server {:?}",
+            auth.server, report.server
+        )));
+    }
+    let now_ms = app.clock.now_ms();
+    report.validate(now_ms)?;
+    let outcome = ingest::store(&app.db.write, auth.server_id, &report, now_ms).await?;
+    let report_id = report.report_id.to_string();
+    Ok(Json(match outcome {
+        Outcome::Stored => {
+            tracing::debug!(%report_id, server = %report.server, "report stored");
+            json!({ "report_id": report_id, "stored": true })
+        }
+        Outcome::Duplicate => {
+            tracing::debug!(%report_id, server = %report.server, "report already stored");
+            json!({ "report_id": report_id, "stored": false, "duplicate": true })
+        }
+    }))
+}
+
+async fn authenticate(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<tokens::Authenticated, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::Unauthorized(
+            "missing Authorization header: send `Authorization: Bearer <token>` with a token \
+             from `causeway-collector token add <server>`"
+                .to_owned(),
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "the Authorization header is not of the form `Bearer <token>`".to_owned(),
+            )
+        })?;
+    tokens::authenticate(&app.db.read, token)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("unknown or revoked token".to_owned()))
+}
+
+async fn index(State(app): State<AppState>) -> Result<Html<String>, ApiError> {
+    let now_ms = app.clock.now_ms();
+    let servers = read::servers(&app.db.read, now_ms).await?;
+    Ok(Html(page::render(&servers, now_ms)))
+}
+
+async fn list_servers(State(app): State<AppState>) -> Result<Json<ServerList>, ApiError> {
+    let now_ms = app.clock.now_ms();
+    let servers = read::servers(&app.db.read, now_ms).await?;
+    Ok(Json(ServerList { now_ms, servers }))
+}
+
+async fn one_server(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<crate::views::ServerView>, ApiError> {
+    Ok(Json(
+        read::server(&app.db.read, &name, app.clock.now_ms()).await?,
+    ))
+}
+
+/// Query parameters, read as text so that a bad value gets our message, not serde's.
+#[derive(Debug, Deserialize)]
+struct Params {
+    since_ms: Option<String>,
+    limit: Option<String>,
+}
+
+fn params(query: Result<Query<Params>, QueryRejection>) -> Result<Params, ApiError> {
+    query
+        .map(|Query(p)| p)
+        .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+}
+
+/// `since_ms`: milliseconds since the Unix epoch, 0 or more; `default` when absent.
+fn since_ms(params: &Params, default: i64) -> Result<i64, ApiError> {
+    match params.since_ms.as_deref() {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|&ms| ms >= 0)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "since_ms: {text:?} is not allowed; expected milliseconds since the Unix \
+                     epoch, a whole number 0 or more"
+                ))
+            }),
+    }
+}
+
+fn limit(params: &Params) -> Result<u32, ApiError> {
+    match params.limit.as_deref() {
+        None => Ok(DEFAULT_RESULTS),
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_RESULTS).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "limit: {text:?} is not allowed; expected a whole number from 1 to \
+                     {MAX_RESULTS}"
+                ))
+            }),
+    }
+}
+
+async fn server_results(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<Params>, QueryRejection>,
+) -> Result<Json<ResultList>, ApiError> {
+    let params = params(query)?;
+    let since = since_ms(&params, 0)?;
+    let limit = limit(&params)?;
+    let results = read::results(&app.db.read, &name, since, limit).await?;
+    Ok(Json(ResultList {
+        server: name,
+        results,
+    }))
+}
+
+async fn server_incidents(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<Params>, QueryRejection>,
+) -> Result<Json<IncidentList>, ApiError> {
+    let now_ms = app.clock.now_ms();
+    let since = since_ms(&params(query)?, now_ms - DEFAULT_WINDOW_MS)?;
+    let incidents = read::incidents(&app.db.read, &name, since).await?;
+    Ok(Json(IncidentList {
+        server: name,
+        since_ms: since,
+        now_ms,
+        incidents,
+    }))
+}
+
+async fn server_why(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<Params>, QueryRejection>,
+) -> Result<Json<crate::views::WhyView>, ApiError> {
+    let now_ms = app.clock.now_ms();
+    let since = since_ms(&params(query)?, now_ms - DEFAULT_WINDOW_MS)?;
+    Ok(Json(read::why(&app.db.read, &name, since, now_ms).await?))
+}

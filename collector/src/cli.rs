@@ -1,0 +1,250 @@
+//! `causeway-collector`'s command line, and what each command does.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::api::AppState;
+use crate::clock::{Clock, system_now_ms};
+use crate::db::{Db, DbError};
+use crate::serve::{self, ServeError};
+use crate::timefmt::rfc3339;
+use crate::tokens::{self, TokenError};
+
+/// Receives Causeway probes' reports, stores them in SQLite and serves the API and web page.
+#[derive(Debug, Parser)]
+#[command(name = "causeway-collector", version)]
+pub struct Cli {
+    /// The SQLite database file; created (with its tables) if missing.
+    #[arg(
+        long,
+        global = true,
+        env = "CAUSEWAY_DB",
+        default_value = "causeway.db"
+    )]
+    pub db: PathBuf,
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the ingest API, the read API and the web page (the default).
+    Serve(ServeArgs),
+    /// Manage the tokens probes authenticate with.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The address and port to listen on.
+    #[arg(long, env = "CAUSEWAY_LISTEN", default_value = "127.0.0.1:8750")]
+    pub listen: SocketAddr,
+    /// The largest report body accepted, in bytes; larger ones get 413.
+    #[arg(long, default_value_t = 1_048_576, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_body: u32,
+}
+
+impl ServeArgs {
+    /// The defaults (and environment) of `serve`, for when no subcommand is given.
+    pub fn from_env() -> Result<ServeArgs, clap::Error> {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        Only::try_parse_from(["serve"]).map(|o| o.args)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for a server (creating the server if new); prints only the token.
+    Add {
+        /// The server's name: letters, digits, '.', '-' and '_' (usually its host name).
+        server: String,
+    },
+    /// List tokens: server, created, revoked and a prefix of the token's hash.
+    List,
+    /// Revoke every token of a server.
+    Revoke {
+        /// The server whose tokens stop working.
+        server: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error(transparent)]
+    Args(#[from] clap::Error),
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// Runs a parsed command line. `out` gets what scripts read, `err` what people read.
+pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), CliError> {
+    let serve_args = match cli.command {
+        None => ServeArgs::from_env()?,
+        Some(Command::Serve(args)) => args,
+        Some(Command::Token(cmd)) => return token(&cli.db, cmd, out, err).await,
+    };
+    let db = Db::open(&cli.db).await?;
+    let result = async {
+        let listener = serve::bind(serve_args.listen).await?;
+        let addr = listener.local_addr().unwrap_or(serve_args.listen);
+        tracing::info!(db = %cli.db.display(), "listening on http://{addr}");
+        let state = AppState {
+            db: db.clone(),
+            clock: Clock::system(),
+            max_body: serve_args.max_body as usize,
+        };
+        serve::run(listener, state, serve::shutdown_signal()).await
+    }
+    .await;
+    db.close().await;
+    tracing::info!("stopped");
+    Ok(result?)
+}
+
+async fn token(
+    path: &std::path::Path,
+    cmd: TokenCommand,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
+    // Validate before creating a database file for nothing.
+    if let TokenCommand::Add { server } = &cmd
+        && !causeway_schema::is_valid_server_name(server)
+    {
+        return Err(TokenError::InvalidServerName {
+            name: server.clone(),
+        }
+        .into());
+    }
+    let db = Db::open(path).await?;
+    let result = token_with(&db, cmd, out, err).await;
+    db.close().await;
+    result
+}
+
+async fn token_with(
+    db: &Db,
+    cmd: TokenCommand,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
+    let now_ms = system_now_ms();
+    match cmd {
+        TokenCommand::Add { server } => {
+            let new = tokens::add(&db.write, &server, now_ms).await?;
+            writeln!(out, "{}", new.token)?;
+            let created = if new.server_created {
+                " (new server)"
+            } else {
+                ""
+            };
+            writeln!(
+                err,
+                "token for server {:?}{created}: it is shown once; only its hash is stored",
+                new.server
+            )?;
+        }
+        TokenCommand::List => {
+            let list = tokens::list(&db.read).await?;
+            if list.is_empty() {
+                writeln!(err, "no tokens; create one with `token add <server>`")?;
+            }
+            let width = list
+                .iter()
+                .map(|t| t.server.len())
+                .max()
+                .unwrap_or(0)
+                .max(6);
+            writeln!(
+                out,
+                "{:<width$}  {:<20}  {:<20}  SHA-256",
+                "SERVER", "CREATED", "REVOKED"
+            )?;
+            for t in list {
+                let revoked = t.revoked_at_ms.map_or("-".to_owned(), rfc3339);
+                writeln!(
+                    out,
+                    "{:<width$}  {:<20}  {:<20}  {}…",
+                    t.server,
+                    rfc3339(t.created_at_ms),
+                    revoked,
+                    t.hash_prefix
+                )?;
+            }
+        }
+        TokenCommand::Revoke { server } => {
+            let n = tokens::revoke(&db.write, &server, now_ms).await?;
+            writeln!(out, "revoked {n} token(s) of server {server:?}")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_and_no_subcommand() {
+        let cli = Cli::try_parse_from(["causeway-collector"]).unwrap();
+        assert!(cli.command.is_none());
+        let serve = ServeArgs::from_env().unwrap();
+        assert_eq!(serve.max_body, 1_048_576);
+        let cli = Cli::try_parse_from([
+            "causeway-collector",
+            "serve",
+            "--listen",
+            "0.0.0.0:9000",
+            "--db",
+            "/tmp/x.db",
+        ])
+        .unwrap();
+        assert_eq!(cli.db, PathBuf::from("/tmp/x.db"));
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve expected")
+        };
+        assert_eq!(args.listen, "0.0.0.0:9000".parse().unwrap());
+    }
+
+    #[tokio::test]
+    async fn bad_server_name_names_the_value_and_the_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("c.db");
+        let cli = Cli::try_parse_from([
+            "causeway-collector",
+            "--db",
+            db.to_str().unwrap(),
+            "token",
+            "add",
+            "web 01",
+        ])
+        .unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let e = run(cli, &mut out, &mut err).await.unwrap_err().to_string();
+        assert!(e.contains("\"web 01\""), "{e}");
+        assert!(e.contains("ASCII letters, digits"), "{e}");
+        assert!(out.is_empty());
+        assert!(!db.exists(), "no database for a refused command");
+    }
+}

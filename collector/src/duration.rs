@@ -1,0 +1,73 @@
+//! Durations as the operator types them: `90s`, `30m`, `1h`, `24h`, `7d`.
+
+use std::time::Duration;
+
+/// The forms accepted, for error messages.
+pub const ACCEPTED: &str =
+    "a whole number followed by s, m, h or d (e.g. 90s, 30m, 1h, 24h, 7d), at most 366d";
+
+/// The longest window: the API keeps no more than that in view.
+const MAX_SECS: u64 = 366 * 86_400;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {value:?}: expected {ACCEPTED}")]
+pub struct BadDuration {
+    pub value: String,
+}
+
+pub fn parse(text: &str) -> Result<Duration, BadDuration> {
+    let bad = || BadDuration {
+        value: text.to_owned(),
+    };
+    let t = text.trim();
+    let unit_at = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (digits, unit) = t.split_at(unit_at);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    let secs = n.checked_mul(scale).ok_or_else(bad)?;
+    if secs == 0 || secs > MAX_SECS {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_forms() {
+        assert_eq!(parse("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse("7d"), Ok(Duration::from_secs(604_800)));
+    }
+
+    #[test]
+    fn rejected_forms_name_the_value_and_the_forms() {
+        for bad in [
+            "",
+            "h",
+            "1",
+            "1.5h",
+            "-1h",
+            "1w",
+            "1 h",
+            "0s",
+            "400d",
+            "99999999999999999999d",
+        ] {
+            let err = parse(bad).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(&format!("{bad:?}")), "{msg}");
+            assert!(msg.contains("30m, 1h"), "{msg}");
+        }
+    }
+}

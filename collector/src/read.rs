@@ -1,0 +1,425 @@
+//! The queries behind the read API and the page. Every list is bounded (a `LIMIT`), so one
+//! request cannot pull a whole table into memory.
+
+use std::collections::BTreeMap;
+
+use causeway_schema::{Cause, Evidence, Timings};
+use sqlx::SqlitePool;
+
+use crate::names;
+use crate::views::{
+    Availability, FailureView, IncidentView, ResultView, ServerState, ServerView, WhyView,
+};
+
+/// The availability windows every server shows, by name and length.
+pub const WINDOWS: [(&str, i64); 4] = [
+    ("1h", 3_600_000),
+    ("24h", 86_400_000),
+    ("7d", 7 * 86_400_000),
+    ("30d", 30 * 86_400_000),
+];
+/// Results per request: the default and the most allowed.
+pub const DEFAULT_RESULTS: u32 = 100;
+pub const MAX_RESULTS: u32 = 1_000;
+/// Incidents per request (each carries two results).
+pub const MAX_INCIDENTS: u32 = 500;
+/// A server is stale after this many intervals without a report, plus [`STALE_GRACE_MS`].
+const STALE_INTERVALS: i64 = 3;
+const STALE_GRACE_MS: i64 = 10_000;
+/// Servers listed at most (the page and `/api/v1/servers`).
+const MAX_SERVERS: i64 = 10_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("unknown server {name:?}")]
+    UnknownServer { name: String, closest: Vec<String> },
+    #[error("database error while reading: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+#[derive(sqlx::FromRow)]
+struct ServerRow {
+    id: i64,
+    name: String,
+    interval_s: Option<i64>,
+    last_started_at_ms: Option<i64>,
+    last_received_at_ms: Option<i64>,
+    spool_queued: i64,
+    spool_dropped_total: i64,
+    last_checks_total: Option<i64>,
+    last_checks_ok: Option<i64>,
+}
+
+const SERVER_SELECT: &str = "
+    SELECT s.id, s.name, s.interval_s, s.last_started_at_ms, s.last_received_at_ms,
+           s.spool_queued, s.spool_dropped_total,
+           r.checks_total AS last_checks_total, r.checks_ok AS last_checks_ok
+    FROM servers s LEFT JOIN reports r ON r.report_id = s.last_report_id";
+
+/// Every server, by name.
+pub async fn servers(pool: &SqlitePool, now_ms: i64) -> Result<Vec<ServerView>, ReadError> {
+    let rows: Vec<ServerRow> = sqlx::query_as(&format!("{SERVER_SELECT} ORDER BY s.name LIMIT ?1"))
+        .bind(MAX_SERVERS)
+        .fetch_all(pool)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(server_view(pool, row, now_ms).await?);
+    }
+    Ok(out)
+}
+
+/// One server by name; [`ReadError::UnknownServer`] with suggestions when there is none.
+pub async fn server(pool: &SqlitePool, name: &str, now_ms: i64) -> Result<ServerView, ReadError> {
+    let row = server_row(pool, name).await?;
+    server_view(pool, row, now_ms).await
+}
+
+async fn server_row(pool: &SqlitePool, name: &str) -> Result<ServerRow, ReadError> {
+    let row: Option<ServerRow> = sqlx::query_as(&format!("{SERVER_SELECT} WHERE s.name = ?1"))
+        .bind(name)
+        .fetch_optional(pool)
+        .await?;
+    match row {
+        Some(row) => Ok(row),
+        None => Err(unknown_server(pool, name).await?),
+    }
+}
+
+/// The error for a name no server has, with the closest known names.
+async fn unknown_server(pool: &SqlitePool, name: &str) -> Result<ReadError, sqlx::Error> {
+    let known: Vec<String> = sqlx::query_scalar("SELECT name FROM servers LIMIT ?1")
+        .bind(MAX_SERVERS)
+        .fetch_all(pool)
+        .await?;
+    Ok(ReadError::UnknownServer {
+        name: name.to_owned(),
+        closest: names::closest(name, known.iter().map(String::as_str)),
+    })
+}
+
+async fn server_view(
+    pool: &SqlitePool,
+    row: ServerRow,
+    now_ms: i64,
+) -> Result<ServerView, ReadError> {
+    let availability = windows(pool, row.id, now_ms).await?;
+    let open_incident = open_incident(pool, row.id).await?;
+    Ok(ServerView {
+        state: state(&row, now_ms),
+        current_cause: open_incident.as_ref().map(|i| i.cause.clone()),
+        name: row.name,
+        last_seen_ms: row.last_received_at_ms,
+        last_report_started_at_ms: row.last_started_at_ms,
+        interval_s: row.interval_s.and_then(|i| u32::try_from(i).ok()),
+        availability,
+        open_incident,
+        spool_dropped_total: u64::try_from(row.spool_dropped_total).unwrap_or(0),
+        spool_queued: u64::try_from(row.spool_queued).unwrap_or(0),
+    })
+}
+
+fn state(row: &ServerRow, now_ms: i64) -> ServerState {
+    let (Some(received), Some(total), Some(ok)) = (
+        row.last_received_at_ms,
+        row.last_checks_total,
+        row.last_checks_ok,
+    ) else {
+        return ServerState::Unknown;
+    };
+    let interval_ms = row.interval_s.unwrap_or(0).saturating_mul(1000);
+    let stale_after = interval_ms
+        .saturating_mul(STALE_INTERVALS)
+        .saturating_add(STALE_GRACE_MS);
+    if now_ms.saturating_sub(received) > stale_after {
+        ServerState::Stale
+    } else if ok < total {
+        ServerState::Down
+    } else {
+        ServerState::Up
+    }
+}
+
+/// Availability over each of [`WINDOWS`], in one pass over the covering index.
+async fn windows(
+    pool: &SqlitePool,
+    server_id: i64,
+    now_ms: i64,
+) -> Result<BTreeMap<String, Availability>, ReadError> {
+    let since: Vec<i64> = WINDOWS.iter().map(|(_, len)| now_ms - len).collect();
+    let row: (i64, i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT
+           COALESCE(SUM(CASE WHEN started_at_ms >= ?2 THEN checks_ok END), 0),
+           COALESCE(SUM(CASE WHEN started_at_ms >= ?2 THEN checks_total END), 0),
+           COALESCE(SUM(CASE WHEN started_at_ms >= ?3 THEN checks_ok END), 0),
+           COALESCE(SUM(CASE WHEN started_at_ms >= ?3 THEN checks_total END), 0),
+           COALESCE(SUM(CASE WHEN started_at_ms >= ?4 THEN checks_ok END), 0),
+           COALESCE(SUM(CASE WHEN started_at_ms >= ?4 THEN checks_total END), 0),
+           COALESCE(SUM(checks_ok), 0),
+           COALESCE(SUM(checks_total), 0)
+         FROM reports WHERE server_id = ?1 AND started_at_ms >= ?5",
+    )
+    .bind(server_id)
+    .bind(since[0])
+    .bind(since[1])
+    .bind(since[2])
+    .bind(since[3])
+    .fetch_one(pool)
+    .await?;
+    let pairs = [
+        (row.0, row.1),
+        (row.2, row.3),
+        (row.4, row.5),
+        (row.6, row.7),
+    ];
+    Ok(WINDOWS
+        .iter()
+        .zip(pairs)
+        .map(|((name, _), (ok, total))| ((*name).to_owned(), availability(ok, total)))
+        .collect())
+}
+
+fn availability(ok: i64, total: i64) -> Availability {
+    Availability::new(
+        u64::try_from(ok).unwrap_or(0),
+        u64::try_from(total).unwrap_or(0),
+    )
+}
+
+/// Availability of a server since `since_ms`.
+pub async fn availability_since(
+    pool: &SqlitePool,
+    server_id: i64,
+    since_ms: i64,
+) -> Result<Availability, ReadError> {
+    let (ok, total): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(checks_ok), 0), COALESCE(SUM(checks_total), 0)
+         FROM reports WHERE server_id = ?1 AND started_at_ms >= ?2",
+    )
+    .bind(server_id)
+    .bind(since_ms)
+    .fetch_one(pool)
+    .await?;
+    Ok(availability(ok, total))
+}
+
+#[derive(sqlx::FromRow)]
+struct ResultRow {
+    id: i64,
+    report_id: String,
+    canary: String,
+    url: String,
+    address: Option<String>,
+    started_at_ms: i64,
+    ok: bool,
+    status: Option<i64>,
+    cause: Option<String>,
+    contributing: Option<String>,
+    explanation: Option<String>,
+    failure_kind: Option<String>,
+    failure_message: Option<String>,
+    resolve_ms: Option<f64>,
+    connect_ms: Option<f64>,
+    tls_ms: Option<f64>,
+    first_byte_ms: Option<f64>,
+    total_ms: f64,
+    evidence: Option<String>,
+}
+
+const RESULT_COLUMNS: &str = "id, report_id, canary, url, address, started_at_ms, ok, status,
+    cause, contributing, explanation, failure_kind, failure_message, resolve_ms, connect_ms,
+    tls_ms, first_byte_ms, total_ms, evidence";
+
+impl From<ResultRow> for ResultView {
+    fn from(r: ResultRow) -> Self {
+        let contributing = r
+            .contributing
+            .as_deref()
+            .map(|json| decode::<Vec<String>>(r.id, "contributing", json).unwrap_or_default())
+            .unwrap_or_default();
+        let evidence = r
+            .evidence
+            .as_deref()
+            .and_then(|json| decode::<Evidence>(r.id, "evidence", json));
+        let failure = match (r.failure_kind, r.failure_message) {
+            (None, None) => None,
+            (kind, message) => Some(FailureView {
+                kind: kind.unwrap_or_default(),
+                message: message.unwrap_or_default(),
+            }),
+        };
+        ResultView {
+            id: r.id,
+            report_id: r.report_id,
+            canary: r.canary,
+            url: r.url,
+            address: r.address,
+            started_at_ms: r.started_at_ms,
+            ok: r.ok,
+            status: r.status.and_then(|s| u16::try_from(s).ok()),
+            cause: r.cause,
+            contributing,
+            explanation: r.explanation,
+            failure,
+            timings: Timings {
+                resolve_ms: r.resolve_ms,
+                connect_ms: r.connect_ms,
+                tls_ms: r.tls_ms,
+                first_byte_ms: r.first_byte_ms,
+                total_ms: r.total_ms,
+            },
+            evidence,
+        }
+    }
+}
+
+/// Stored JSON that no longer reads (written by a newer collector, or damaged) costs the
+/// detail, not the answer: logged and left out.
+fn decode<T: serde::de::DeserializeOwned>(result_id: i64, column: &str, json: &str) -> Option<T> {
+    match serde_json::from_str(json) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(result_id, column, error = %e, "stored JSON does not decode");
+            None
+        }
+    }
+}
+
+/// A server's results since `since_ms`, newest first, at most `limit` (≤ [`MAX_RESULTS`]).
+pub async fn results(
+    pool: &SqlitePool,
+    name: &str,
+    since_ms: i64,
+    limit: u32,
+) -> Result<Vec<ResultView>, ReadError> {
+    let row = server_row(pool, name).await?;
+    let rows: Vec<ResultRow> = sqlx::query_as(&format!(
+        "SELECT {RESULT_COLUMNS} FROM results
+         WHERE server_id = ?1 AND started_at_ms >= ?2
+         ORDER BY started_at_ms DESC, id DESC LIMIT ?3"
+    ))
+    .bind(row.id)
+    .bind(since_ms)
+    .bind(limit.min(MAX_RESULTS))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(ResultView::from).collect())
+}
+
+async fn result_by_id(pool: &SqlitePool, id: i64) -> Result<Option<ResultView>, ReadError> {
+    let row: Option<ResultRow> = sqlx::query_as(&format!(
+        "SELECT {RESULT_COLUMNS} FROM results WHERE id = ?1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(ResultView::from))
+}
+
+#[derive(sqlx::FromRow)]
+struct IncidentRow {
+    id: i64,
+    cause: String,
+    started_at_ms: i64,
+    last_failure_at_ms: i64,
+    ended_at_ms: Option<i64>,
+    failed_checks: i64,
+    first_result_id: i64,
+    last_result_id: i64,
+    explanation: String,
+}
+
+const INCIDENT_COLUMNS: &str = "id, cause, started_at_ms, last_failure_at_ms, ended_at_ms,
+    failed_checks, first_result_id, last_result_id, explanation";
+
+async fn incident_view(pool: &SqlitePool, row: IncidentRow) -> Result<IncidentView, ReadError> {
+    let mut samples = Vec::with_capacity(2);
+    samples.extend(result_by_id(pool, row.first_result_id).await?);
+    if row.last_result_id != row.first_result_id {
+        samples.extend(result_by_id(pool, row.last_result_id).await?);
+    }
+    let summary = row
+        .cause
+        .parse::<Cause>()
+        .map_or("a cause this collector does not know", Cause::summary);
+    Ok(IncidentView {
+        id: row.id,
+        summary: summary.to_owned(),
+        cause: row.cause,
+        started_at_ms: row.started_at_ms,
+        last_failure_at_ms: row.last_failure_at_ms,
+        ended_at_ms: row.ended_at_ms,
+        open: row.ended_at_ms.is_none(),
+        failed_checks: u64::try_from(row.failed_checks).unwrap_or(0),
+        explanation: row.explanation,
+        samples,
+    })
+}
+
+async fn open_incident(
+    pool: &SqlitePool,
+    server_id: i64,
+) -> Result<Option<IncidentView>, ReadError> {
+    let row: Option<IncidentRow> = sqlx::query_as(&format!(
+        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE server_id = ?1 AND ended_at_ms IS NULL"
+    ))
+    .bind(server_id)
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some(row) => Ok(Some(incident_view(pool, row).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn incidents_of(
+    pool: &SqlitePool,
+    server_id: i64,
+    since_ms: i64,
+) -> Result<Vec<IncidentView>, ReadError> {
+    let rows: Vec<IncidentRow> = sqlx::query_as(&format!(
+        "SELECT {INCIDENT_COLUMNS} FROM incidents
+         WHERE server_id = ?1 AND (ended_at_ms IS NULL OR ended_at_ms >= ?2)
+         ORDER BY started_at_ms DESC, id DESC LIMIT ?3"
+    ))
+    .bind(server_id)
+    .bind(since_ms)
+    .bind(MAX_INCIDENTS)
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        out.push(incident_view(pool, row).await?);
+    }
+    Ok(out)
+}
+
+/// A server's incidents overlapping `since_ms ..= now`, newest first.
+pub async fn incidents(
+    pool: &SqlitePool,
+    name: &str,
+    since_ms: i64,
+) -> Result<Vec<IncidentView>, ReadError> {
+    let row = server_row(pool, name).await?;
+    incidents_of(pool, row.id, since_ms).await
+}
+
+/// What `probectl why` shows: the server, its availability and incidents since `since_ms`.
+pub async fn why(
+    pool: &SqlitePool,
+    name: &str,
+    since_ms: i64,
+    now_ms: i64,
+) -> Result<WhyView, ReadError> {
+    let row = server_row(pool, name).await?;
+    let server_id = row.id;
+    let availability = availability_since(pool, server_id, since_ms).await?;
+    let incidents = incidents_of(pool, server_id, since_ms).await?;
+    Ok(WhyView {
+        server: server_view(pool, row, now_ms).await?,
+        since_ms,
+        now_ms,
+        availability,
+        incidents,
+    })
+}

@@ -1,0 +1,61 @@
+//! How times and durations are written for people: RFC 3339 in UTC, and compact durations.
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// `2026-11-23T12:03:10Z`, to the second. Out-of-range values are written as raw numbers
+/// rather than failing a whole page.
+pub fn rfc3339(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
+/// `45s`, `1m20s`, `2h5m`, `3d4h`: the two largest units, so widths stay small.
+pub fn compact_duration(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
+    let parts = [(d, "d"), (h, "h"), (m, "m"), (sec, "s")];
+    let Some(first) = parts.iter().position(|&(n, _)| n > 0) else {
+        return "0s".to_owned();
+    };
+    parts[first..]
+        .iter()
+        .take(2)
+        .filter(|&&(n, _)| n > 0)
+        .map(|(n, u)| format!("{n}{u}"))
+        .collect()
+}
+
+/// `12s ago`; a time in the future (clock skew) reads as `0s ago`.
+pub fn ago(then_ms: i64, now_ms: i64) -> String {
+    format!("{} ago", compact_duration(now_ms.saturating_sub(then_ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_utc_seconds() {
+        assert_eq!(rfc3339(1_795_435_390_000), "2026-11-23T12:03:10Z");
+        assert_eq!(rfc3339(1_795_435_390_999), "2026-11-23T12:03:10Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn compact() {
+        assert_eq!(compact_duration(0), "0s");
+        assert_eq!(compact_duration(-5), "0s");
+        assert_eq!(compact_duration(45_000), "45s");
+        assert_eq!(compact_duration(80_000), "1m20s");
+        assert_eq!(compact_duration(3_600_000), "1h");
+        assert_eq!(compact_duration(3_660_000), "1h1m");
+        assert_eq!(compact_duration(3_601_000), "1h");
+        assert_eq!(compact_duration(7 * 86_400_000), "7d");
+        assert_eq!(compact_duration(86_400_000 + 3_600_000), "1d1h");
+        assert_eq!(ago(1000, 13_000), "12s ago");
+        assert_eq!(ago(13_000, 1000), "0s ago");
+    }
+}

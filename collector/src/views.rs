@@ -1,0 +1,167 @@
+//! The JSON shapes of the read API. The collector serialises them, `probectl` deserialises
+//! them, so both sides share one definition.
+//!
+//! Cause ids and failure kinds are plain strings here, not schema enums: a `probectl` talking
+//! to a newer collector must still read ids it does not know.
+
+use std::collections::BTreeMap;
+
+use causeway_schema::{Evidence, Timings};
+use serde::{Deserialize, Serialize};
+
+/// `GET /api/v1/servers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerList {
+    /// The collector's clock when it answered, for "12s ago".
+    pub now_ms: i64,
+    pub servers: Vec<ServerView>,
+}
+
+/// One server and how it is doing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerView {
+    pub name: String,
+    pub state: ServerState,
+    /// When the collector last accepted a report of this server.
+    pub last_seen_ms: Option<i64>,
+    pub last_report_started_at_ms: Option<i64>,
+    pub interval_s: Option<u32>,
+    /// The cause of the open incident, if any.
+    pub current_cause: Option<String>,
+    /// Keyed by window: `1h`, `24h`, `7d`, `30d`.
+    pub availability: BTreeMap<String, Availability>,
+    pub open_incident: Option<IncidentView>,
+    pub spool_dropped_total: u64,
+    pub spool_queued: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerState {
+    /// The latest report's checks all passed.
+    Up,
+    /// The latest report has failed checks.
+    Down,
+    /// Nothing arrived for more than 3 intervals and 10 s.
+    Stale,
+    /// No report yet.
+    Unknown,
+}
+
+impl ServerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Up => "up",
+            ServerState::Down => "down",
+            ServerState::Stale => "stale",
+            ServerState::Unknown => "unknown",
+        }
+    }
+}
+
+/// Checks that passed out of all checks in a window; `ratio` is null when there were none.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Availability {
+    pub ok: u64,
+    pub total: u64,
+    pub ratio: Option<f64>,
+}
+
+impl Availability {
+    pub fn new(ok: u64, total: u64) -> Self {
+        let ratio = (total > 0).then(|| ok as f64 / total as f64);
+        Availability { ok, total, ratio }
+    }
+}
+
+/// Consecutive failures of one server with the same primary cause.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentView {
+    pub id: i64,
+    pub cause: String,
+    /// What the cause means, for people (`Cause::summary`).
+    pub summary: String,
+    pub started_at_ms: i64,
+    pub last_failure_at_ms: i64,
+    pub ended_at_ms: Option<i64>,
+    pub open: bool,
+    pub failed_checks: u64,
+    /// The explanation of the first failure.
+    pub explanation: String,
+    /// The first and the last failed check (one when they are the same).
+    pub samples: Vec<ResultView>,
+}
+
+/// One stored check result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultView {
+    pub id: i64,
+    pub report_id: String,
+    pub canary: String,
+    pub url: String,
+    pub address: Option<String>,
+    pub started_at_ms: i64,
+    pub ok: bool,
+    pub status: Option<u16>,
+    pub cause: Option<String>,
+    #[serde(default)]
+    pub contributing: Vec<String>,
+    pub explanation: Option<String>,
+    pub failure: Option<FailureView>,
+    pub timings: Timings,
+    /// Kept for failed checks only.
+    pub evidence: Option<Evidence>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureView {
+    pub kind: String,
+    pub message: String,
+}
+
+/// `GET /api/v1/servers/{name}/results`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultList {
+    pub server: String,
+    pub results: Vec<ResultView>,
+}
+
+/// `GET /api/v1/servers/{name}/incidents`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentList {
+    pub server: String,
+    pub since_ms: i64,
+    pub now_ms: i64,
+    pub incidents: Vec<IncidentView>,
+}
+
+/// `GET /api/v1/servers/{name}/why`: what `probectl why` prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WhyView {
+    pub server: ServerView,
+    pub since_ms: i64,
+    pub now_ms: i64,
+    /// Over `since_ms ..= now_ms`.
+    pub availability: Availability,
+    /// Overlapping the window, newest first.
+    pub incidents: Vec<IncidentView>,
+}
+
+/// Every error the API answers: `{"error": "..."}` and, for some, details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    /// For an unknown server: the closest known names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closest: Option<Vec<String>>,
+    /// For an invalid report: each field that is not allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<FieldView>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldView {
+    pub field: String,
+    pub value: String,
+    pub allowed: String,
+}

@@ -1,0 +1,85 @@
+//! The `causeway-collector` binary's token commands, run as a process: stdout carries only
+//! what scripts capture.
+
+use std::process::{Command, Output};
+
+fn collector(db: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_causeway-collector"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn token_add_list_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+
+    let out = collector(&db, &["token", "add", "web-01"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let token = stdout.strip_suffix('\n').unwrap();
+    assert!(!token.contains('\n'), "one line: {stdout:?}");
+    assert!(token.starts_with("cw_") && token.len() == 67, "{token}");
+    assert!(token[3..].bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+    assert!(
+        text(&out.stderr).contains("web-01"),
+        "a note for people on stderr"
+    );
+
+    let out = collector(&db, &["token", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list = text(&out.stdout);
+    assert!(
+        list.lines().nth(1).unwrap().starts_with("web-01 "),
+        "{list}"
+    );
+    assert!(
+        !list.contains(&token[3..15]),
+        "the token itself is never listed: {list}"
+    );
+    let hash = causeway_collector::tokens::hash(token);
+    assert!(list.contains(&hash[..12]), "{list}");
+
+    let out = collector(&db, &["token", "revoke", "web-01"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "revoked 1 token(s) of server \"web-01\"\n"
+    );
+    let list = text(&collector(&db, &["token", "list"]).stdout);
+    assert!(
+        !list.lines().nth(1).unwrap().contains("  -  "),
+        "revoked: {list}"
+    );
+
+    let out = collector(&db, &["token", "revoke", "nobody"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("unknown server \"nobody\""),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn token_add_refuses_a_bad_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let out = collector(&db, &["token", "add", "web/01"]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = text(&out.stderr);
+    assert!(err.contains("invalid server name \"web/01\""), "{err}");
+    assert!(
+        err.contains("ASCII letters, digits, '.', '-' and '_'"),
+        "{err}"
+    );
+}
