@@ -24,15 +24,6 @@ pub fn escape_html(text: &str) -> String {
     out
 }
 
-/// `99.95%`, rounded down so that a single failure never shows as 100%; `-` without checks.
-pub fn percent(a: &Availability) -> String {
-    if a.total == 0 {
-        return "-".to_owned();
-    }
-    let hundredths = u128::from(a.ok) * 10_000 / u128::from(a.total);
-    format!("{}.{:02}%", hundredths / 100, hundredths % 100)
-}
-
 pub fn render(servers: &[ServerView], now_ms: i64) -> String {
     let mut html = String::from(concat!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
@@ -69,7 +60,10 @@ pub fn render(servers: &[ServerView], now_ms: i64) -> String {
                 escape_html(&s.name)
             );
             for (window, _) in WINDOWS {
-                let cell = s.availability.get(window).map_or("-".to_owned(), percent);
+                let cell = s
+                    .availability
+                    .get(window)
+                    .map_or("-".to_owned(), Availability::percent);
                 let _ = write!(html, "<td>{cell}</td>");
             }
             let seen = s
@@ -109,15 +103,6 @@ mod tests {
             "a &amp; &quot;b&quot; &#39;c&#39;"
         );
         assert_eq!(escape_html("web-01"), "web-01");
-    }
-
-    #[test]
-    fn percent_rounds_down() {
-        assert_eq!(percent(&Availability::new(39, 40)), "97.50%");
-        assert_eq!(percent(&Availability::new(9999, 10_000)), "99.99%");
-        assert_eq!(percent(&Availability::new(99_999, 100_000)), "99.99%");
-        assert_eq!(percent(&Availability::new(5, 5)), "100.00%");
-        assert_eq!(percent(&Availability::new(0, 0)), "-");
     }
 
     #[test]

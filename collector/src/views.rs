@@ -72,6 +72,30 @@ impl Availability {
         let ratio = (total > 0).then(|| ok as f64 / total as f64);
         Availability { ok, total, ratio }
     }
+
+    /// `99.95%`, rounded down so that a single failure never shows as 100%; `-` without
+    /// checks.
+    pub fn percent(&self) -> String {
+        if self.total == 0 {
+            return "-".to_owned();
+        }
+        let hundredths = u128::from(self.ok) * 10_000 / u128::from(self.total);
+        format!("{}.{:02}%", hundredths / 100, hundredths % 100)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_rounds_down() {
+        assert_eq!(Availability::new(39, 40).percent(), "97.50%");
+        assert_eq!(Availability::new(9999, 10_000).percent(), "99.99%");
+        assert_eq!(Availability::new(99_999, 100_000).percent(), "99.99%");
+        assert_eq!(Availability::new(5, 5).percent(), "100.00%");
+        assert_eq!(Availability::new(0, 0).percent(), "-");
+    }
 }
 
 /// Consecutive failures of one server with the same primary cause.

@@ -6,7 +6,6 @@
 
 use std::fmt::Write;
 
-use crate::page::percent;
 use crate::timefmt::{ago, compact_duration, rfc3339};
 use crate::views::{Availability, IncidentView, ResultView, ServerList, WhyView};
 
@@ -37,7 +36,11 @@ pub fn render_status(list: &ServerList) -> String {
         .servers
         .iter()
         .map(|s| {
-            let window = |w: &str| s.availability.get(w).map_or("-".to_owned(), percent);
+            let window = |w: &str| {
+                s.availability
+                    .get(w)
+                    .map_or("-".to_owned(), Availability::percent)
+            };
             [
                 clean(&s.name),
                 window("1h"),
@@ -85,7 +88,7 @@ fn availability_phrase(a: &Availability) -> (String, String) {
     if a.total == 0 {
         ("-".to_owned(), "no checks".to_owned())
     } else {
-        (percent(a), format!("{} of {} checks ok", a.ok, a.total))
+        (a.percent(), format!("{} of {} checks ok", a.ok, a.total))
     }
 }
 

@@ -492,3 +492,29 @@ async fn the_database_never_holds_a_token_s_text() {
     let hash = causeway_collector::tokens::hash(&token);
     assert!(contains(hash.as_bytes()), "its hash is what is stored");
 }
+
+#[tokio::test]
+async fn the_database_is_durable_and_checked() {
+    let h = Harness::new().await;
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&h.db.write)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    // 2 = FULL: an acknowledged report survives a power loss.
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&h.db.write)
+        .await
+        .unwrap();
+    assert_eq!(sync, 2);
+    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(&h.db.write)
+        .await
+        .unwrap();
+    assert_eq!(fk, 1);
+    // The read pool cannot write.
+    let write = sqlx::query("INSERT INTO servers (name, created_at_ms) VALUES ('x', 0)")
+        .execute(&h.db.read)
+        .await;
+    assert!(write.is_err());
+}
