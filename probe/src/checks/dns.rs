@@ -1,0 +1,923 @@
+//! Per-resolver resolution: every name server is asked on its own, so their answers can be
+//! compared (a resolver that refuses us while others answer is evidence, not noise).
+//!
+//! We use hickory's low-level client, one query to one server, rather than its `Resolver`:
+//! the resolver fails over between servers and turns "TCP refused" into `NoConnections` and
+//! "ICMP port unreachable" into `Timeout`, losing exactly the detail we report.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use causeway_schema::{DnsAnswer, DnsOutcome, DnsQuery, ResolverOutcome};
+use hickory_resolver::net::NetError;
+use hickory_resolver::net::client::{Client, ClientHandle};
+use hickory_resolver::net::runtime::{
+    DnsUdpSocket, RuntimeProvider, TokioHandle, TokioRuntimeProvider, TokioTime,
+};
+use hickory_resolver::net::tcp::TcpClientStream;
+use hickory_resolver::net::udp::UdpClientStream;
+use hickory_resolver::proto::op::{Message, ResponseCode};
+use hickory_resolver::proto::rr::{DNSClass, Name, RData, RecordType};
+use tokio::io::{Interest, ReadBuf, Ready};
+
+use crate::AbortOnDrop;
+use crate::config::{ResolverKind, ResolverSpec};
+
+/// The record types we ask for, IPv4 first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    A,
+    Aaaa,
+}
+
+impl RecordKind {
+    pub const BOTH: [RecordKind; 2] = [RecordKind::A, RecordKind::Aaaa];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::A => "A",
+            RecordKind::Aaaa => "AAAA",
+        }
+    }
+
+    fn record_type(self) -> RecordType {
+        match self {
+            RecordKind::A => RecordType::A,
+            RecordKind::Aaaa => RecordType::AAAA,
+        }
+    }
+}
+
+/// One name server to ask, and the configured resolver it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameServer {
+    /// `system` or the resolver as configured.
+    pub resolver: String,
+    pub server: SocketAddr,
+}
+
+/// The seam around DNS I/O: one query to one server, always answered with a [`DnsQuery`]
+/// (failures are outcomes, not errors). Tests replace it with canned answers.
+pub trait DnsTransport: Send + Sync {
+    fn query(
+        &self,
+        server: SocketAddr,
+        name: &str,
+        kind: RecordKind,
+        timeout: Duration,
+    ) -> impl Future<Output = DnsQuery> + Send;
+}
+
+/// Resolves `name` through every server, each on its own and all at once, A and AAAA.
+/// The outcomes keep the servers' order.
+pub async fn resolve<T: DnsTransport>(
+    transport: &T,
+    name: &str,
+    servers: &[NameServer],
+    timeout: Duration,
+) -> Vec<ResolverOutcome> {
+    let per_server = servers.iter().map(|ns| async move {
+        let queries = RecordKind::BOTH.map(|kind| transport.query(ns.server, name, kind, timeout));
+        let queries = futures_util::future::join_all(queries).await;
+        ResolverOutcome {
+            resolver: ns.resolver.clone(),
+            server: ns.server,
+            queries,
+        }
+    });
+    futures_util::future::join_all(per_server).await
+}
+
+/// The addresses to request: every address any resolver gave, once, IPv4 first, otherwise in
+/// the order the resolvers are configured.
+pub fn addresses(outcomes: &[ResolverOutcome]) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for kind in RecordKind::BOTH {
+        for outcome in outcomes {
+            for query in &outcome.queries {
+                if query.record_type != kind.as_str() {
+                    continue;
+                }
+                for addr in query.addresses() {
+                    if !out.contains(&addr) {
+                        out.push(addr);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The name servers to ask this cycle. `system` expands to every `nameserver` of
+/// /etc/resolv.conf (`resolv_conf` is that file's text, or `None` when it cannot be read).
+pub fn name_servers(specs: &[ResolverSpec], resolv_conf: Option<&str>) -> Vec<NameServer> {
+    let mut out: Vec<NameServer> = Vec::new();
+    for spec in specs {
+        let servers = match spec.kind {
+            ResolverKind::Server(addr) => vec![addr],
+            ResolverKind::System => {
+                let servers = resolv_conf.map(parse_resolv_conf).unwrap_or_default();
+                if servers.is_empty() {
+                    // What the C library does with no nameserver line (or no file): ask the
+                    // local host. The report then shows exactly what the system would do.
+                    vec![SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 53)]
+                } else {
+                    servers
+                }
+            }
+        };
+        for server in servers {
+            let ns = NameServer {
+                resolver: spec.label.clone(),
+                server,
+            };
+            if !out.contains(&ns) {
+                out.push(ns);
+            }
+        }
+    }
+    out
+}
+
+/// Reads /etc/resolv.conf (or another path, for tests) for [`name_servers`].
+pub fn read_resolv_conf(path: &Path) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some(text),
+        Err(e) => {
+            tracing::warn!(
+                "cannot read {}: {e}; the system resolver is taken to be 127.0.0.1:53",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// The `nameserver` lines of a resolv.conf, in order, on port 53. Lines the C library would
+/// not use (bad addresses) are skipped with a warning.
+pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        if words.next() != Some("nameserver") {
+            continue;
+        }
+        let Some(addr) = words.next() else { continue };
+        match parse_nameserver(addr) {
+            Some(a) => out.push(a),
+            None => tracing::warn!("resolv.conf: ignoring nameserver {addr:?}: not an IP address"),
+        }
+    }
+    out
+}
+
+/// An address as resolv.conf writes it, with an optional IPv6 zone (`fe80::1%eth0`).
+fn parse_nameserver(s: &str) -> Option<SocketAddr> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(SocketAddr::new(ip, 53));
+    }
+    let (addr, zone) = s.split_once('%')?;
+    let ip: std::net::Ipv6Addr = addr.parse().ok()?;
+    let scope = match zone.parse::<u32>() {
+        Ok(n) => n,
+        Err(_) => std::fs::read_to_string(format!("/sys/class/net/{zone}/ifindex"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?,
+    };
+    Some(SocketAddr::V6(SocketAddrV6::new(ip, 53, 0, scope)))
+}
+
+/// The response code as DNS people write it (`NOERROR`, `NXDOMAIN`, ...).
+pub fn rcode_text(code: ResponseCode) -> String {
+    let text = match code {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        ResponseCode::YXDomain => "YXDOMAIN",
+        ResponseCode::YXRRSet => "YXRRSET",
+        ResponseCode::NXRRSet => "NXRRSET",
+        ResponseCode::NotAuth => "NOTAUTH",
+        ResponseCode::NotZone => "NOTZONE",
+        ResponseCode::BADVERS => "BADVERS",
+        ResponseCode::BADSIG => "BADSIG",
+        ResponseCode::BADKEY => "BADKEY",
+        ResponseCode::BADTIME => "BADTIME",
+        ResponseCode::BADMODE => "BADMODE",
+        ResponseCode::BADNAME => "BADNAME",
+        ResponseCode::BADALG => "BADALG",
+        ResponseCode::BADTRUNC => "BADTRUNC",
+        ResponseCode::BADCOOKIE => "BADCOOKIE",
+        other => return format!("RCODE{}", u16::from(other)),
+    };
+    text.to_owned()
+}
+
+/// What a response says about the asked type: outcome, rcode and the addresses with TTLs.
+pub fn judge_response(
+    kind: RecordKind,
+    response: &Message,
+) -> (DnsOutcome, String, Vec<DnsAnswer>) {
+    let code = response.metadata.response_code;
+    // A recursive resolver answers with the CNAME chain and the addresses at its end; the
+    // owner names differ, the record type is what matters.
+    let answers: Vec<DnsAnswer> = response
+        .answers
+        .iter()
+        .filter_map(|r| {
+            let address = match (&r.data, kind) {
+                (RData::A(a), RecordKind::A) => IpAddr::V4(a.0),
+                (RData::AAAA(a), RecordKind::Aaaa) => IpAddr::V6(a.0),
+                _ => return None,
+            };
+            Some(DnsAnswer {
+                address,
+                ttl: r.ttl,
+            })
+        })
+        .collect();
+    let outcome = match code {
+        ResponseCode::NoError if answers.is_empty() => DnsOutcome::NoData,
+        ResponseCode::NoError => DnsOutcome::Answer,
+        ResponseCode::NXDomain => DnsOutcome::NxDomain,
+        ResponseCode::ServFail => DnsOutcome::ServFail,
+        ResponseCode::Refused => DnsOutcome::Refused,
+        _ => DnsOutcome::OtherRcode,
+    };
+    let answers = if outcome == DnsOutcome::Answer {
+        answers
+    } else {
+        Vec::new()
+    };
+    (outcome, rcode_text(code), answers)
+}
+
+/// The real transport: hickory's client over UDP (one transmission, no resend), and TCP when
+/// the UDP answer is truncated.
+#[derive(Debug, Clone, Default)]
+pub struct HickoryTransport;
+
+impl DnsTransport for HickoryTransport {
+    fn query(
+        &self,
+        server: SocketAddr,
+        name: &str,
+        kind: RecordKind,
+        timeout: Duration,
+    ) -> impl Future<Output = DnsQuery> + Send {
+        let name = name.to_owned();
+        async move {
+            let start = Instant::now();
+            // hickory has its own timeouts; this one bounds the whole exchange (UDP and the
+            // TCP retry) whatever they do.
+            let result =
+                tokio::time::timeout(timeout, exchange(server, &name, kind, timeout)).await;
+            let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
+            let mut q = DnsQuery {
+                record_type: kind.as_str().to_owned(),
+                outcome: DnsOutcome::Timeout,
+                rcode: None,
+                answers: Vec::new(),
+                elapsed_ms,
+                error: None,
+            };
+            match result {
+                Err(_) => {
+                    q.error = Some(format!(
+                        "no answer within {}",
+                        crate::config::format_duration(timeout)
+                    ));
+                }
+                Ok(Exchange {
+                    response: Ok(msg),
+                    udp_rcode: _,
+                }) => {
+                    let (outcome, rcode, answers) = judge_response(kind, &msg);
+                    q.outcome = outcome;
+                    q.rcode = Some(rcode);
+                    q.answers = answers;
+                }
+                Ok(Exchange {
+                    response: Err(e),
+                    udp_rcode,
+                }) => {
+                    q.rcode = udp_rcode;
+                    q.outcome = match &e {
+                        QueryError::Net(NetError::Timeout) => DnsOutcome::Timeout,
+                        QueryError::Net(NetError::Io(io))
+                            if io.kind() == std::io::ErrorKind::TimedOut =>
+                        {
+                            DnsOutcome::Timeout
+                        }
+                        _ => DnsOutcome::NetworkError,
+                    };
+                    q.error = Some(e.to_string());
+                }
+            }
+            q
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum QueryError {
+    #[error("{0:?} is not a DNS name: {1}")]
+    Name(String, String),
+    #[error("{0}")]
+    Net(NetError),
+    #[error("the UDP answer was truncated and the TCP retry failed: {0}")]
+    Tcp(NetError),
+}
+
+struct Exchange {
+    response: Result<Message, QueryError>,
+    /// The rcode of a truncated UDP answer, kept when the TCP retry failed.
+    udp_rcode: Option<String>,
+}
+
+async fn exchange(server: SocketAddr, name: &str, kind: RecordKind, timeout: Duration) -> Exchange {
+    let fail = |e| Exchange {
+        response: Err(e),
+        udp_rcode: None,
+    };
+    // Fully qualified, so the server never appends a search domain.
+    let fqdn = if name.ends_with('.') {
+        name.to_owned()
+    } else {
+        format!("{name}.")
+    };
+    let name = match Name::from_ascii(&fqdn) {
+        Ok(n) => n,
+        Err(e) => return fail(QueryError::Name(fqdn, e.to_string())),
+    };
+    let provider = ConnectedUdp::default();
+    let udp = UdpClientStream::builder(server, provider.clone())
+        .with_timeout(Some(timeout))
+        // Counts transmissions: 1 = a single try, no resend (FINDINGS, DNS).
+        .with_max_retries(1)
+        .build();
+    let (mut client, background) = Client::<ConnectedUdp>::from_sender(udp);
+    let _background = AbortOnDrop(tokio::spawn(background));
+    let response = match client
+        .query(name.clone(), DNSClass::IN, kind.record_type())
+        .await
+    {
+        Ok(r) => r.into_message(),
+        Err(e) => return fail(QueryError::Net(e)),
+    };
+    if !response.metadata.truncation {
+        return Exchange {
+            response: Ok(response),
+            udp_rcode: None,
+        };
+    }
+    let udp_rcode = Some(rcode_text(response.metadata.response_code));
+    let tcp = async {
+        let (stream, handle) = TcpClientStream::new(server, None, Some(timeout), provider);
+        let stream = stream.await?;
+        let (mut client, background) =
+            Client::<ConnectedUdp>::with_timeout(stream, handle, timeout);
+        let _background = AbortOnDrop(tokio::spawn(background));
+        client
+            .query(name, DNSClass::IN, kind.record_type())
+            .await
+            .map(|r| r.into_message())
+    };
+    Exchange {
+        response: tcp.await.map_err(QueryError::Tcp),
+        udp_rcode,
+    }
+}
+
+/// Tokio's runtime provider, except that UDP sockets are connected to the name server and
+/// hear ICMP errors: a name server that is down then shows as a network error at once
+/// ("connection refused") instead of a timeout.
+#[derive(Clone, Default)]
+struct ConnectedUdp(TokioRuntimeProvider);
+
+impl RuntimeProvider for ConnectedUdp {
+    type Handle = TokioHandle;
+    type Timer = TokioTime;
+    type Udp = IcmpAwareUdp;
+    type Tcp = <TokioRuntimeProvider as RuntimeProvider>::Tcp;
+
+    fn create_handle(&self) -> Self::Handle {
+        self.0.create_handle()
+    }
+
+    fn connect_tcp(
+        &self,
+        server_addr: SocketAddr,
+        bind_addr: Option<SocketAddr>,
+        timeout: Option<Duration>,
+    ) -> Pin<Box<dyn Send + Future<Output = std::io::Result<Self::Tcp>>>> {
+        self.0.connect_tcp(server_addr, bind_addr, timeout)
+    }
+
+    fn bind_udp(
+        &self,
+        local_addr: SocketAddr,
+        server_addr: SocketAddr,
+    ) -> Pin<Box<dyn Send + Future<Output = std::io::Result<Self::Udp>>>> {
+        Box::pin(async move {
+            let socket = tokio::net::UdpSocket::bind(local_addr).await?;
+            // Only a connected UDP socket is told about ICMP errors for its peer.
+            socket.connect(server_addr).await?;
+            Ok(IcmpAwareUdp {
+                socket: Arc::new(socket),
+                error_wait: Mutex::new(None),
+            })
+        })
+    }
+}
+
+type ErrorWait = Pin<Box<dyn Future<Output = std::io::Result<Ready>> + Send>>;
+
+/// A connected UDP socket whose receive also ends on a socket error. The kernel flags an ICMP
+/// port-unreachable with EPOLLERR alone, which tokio does not count as "readable", so a plain
+/// receive would wait for the timeout; here we also wait for error readiness and then return
+/// the socket's pending error (ECONNREFUSED).
+struct IcmpAwareUdp {
+    socket: Arc<tokio::net::UdpSocket>,
+    error_wait: Mutex<Option<ErrorWait>>,
+}
+
+impl IcmpAwareUdp {
+    fn poll_error(&self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
+        let mut slot = self.error_wait.lock().unwrap_or_else(|p| p.into_inner());
+        // Two rounds at most: a readiness without a pending error (already taken) is cleared
+        // and waited for again, which registers our waker.
+        for _ in 0..2 {
+            let wait = slot.get_or_insert_with(|| {
+                let socket = self.socket.clone();
+                Box::pin(async move { socket.ready(Interest::ERROR).await })
+            });
+            match wait.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    *slot = None;
+                    return Poll::Ready(e);
+                }
+                Poll::Ready(Ok(_)) => {
+                    *slot = None;
+                    match self.socket.take_error() {
+                        Ok(Some(e)) | Err(e) => return Poll::Ready(e),
+                        Ok(None) => {
+                            let _ = self.socket.try_io(Interest::ERROR, || {
+                                Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl DnsUdpSocket for IcmpAwareUdp {
+    type Time = TokioTime;
+
+    fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<(usize, SocketAddr)>> {
+        let mut read = ReadBuf::new(buf);
+        if let Poll::Ready(result) = self.socket.poll_recv_from(cx, &mut read) {
+            return Poll::Ready(result.map(|from| (read.filled().len(), from)));
+        }
+        self.poll_error(cx).map(Err)
+    }
+
+    fn poll_send_to(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        target: SocketAddr,
+    ) -> Poll<std::io::Result<usize>> {
+        self.socket.poll_send_to(cx, buf, target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use hickory_resolver::proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_resolver::proto::rr::Record;
+    use hickory_resolver::proto::rr::rdata::{A, AAAA, CNAME};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, UdpSocket};
+
+    use super::*;
+
+    fn spec(label: &str, kind: ResolverKind) -> ResolverSpec {
+        ResolverSpec {
+            label: label.into(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn resolv_conf_nameservers_in_order() {
+        let text = "# generated\nsearch example.com\nnameserver 10.0.0.53\n; comment\n\
+                    nameserver   fd00::53  \nnameserver bogus\nnameserver fe80::1%7\noptions ndots:2\n";
+        let servers = parse_resolv_conf(text);
+        assert_eq!(
+            servers,
+            vec![
+                "10.0.0.53:53".parse().unwrap(),
+                "[fd00::53]:53".parse().unwrap(),
+                SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 53, 0, 7)),
+            ]
+        );
+    }
+
+    #[test]
+    fn system_expands_to_each_nameserver_and_keeps_labels() {
+        let specs = [
+            spec("system", ResolverKind::System),
+            spec(
+                "10.0.0.54:5353",
+                ResolverKind::Server("10.0.0.54:5353".parse().unwrap()),
+            ),
+        ];
+        let ns = name_servers(&specs, Some("nameserver 10.0.0.53\nnameserver 10.0.0.55\n"));
+        let got: Vec<(&str, String)> = ns
+            .iter()
+            .map(|n| (n.resolver.as_str(), n.server.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("system", "10.0.0.53:53".into()),
+                ("system", "10.0.0.55:53".into()),
+                ("10.0.0.54:5353", "10.0.0.54:5353".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn system_without_nameservers_is_the_local_host() {
+        let specs = [spec("system", ResolverKind::System)];
+        for conf in [None, Some("search example.com\n")] {
+            let ns = name_servers(&specs, conf);
+            assert_eq!(ns.len(), 1);
+            assert_eq!(ns[0].server, "127.0.0.1:53".parse().unwrap());
+        }
+    }
+
+    fn query(kind: &str, outcome: DnsOutcome, addrs: &[&str]) -> DnsQuery {
+        DnsQuery {
+            record_type: kind.into(),
+            outcome,
+            rcode: Some("NOERROR".into()),
+            answers: addrs
+                .iter()
+                .map(|a| DnsAnswer {
+                    address: a.parse().unwrap(),
+                    ttl: 60,
+                })
+                .collect(),
+            elapsed_ms: 1.0,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn addresses_are_a_union_ipv4_first() {
+        let outcomes = vec![
+            ResolverOutcome {
+                resolver: "system".into(),
+                server: "10.0.0.53:53".parse().unwrap(),
+                queries: vec![
+                    query("A", DnsOutcome::Answer, &["10.0.0.2", "10.0.0.3"]),
+                    query("AAAA", DnsOutcome::Answer, &["fd00::2"]),
+                ],
+            },
+            ResolverOutcome {
+                resolver: "10.0.0.54".into(),
+                server: "10.0.0.54:53".parse().unwrap(),
+                queries: vec![
+                    query("A", DnsOutcome::Answer, &["10.0.0.3", "10.0.0.4"]),
+                    query("AAAA", DnsOutcome::NoData, &[]),
+                ],
+            },
+        ];
+        let got: Vec<String> = addresses(&outcomes)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(got, ["10.0.0.2", "10.0.0.3", "10.0.0.4", "fd00::2"]);
+    }
+
+    fn response(code: ResponseCode, answers: Vec<Record>) -> Message {
+        let mut m = Message::response(1, OpCode::Query);
+        m.metadata.response_code = code;
+        m.answers = answers;
+        m
+    }
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    #[test]
+    fn responses_are_judged_by_rcode_and_type() {
+        let a = Record::from_rdata(name("canary.test."), 300, RData::A(A::new(10, 0, 0, 2)));
+        let cname = Record::from_rdata(
+            name("www.test."),
+            60,
+            RData::CNAME(CNAME(name("canary.test."))),
+        );
+        let (o, rcode, answers) = judge_response(
+            RecordKind::A,
+            &response(ResponseCode::NoError, vec![cname.clone(), a.clone()]),
+        );
+        assert_eq!((o, rcode.as_str()), (DnsOutcome::Answer, "NOERROR"));
+        assert_eq!(
+            answers,
+            vec![DnsAnswer {
+                address: "10.0.0.2".parse().unwrap(),
+                ttl: 300
+            }]
+        );
+        let (o, _, answers) =
+            judge_response(RecordKind::Aaaa, &response(ResponseCode::NoError, vec![a]));
+        assert_eq!(o, DnsOutcome::NoData);
+        assert!(answers.is_empty());
+        for (code, outcome, text) in [
+            (ResponseCode::NXDomain, DnsOutcome::NxDomain, "NXDOMAIN"),
+            (ResponseCode::ServFail, DnsOutcome::ServFail, "SERVFAIL"),
+            (ResponseCode::Refused, DnsOutcome::Refused, "REFUSED"),
+            (ResponseCode::NotImp, DnsOutcome::OtherRcode, "NOTIMP"),
+            (
+                ResponseCode::Unknown(3841),
+                DnsOutcome::OtherRcode,
+                "RCODE3841",
+            ),
+        ] {
+            let (o, rcode, _) = judge_response(RecordKind::A, &response(code, vec![cname.clone()]));
+            assert_eq!((o, rcode.as_str()), (outcome, text));
+        }
+    }
+
+    /// How the test name server treats a name.
+    #[derive(Clone, Copy)]
+    enum Behaviour {
+        /// A 192.0.2.1 (TTL 60) and AAAA 2001:db8::1 (TTL 120).
+        Answer,
+        Refused,
+        Silent,
+        /// Truncated over UDP, the full answer (A 192.0.2.7) over TCP.
+        TruncatedUdp,
+    }
+
+    /// A tiny name server on 127.0.0.1 (UDP and TCP on the same port), built from hickory's
+    /// message types. It lives as long as the test's runtime.
+    async fn test_server(names: HashMap<&'static str, Behaviour>) -> SocketAddr {
+        let names = Arc::new(names);
+        let (udp, tcp) = loop {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = udp.local_addr().unwrap();
+            if let Ok(tcp) = TcpListener::bind(addr).await {
+                break (udp, tcp);
+            }
+        };
+        let addr = udp.local_addr().unwrap();
+        let udp_names = names.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let (n, peer) = udp.recv_from(&mut buf).await.unwrap();
+                if let Some(reply) = answer(&udp_names, &buf[..n], false) {
+                    udp.send_to(&reply, peer).await.unwrap();
+                }
+            }
+        });
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = tcp.accept().await.unwrap();
+                let names = names.clone();
+                tokio::spawn(async move {
+                    let len = conn.read_u16().await.unwrap() as usize;
+                    let mut buf = vec![0u8; len];
+                    conn.read_exact(&mut buf).await.unwrap();
+                    if let Some(reply) = answer(&names, &buf, true) {
+                        conn.write_u16(reply.len() as u16).await.unwrap();
+                        conn.write_all(&reply).await.unwrap();
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn answer(names: &HashMap<&str, Behaviour>, request: &[u8], tcp: bool) -> Option<Vec<u8>> {
+        let request = Message::from_vec(request).unwrap();
+        let query: &Query = request.queries.first().unwrap();
+        let qname = query.name().to_ascii();
+        let mut reply = Message::new(request.metadata.id, MessageType::Response, OpCode::Query);
+        reply.metadata.recursion_desired = request.metadata.recursion_desired;
+        reply.metadata.recursion_available = true;
+        reply.add_query(query.clone());
+        let owner = query.name().clone();
+        match names.get(qname.as_str()).copied() {
+            None => reply.metadata.response_code = ResponseCode::NXDomain,
+            Some(Behaviour::Silent) => return None,
+            Some(Behaviour::Refused) => reply.metadata.response_code = ResponseCode::Refused,
+            Some(Behaviour::Answer) => match query.query_type() {
+                RecordType::A => {
+                    reply.add_answer(Record::from_rdata(
+                        owner,
+                        60,
+                        RData::A(A::new(192, 0, 2, 1)),
+                    ));
+                }
+                RecordType::AAAA => {
+                    let ip = "2001:db8::1".parse().unwrap();
+                    reply.add_answer(Record::from_rdata(owner, 120, RData::AAAA(AAAA(ip))));
+                }
+                _ => {}
+            },
+            Some(Behaviour::TruncatedUdp) if !tcp => reply.metadata.truncation = true,
+            Some(Behaviour::TruncatedUdp) => {
+                if query.query_type() == RecordType::A {
+                    reply.add_answer(Record::from_rdata(
+                        owner,
+                        30,
+                        RData::A(A::new(192, 0, 2, 7)),
+                    ));
+                }
+            }
+        }
+        Some(reply.to_vec().unwrap())
+    }
+
+    const TIMEOUT: Duration = Duration::from_millis(700);
+
+    #[tokio::test]
+    async fn real_client_against_a_local_name_server() {
+        let server = test_server(HashMap::from([
+            ("ok.test.", Behaviour::Answer),
+            ("refused.test.", Behaviour::Refused),
+            ("silent.test.", Behaviour::Silent),
+            ("big.test.", Behaviour::TruncatedUdp),
+        ]))
+        .await;
+        let t = HickoryTransport;
+
+        let a = t.query(server, "ok.test", RecordKind::A, TIMEOUT).await;
+        assert_eq!(a.outcome, DnsOutcome::Answer, "{a:?}");
+        assert_eq!(a.rcode.as_deref(), Some("NOERROR"));
+        assert_eq!(
+            a.answers,
+            vec![DnsAnswer {
+                address: "192.0.2.1".parse().unwrap(),
+                ttl: 60
+            }]
+        );
+        assert!(a.elapsed_ms < TIMEOUT.as_secs_f64() * 1000.0, "{a:?}");
+        let aaaa = t.query(server, "ok.test", RecordKind::Aaaa, TIMEOUT).await;
+        assert_eq!(aaaa.outcome, DnsOutcome::Answer, "{aaaa:?}");
+        assert_eq!(
+            aaaa.answers[0].address,
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(aaaa.answers[0].ttl, 120);
+
+        let refused = t
+            .query(server, "refused.test", RecordKind::A, TIMEOUT)
+            .await;
+        assert_eq!(refused.outcome, DnsOutcome::Refused, "{refused:?}");
+        assert_eq!(refused.rcode.as_deref(), Some("REFUSED"));
+        assert!(refused.answers.is_empty());
+
+        let missing = t
+            .query(server, "missing.test", RecordKind::A, TIMEOUT)
+            .await;
+        assert_eq!(missing.outcome, DnsOutcome::NxDomain, "{missing:?}");
+        assert_eq!(missing.rcode.as_deref(), Some("NXDOMAIN"));
+
+        let silent = t.query(server, "silent.test", RecordKind::A, TIMEOUT).await;
+        assert_eq!(silent.outcome, DnsOutcome::Timeout, "{silent:?}");
+        assert_eq!(silent.rcode, None);
+        assert!(silent.error.is_some());
+        let waited = silent.elapsed_ms;
+        assert!(
+            (600.0..2000.0).contains(&waited),
+            "a timeout waits for the timeout and not much longer: {waited} ms"
+        );
+
+        let big = t.query(server, "big.test", RecordKind::A, TIMEOUT).await;
+        assert_eq!(
+            big.outcome,
+            DnsOutcome::Answer,
+            "TCP retry after TC: {big:?}"
+        );
+        assert_eq!(
+            big.answers[0].address,
+            "192.0.2.7".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn silent_server_gets_exactly_one_datagram() {
+        // A name server that counts what it receives and never answers.
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let server = socket.local_addr().unwrap();
+        let q = HickoryTransport
+            .query(
+                server,
+                "silent.test",
+                RecordKind::A,
+                Duration::from_millis(1200),
+            )
+            .await;
+        assert_eq!(q.outcome, DnsOutcome::Timeout);
+        let mut buf = [0u8; 512];
+        let mut received = 0;
+        while socket.recv_from(&mut buf).is_ok() {
+            received += 1;
+        }
+        assert_eq!(
+            received, 1,
+            "no resend within the timeout (retries >= 333 ms apart)"
+        );
+    }
+
+    #[tokio::test]
+    async fn closed_port_is_a_network_error_not_a_timeout() {
+        // Bind and drop, so nothing listens: the kernel answers with ICMP port unreachable,
+        // which only a connected UDP socket hears.
+        let server = {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap()
+        };
+        let q = HickoryTransport
+            .query(server, "ok.test", RecordKind::A, Duration::from_secs(3))
+            .await;
+        assert_eq!(q.outcome, DnsOutcome::NetworkError, "{q:?}");
+        assert!(q.elapsed_ms < 1000.0, "{q:?}");
+        assert!(q.error.as_deref().unwrap().contains("refused"), "{q:?}");
+    }
+
+    #[tokio::test]
+    async fn resolve_asks_every_server_on_its_own() {
+        let good = test_server(HashMap::from([("canary.test.", Behaviour::Answer)])).await;
+        let refusing = test_server(HashMap::from([("canary.test.", Behaviour::Refused)])).await;
+        let servers = vec![
+            NameServer {
+                resolver: "system".into(),
+                server: good,
+            },
+            NameServer {
+                resolver: refusing.to_string(),
+                server: refusing,
+            },
+        ];
+        let outcomes = resolve(&HickoryTransport, "canary.test", &servers, TIMEOUT).await;
+        assert_eq!(outcomes.len(), 2);
+        assert_eq!(outcomes[0].resolver, "system");
+        assert_eq!(outcomes[0].server, good);
+        let kinds: Vec<_> = outcomes[0]
+            .queries
+            .iter()
+            .map(|q| q.record_type.as_str())
+            .collect();
+        assert_eq!(kinds, ["A", "AAAA"]);
+        assert!(
+            outcomes[0]
+                .queries
+                .iter()
+                .all(|q| q.outcome == DnsOutcome::Answer)
+        );
+        assert!(
+            outcomes[1]
+                .queries
+                .iter()
+                .all(|q| q.outcome == DnsOutcome::Refused)
+        );
+        let addrs: Vec<String> = addresses(&outcomes)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(addrs, ["192.0.2.1", "2001:db8::1"]);
+    }
+}

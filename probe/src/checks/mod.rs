@@ -1,0 +1,5 @@
+//! One module per kind of check. Each turns its target into an outcome value: failures are
+//! data for the report, never errors for the caller.
+
+pub mod dns;
+pub mod http;

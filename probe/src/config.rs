@@ -1,0 +1,1342 @@
+//! The probe's configuration: TOML, strict, validated into a typed [`Config`].
+//!
+//! Loading goes in three steps so that every mistake gets a message naming the key, the bad
+//! value and what is allowed: (1) the text is parsed as a plain TOML table and every unknown key
+//! is reported with the table it is in and the keys that table allows; (2) the table is
+//! deserialized into a raw struct (type errors name the key path); (3) the raw values are
+//! checked and converted, collecting every problem rather than stopping at the first.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use causeway_schema::{SERVER_NAME_RULE, is_valid_server_name};
+use serde::Deserialize;
+
+/// Where `run` and `once` read their configuration unless told otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/causeway/probe.toml";
+/// The spool directory unless configured.
+pub const DEFAULT_SPOOL_DIR: &str = "/var/lib/causeway-probe/spool";
+/// Where the host name comes from (the kernel's UTS name, as `hostname` prints it).
+const HOSTNAME_FILE: &str = "/proc/sys/kernel/hostname";
+
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_SPOOL_MAX_REPORTS: u64 = 10_000;
+const INTERVAL_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
+const TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(60));
+const SPOOL_MAX_RANGE: (u64, u64) = (10, 1_000_000);
+const MAX_CANARY_NAME: usize = 128;
+/// The longest canary URL the collector stores (schema validation allows 2048 characters).
+const MAX_URL: usize = 2048;
+/// A DNS name's limit (and the report's for a resolved name).
+const MAX_HOST_NAME: usize = 253;
+/// Most canaries: with at most `cycle::MAX_ADDRESSES` results each, a report stays under the
+/// collector's limit of `causeway_schema::MAX_RESULTS` results.
+pub const MAX_CANARIES: usize = 50;
+
+const TOP_KEYS: &[&str] = &[
+    "collector_url",
+    "token",
+    "token_file",
+    "server",
+    "interval",
+    "timeout",
+    "spool_dir",
+    "spool_max_reports",
+    "resolvers",
+    "canary",
+];
+const CANARY_KEYS: &[&str] = &["name", "url", "expect_status", "expect_text", "timeout"];
+
+/// A validated configuration.
+#[derive(Clone, PartialEq)]
+pub struct Config {
+    /// The collector's base URL, without a trailing slash.
+    pub collector_url: String,
+    /// The bearer token for the collector (from `token` or the contents of `token_file`).
+    pub token: String,
+    /// The server the reports are for.
+    pub server: String,
+    /// The name of the host the probe runs on (for `ProbeInfo.host`).
+    pub host: String,
+    pub interval: Duration,
+    /// The default per-check timeout.
+    pub timeout: Duration,
+    pub spool_dir: PathBuf,
+    pub spool_max_reports: u64,
+    pub resolvers: Vec<ResolverSpec>,
+    pub canaries: Vec<Canary>,
+}
+
+// The token is a secret: keep it out of logs and panics.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("collector_url", &self.collector_url)
+            .field("token", &"<redacted>")
+            .field("server", &self.server)
+            .field("host", &self.host)
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .field("spool_dir", &self.spool_dir)
+            .field("spool_max_reports", &self.spool_max_reports)
+            .field("resolvers", &self.resolvers)
+            .field("canaries", &self.canaries)
+            .finish()
+    }
+}
+
+/// One configured resolver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolverSpec {
+    /// As written in the config (`system`, `10.0.0.53`, `[::1]:5353`): reports name it so.
+    pub label: String,
+    pub kind: ResolverKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResolverKind {
+    /// Every `nameserver` of /etc/resolv.conf, each asked on its own.
+    System,
+    /// One name server.
+    Server(SocketAddr),
+}
+
+/// One canary site to request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Canary {
+    pub name: String,
+    /// The URL as configured, for reports.
+    pub url: String,
+    pub target: Target,
+    pub expect_status: u16,
+    pub expect_text: Option<String>,
+    pub timeout: Duration,
+}
+
+/// Where a canary's request goes, taken apart once at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub tls: bool,
+    pub host: TargetHost,
+    pub port: u16,
+    /// The request target: path and query (`/health?x=1`).
+    pub path_and_query: String,
+    /// The `Host` header: the host, with the port when it is not the scheme's default.
+    pub host_header: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetHost {
+    /// A DNS name (lower case, IDNA-encoded), resolved through every resolver.
+    Name(String),
+    /// An IP literal: requested as is, no resolution.
+    Ip(IpAddr),
+}
+
+impl TargetHost {
+    /// The host as it appears in the TLS server name and in messages.
+    pub fn as_server_name(&self) -> String {
+        match self {
+            TargetHost::Name(n) => n.clone(),
+            TargetHost::Ip(ip) => ip.to_string(),
+        }
+    }
+}
+
+/// One thing wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key path (`canary[0].timeout`), empty for a TOML syntax error.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} problem(s) in the config:\n{}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl ConfigError {
+    /// Every problem, one per line, for people.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigError::Read { source, .. } => vec![format!("cannot read the file: {source}")],
+            ConfigError::Invalid(problems) => problems.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// What validation needs from the host, passed in so tests choose it.
+#[derive(Debug, Clone, Default)]
+pub struct HostInfo {
+    /// The host's name, when it could be read.
+    pub hostname: Option<String>,
+}
+
+impl HostInfo {
+    /// Reads the host name from the kernel.
+    pub fn current() -> Self {
+        let hostname = std::fs::read_to_string(HOSTNAME_FILE)
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty());
+        HostInfo { hostname }
+    }
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, &HostInfo::current())
+    }
+
+    /// Parses and validates config text. `token_file`, when set, is read here.
+    pub fn parse(text: &str, host: &HostInfo) -> Result<Config, ConfigError> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| {
+            ConfigError::Invalid(vec![Problem {
+                key: String::new(),
+                message: format!("not valid TOML: {}", e.to_string().trim_end()),
+            }])
+        })?;
+        let unknown = unknown_keys(&table);
+        if !unknown.is_empty() {
+            return Err(ConfigError::Invalid(unknown));
+        }
+        let raw: RawConfig = serde_path_to_error::deserialize(table).map_err(|e| {
+            ConfigError::Invalid(vec![Problem {
+                key: e.path().to_string(),
+                message: type_message(&e.inner().to_string()),
+            }])
+        })?;
+        let mut v = Validator::default();
+        let config = v.config(raw, host);
+        match config {
+            Some(config) if v.problems.is_empty() => Ok(config),
+            _ => Err(ConfigError::Invalid(v.problems)),
+        }
+    }
+
+    /// One line for `check-config`: `3 canaries, 2 resolvers, interval 30s`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} {}, {} {}, interval {}",
+            self.canaries.len(),
+            plural(self.canaries.len(), "canary", "canaries"),
+            self.resolvers.len(),
+            plural(self.resolvers.len(), "resolver", "resolvers"),
+            format_duration(self.interval)
+        )
+    }
+}
+
+fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 { one } else { many }
+}
+
+/// Every key the config does not know, naming its table and the allowed keys.
+fn unknown_keys(table: &toml::Table) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut check = |table: &toml::Table, path: &str, where_: &str, allowed: &[&str]| {
+        for key in table.keys() {
+            if !allowed.contains(&key.as_str()) {
+                problems.push(Problem {
+                    key: format!("{path}{key}"),
+                    message: format!(
+                        "unknown key in {where_}; allowed keys: {}",
+                        allowed.join(", ")
+                    ),
+                });
+            }
+        }
+    };
+    check(table, "", "the top-level table", TOP_KEYS);
+    if let Some(toml::Value::Array(canaries)) = table.get("canary") {
+        for (i, canary) in canaries.iter().enumerate() {
+            if let toml::Value::Table(t) = canary {
+                let path = format!("canary[{i}]");
+                check(t, &format!("{path}."), &path, CANARY_KEYS);
+            }
+        }
+    }
+    problems
+}
+
+/// serde's type errors in our words ("expected i64" means nothing to an operator).
+fn type_message(serde: &str) -> String {
+    // toml appends "in `key`" on further lines; the key path is already in front.
+    serde
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .replace("expected i64", "expected an integer")
+        .replace("expected a sequence", "expected a list")
+        .replace("expected struct RawCanary", "expected a [[canary]] table")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    collector_url: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    server: Option<String>,
+    // Durations stay TOML values so that `interval = 30` gets the duration message, not a
+    // serde type error.
+    interval: Option<toml::Value>,
+    timeout: Option<toml::Value>,
+    spool_dir: Option<PathBuf>,
+    spool_max_reports: Option<i64>,
+    resolvers: Option<Vec<String>>,
+    canary: Option<Vec<RawCanary>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCanary {
+    name: Option<String>,
+    url: Option<String>,
+    expect_status: Option<i64>,
+    expect_text: Option<String>,
+    timeout: Option<toml::Value>,
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn problem(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn config(&mut self, raw: RawConfig, host: &HostInfo) -> Option<Config> {
+        let collector_url = self.collector_url(raw.collector_url);
+        let token = self.token(raw.token, raw.token_file);
+        let server = self.server(raw.server, host);
+        let interval = self.duration("interval", raw.interval, DEFAULT_INTERVAL, INTERVAL_RANGE);
+        let timeout = self.duration("timeout", raw.timeout, DEFAULT_TIMEOUT, TIMEOUT_RANGE);
+        if let (Some(interval), Some(timeout)) = (interval, timeout) {
+            self.shorter_than_interval("timeout", timeout, interval);
+        }
+        let spool_dir = raw
+            .spool_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR));
+        if spool_dir.as_os_str().is_empty() {
+            self.problem(
+                "spool_dir",
+                "\"\" is empty; use a directory path, e.g. \"/var/lib/causeway-probe/spool\"",
+            );
+        }
+        let spool_max_reports = self.spool_max(raw.spool_max_reports);
+        let resolvers = self.resolvers(raw.resolvers);
+        let canaries = self.canaries(raw.canary, timeout, interval);
+        Some(Config {
+            collector_url: collector_url?,
+            token: token?,
+            host: host
+                .hostname
+                .clone()
+                .filter(|h| is_valid_server_name(h))
+                .or_else(|| server.clone())?,
+            server: server?,
+            interval: interval?,
+            timeout: timeout?,
+            spool_dir,
+            spool_max_reports: spool_max_reports?,
+            resolvers: resolvers?,
+            canaries: canaries?,
+        })
+    }
+
+    fn collector_url(&mut self, raw: Option<String>) -> Option<String> {
+        const KEY: &str = "collector_url";
+        let Some(raw) = raw else {
+            self.problem(
+                KEY,
+                "missing; set the collector's base URL, e.g. \"http://127.0.0.1:8750\"",
+            );
+            return None;
+        };
+        let allowed = "use an http:// or https:// URL with a host, e.g. \"http://127.0.0.1:8750\"";
+        match url::Url::parse(&raw) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+                    && u.username().is_empty()
+                    && u.password().is_none() =>
+            {
+                Some(u.as_str().trim_end_matches('/').to_owned())
+            }
+            Ok(_) => {
+                self.problem(KEY, format!("{raw:?} is not allowed; {allowed}"));
+                None
+            }
+            Err(e) => {
+                self.problem(KEY, format!("{raw:?} is not a URL ({e}); {allowed}"));
+                None
+            }
+        }
+    }
+
+    fn token(&mut self, token: Option<String>, file: Option<PathBuf>) -> Option<String> {
+        // The token's value never appears in a message: it is a secret.
+        let (key, token) = match (token, file) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    "token",
+                    "both token and token_file are set; set exactly one of them",
+                );
+                return None;
+            }
+            (None, None) => {
+                self.problem(
+                    "token",
+                    "missing; set token = \"...\" or token_file = \"/etc/causeway/token\"",
+                );
+                return None;
+            }
+            (Some(token), None) => ("token", token),
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(text) => ("token_file", text.trim().to_owned()),
+                Err(e) => {
+                    self.problem(
+                        "token_file",
+                        format!("{:?} cannot be read: {e}", path.display().to_string()),
+                    );
+                    return None;
+                }
+            },
+        };
+        let what = if key == "token" {
+            "the token"
+        } else {
+            "the token in token_file"
+        };
+        if token.is_empty() {
+            self.problem(key, format!("{what} is empty; set the collector's token"));
+            None
+        } else if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            self.problem(
+                key,
+                format!("{what} contains spaces or non-ASCII characters; a token is printable ASCII without spaces"),
+            );
+            None
+        } else {
+            Some(token)
+        }
+    }
+
+    fn server(&mut self, raw: Option<String>, host: &HostInfo) -> Option<String> {
+        match raw {
+            Some(name) if is_valid_server_name(&name) => Some(name),
+            Some(name) => {
+                self.problem(
+                    "server",
+                    format!("{name:?} is not a valid server name; use {SERVER_NAME_RULE}"),
+                );
+                None
+            }
+            None => match &host.hostname {
+                Some(h) if is_valid_server_name(h) => Some(h.clone()),
+                Some(h) => {
+                    self.problem(
+                        "server",
+                        format!("not set, and the host name {h:?} is not a valid server name; set server to {SERVER_NAME_RULE}"),
+                    );
+                    None
+                }
+                None => {
+                    self.problem(
+                        "server",
+                        "not set, and the host name cannot be read; set server = \"...\"",
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    fn duration(
+        &mut self,
+        key: &str,
+        raw: Option<toml::Value>,
+        default: Duration,
+        (min, max): (Duration, Duration),
+    ) -> Option<Duration> {
+        let Some(value) = raw else {
+            return Some(default);
+        };
+        let parsed = value.as_str().and_then(parse_duration);
+        let Some(d) = parsed else {
+            self.problem(
+                key,
+                format!("{value} is not a duration; use a number with a unit: 500ms, 5s, 2m"),
+            );
+            return None;
+        };
+        if d < min || d > max {
+            self.problem(
+                key,
+                format!(
+                    "{value} is out of range; allowed: {} to {}",
+                    format_duration(min),
+                    format_duration(max)
+                ),
+            );
+            return None;
+        }
+        Some(d)
+    }
+
+    fn shorter_than_interval(&mut self, key: &str, timeout: Duration, interval: Duration) {
+        if timeout >= interval {
+            self.problem(
+                key,
+                format!(
+                    "\"{}\" must be shorter than interval (\"{}\")",
+                    format_duration(timeout),
+                    format_duration(interval)
+                ),
+            );
+        }
+    }
+
+    fn spool_max(&mut self, raw: Option<i64>) -> Option<u64> {
+        let Some(n) = raw else {
+            return Some(DEFAULT_SPOOL_MAX_REPORTS);
+        };
+        let (min, max) = SPOOL_MAX_RANGE;
+        match u64::try_from(n) {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.problem(
+                    "spool_max_reports",
+                    format!("{n} is out of range; allowed: {min} to {max}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn resolvers(&mut self, raw: Option<Vec<String>>) -> Option<Vec<ResolverSpec>> {
+        let Some(raw) = raw else {
+            return Some(vec![ResolverSpec {
+                label: "system".into(),
+                kind: ResolverKind::System,
+            }]);
+        };
+        if raw.is_empty() {
+            self.problem(
+                "resolvers",
+                "[] is empty; list at least one resolver, e.g. [\"system\"]",
+            );
+            return None;
+        }
+        let mut specs = Vec::new();
+        let mut ok = true;
+        let mut seen = HashSet::new();
+        for (i, label) in raw.into_iter().enumerate() {
+            let key = format!("resolvers[{i}]");
+            let Some(kind) = parse_resolver(&label) else {
+                self.problem(
+                    &key,
+                    format!("{label:?} is not a resolver; use \"system\", an IP address or IP:port ([v6 address]:port for IPv6)"),
+                );
+                ok = false;
+                continue;
+            };
+            if !seen.insert(kind) {
+                self.problem(
+                    &key,
+                    format!("{label:?} is listed twice; list each resolver once"),
+                );
+                ok = false;
+                continue;
+            }
+            specs.push(ResolverSpec { label, kind });
+        }
+        ok.then_some(specs)
+    }
+
+    fn canaries(
+        &mut self,
+        raw: Option<Vec<RawCanary>>,
+        default_timeout: Option<Duration>,
+        interval: Option<Duration>,
+    ) -> Option<Vec<Canary>> {
+        let raw = raw.unwrap_or_default();
+        if raw.is_empty() {
+            self.problem(
+                "canary",
+                "missing; add at least one [[canary]] table with a name and a url",
+            );
+            return None;
+        }
+        let mut canaries = Vec::new();
+        let mut names: Vec<(String, usize)> = Vec::new();
+        let mut ok = true;
+        if raw.len() > MAX_CANARIES {
+            self.problem(
+                "canary",
+                format!(
+                    "{} [[canary]] tables; allowed: at most {MAX_CANARIES}",
+                    raw.len()
+                ),
+            );
+            ok = false;
+        }
+        for (i, c) in raw.into_iter().enumerate() {
+            let at = format!("canary[{i}]");
+            if let Some(name) = &c.name {
+                if let Some((_, first)) = names.iter().find(|(n, _)| n == name) {
+                    self.problem(
+                        &format!("{at}.name"),
+                        format!(
+                            "{name:?} is already the name of canary[{first}]; names must be unique"
+                        ),
+                    );
+                    ok = false;
+                }
+                names.push((name.clone(), i));
+            }
+            match self.canary(&at, c, default_timeout, interval) {
+                Some(c) => canaries.push(c),
+                None => ok = false,
+            }
+        }
+        ok.then_some(canaries)
+    }
+
+    fn canary(
+        &mut self,
+        at: &str,
+        raw: RawCanary,
+        default_timeout: Option<Duration>,
+        interval: Option<Duration>,
+    ) -> Option<Canary> {
+        let name = match raw.name {
+            None => {
+                self.problem(
+                    &format!("{at}.name"),
+                    "missing; give each canary a unique name",
+                );
+                None
+            }
+            Some(n) if n.is_empty() || n.chars().count() > MAX_CANARY_NAME => {
+                self.problem(
+                    &format!("{at}.name"),
+                    format!("{n:?} is not allowed; use 1 to {MAX_CANARY_NAME} characters"),
+                );
+                None
+            }
+            Some(n) => Some(n),
+        };
+        let target = match &raw.url {
+            None => {
+                self.problem(
+                    &format!("{at}.url"),
+                    "missing; set the page to request, e.g. \"http://canary.example/health\"",
+                );
+                None
+            }
+            Some(url) => match parse_target(url) {
+                Ok(t) => Some(t),
+                Err(why) => {
+                    self.problem(&format!("{at}.url"), format!("{url:?} {why}"));
+                    None
+                }
+            },
+        };
+        let expect_status = match raw.expect_status {
+            None => Some(200),
+            Some(s) => match u16::try_from(s) {
+                Ok(s) if (100..=599).contains(&s) => Some(s),
+                _ => {
+                    self.problem(
+                        &format!("{at}.expect_status"),
+                        format!("{s} is out of range; allowed: 100 to 599"),
+                    );
+                    None
+                }
+            },
+        };
+        let expect_text = match raw.expect_text {
+            Some(t) if t.is_empty() => {
+                self.problem(
+                    &format!("{at}.expect_text"),
+                    "\"\" is empty; give the text the page must contain, or remove the key",
+                );
+                Err(())
+            }
+            other => Ok(other),
+        };
+        let timeout = match raw.timeout {
+            None => default_timeout,
+            Some(v) => {
+                let key = format!("{at}.timeout");
+                let t = self.duration(&key, Some(v), DEFAULT_TIMEOUT, TIMEOUT_RANGE);
+                if let (Some(t), Some(interval)) = (t, interval) {
+                    self.shorter_than_interval(&key, t, interval);
+                }
+                t
+            }
+        };
+        Some(Canary {
+            name: name?,
+            url: raw.url?,
+            target: target?,
+            expect_status: expect_status?,
+            expect_text: expect_text.ok()?,
+            timeout: timeout?,
+        })
+    }
+}
+
+/// `500ms`, `5s`, `2m`, `1h`: an integer and a unit, nothing else.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let (number, unit) = s.split_at(digits);
+    let n: u64 = number.parse().ok()?;
+    let ms_per_unit = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    n.checked_mul(ms_per_unit).map(Duration::from_millis)
+}
+
+/// The inverse of [`parse_duration`], in the largest unit that is exact.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms != 0 && ms.is_multiple_of(3_600_000) {
+        format!("{}h", ms / 3_600_000)
+    } else if ms != 0 && ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1_000) {
+        format!("{}s", ms / 1_000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// `10.0.0.53`, `10.0.0.53:5353`, `::1`, `[::1]:5353`, or `system`.
+fn parse_resolver(s: &str) -> Option<ResolverKind> {
+    if s == "system" {
+        return Some(ResolverKind::System);
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ResolverKind::Server(SocketAddr::new(ip, 53)));
+    }
+    s.parse::<SocketAddr>().ok().map(ResolverKind::Server)
+}
+
+/// Takes a canary URL apart; the error completes "URL ... " in a message.
+fn parse_target(raw: &str) -> Result<Target, String> {
+    const ALLOWED: &str = "use an http:// or https:// URL with a host name or IP address, e.g. \"http://canary.example/health\"";
+    if raw.len() > MAX_URL {
+        return Err(format!("is too long; use at most {MAX_URL} characters"));
+    }
+    let url = url::Url::parse(raw).map_err(|e| format!("is not a URL ({e}); {ALLOWED}"))?;
+    let tls = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        _ => return Err(format!("is not allowed; {ALLOWED}")),
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "is not allowed: it carries a user name or password; {ALLOWED}"
+        ));
+    }
+    let (host, host_text) = match url.host() {
+        Some(url::Host::Domain(d)) if d.len() > MAX_HOST_NAME => {
+            return Err(format!(
+                "is not allowed: its host name is longer than {MAX_HOST_NAME} characters; {ALLOWED}"
+            ));
+        }
+        Some(url::Host::Domain(d)) => (TargetHost::Name(d.to_owned()), d.to_owned()),
+        Some(url::Host::Ipv4(ip)) => (TargetHost::Ip(ip.into()), ip.to_string()),
+        Some(url::Host::Ipv6(ip)) => (TargetHost::Ip(ip.into()), format!("[{ip}]")),
+        None => return Err(format!("is not allowed: it has no host; {ALLOWED}")),
+    };
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| format!("is not allowed: it has no port; {ALLOWED}"))?;
+    let host_header = match url.port() {
+        Some(p) => format!("{host_text}:{p}"),
+        None => host_text,
+    };
+    let path_and_query = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
+    Ok(Target {
+        tls,
+        host,
+        port,
+        path_and_query,
+        host_header,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+collector_url = "http://127.0.0.1:8750"
+token = "cw_test"
+server = "web-01"
+
+[[canary]]
+name = "site"
+url = "http://canary.example/health"
+"#;
+
+    fn host() -> HostInfo {
+        HostInfo {
+            hostname: Some("probe-host".into()),
+        }
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, &host())
+    }
+
+    /// The problems of an invalid config, one string each.
+    fn problems(text: &str) -> Vec<String> {
+        match parse(text) {
+            Ok(c) => panic!("expected errors, got {c:?}"),
+            Err(e) => e.problems(),
+        }
+    }
+
+    /// MINIMAL with `line` added to the top-level table.
+    fn with_top(line: &str) -> String {
+        format!("{line}\n{MINIMAL}")
+    }
+
+    /// MINIMAL with `line` added to the canary table.
+    fn with_canary(line: &str) -> String {
+        format!("{MINIMAL}{line}\n")
+    }
+
+    #[test]
+    fn minimal_config_gets_the_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.collector_url, "http://127.0.0.1:8750");
+        assert_eq!(c.token, "cw_test");
+        assert_eq!(c.server, "web-01");
+        assert_eq!(c.host, "probe-host");
+        assert_eq!(c.interval, Duration::from_secs(30));
+        assert_eq!(c.timeout, Duration::from_secs(5));
+        assert_eq!(c.spool_dir, PathBuf::from(DEFAULT_SPOOL_DIR));
+        assert_eq!(c.spool_max_reports, 10_000);
+        assert_eq!(
+            c.resolvers,
+            vec![ResolverSpec {
+                label: "system".into(),
+                kind: ResolverKind::System
+            }]
+        );
+        let canary = &c.canaries[0];
+        assert_eq!(canary.name, "site");
+        assert_eq!(canary.expect_status, 200);
+        assert_eq!(canary.expect_text, None);
+        assert_eq!(canary.timeout, Duration::from_secs(5));
+        assert_eq!(
+            canary.target,
+            Target {
+                tls: false,
+                host: TargetHost::Name("canary.example".into()),
+                port: 80,
+                path_and_query: "/health".into(),
+                host_header: "canary.example".into(),
+            }
+        );
+        assert_eq!(c.summary(), "1 canary, 1 resolver, interval 30s");
+    }
+
+    #[test]
+    fn full_config_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "cw_from_file\n").unwrap();
+        let text = format!(
+            r#"
+collector_url = "https://collector.example:8443/base/"
+token_file = "{}"
+interval = "1m"
+timeout = "1500ms"
+spool_dir = "/tmp/spool"
+spool_max_reports = 50
+resolvers = ["system", "10.0.0.53", "10.0.0.54:5353", "[fd00::53]:5353", "fd00::54"]
+
+[[canary]]
+name = "site"
+url = "https://canary.example:8443/health?deep=1#frag"
+expect_status = 204
+expect_text = "canary-ok"
+timeout = "2s"
+
+[[canary]]
+name = "by-address"
+url = "http://[fd00::2]/"
+"#,
+            token_file.display()
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.collector_url, "https://collector.example:8443/base");
+        assert_eq!(c.token, "cw_from_file");
+        assert_eq!(c.server, "probe-host", "server defaults to the host name");
+        assert_eq!(c.interval, Duration::from_secs(60));
+        assert_eq!(c.timeout, Duration::from_millis(1500));
+        assert_eq!(c.spool_max_reports, 50);
+        let kinds: Vec<_> = c.resolvers.iter().map(|r| r.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ResolverKind::System,
+                ResolverKind::Server("10.0.0.53:53".parse().unwrap()),
+                ResolverKind::Server("10.0.0.54:5353".parse().unwrap()),
+                ResolverKind::Server("[fd00::53]:5353".parse().unwrap()),
+                ResolverKind::Server("[fd00::54]:53".parse().unwrap()),
+            ]
+        );
+        assert_eq!(c.resolvers[2].label, "10.0.0.54:5353");
+        let site = &c.canaries[0];
+        assert_eq!(site.expect_status, 204);
+        assert_eq!(site.expect_text.as_deref(), Some("canary-ok"));
+        assert_eq!(site.timeout, Duration::from_secs(2));
+        assert!(site.target.tls);
+        assert_eq!(site.target.port, 8443);
+        assert_eq!(site.target.path_and_query, "/health?deep=1");
+        assert_eq!(site.target.host_header, "canary.example:8443");
+        let ip = &c.canaries[1];
+        assert_eq!(ip.timeout, Duration::from_millis(1500), "the default");
+        assert_eq!(ip.target.host, TargetHost::Ip("fd00::2".parse().unwrap()));
+        assert_eq!(ip.target.host_header, "[fd00::2]");
+        assert_eq!(c.summary(), "2 canaries, 5 resolvers, interval 1m");
+    }
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let c = parse(MINIMAL).unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("cw_test"), "{debug}");
+    }
+
+    #[test]
+    fn syntax_error() {
+        let p = problems("collector_url = \n");
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].starts_with("not valid TOML: TOML parse error at line 1"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_top_level_key() {
+        assert_eq!(
+            problems(&with_top("colector_url = \"x\"")),
+            vec![
+                "colector_url: unknown key in the top-level table; allowed keys: collector_url, \
+                 token, token_file, server, interval, timeout, spool_dir, spool_max_reports, \
+                 resolvers, canary"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_canary_keys_are_all_reported() {
+        assert_eq!(
+            problems(&with_canary("timout = \"5s\"\nexpect = 200")),
+            vec![
+                "canary[0].expect: unknown key in canary[0]; allowed keys: name, url, \
+                 expect_status, expect_text, timeout",
+                "canary[0].timout: unknown key in canary[0]; allowed keys: name, url, \
+                 expect_status, expect_text, timeout",
+            ]
+        );
+    }
+
+    #[test]
+    fn wrong_type() {
+        assert_eq!(
+            problems(&with_canary("expect_status = \"200\"")),
+            vec![r#"canary[0].expect_status: invalid type: string "200", expected an integer"#]
+        );
+    }
+
+    #[test]
+    fn canary_as_a_single_table() {
+        let text = "collector_url = \"http://c\"\ntoken = \"t\"\n[canary]\nname = \"a\"\n";
+        assert_eq!(
+            problems(text),
+            vec!["canary: invalid type: map, expected a list"]
+        );
+    }
+
+    #[test]
+    fn bad_duration() {
+        assert_eq!(
+            problems(&with_canary("timeout = \"5 seconds\"")),
+            vec![
+                r#"canary[0].timeout: "5 seconds" is not a duration; use a number with a unit: 500ms, 5s, 2m"#
+            ]
+        );
+    }
+
+    #[test]
+    fn duration_without_unit() {
+        assert_eq!(
+            problems(&with_top("interval = 30")),
+            vec!["interval: 30 is not a duration; use a number with a unit: 500ms, 5s, 2m"]
+        );
+    }
+
+    #[test]
+    fn duration_out_of_range() {
+        assert_eq!(
+            problems(&with_top("interval = \"2h\"")),
+            vec![r#"interval: "2h" is out of range; allowed: 1s to 1h"#]
+        );
+        assert_eq!(
+            problems(&with_top("timeout = \"50ms\"")),
+            vec![r#"timeout: "50ms" is out of range; allowed: 100ms to 1m"#]
+        );
+    }
+
+    #[test]
+    fn timeout_not_shorter_than_interval() {
+        assert_eq!(
+            problems(&with_top("interval = \"5s\"\ntimeout = \"5s\"")),
+            vec![r#"timeout: "5s" must be shorter than interval ("5s")"#]
+        );
+        assert_eq!(
+            problems(
+                &with_top("interval = \"10s\"")
+                    .replace("\n[[canary]]", "\n[[canary]]\ntimeout = \"20s\"")
+            ),
+            vec![r#"canary[0].timeout: "20s" must be shorter than interval ("10s")"#]
+        );
+    }
+
+    #[test]
+    fn missing_collector_url() {
+        assert_eq!(
+            problems(&MINIMAL.replace("collector_url = \"http://127.0.0.1:8750\"", "")),
+            vec![
+                r#"collector_url: missing; set the collector's base URL, e.g. "http://127.0.0.1:8750""#
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_collector_url() {
+        let text = MINIMAL.replace("http://127.0.0.1:8750", "ftp://127.0.0.1");
+        assert_eq!(
+            problems(&text),
+            vec![
+                r#"collector_url: "ftp://127.0.0.1" is not allowed; use an http:// or https:// URL with a host, e.g. "http://127.0.0.1:8750""#
+            ]
+        );
+        let text = MINIMAL.replace("http://127.0.0.1:8750", "127.0.0.1:8750");
+        assert_eq!(
+            problems(&text),
+            vec![
+                r#"collector_url: "127.0.0.1:8750" is not a URL (relative URL without a base); use an http:// or https:// URL with a host, e.g. "http://127.0.0.1:8750""#
+            ]
+        );
+    }
+
+    #[test]
+    fn token_and_token_file_both_set() {
+        assert_eq!(
+            problems(&with_top("token_file = \"/etc/causeway/token\"")),
+            vec!["token: both token and token_file are set; set exactly one of them"]
+        );
+    }
+
+    #[test]
+    fn no_token() {
+        assert_eq!(
+            problems(&MINIMAL.replace("token = \"cw_test\"", "")),
+            vec![r#"token: missing; set token = "..." or token_file = "/etc/causeway/token""#]
+        );
+    }
+
+    #[test]
+    fn unreadable_token_file() {
+        let text = MINIMAL.replace(
+            "token = \"cw_test\"",
+            "token_file = \"/nonexistent/causeway-token\"",
+        );
+        assert_eq!(
+            problems(&text),
+            vec![
+                r#"token_file: "/nonexistent/causeway-token" cannot be read: No such file or directory (os error 2)"#
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_token_is_not_echoed() {
+        let p = problems(&MINIMAL.replace("cw_test", "cw secret"));
+        assert_eq!(
+            p,
+            vec![
+                "token: the token contains spaces or non-ASCII characters; a token is printable ASCII without spaces"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_server_name() {
+        assert_eq!(
+            problems(&MINIMAL.replace("\"web-01\"", "\"web 01\"")),
+            vec![format!(
+                r#"server: "web 01" is not a valid server name; use {SERVER_NAME_RULE}"#
+            )]
+        );
+    }
+
+    #[test]
+    fn unusable_host_name_without_server() {
+        let text = MINIMAL.replace("server = \"web-01\"", "");
+        let err = Config::parse(
+            &text,
+            &HostInfo {
+                hostname: Some("bad host".into()),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.problems(),
+            vec![format!(
+                r#"server: not set, and the host name "bad host" is not a valid server name; set server to {SERVER_NAME_RULE}"#
+            )]
+        );
+    }
+
+    #[test]
+    fn spool_max_out_of_range() {
+        assert_eq!(
+            problems(&with_top("spool_max_reports = 5")),
+            vec!["spool_max_reports: 5 is out of range; allowed: 10 to 1000000"]
+        );
+    }
+
+    #[test]
+    fn bad_resolver() {
+        assert_eq!(
+            problems(&with_top(r#"resolvers = ["system", "10.0.0.300"]"#)),
+            vec![
+                r#"resolvers[1]: "10.0.0.300" is not a resolver; use "system", an IP address or IP:port ([v6 address]:port for IPv6)"#
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_resolver() {
+        assert_eq!(
+            problems(&with_top(r#"resolvers = ["10.0.0.53", "10.0.0.53:53"]"#)),
+            vec![r#"resolvers[1]: "10.0.0.53:53" is listed twice; list each resolver once"#]
+        );
+    }
+
+    #[test]
+    fn empty_resolvers() {
+        assert_eq!(
+            problems(&with_top("resolvers = []")),
+            vec![r#"resolvers: [] is empty; list at least one resolver, e.g. ["system"]"#]
+        );
+    }
+
+    #[test]
+    fn no_canary() {
+        let text = "collector_url = \"http://c\"\ntoken = \"t\"\nserver = \"s\"\n";
+        assert_eq!(
+            problems(text),
+            vec!["canary: missing; add at least one [[canary]] table with a name and a url"]
+        );
+    }
+
+    #[test]
+    fn duplicate_canary_name() {
+        let text = format!("{MINIMAL}\n[[canary]]\nname = \"site\"\nurl = \"http://other/\"\n");
+        assert_eq!(
+            problems(&text),
+            vec![
+                r#"canary[1].name: "site" is already the name of canary[0]; names must be unique"#
+            ]
+        );
+    }
+
+    #[test]
+    fn canary_name_missing_or_too_long() {
+        let text = MINIMAL.replace("name = \"site\"", "");
+        assert_eq!(
+            problems(&text),
+            vec!["canary[0].name: missing; give each canary a unique name"]
+        );
+        let long = "x".repeat(129);
+        let text = MINIMAL.replace("\"site\"", &format!("\"{long}\""));
+        assert_eq!(
+            problems(&text),
+            vec![format!(
+                r#"canary[0].name: "{long}" is not allowed; use 1 to 128 characters"#
+            )]
+        );
+    }
+
+    #[test]
+    fn bad_canary_url() {
+        let text = MINIMAL.replace("http://canary.example/health", "ftp://canary.example/");
+        assert_eq!(
+            problems(&text),
+            vec![
+                r#"canary[0].url: "ftp://canary.example/" is not allowed; use an http:// or https:// URL with a host name or IP address, e.g. "http://canary.example/health""#
+            ]
+        );
+        let text = MINIMAL.replace("http://canary.example/health", "http://u:p@canary.example/");
+        assert_eq!(
+            problems(&text),
+            vec![
+                r#"canary[0].url: "http://u:p@canary.example/" is not allowed: it carries a user name or password; use an http:// or https:// URL with a host name or IP address, e.g. "http://canary.example/health""#
+            ]
+        );
+    }
+
+    #[test]
+    fn too_many_canaries() {
+        let mut text = MINIMAL.to_owned();
+        for i in 0..MAX_CANARIES {
+            text.push_str(&format!(
+                "[[canary]]\nname = \"c{i}\"\nurl = \"http://c/\"\n"
+            ));
+        }
+        assert_eq!(
+            problems(&text),
+            vec!["canary: 51 [[canary]] tables; allowed: at most 50"]
+        );
+    }
+
+    #[test]
+    fn host_name_too_long() {
+        let long = format!("{}.example", "a.".repeat(125));
+        let text = MINIMAL.replace("canary.example", &long);
+        assert_eq!(
+            problems(&text),
+            vec![format!(
+                r#"canary[0].url: "http://{long}/health" is not allowed: its host name is longer than 253 characters; use an http:// or https:// URL with a host name or IP address, e.g. "http://canary.example/health""#
+            )]
+        );
+    }
+
+    #[test]
+    fn expect_status_out_of_range() {
+        assert_eq!(
+            problems(&with_canary("expect_status = 600")),
+            vec!["canary[0].expect_status: 600 is out of range; allowed: 100 to 599"]
+        );
+    }
+
+    #[test]
+    fn empty_expect_text() {
+        assert_eq!(
+            problems(&with_canary("expect_text = \"\"")),
+            vec![
+                r#"canary[0].expect_text: "" is empty; give the text the page must contain, or remove the key"#
+            ]
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = r#"
+collector_url = "gopher://x"
+token = "t"
+server = "s"
+interval = "0s"
+spool_max_reports = 1
+
+[[canary]]
+name = "a"
+url = "http://a/"
+expect_status = 99
+"#;
+        let p = problems(text);
+        assert_eq!(p.len(), 4, "{p:#?}");
+        assert!(p[0].starts_with("collector_url: "));
+        assert!(p[1].starts_with("interval: "));
+        assert!(p[2].starts_with("spool_max_reports: "));
+        assert!(p[3].starts_with("canary[0].expect_status: "));
+    }
+
+    #[test]
+    fn durations_parse_and_print() {
+        for (text, ms) in [
+            ("500ms", 500),
+            ("5s", 5000),
+            ("2m", 120_000),
+            ("1h", 3_600_000),
+        ] {
+            let d = parse_duration(text).unwrap();
+            assert_eq!(d, Duration::from_millis(ms));
+            assert_eq!(format_duration(d), text);
+        }
+        for bad in [
+            "",
+            "5",
+            "s",
+            "5 s",
+            " 5s",
+            "1.5s",
+            "5S",
+            "-5s",
+            "5sec",
+            "99999999999999999999h",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(format_duration(Duration::from_secs(90)), "90s");
+    }
+}

@@ -1,0 +1,589 @@
+//! One probe cycle: for every canary (all at once) resolve its name through every resolver,
+//! request each address it resolved to (all at once), judge, classify, and build the report.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use causeway_schema::{
+    CheckResult, DnsOutcome, Evidence, Failure, FailureKind, ProbeInfo, Report, Resolution,
+    ResolverOutcome, SCHEMA_VERSION, SpoolStats, Timings, classify,
+};
+use uuid::Uuid;
+
+use crate::checks::dns::{self, DnsTransport, NameServer};
+use crate::checks::http::{HttpOutcome, HttpTransport};
+use crate::config::{Canary, Config, TargetHost};
+use crate::now_ms;
+
+/// Most addresses requested per canary: bounds the requests (and memory) of a cycle and keeps
+/// a report under the collector's limit on results.
+pub const MAX_ADDRESSES: usize = 16;
+const _: () = assert!(crate::config::MAX_CANARIES * MAX_ADDRESSES <= causeway_schema::MAX_RESULTS);
+
+/// Where the `system` resolver's name servers are read from, every cycle (it may change).
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Runs cycles with the given DNS and HTTP transports (real ones in the service, fakes in
+/// tests).
+pub struct Prober<D, H> {
+    pub config: Arc<Config>,
+    pub dns: D,
+    pub http: H,
+    pub resolv_conf: PathBuf,
+}
+
+impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
+    pub fn new(config: Arc<Config>, dns: D, http: H) -> Self {
+        Prober {
+            config,
+            dns,
+            http,
+            resolv_conf: PathBuf::from(RESOLV_CONF),
+        }
+    }
+
+    /// One cycle. The report's spool stats are left at zero: the spool fills them in.
+    pub async fn cycle(&self) -> Report {
+        let started_at_ms = now_ms();
+        let servers = self.name_servers();
+        let per_canary = self
+            .config
+            .canaries
+            .iter()
+            .map(|c| self.check_canary(c, &servers));
+        let mut results = Vec::new();
+        let mut resolutions = Vec::new();
+        for (checks, resolution) in futures_util::future::join_all(per_canary).await {
+            results.extend(checks);
+            resolutions.extend(resolution);
+        }
+        Report {
+            schema_version: SCHEMA_VERSION,
+            report_id: Uuid::new_v4(),
+            server: self.config.server.clone(),
+            probe: ProbeInfo {
+                host: self.config.host.clone(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            },
+            started_at_ms,
+            // Config limits the interval to 1 s .. 1 h, so this neither truncates to 0 nor
+            // overflows.
+            interval_s: self.config.interval.as_secs() as u32,
+            results,
+            resolutions,
+            spool: SpoolStats::default(),
+        }
+    }
+
+    /// The name servers for this cycle; only reads resolv.conf when `system` is configured.
+    fn name_servers(&self) -> Vec<NameServer> {
+        let wants_system = self
+            .config
+            .resolvers
+            .iter()
+            .any(|r| r.kind == crate::config::ResolverKind::System);
+        let needs_dns = self
+            .config
+            .canaries
+            .iter()
+            .any(|c| matches!(c.target.host, TargetHost::Name(_)));
+        let text = if wants_system && needs_dns {
+            dns::read_resolv_conf(&self.resolv_conf)
+        } else {
+            None
+        };
+        dns::name_servers(&self.config.resolvers, text.as_deref())
+    }
+
+    async fn check_canary(
+        &self,
+        canary: &Canary,
+        servers: &[NameServer],
+    ) -> (Vec<CheckResult>, Option<Resolution>) {
+        let started_at_ms = now_ms();
+        let start = Instant::now();
+        let name = match &canary.target.host {
+            TargetHost::Ip(ip) => {
+                let outcome = self.http.fetch(canary, *ip).await;
+                let result = check_result(canary, started_at_ms, None, outcome, &[]);
+                return (vec![result], None);
+            }
+            TargetHost::Name(name) => name,
+        };
+        let outcomes = dns::resolve(&self.dns, name, servers, canary.timeout).await;
+        let resolve_ms = start.elapsed().as_secs_f64() * 1000.0;
+        let mut addresses = dns::addresses(&outcomes);
+        if addresses.len() > MAX_ADDRESSES {
+            tracing::warn!(
+                "{}: {name} has {} addresses; requesting the first {MAX_ADDRESSES}",
+                canary.name,
+                addresses.len()
+            );
+            addresses.truncate(MAX_ADDRESSES);
+        }
+        let results = if addresses.is_empty() {
+            vec![no_address(
+                canary,
+                started_at_ms,
+                resolve_ms,
+                name,
+                &outcomes,
+            )]
+        } else {
+            let fetches = addresses.iter().map(|a| self.http.fetch(canary, *a));
+            futures_util::future::join_all(fetches)
+                .await
+                .into_iter()
+                .map(|o| check_result(canary, started_at_ms, Some(resolve_ms), o, &outcomes))
+                .collect()
+        };
+        let resolution = Resolution {
+            canary: canary.name.clone(),
+            name: name.clone(),
+            resolvers: outcomes,
+        };
+        (results, Some(resolution))
+    }
+}
+
+/// A check result from one request. `dns` is the canary's resolution, kept as evidence when
+/// the check failed.
+fn check_result(
+    canary: &Canary,
+    started_at_ms: i64,
+    resolve_ms: Option<f64>,
+    outcome: HttpOutcome,
+    dns: &[ResolverOutcome],
+) -> CheckResult {
+    let ok = outcome.failure.is_none();
+    let evidence = if ok {
+        Evidence::default()
+    } else {
+        Evidence {
+            dns: dns.to_vec(),
+            ..outcome.evidence
+        }
+    };
+    let mut result = CheckResult {
+        canary: canary.name.clone(),
+        url: canary.url.clone(),
+        address: Some(outcome.remote.ip()),
+        started_at_ms,
+        ok,
+        status: outcome.status,
+        timings: Timings {
+            resolve_ms,
+            connect_ms: outcome.connect_ms,
+            tls_ms: outcome.tls_ms,
+            first_byte_ms: outcome.first_byte_ms,
+            total_ms: resolve_ms.unwrap_or(0.0) + outcome.total_ms,
+        },
+        failure: outcome.failure,
+        diagnosis: None,
+        evidence,
+    };
+    result.diagnosis = classify(&result);
+    result
+}
+
+/// The one result of a canary whose name resolved to nothing.
+fn no_address(
+    canary: &Canary,
+    started_at_ms: i64,
+    resolve_ms: f64,
+    name: &str,
+    outcomes: &[ResolverOutcome],
+) -> CheckResult {
+    let mut result = CheckResult {
+        canary: canary.name.clone(),
+        url: canary.url.clone(),
+        address: None,
+        started_at_ms,
+        ok: false,
+        status: None,
+        timings: Timings {
+            resolve_ms: Some(resolve_ms),
+            total_ms: resolve_ms,
+            ..Timings::default()
+        },
+        failure: Some(Failure {
+            kind: FailureKind::NoAddress,
+            message: crate::checks::http::cut(
+                format!(
+                    "no resolver gave an address for {name}: {}",
+                    brief_outcomes(outcomes)
+                ),
+                400,
+            ),
+        }),
+        diagnosis: None,
+        evidence: Evidence {
+            dns: outcomes.to_vec(),
+            ..Evidence::default()
+        },
+    };
+    result.diagnosis = classify(&result);
+    result
+}
+
+/// `system (10.0.0.53:53) A nx_domain, AAAA nx_domain; 10.0.0.54 A timeout, AAAA timeout`
+fn brief_outcomes(outcomes: &[ResolverOutcome]) -> String {
+    outcomes
+        .iter()
+        .map(|o| {
+            let who = if o.resolver == "system" {
+                format!("system ({})", o.server)
+            } else {
+                o.resolver.clone()
+            };
+            let queries: Vec<String> = o
+                .queries
+                .iter()
+                .map(|q| format!("{} {}", q.record_type, outcome_id(q.outcome)))
+                .collect();
+            format!("{who} {}", queries.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The wire spelling of a DNS outcome.
+fn outcome_id(o: DnsOutcome) -> &'static str {
+    match o {
+        DnsOutcome::Answer => "answer",
+        DnsOutcome::NoData => "no_data",
+        DnsOutcome::NxDomain => "nx_domain",
+        DnsOutcome::ServFail => "serv_fail",
+        DnsOutcome::Refused => "refused",
+        DnsOutcome::OtherRcode => "other_rcode",
+        DnsOutcome::Timeout => "timeout",
+        DnsOutcome::NetworkError => "network_error",
+    }
+}
+
+/// The one log line per cycle: `cycle: 2/2 checks ok` or
+/// `cycle: 0/1 checks ok: site 10.0.0.2 connection_refused`.
+pub fn summary(report: &Report) -> String {
+    let ok = report.results.iter().filter(|r| r.ok).count();
+    let mut line = format!("cycle: {ok}/{} checks ok", report.results.len());
+    let failed: Vec<String> = report
+        .results
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| {
+            let address = r
+                .address
+                .map_or_else(|| "no-address".to_owned(), |a: IpAddr| a.to_string());
+            let cause = r.cause().map_or("unknown", |c| c.id());
+            format!("{} {address} {cause}", r.canary)
+        })
+        .collect();
+    if !failed.is_empty() {
+        line.push_str(": ");
+        line.push_str(&failed.join(", "));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::future::Future;
+    use std::net::SocketAddr;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use causeway_schema::{Cause, DnsAnswer, DnsQuery};
+
+    use super::*;
+    use crate::checks::dns::RecordKind;
+    use crate::config::HostInfo;
+
+    /// Canned DNS: (server, record type) -> addresses, or an outcome without addresses.
+    #[derive(Default)]
+    struct FakeDns {
+        answers: HashMap<(SocketAddr, &'static str), Result<Vec<IpAddr>, DnsOutcome>>,
+        asked: Mutex<Vec<(SocketAddr, String, &'static str)>>,
+    }
+
+    impl DnsTransport for FakeDns {
+        fn query(
+            &self,
+            server: SocketAddr,
+            name: &str,
+            kind: RecordKind,
+            _timeout: Duration,
+        ) -> impl Future<Output = DnsQuery> + Send {
+            self.asked
+                .lock()
+                .unwrap()
+                .push((server, name.to_owned(), kind.as_str()));
+            let canned = self
+                .answers
+                .get(&(server, kind.as_str()))
+                .cloned()
+                .unwrap_or(Err(DnsOutcome::Timeout));
+            let (outcome, answers) = match canned {
+                Ok(addrs) => (
+                    DnsOutcome::Answer,
+                    addrs
+                        .into_iter()
+                        .map(|address| DnsAnswer { address, ttl: 60 })
+                        .collect(),
+                ),
+                Err(outcome) => (outcome, Vec::new()),
+            };
+            let q = DnsQuery {
+                record_type: kind.as_str().to_owned(),
+                outcome,
+                rcode: Some("NOERROR".into()),
+                answers,
+                elapsed_ms: 2.0,
+                error: None,
+            };
+            async move { q }
+        }
+    }
+
+    /// Canned HTTP: every address answers ok, except those listed with a failure kind.
+    #[derive(Default)]
+    struct FakeHttp {
+        failing: HashMap<IpAddr, FailureKind>,
+        fetched: Mutex<Vec<IpAddr>>,
+    }
+
+    impl HttpTransport for FakeHttp {
+        fn fetch(
+            &self,
+            canary: &Canary,
+            address: IpAddr,
+        ) -> impl Future<Output = HttpOutcome> + Send {
+            self.fetched.lock().unwrap().push(address);
+            let failure = self.failing.get(&address).map(|kind| Failure {
+                kind: *kind,
+                message: "fake failure".into(),
+            });
+            let refused = failure.is_some();
+            let o = HttpOutcome {
+                local: None,
+                remote: SocketAddr::new(address, canary.target.port),
+                status: (!refused).then_some(200),
+                connect_ms: (!refused).then_some(1.0),
+                tls_ms: None,
+                first_byte_ms: (!refused).then_some(2.0),
+                total_ms: 5.0,
+                failure,
+                evidence: Evidence::default(),
+            };
+            async move { o }
+        }
+    }
+
+    fn config(resolvers: &str, canaries: &str) -> Arc<Config> {
+        let text = format!(
+            "collector_url = \"http://127.0.0.1:1\"\ntoken = \"t\"\nserver = \"web-01\"\n\
+             resolvers = {resolvers}\n{canaries}"
+        );
+        Arc::new(
+            Config::parse(
+                &text,
+                &HostInfo {
+                    hostname: Some("probe-host".into()),
+                },
+            )
+            .unwrap(),
+        )
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    const SITE: &str = "[[canary]]\nname = \"site\"\nurl = \"http://canary.test/health\"\n";
+
+    #[tokio::test]
+    async fn resolves_through_every_server_and_requests_every_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolv_conf = dir.path().join("resolv.conf");
+        std::fs::write(&resolv_conf, "nameserver 10.0.0.53\n").unwrap();
+        let mut dns = FakeDns::default();
+        dns.answers
+            .insert((addr("10.0.0.53:53"), "A"), Ok(vec![ip("10.0.0.2")]));
+        dns.answers
+            .insert((addr("10.0.0.53:53"), "AAAA"), Err(DnsOutcome::NoData));
+        dns.answers.insert(
+            (addr("10.0.0.54:5353"), "A"),
+            Ok(vec![ip("10.0.0.3"), ip("10.0.0.2")]),
+        );
+        dns.answers
+            .insert((addr("10.0.0.54:5353"), "AAAA"), Ok(vec![ip("fd00::2")]));
+        let mut http = FakeHttp::default();
+        http.failing
+            .insert(ip("10.0.0.3"), FailureKind::ConnectRefused);
+        let mut prober = Prober::new(config(r#"["system", "10.0.0.54:5353"]"#, SITE), dns, http);
+        prober.resolv_conf = resolv_conf;
+
+        let report = prober.cycle().await;
+
+        assert_eq!(report.schema_version, SCHEMA_VERSION);
+        assert_eq!(report.server, "web-01");
+        assert_eq!(report.probe.host, "probe-host");
+        assert_eq!(report.interval_s, 30);
+        let addresses: Vec<_> = report.results.iter().map(|r| r.address).collect();
+        assert_eq!(
+            addresses,
+            vec![
+                Some(ip("10.0.0.2")),
+                Some(ip("10.0.0.3")),
+                Some(ip("fd00::2"))
+            ],
+            "each distinct address once, IPv4 first"
+        );
+        let ok = &report.results[0];
+        assert!(ok.ok);
+        assert_eq!(ok.diagnosis, None);
+        assert_eq!(ok.evidence, Evidence::default());
+        let resolve_ms = ok.timings.resolve_ms.unwrap();
+        assert!((ok.timings.total_ms - (resolve_ms + 5.0)).abs() < 1e-9);
+
+        let refused = &report.results[1];
+        assert!(!refused.ok);
+        assert_eq!(
+            refused.failure.as_ref().unwrap().kind,
+            FailureKind::ConnectRefused
+        );
+        assert_eq!(
+            refused.diagnosis.as_ref().unwrap().cause,
+            Cause::ConnectionRefused
+        );
+        assert_eq!(
+            refused.evidence.dns.len(),
+            2,
+            "a failed check carries the DNS outcomes"
+        );
+
+        assert_eq!(report.resolutions.len(), 1);
+        let resolution = &report.resolutions[0];
+        assert_eq!(resolution.name, "canary.test");
+        let who: Vec<_> = resolution
+            .resolvers
+            .iter()
+            .map(|r| (r.resolver.as_str(), r.server))
+            .collect();
+        assert_eq!(
+            who,
+            vec![
+                ("system", addr("10.0.0.53:53")),
+                ("10.0.0.54:5353", addr("10.0.0.54:5353"))
+            ]
+        );
+        assert_eq!(
+            prober.dns.asked.lock().unwrap().len(),
+            4,
+            "A and AAAA per server"
+        );
+        report.validate(now_ms()).unwrap();
+        assert_eq!(
+            summary(&report),
+            "cycle: 2/3 checks ok: site 10.0.0.3 connection_refused"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_address_when_no_resolver_answers() {
+        let mut dns = FakeDns::default();
+        dns.answers
+            .insert((addr("10.0.0.53:53"), "A"), Err(DnsOutcome::NxDomain));
+        dns.answers
+            .insert((addr("10.0.0.53:53"), "AAAA"), Err(DnsOutcome::NxDomain));
+        let prober = Prober::new(
+            config(r#"["10.0.0.53", "10.0.0.54"]"#, SITE),
+            dns,
+            FakeHttp::default(),
+        );
+        let report = prober.cycle().await;
+        assert_eq!(report.results.len(), 1);
+        let r = &report.results[0];
+        assert_eq!(r.address, None);
+        assert!(!r.ok);
+        let failure = r.failure.as_ref().unwrap();
+        assert_eq!(failure.kind, FailureKind::NoAddress);
+        assert_eq!(
+            failure.message,
+            "no resolver gave an address for canary.test: 10.0.0.53 A nx_domain, AAAA nx_domain; \
+             10.0.0.54 A timeout, AAAA timeout"
+        );
+        assert!(r.timings.resolve_ms.is_some());
+        assert_eq!(r.timings.connect_ms, None);
+        assert_eq!(r.evidence.dns.len(), 2);
+        assert!(r.diagnosis.is_some());
+        assert!(prober.http.fetched.lock().unwrap().is_empty());
+        report.validate(now_ms()).unwrap();
+        assert_eq!(
+            summary(&report),
+            "cycle: 0/1 checks ok: site no-address unknown"
+        );
+    }
+
+    #[tokio::test]
+    async fn addresses_per_canary_are_capped() {
+        let mut dns = FakeDns::default();
+        let many: Vec<IpAddr> = (1..=40).map(|i| ip(&format!("10.0.1.{i}"))).collect();
+        dns.answers.insert((addr("10.0.0.53:53"), "A"), Ok(many));
+        let prober = Prober::new(config(r#"["10.0.0.53"]"#, SITE), dns, FakeHttp::default());
+        let report = prober.cycle().await;
+        assert_eq!(report.results.len(), MAX_ADDRESSES);
+        assert_eq!(report.results[0].address, Some(ip("10.0.1.1")));
+        report.validate(now_ms()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn ip_literal_is_not_resolved() {
+        let canaries = "[[canary]]\nname = \"by-ip\"\nurl = \"http://10.0.0.9:8080/\"\n\
+                        [[canary]]\nname = \"v6\"\nurl = \"http://[fd00::9]/\"\n";
+        let prober = Prober::new(
+            config(r#"["10.0.0.53"]"#, canaries),
+            FakeDns::default(),
+            FakeHttp::default(),
+        );
+        let report = prober.cycle().await;
+        assert!(prober.dns.asked.lock().unwrap().is_empty());
+        assert!(report.resolutions.is_empty());
+        assert_eq!(report.results.len(), 2);
+        assert_eq!(report.results[0].address, Some(ip("10.0.0.9")));
+        assert_eq!(report.results[0].timings.resolve_ms, None);
+        assert_eq!(report.results[1].canary, "v6");
+        assert_eq!(summary(&report), "cycle: 2/2 checks ok");
+    }
+
+    #[tokio::test]
+    async fn system_resolver_follows_resolv_conf_each_cycle() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolv_conf = dir.path().join("resolv.conf");
+        std::fs::write(&resolv_conf, "nameserver 10.0.0.53\n").unwrap();
+        let mut prober = Prober::new(
+            config(r#"["system"]"#, SITE),
+            FakeDns::default(),
+            FakeHttp::default(),
+        );
+        prober.resolv_conf = resolv_conf.clone();
+        let first = prober.cycle().await;
+        std::fs::write(&resolv_conf, "nameserver 10.0.0.99\n").unwrap();
+        let second = prober.cycle().await;
+        assert_eq!(
+            first.resolutions[0].resolvers[0].server,
+            addr("10.0.0.53:53")
+        );
+        assert_eq!(
+            second.resolutions[0].resolvers[0].server,
+            addr("10.0.0.99:53")
+        );
+        assert_ne!(first.report_id, second.report_id);
+    }
+}

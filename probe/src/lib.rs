@@ -1,0 +1,43 @@
+//! `causeway-probe`: the agent. Every `interval` it requests each canary site on every address
+//! its resolvers give, records how each phase went, classifies failures and sends the report
+//! to the collector through an on-disk spool.
+//!
+//! Modules, one job each:
+//! - [`config`]: the TOML config, strictly validated.
+//! - [`checks::dns`]: per-resolver resolution; [`checks::http`]: the canary request.
+//! - [`cycle`]: one cycle, from config to [`causeway_schema::Report`].
+//! - [`spool`]: the on-disk outbox; [`upload`]: sending one report to the collector.
+//! - [`run`]: the service loop, the uploader task and signals.
+
+pub mod checks;
+pub mod config;
+pub mod cycle;
+pub mod run;
+pub mod spool;
+pub mod upload;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch, as reports carry them.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Makes ring the process's rustls provider (for reqwest, built with `rustls-no-provider`).
+/// Call once at start; later calls do nothing.
+pub fn install_crypto_provider() {
+    // Err means a provider is installed already (another call, or a test): that is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Aborts a spawned task when dropped, so a task tied to a check (a connection driver, a DNS
+/// exchange) never outlives it, whichever way the check ends.
+pub(crate) struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
