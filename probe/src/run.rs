@@ -235,17 +235,25 @@ async fn drain(spool: &SharedSpool, uploader: &Uploader, backoff: &mut Backoff) 
                 set_aside(spool, &name).await;
             }
             UploadOutcome::Unauthorized(message) => {
+                not_in_flight(spool).await;
                 tracing::error!(
                     "the collector refused our token ({message}): the token is wrong or belongs to another server; reports are kept and sent again"
                 );
                 return false;
             }
             UploadOutcome::Retry(message) => {
+                not_in_flight(spool).await;
                 tracing::warn!("upload of {name} failed, will retry: {message}");
                 return false;
             }
         }
     }
+}
+
+/// The upload is over: during a long outage the oldest report may be dropped like any other
+/// when the spool is full.
+async fn not_in_flight(spool: &SharedSpool) {
+    with_spool(spool, |s| s.set_in_flight(None)).await;
 }
 
 async fn set_aside(spool: &SharedSpool, name: &str) {
@@ -473,6 +481,36 @@ expect_text = "canary-ok"
             report.spool.queued >= 2,
             "the spool stats say reports were waiting"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_token_keeps_the_reports_and_retries() {
+        let tmp = tempfile::tempdir().unwrap();
+        let site = canary_site().await;
+        let (url, mut received) = collector(401).await;
+        let svc = service(&url, site, tmp.path());
+        let (stop, stop_rx) = watch::channel(false);
+        let running = tokio::spawn(svc.run(stop_rx));
+        let mut bodies = Vec::new();
+        for _ in 0..2 {
+            let body = tokio::time::timeout(Duration::from_secs(10), received.recv())
+                .await
+                .expect("an upload attempt within 10 s")
+                .unwrap();
+            bodies.push(body);
+        }
+        assert_eq!(
+            bodies[0], bodies[1],
+            "the same (oldest) report is sent again"
+        );
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), running)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(!spooled(tmp.path()).is_empty(), "kept in the spool");
+        assert!(!tmp.path().join("rejected").exists(), "not set aside");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
