@@ -77,7 +77,11 @@ impl Lab {
         let addr: Ipv4Addr = format!("{SUBNET_PREFIX}.{last_octet}").parse()?;
         let port = format!("p{last_octet}");
         run(Command::new("ip").args(["netns", "add", &netns]))?;
-        let host = Host { name: name.to_owned(), netns: netns.clone(), addr };
+        let host = Host {
+            name: name.to_owned(),
+            netns: netns.clone(),
+            addr,
+        };
         self.hosts.push(host.clone());
         // The veth pair is made inside the namespaces, so its names cannot clash with the
         // machine's own interfaces or another lab's.
@@ -173,7 +177,10 @@ fn sweep_stale_labs() {
         let Some(name) = line.split_whitespace().next() else {
             continue;
         };
-        let Some(pid) = name.strip_prefix("cw-").and_then(|rest| rest.split('-').next()) else {
+        let Some(pid) = name
+            .strip_prefix("cw-")
+            .and_then(|rest| rest.split('-').next())
+        else {
             continue;
         };
         if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {

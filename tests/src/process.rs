@@ -48,7 +48,11 @@ impl Service {
             .stderr(err)
             .spawn()
             .with_context(|| format!("starting {name}: {cmd:?}"))?;
-        Ok(Service { name: name.to_owned(), child: Some(child), log: log.to_owned() })
+        Ok(Service {
+            name: name.to_owned(),
+            child: Some(child),
+            log: log.to_owned(),
+        })
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -58,7 +62,9 @@ impl Service {
     /// Sends `signal` (a name such as `TERM`, `HUP`) to the process.
     pub fn signal(&self, signal: &str) -> Result<()> {
         let pid = self.pid().context("the service is not running")?;
-        run(Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()))?;
+        run(Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string()))?;
         Ok(())
     }
 
@@ -69,10 +75,14 @@ impl Service {
         if let Ok(Some(status)) = child.try_wait() {
             return Some(status);
         }
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let exited = wait_for(&format!("{} to exit", self.name), Duration::from_secs(5), || {
-            Ok(child.try_wait()?)
-        });
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let exited = wait_for(
+            &format!("{} to exit", self.name),
+            Duration::from_secs(5),
+            || Ok(child.try_wait()?),
+        );
         match exited {
             Ok(status) => Some(status),
             Err(_) => {
@@ -98,7 +108,12 @@ impl Service {
         let text = self.log_text();
         let all: Vec<&str> = text.lines().collect();
         let tail = &all[all.len().saturating_sub(lines)..];
-        eprintln!("----- last {} lines of {} ({}) -----", tail.len(), self.name, self.log.display());
+        eprintln!(
+            "----- last {} lines of {} ({}) -----",
+            tail.len(),
+            self.name,
+            self.log.display()
+        );
         for line in tail {
             eprintln!("{line}");
         }

@@ -25,14 +25,21 @@ pub fn bin(name: &str) -> Result<PathBuf> {
         .context("test executable has no parent directory")?;
     let path = dir.join(name);
     if !path.is_file() {
-        bail!("{} is missing: run `cargo build --bins` first (scripts/test does)", path.display());
+        bail!(
+            "{} is missing: run `cargo build --bins` first (scripts/test does)",
+            path.display()
+        );
     }
     Ok(path)
 }
 
 fn sbin(name: &str) -> String {
     let path = format!("/usr/sbin/{name}");
-    if Path::new(&path).exists() { path } else { name.to_owned() }
+    if Path::new(&path).exists() {
+        path
+    } else {
+        name.to_owned()
+    }
 }
 
 /// nginx serving the canary page on `host`:80, started in the foreground (so the test owns the
@@ -72,14 +79,21 @@ http {{
         ),
     )?;
     let mut cmd = host.command(sbin("nginx"));
-    cmd.arg("-e").arg("stderr").arg("-p").arg(&prefix).arg("-c").arg(&conf);
+    cmd.arg("-e")
+        .arg("stderr")
+        .arg("-p")
+        .arg(&prefix)
+        .arg("-c")
+        .arg(&conf);
     let mut service = Service::spawn(name, &mut cmd, &prefix.join("nginx.log"))?;
     let url = format!("http://{}/", host.addr);
     wait_for(&format!("{name} to serve {url}"), START_TIMEOUT, || {
         if !service.is_running() {
             bail!("nginx exited: {}", service.log_text());
         }
-        Ok(http_get(host, &url).ok().filter(|body| body.contains(CANARY_TEXT)))
+        Ok(http_get(host, &url)
+            .ok()
+            .filter(|body| body.contains(CANARY_TEXT)))
     })?;
     Ok(service)
 }
@@ -89,7 +103,10 @@ http {{
 pub fn start_unbound(lab: &Lab, host: &Host, name: &str, records: &[&str]) -> Result<Service> {
     let dir = lab.path(name);
     std::fs::create_dir_all(&dir)?;
-    let data: String = records.iter().map(|r| format!("    local-data: \"{r}\"\n")).collect();
+    let data: String = records
+        .iter()
+        .map(|r| format!("    local-data: \"{r}\"\n"))
+        .collect();
     let conf = dir.join("unbound.conf");
     std::fs::write(
         &conf,
@@ -123,7 +140,10 @@ pub fn start_unbound(lab: &Lab, host: &Host, name: &str, records: &[&str]) -> Re
         if !service.is_running() {
             bail!("unbound exited: {}", service.log_text());
         }
-        Ok(service.log_text().contains("start of service").then_some(()))
+        Ok(service
+            .log_text()
+            .contains("start of service")
+            .then_some(()))
     })?;
     Ok(service)
 }
@@ -141,13 +161,20 @@ pub const COLLECTOR_PORT: u16 = 8750;
 pub fn start_collector(lab: &Lab, host: &Host, db: &Path) -> Result<Collector> {
     let url = format!("http://{}:{COLLECTOR_PORT}", host.addr);
     let service = spawn_collector(lab, host, db, &url)?;
-    Ok(Collector { service, url, db: db.to_owned(), host: host.clone() })
+    Ok(Collector {
+        service,
+        url,
+        db: db.to_owned(),
+        host: host.clone(),
+    })
 }
 
 impl Collector {
     /// Stops the collector with SIGTERM and waits for it to exit.
     pub fn stop(&mut self) -> Result<()> {
-        self.service.stop().context("the collector did not exit on SIGTERM")?;
+        self.service
+            .stop()
+            .context("the collector did not exit on SIGTERM")?;
         Ok(())
     }
 
@@ -239,13 +266,18 @@ expect_text = "{CANARY_TEXT}"
 /// `causeway-probe run` on `host` with `config`.
 pub fn start_probe(lab: &Lab, host: &Host, config: &Path) -> Result<Service> {
     let mut cmd = host.command(bin("causeway-probe")?);
-    cmd.arg("run").arg("--config").arg(config).env("RUST_LOG", "info");
+    cmd.arg("run")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info");
     Service::spawn("probe", &mut cmd, &lab.path("probe.log"))
 }
 
 /// An HTTP GET from inside `host`'s namespace (curl, 5 s at most); the body on a 2xx.
 pub fn http_get(host: &Host, url: &str) -> Result<String> {
-    run(host.command("curl").args(["-sS", "--fail", "--max-time", "5", "--noproxy", "*", url]))
+    run(host
+        .command("curl")
+        .args(["-sS", "--fail", "--max-time", "5", "--noproxy", "*", url]))
 }
 
 /// A GET of the collector's JSON API, parsed.

@@ -24,7 +24,9 @@ pub fn wait_for<T>(
             Err(e) => last = format!("{e:#}"),
         }
         if Instant::now() >= deadline {
-            return Err(anyhow!("timed out after {timeout:?} waiting for {what}; last: {last}"));
+            return Err(anyhow!(
+                "timed out after {timeout:?} waiting for {what}; last: {last}"
+            ));
         }
         std::thread::sleep(POLL);
     }
