@@ -27,6 +27,12 @@ pub enum DbError {
         #[source]
         source: sqlx::Error,
     },
+    #[error("cannot lock {path} to migrate the database: {source}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot migrate the database {path}: {source}")]
     Migrate {
         path: PathBuf,
@@ -59,19 +65,24 @@ impl Db {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(base.clone().create_if_missing(true))
-            .await
-            .map_err(open_err)?;
-        MIGRATOR
-            .run(&write)
-            .await
-            .map_err(|source| DbError::Migrate {
-                path: path.to_owned(),
-                source,
-            })?;
+        // One process at a time creates and migrates the file: see `MigrationLock`.
+        let write = {
+            let _lock = MigrationLock::acquire(path).await?;
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(base.clone().create_if_missing(true))
+                .await
+                .map_err(open_err)?;
+            MIGRATOR
+                .run(&write)
+                .await
+                .map_err(|source| DbError::Migrate {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            write
+        };
         // Opened after the migration, so the file and its WAL exist.
         let read = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
@@ -87,4 +98,45 @@ impl Db {
         self.read.close().await;
         self.write.close().await;
     }
+}
+
+/// An exclusive lock on a file beside the database, held while the database is created,
+/// switched to WAL and migrated.
+///
+/// sqlx takes no lock for SQLite migrations: two processes opening a new database together
+/// (the service starting while an operator runs `token add`) would both apply migration 1 and
+/// one would fail with "table already exists". Switching a new file to WAL can also fail with
+/// "database is locked" without waiting for the busy timeout. The lock serialises both; the
+/// second process finds the file ready and does nothing.
+struct MigrationLock {
+    _file: std::fs::File,
+}
+
+impl MigrationLock {
+    async fn acquire(db: &Path) -> Result<MigrationLock, DbError> {
+        let lock_path = lock_path(db);
+        let lock_err = |source| DbError::Lock {
+            path: lock_path.clone(),
+            source,
+        };
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(lock_err)?;
+        // Blocks while another process migrates (milliseconds); released when dropped.
+        let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+            .await
+            .map_err(|e| lock_err(std::io::Error::other(e)))?
+            .map_err(lock_err)?;
+        Ok(MigrationLock { _file: file })
+    }
+}
+
+/// `causeway.db` -> `causeway.db.migrate-lock`
+fn lock_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".migrate-lock");
+    PathBuf::from(name)
 }

@@ -83,3 +83,53 @@ fn token_add_refuses_a_bad_name() {
         "{err}"
     );
 }
+
+/// Several processes opening a new database at once (the service starting while an operator
+/// issues tokens) all succeed: the migration runs once, the others find it applied.
+#[test]
+fn concurrent_first_opens_of_a_new_database_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("causeway.db");
+    let mut children: Vec<_> = (0..8)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_causeway-collector"))
+                .arg("--db")
+                .arg(&db)
+                .args(["token", "add", &format!("web-{i:02}")])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // A `serve` starting at the same time must come up too.
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_causeway-collector"))
+        .arg("--db")
+        .arg(&db)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for child in children.drain(..) {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "token add failed: {}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stdout).trim().starts_with("cw_"));
+    }
+    let list = collector(&db, &["token", "list"]);
+    assert_eq!(
+        text(&list.stdout).lines().count(),
+        1 + 8,
+        "{}",
+        text(&list.stdout)
+    );
+    // `serve` runs until stopped: it must not have exited with an error meanwhile.
+    let early_exit = serve.try_wait().unwrap();
+    serve.kill().unwrap();
+    let out = serve.wait_with_output().unwrap();
+    assert!(early_exit.is_none(), "serve exited: {}", text(&out.stderr));
+}
