@@ -304,10 +304,38 @@ pub fn spooled_reports(spool: &Path) -> Result<Vec<String>> {
     }
     for entry in std::fs::read_dir(spool)? {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".json") {
+        if is_report_file(&name) {
             names.push(name);
         }
     }
     names.sort();
     Ok(names)
+}
+
+/// `<13 digits>-<uuid>.json`: a report waiting. Anything else (the probe's `.tmp-` files
+/// being written, the `rejected/` folder, its counters) is not one.
+fn is_report_file(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".json") else {
+        return false;
+    };
+    let Some((time, id)) = stem.split_once('-') else {
+        return false;
+    };
+    time.len() == 13 && time.bytes().all(|b| b.is_ascii_digit()) && id.len() == 36
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_finished_reports_count() {
+        let id = "3e425033-fe98-4cd1-9c6b-0881b17bc124";
+        assert!(super::is_report_file(&format!("1795432972765-{id}.json")));
+        assert!(!super::is_report_file(&format!(
+            ".tmp-1795432972765-{id}.json"
+        )));
+        assert!(!super::is_report_file("dropped_total"));
+        assert!(!super::is_report_file(&format!(
+            "1795432972765-{id}.json.part"
+        )));
+    }
 }
