@@ -139,10 +139,8 @@ async fn insert_result(
     } else {
         Some(encode("evidence", &r.evidence)?)
     };
-    let failure_kind = match &r.failure {
-        Some(f) => Some(encode_kind(f.kind)?),
-        None => None,
-    };
+    let failure_kind = r.failure.as_ref().map(|f| f.kind.id());
+
     let id = sqlx::query_scalar(
         "INSERT INTO results (report_id, server_id, canary, url, address, started_at_ms, ok,
                               status, cause, contributing, explanation, failure_kind,
@@ -178,18 +176,6 @@ async fn insert_result(
 
 fn encode<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String, IngestError> {
     serde_json::to_string(value).map_err(|source| IngestError::Encode { what, source })
-}
-
-/// The failure kind's wire id (`connect_refused`), the same spelling the probe sent.
-fn encode_kind(kind: causeway_schema::FailureKind) -> Result<String, IngestError> {
-    match serde_json::to_value(kind) {
-        Ok(serde_json::Value::String(s)) => Ok(s),
-        Ok(other) => Ok(other.to_string()),
-        Err(source) => Err(IngestError::Encode {
-            what: "failure kind",
-            source,
-        }),
-    }
 }
 
 /// The primary cause of a report's failed checks: the most frequent, ties going to the one

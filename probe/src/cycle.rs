@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use causeway_schema::{
-    CheckResult, DnsOutcome, Evidence, Failure, FailureKind, ProbeInfo, Report, Resolution,
-    ResolverOutcome, SCHEMA_VERSION, SpoolStats, Timings, classify,
+    CheckResult, Evidence, Failure, FailureKind, ProbeInfo, Report, Resolution, ResolverOutcome,
+    SCHEMA_VERSION, SpoolStats, Timings, classify,
 };
 use uuid::Uuid;
 
@@ -241,26 +241,12 @@ fn brief_outcomes(outcomes: &[ResolverOutcome]) -> String {
             let queries: Vec<String> = o
                 .queries
                 .iter()
-                .map(|q| format!("{} {}", q.record_type, outcome_id(q.outcome)))
+                .map(|q| format!("{} {}", q.record_type, q.outcome.id()))
                 .collect();
             format!("{who} {}", queries.join(", "))
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// The wire spelling of a DNS outcome.
-fn outcome_id(o: DnsOutcome) -> &'static str {
-    match o {
-        DnsOutcome::Answer => "answer",
-        DnsOutcome::NoData => "no_data",
-        DnsOutcome::NxDomain => "nx_domain",
-        DnsOutcome::ServFail => "serv_fail",
-        DnsOutcome::Refused => "refused",
-        DnsOutcome::OtherRcode => "other_rcode",
-        DnsOutcome::Timeout => "timeout",
-        DnsOutcome::NetworkError => "network_error",
-    }
 }
 
 /// The one log line per cycle: `cycle: 2/2 checks ok` or
@@ -295,7 +281,7 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use causeway_schema::{Cause, DnsAnswer, DnsQuery};
+    use causeway_schema::{Cause, DnsAnswer, DnsOutcome, DnsQuery};
 
     use super::*;
     use crate::checks::dns::RecordKind;

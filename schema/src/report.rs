@@ -228,6 +228,68 @@ pub enum DnsOutcome {
     NetworkError,
 }
 
+impl FailureKind {
+    /// Every kind, for tests and for listings.
+    pub const ALL: [FailureKind; 11] = [
+        FailureKind::NoAddress,
+        FailureKind::ConnectRefused,
+        FailureKind::ConnectTimeout,
+        FailureKind::ConnectError,
+        FailureKind::Tls,
+        FailureKind::Reset,
+        FailureKind::ClosedWithoutResponse,
+        FailureKind::ResponseTimeout,
+        FailureKind::UnexpectedStatus,
+        FailureKind::BodyMismatch,
+        FailureKind::Protocol,
+    ];
+
+    /// The wire id (`connect_refused`), as serde writes it.
+    pub const fn id(self) -> &'static str {
+        match self {
+            FailureKind::NoAddress => "no_address",
+            FailureKind::ConnectRefused => "connect_refused",
+            FailureKind::ConnectTimeout => "connect_timeout",
+            FailureKind::ConnectError => "connect_error",
+            FailureKind::Tls => "tls",
+            FailureKind::Reset => "reset",
+            FailureKind::ClosedWithoutResponse => "closed_without_response",
+            FailureKind::ResponseTimeout => "response_timeout",
+            FailureKind::UnexpectedStatus => "unexpected_status",
+            FailureKind::BodyMismatch => "body_mismatch",
+            FailureKind::Protocol => "protocol",
+        }
+    }
+}
+
+impl DnsOutcome {
+    /// Every outcome, for tests and for listings.
+    pub const ALL: [DnsOutcome; 8] = [
+        DnsOutcome::Answer,
+        DnsOutcome::NoData,
+        DnsOutcome::NxDomain,
+        DnsOutcome::ServFail,
+        DnsOutcome::Refused,
+        DnsOutcome::OtherRcode,
+        DnsOutcome::Timeout,
+        DnsOutcome::NetworkError,
+    ];
+
+    /// The wire id (`nx_domain`), as serde writes it.
+    pub const fn id(self) -> &'static str {
+        match self {
+            DnsOutcome::Answer => "answer",
+            DnsOutcome::NoData => "no_data",
+            DnsOutcome::NxDomain => "nx_domain",
+            DnsOutcome::ServFail => "serv_fail",
+            DnsOutcome::Refused => "refused",
+            DnsOutcome::OtherRcode => "other_rcode",
+            DnsOutcome::Timeout => "timeout",
+            DnsOutcome::NetworkError => "network_error",
+        }
+    }
+}
+
 impl DnsQuery {
     pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
         self.answers.iter().map(|a| a.address)

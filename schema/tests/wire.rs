@@ -93,3 +93,13 @@ fn cause_of_a_check() {
     unclassified.diagnosis = None;
     assert_eq!(unclassified.cause(), Some(Cause::Unknown));
 }
+
+#[test]
+fn ids_are_what_serde_writes() {
+    for kind in FailureKind::ALL {
+        assert_eq!(serde_json::to_value(kind).unwrap(), kind.id());
+    }
+    for outcome in DnsOutcome::ALL {
+        assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.id());
+    }
+}
