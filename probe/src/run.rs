@@ -380,6 +380,32 @@ expect_text = "canary-ok"
         service
     }
 
+    /// A service loop running in a task, with the switch that stops it.
+    struct Running {
+        stop: watch::Sender<bool>,
+        task: tokio::task::JoinHandle<Result<(), RunError>>,
+    }
+
+    impl Running {
+        fn start(svc: Service<HickoryTransport, HttpChecker>) -> Running {
+            let (stop, stop_rx) = watch::channel(false);
+            Running {
+                stop,
+                task: tokio::spawn(svc.run(stop_rx)),
+            }
+        }
+
+        /// Asks the loop to stop, as SIGTERM does, and waits for it to end cleanly.
+        async fn stop(self) {
+            self.stop.send(true).unwrap();
+            tokio::time::timeout(Duration::from_secs(10), self.task)
+                .await
+                .expect("stops promptly")
+                .unwrap()
+                .unwrap();
+        }
+    }
+
     /// Waits for a condition, checking every 20 ms, failing after `limit`.
     async fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
         let deadline = Instant::now() + limit;
@@ -404,9 +430,7 @@ expect_text = "canary-ok"
         let tmp = tempfile::tempdir().unwrap();
         let site = canary_site().await;
         let (url, mut received) = collector(200).await;
-        let svc = service(&url, site, tmp.path());
-        let (stop, stop_rx) = watch::channel(false);
-        let running = tokio::spawn(svc.run(stop_rx));
+        let running = Running::start(service(&url, site, tmp.path()));
 
         let body = tokio::time::timeout(Duration::from_secs(10), received.recv())
             .await
@@ -417,12 +441,7 @@ expect_text = "canary-ok"
         assert_eq!(report.results.len(), 1);
         assert!(report.results[0].ok, "{report:?}");
 
-        stop.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), running)
-            .await
-            .expect("stops promptly")
-            .unwrap()
-            .unwrap();
+        running.stop().await;
         // Every report the collector acknowledged left the spool; none is half-written.
         let left = spooled(tmp.path());
         assert!(left.is_empty(), "{left:?}");
@@ -436,21 +455,14 @@ expect_text = "canary-ok"
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             format!("http://{}", l.local_addr().unwrap())
         };
-        let svc = service(&dead, site, tmp.path());
-        let (stop, stop_rx) = watch::channel(false);
-        let running = tokio::spawn(svc.run(stop_rx));
+        let running = Running::start(service(&dead, site, tmp.path()));
         // Cycles go on every second although every upload fails.
         let dir = tmp.path().to_owned();
         wait_until(Duration::from_secs(10), "3 spooled reports", || {
             spooled(&dir).len() >= 3
         })
         .await;
-        stop.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), running)
-            .await
-            .expect("stops promptly")
-            .unwrap()
-            .unwrap();
+        running.stop().await;
         let waiting = spooled(tmp.path());
         assert!(waiting.len() >= 3);
 
@@ -460,9 +472,7 @@ expect_text = "canary-ok"
             .map(|n| std::fs::read(tmp.path().join(n)).unwrap())
             .collect();
         let (url, mut received) = collector(200).await;
-        let svc = service(&url, site, tmp.path());
-        let (stop, stop_rx) = watch::channel(false);
-        let running = tokio::spawn(svc.run(stop_rx));
+        let running = Running::start(service(&url, site, tmp.path()));
         for expected in &stored {
             let body = tokio::time::timeout(Duration::from_secs(10), received.recv())
                 .await
@@ -470,12 +480,7 @@ expect_text = "canary-ok"
                 .unwrap();
             assert_eq!(&body, expected, "oldest first, the stored bytes");
         }
-        stop.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), running)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        running.stop().await;
         let report: Report = serde_json::from_slice(stored.last().unwrap()).unwrap();
         assert!(
             report.spool.queued >= 2,
@@ -488,9 +493,7 @@ expect_text = "canary-ok"
         let tmp = tempfile::tempdir().unwrap();
         let site = canary_site().await;
         let (url, mut received) = collector(401).await;
-        let svc = service(&url, site, tmp.path());
-        let (stop, stop_rx) = watch::channel(false);
-        let running = tokio::spawn(svc.run(stop_rx));
+        let running = Running::start(service(&url, site, tmp.path()));
         let mut bodies = Vec::new();
         for _ in 0..2 {
             let body = tokio::time::timeout(Duration::from_secs(10), received.recv())
@@ -503,12 +506,7 @@ expect_text = "canary-ok"
             bodies[0], bodies[1],
             "the same (oldest) report is sent again"
         );
-        stop.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), running)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        running.stop().await;
         assert!(!spooled(tmp.path()).is_empty(), "kept in the spool");
         assert!(!tmp.path().join("rejected").exists(), "not set aside");
     }
@@ -518,9 +516,7 @@ expect_text = "canary-ok"
         let tmp = tempfile::tempdir().unwrap();
         let site = canary_site().await;
         let (url, mut received) = collector(422).await;
-        let svc = service(&url, site, tmp.path());
-        let (stop, stop_rx) = watch::channel(false);
-        let running = tokio::spawn(svc.run(stop_rx));
+        let running = Running::start(service(&url, site, tmp.path()));
         tokio::time::timeout(Duration::from_secs(10), received.recv())
             .await
             .expect("a report within 10 s")
@@ -530,12 +526,7 @@ expect_text = "canary-ok"
             rejected.is_dir() && !spooled(&rejected).is_empty()
         })
         .await;
-        stop.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), running)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        running.stop().await;
         let first = &spooled(&rejected)[0];
         assert!(!spooled(tmp.path()).contains(first), "moved, not copied");
     }
