@@ -4,6 +4,8 @@
 //! failure stands. Later capabilities (packets, DNS, backends, host) add rules above the generic
 //! ones, each proven by a field of [`Evidence`](crate::Evidence).
 
+mod resets;
+
 use crate::{Cause, CheckResult, Diagnosis, FailureKind};
 
 /// The diagnosis of a check, or `None` when the check succeeded.
@@ -18,6 +20,9 @@ pub fn classify(check: &CheckResult) -> Option<Diagnosis> {
             format!("{target}: the check failed without a recorded error"),
         ));
     };
+    if let Some((cause, explanation)) = resets::classify(check) {
+        return Some(diagnosis(cause, explanation));
+    }
     let msg = &failure.message;
     let (cause, explanation) = match failure.kind {
         FailureKind::ConnectRefused => (
@@ -80,7 +85,14 @@ pub fn classify(check: &CheckResult) -> Option<Diagnosis> {
     Some(diagnosis(cause, explanation))
 }
 
-fn diagnosis(cause: Cause, explanation: String) -> Diagnosis {
+/// Longest explanation kept, in characters (reports allow 1024).
+const EXPLANATION_MAX: usize = 1000;
+
+fn diagnosis(cause: Cause, mut explanation: String) -> Diagnosis {
+    if let Some((cut, _)) = explanation.char_indices().nth(EXPLANATION_MAX) {
+        explanation.truncate(cut);
+        explanation.push_str("...");
+    }
     Diagnosis {
         cause,
         contributing: Vec::new(),

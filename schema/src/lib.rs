@@ -6,12 +6,16 @@
 
 mod cause;
 mod classify;
+mod listeners;
 mod report;
+mod trace;
 mod validate;
 
 pub use cause::{Cause, UnknownCause};
 pub use classify::classify;
+pub use listeners::*;
 pub use report::*;
+pub use trace::*;
 pub use validate::{
     FieldError, InvalidReport, MAX_RESULTS, MAX_SERVER_NAME, SERVER_NAME_RULE, is_valid_server_name,
 };

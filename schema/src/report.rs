@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::Cause;
+use crate::{Cause, ListenerEvidence, PacketTrace};
 
 /// The wire format version this crate writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -157,6 +157,12 @@ pub struct Evidence {
     /// How the canary's name resolved, per resolver.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns: Vec<ResolverOutcome>,
+    /// The packets of the failed connection, when the probe could capture them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<PacketTrace>,
+    /// The listeners on the canary's port, for a canary served on the probe's own host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listeners: Option<ListenerEvidence>,
 }
 
 /// Bytes of response body kept as evidence.

@@ -190,6 +190,24 @@ impl Validator {
             let max = crate::BODY_EXCERPT_MAX;
             self.text(&format!("{at}.evidence.body_excerpt"), excerpt, 0, max);
         }
+        if let Some(trace) = &r.evidence.trace {
+            let max = crate::TRACE_MAX_PACKETS;
+            self.check(
+                &format!("{at}.evidence.trace.packets"),
+                format!("a list of {}", trace.packets.len()),
+                trace.packets.len() <= max,
+                || format!("at most {max} packets"),
+            );
+        }
+        if let Some(listeners) = &r.evidence.listeners {
+            let max = crate::LISTENERS_MAX;
+            self.check(
+                &format!("{at}.evidence.listeners.listeners"),
+                format!("a list of {}", listeners.listeners.len()),
+                listeners.listeners.len() <= max,
+                || format!("at most {max} listeners"),
+            );
+        }
     }
 
     fn finish(self) -> Result<(), InvalidReport> {

@@ -35,6 +35,13 @@ const SCENARIOS: &[(&str, &str)] = &scenarios![
     "closed-without-response",
     "no-address",
     "healthy",
+    "rst-refused-traced",
+    "rst-non-serving-process",
+    "rst-middlebox-on-syn",
+    "rst-middlebox-after-request",
+    "rst-serving-only",
+    "rst-syn-while-listening",
+    "rst-rogue-long-gone",
 ];
 
 #[test]

@@ -24,6 +24,28 @@ fn report() -> Report {
     }
 }
 
+/// A trace of `n` identical packets.
+fn trace_of(n: usize) -> PacketTrace {
+    let packet = TracePacket {
+        t_ms: 0.0,
+        dir: Direction::Out,
+        flags: TcpFlags(TcpFlags::SYN),
+        seq: 0,
+        ack: 0,
+        ttl: 64,
+        len: 0,
+    };
+    PacketTrace {
+        interface: "lo".into(),
+        local: "0.0.0.0:41000".parse().unwrap(),
+        remote: "10.77.0.2:80".parse().unwrap(),
+        started_at_ms: 1_763_900_000_000,
+        packets: vec![packet; n],
+        truncated: 0,
+        server_ttl: None,
+    }
+}
+
 /// A change that spoils a good report.
 type Mistake = Box<dyn FnOnce(&mut Report)>;
 
@@ -36,6 +58,9 @@ fn error_of(change: impl FnOnce(&mut Report)) -> String {
 #[test]
 fn a_good_report_passes() {
     report().validate(NOW).unwrap();
+    let mut traced = report();
+    traced.results[0].evidence.trace = Some(trace_of(TRACE_MAX_PACKETS));
+    traced.validate(NOW).unwrap();
 }
 
 #[test]
@@ -80,6 +105,10 @@ fn each_mistake_is_named() {
         (
             Box::new(|r| r.results = vec![r.results[0].clone(); MAX_RESULTS + 1]),
             "invalid report: results: a list of 1001 is not allowed; expected at most 1000 results",
+        ),
+        (
+            Box::new(|r| r.results[0].evidence.trace = Some(trace_of(TRACE_MAX_PACKETS + 1))),
+            "invalid report: results[0].evidence.trace.packets: a list of 33 is not allowed; expected at most 32 packets",
         ),
     ];
     for (change, want) in cases {

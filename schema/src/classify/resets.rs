@@ -1,0 +1,216 @@
+//! Resets explained from the packet trace and the listeners on the port.
+//!
+//! Order matters: a reset whose TTL is not the server's is the path's, whatever it looks like;
+//! a reset answering the SYN is a refusal unless a listener was there; a reset after the
+//! request, before any response, while the serving process still listens and another process
+//! held the port, is that other process's.
+
+use std::net::SocketAddr;
+
+use crate::{
+    Cause, CheckResult, Direction, FailureKind, Listener, ListenerEvidence, PacketTrace,
+    TracePacket, TtlSource,
+};
+
+/// The failures a reset can cause; other failures keep their own story even if a reset came.
+const RESET_FAILURES: [FailureKind; 5] = [
+    FailureKind::ConnectRefused,
+    FailureKind::Reset,
+    FailureKind::ClosedWithoutResponse,
+    FailureKind::Tls,
+    FailureKind::ConnectError,
+];
+
+/// The cause and explanation of a check that a reset ended, when the evidence tells more than
+/// the error did; `None` leaves the generic rules to decide.
+pub(super) fn classify(check: &CheckResult) -> Option<(Cause, String)> {
+    let failure = check.failure.as_ref()?;
+    if !RESET_FAILURES.contains(&failure.kind) {
+        return None;
+    }
+    let trace = check.evidence.trace.as_ref()?;
+    let rst = trace.inbound_reset()?;
+    let target = trace.remote;
+    let syn_ack = trace.syn_ack().filter(|s| s.t_ms <= rst.t_ms);
+
+    if let Some(expected) = trace.server_ttl
+        && expected.ttl != rst.ttl
+    {
+        let what = match syn_ack {
+            None => format!("the SYN was answered by a reset with TTL {}", rst.ttl),
+            Some(_) => format!(
+                "a reset with TTL {} came {}",
+                rst.ttl,
+                after_what(trace, rst)
+            ),
+        };
+        let learnt = match expected.source {
+            TtlSource::ThisConnection => "its SYN-ACK on this connection",
+            TtlSource::EarlierConnection => "the SYN-ACKs of earlier connections",
+        };
+        return Some((
+            Cause::RstFromMiddlebox,
+            format!(
+                "{target}: {what}, but this server's packets arrive with TTL {} \
+                 ({learnt}): another device on the path sent it (a firewall, IDS or load \
+                 balancer), not the server",
+                expected.ttl
+            ),
+        ));
+    }
+
+    let evidence = check.evidence.listeners.as_ref();
+    let rst_at = trace.at_ms(rst);
+    if syn_ack.is_none() {
+        let listening = evidence.and_then(|ev| {
+            covering(ev, target)
+                .find(|l| l.overlaps(trace.started_at_ms, rst_at, ev.poll_ms))
+                .map(|l| (ev, l))
+        });
+        return Some(match listening {
+            Some((ev, l)) => (
+                Cause::ConnectionReset,
+                format!(
+                    "{target} answered the SYN with a reset although {} listened on {} \
+                     (seen within {} ms of it)",
+                    l.owners_text(),
+                    l.address,
+                    ev.poll_ms
+                ),
+            ),
+            None => {
+                let nothing = match evidence {
+                    Some(ev) => format!("no socket listened on port {}", ev.port),
+                    None => "nothing listens on the port".to_owned(),
+                };
+                (
+                    Cause::ConnectionRefused,
+                    format!(
+                        "{target} answered the SYN with a reset (TTL {}): {nothing}",
+                        rst.ttl
+                    ),
+                )
+            }
+        });
+    }
+
+    let request = trace.request_bytes();
+    let response = trace.response_bytes_before(rst.t_ms);
+    if request > 0
+        && response == 0
+        && let Some(ev) = evidence
+        && let Some((rogue, serving)) = non_serving_listener(ev, target, trace, rst_at)
+    {
+        return Some((
+            Cause::RstFromNonServingProcess,
+            non_serving_story(trace, rst, ev, rogue, serving),
+        ));
+    }
+
+    let ttl = match trace.server_ttl {
+        Some(_) => format!("TTL {}, as the server's own packets", rst.ttl),
+        None => format!("TTL {}", rst.ttl),
+    };
+    Some((
+        Cause::ConnectionReset,
+        format!(
+            "{target} reset the connection {} ({ttl})",
+            after_what(trace, rst)
+        ),
+    ))
+}
+
+/// Listeners that accept connections for `target`: bound to its address or to any address.
+fn covering(ev: &ListenerEvidence, target: SocketAddr) -> impl Iterator<Item = &Listener> {
+    ev.listeners.iter().filter(move |l| {
+        l.address.port() == target.port()
+            && (l.address.ip().is_unspecified() || l.address.ip() == target.ip())
+    })
+}
+
+/// A listener of another process that held the port while the connection was made, with the
+/// serving listener that was still there at the reset.
+fn non_serving_listener<'a>(
+    ev: &'a ListenerEvidence,
+    target: SocketAddr,
+    trace: &PacketTrace,
+    rst_at: i64,
+) -> Option<(&'a Listener, &'a Listener)> {
+    let serving = covering(ev, target)
+        .filter(|l| l.serving)
+        .find(|l| l.overlaps(rst_at, rst_at, ev.poll_ms))?;
+    // The connection went to a listener that existed at the SYN; its socket was reset when that
+    // listener closed, so prefer the one whose end is nearest the reset.
+    let rogue = covering(ev, target)
+        .filter(|l| !l.serving)
+        .filter(|l| l.overlaps(trace.started_at_ms, rst_at, ev.poll_ms))
+        .min_by_key(|l| match l.gone {
+            true => (l.last_seen_ms - rst_at).abs(),
+            false => i64::MAX,
+        })?;
+    Some((rogue, serving))
+}
+
+fn non_serving_story(
+    trace: &PacketTrace,
+    rst: &TracePacket,
+    ev: &ListenerEvidence,
+    rogue: &Listener,
+    serving: &Listener,
+) -> String {
+    let target = trace.remote;
+    let group = if rogue.group_size > 1 || rogue.address == serving.address {
+        " with SO_REUSEPORT"
+    } else {
+        ""
+    };
+    let seen = seconds(rogue.first_seen_ms - trace.started_at_ms);
+    let life = match rogue.gone {
+        true => format!(
+            "seen from {seen} s to {} s around the SYN, then gone",
+            seconds(rogue.last_seen_ms - trace.started_at_ms)
+        ),
+        false => format!("seen from {seen} s around the SYN, still there"),
+    };
+    format!(
+        "{target} reset the connection {}, from a socket the serving process does not own: {} \
+         listened on {}{group} too ({life}), beside {}, the serving process ({}). The kernel \
+         resets the connections queued on a listener that closes; stop that process from \
+         binding port {}, or set net.ipv4.tcp_migrate_req=1 so they move to the remaining \
+         listeners",
+        after_what(trace, rst),
+        rogue.owners_text(),
+        rogue.address,
+        serving.owners_text(),
+        ev.serving,
+        ev.port,
+    )
+}
+
+/// "1502 ms after the request (78 bytes), before any response" and the like.
+fn after_what(trace: &PacketTrace, rst: &TracePacket) -> String {
+    let request = trace
+        .packets
+        .iter()
+        .find(|p| p.dir == Direction::Out && p.len > 0 && p.t_ms <= rst.t_ms);
+    let response = trace.response_bytes_before(rst.t_ms);
+    match request {
+        None => format!(
+            "{:.0} ms after the handshake, before the request was sent",
+            rst.t_ms
+        ),
+        Some(req) if response == 0 => format!(
+            "{:.0} ms after the request ({} bytes), before any response",
+            rst.t_ms - req.t_ms,
+            trace.request_bytes()
+        ),
+        Some(req) => format!(
+            "{:.0} ms after the request, after {response} bytes of response",
+            rst.t_ms - req.t_ms
+        ),
+    }
+}
+
+fn seconds(ms: i64) -> String {
+    format!("{:+.1}", ms as f64 / 1000.0)
+}

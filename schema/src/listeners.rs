@@ -1,0 +1,154 @@
+//! Who listened on a canary's port around a failed check (canaries on the probe's own host).
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Listeners kept per check; the serving ones and the most recent others are kept first.
+pub const LISTENERS_MAX: usize = 32;
+
+/// The listening sockets on a canary's port: those present when the check failed and those
+/// that appeared or vanished in the minutes before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerEvidence {
+    pub port: u16,
+    /// How the serving process is recognised: a configured systemd unit or process name, or
+    /// the long-lived owner of the port.
+    pub serving: String,
+    /// How often the probe looks at the port's listeners; a listener that lived for less can
+    /// be missed, and every first/last-seen time is this precise.
+    pub poll_ms: u32,
+    /// False when the owners of other users' sockets could not be read (no CAP_DAC_READ_SEARCH
+    /// and CAP_SYS_PTRACE): listeners then carry only their uid and inode.
+    pub owners_visible: bool,
+    pub listeners: Vec<Listener>,
+}
+
+/// One listening socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listener {
+    pub inode: u64,
+    pub address: SocketAddr,
+    pub uid: u32,
+    /// How many listening sockets share this address and port (an SO_REUSEPORT group when
+    /// more than one).
+    pub group_size: u32,
+    /// The processes holding the socket (several for an inherited socket, such as prefork
+    /// workers); empty when they could not be read.
+    pub owners: Vec<SocketOwner>,
+    /// Whether the owners are the serving process.
+    pub serving: bool,
+    /// First and last time the probe saw the socket listening, ms since the Unix epoch.
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    /// True when the socket was gone at the probe's next look after `last_seen_ms`.
+    pub gone: bool,
+}
+
+/// A process holding a socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketOwner {
+    pub pid: u32,
+    /// The process name (`comm`).
+    pub name: String,
+    /// The command line, arguments joined by spaces (cut at 256 bytes).
+    pub cmdline: String,
+    /// The process's cgroup (the unified hierarchy's path, or the v1 `name=systemd` one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// The systemd unit the cgroup belongs to (`nginx.service`), when it is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+impl ListenerEvidence {
+    pub fn serving_listeners(&self) -> impl Iterator<Item = &Listener> {
+        self.listeners.iter().filter(|l| l.serving)
+    }
+
+    pub fn other_listeners(&self) -> impl Iterator<Item = &Listener> {
+        self.listeners.iter().filter(|l| !l.serving)
+    }
+}
+
+impl Listener {
+    /// Whether the socket may have been listening at some moment in `[from_ms, to_ms]`, given
+    /// that it is only looked at every `poll_ms`.
+    pub fn overlaps(&self, from_ms: i64, to_ms: i64, poll_ms: u32) -> bool {
+        let slack = i64::from(poll_ms);
+        let born = self.first_seen_ms - slack;
+        let died = if self.gone {
+            self.last_seen_ms + slack
+        } else {
+            i64::MAX
+        };
+        born <= to_ms && from_ms <= died
+    }
+
+    /// "pid 4242 (python3 rogue.py; unit x.service)" style, for explanations.
+    pub fn owners_text(&self) -> String {
+        if self.owners.is_empty() {
+            return format!(
+                "an unknown process of uid {} (socket inode {})",
+                self.uid, self.inode
+            );
+        }
+        // Prefork workers share one socket: name the first, count the others.
+        let first = &self.owners[0];
+        let more = match self.owners.len() {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
+        format!("{first}{more}")
+    }
+}
+
+impl fmt::Display for SocketOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cmd = if self.cmdline.is_empty() {
+            &self.name
+        } else {
+            &self.cmdline
+        };
+        write!(f, "pid {} ({cmd}", self.pid)?;
+        match (&self.unit, &self.cgroup) {
+            (Some(unit), _) => write!(f, "; unit {unit})"),
+            (None, Some(cg)) => write!(f, "; cgroup {cg})"),
+            (None, None) => write!(f, ")"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listener(first: i64, last: i64, gone: bool) -> Listener {
+        Listener {
+            inode: 1,
+            address: "0.0.0.0:80".parse().unwrap(),
+            uid: 0,
+            group_size: 2,
+            owners: vec![],
+            serving: false,
+            first_seen_ms: first,
+            last_seen_ms: last,
+            gone,
+        }
+    }
+
+    #[test]
+    fn overlap_allows_one_poll_of_slack() {
+        let l = listener(1000, 2000, true);
+        assert!(l.overlaps(1500, 1600, 100));
+        assert!(l.overlaps(2050, 2500, 100), "gone between polls");
+        assert!(!l.overlaps(2200, 2500, 100));
+        assert!(l.overlaps(850, 950, 100), "born between polls");
+        assert!(!l.overlaps(100, 800, 100));
+        assert!(
+            listener(1000, 2000, false).overlaps(9000, 9999, 100),
+            "still there"
+        );
+    }
+}
