@@ -9,9 +9,11 @@
 //! - [`spool`]: the on-disk outbox; [`upload`]: sending one report to the collector.
 //! - [`run`]: the service loop, the uploader task and signals.
 
+pub mod capture;
 pub mod checks;
 pub mod config;
 pub mod cycle;
+pub mod host;
 pub mod run;
 pub mod spool;
 pub mod upload;

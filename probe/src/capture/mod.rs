@@ -1,0 +1,1 @@
+//! Packet capture of the probe's own connections (being written).

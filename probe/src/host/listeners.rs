@@ -1,0 +1,1 @@
+//! The listening sockets on the canary ports and their owners (being written).

@@ -1,0 +1,3 @@
+//! Evidence from the probe's own host.
+
+pub mod listeners;
