@@ -47,9 +47,25 @@ const TOP_KEYS: &[&str] = &[
     "spool_dir",
     "spool_max_reports",
     "resolvers",
+    "capture",
+    "listener_poll",
     "canary",
 ];
-const CANARY_KEYS: &[&str] = &["name", "url", "expect_status", "expect_text", "timeout"];
+const CANARY_KEYS: &[&str] = &[
+    "name",
+    "url",
+    "expect_status",
+    "expect_text",
+    "timeout",
+    "serving_unit",
+    "serving_process",
+];
+const DEFAULT_LISTENER_POLL: Duration = Duration::from_millis(100);
+const LISTENER_POLL_RANGE: (Duration, Duration) =
+    (Duration::from_millis(20), Duration::from_secs(5));
+/// The kernel keeps a process name (`comm`) in 16 bytes with its NUL: longer names never match.
+const MAX_PROCESS_NAME: usize = 15;
+const MAX_UNIT_NAME: usize = 256;
 
 /// A validated configuration.
 #[derive(Clone, PartialEq)]
@@ -68,6 +84,10 @@ pub struct Config {
     pub spool_dir: PathBuf,
     pub spool_max_reports: u64,
     pub resolvers: Vec<ResolverSpec>,
+    /// Whether to capture the packets of the probe's connections (needs CAP_NET_RAW).
+    pub capture: bool,
+    /// How often the listeners on the ports of canaries served on this host are looked at.
+    pub listener_poll: Duration,
     pub canaries: Vec<Canary>,
 }
 
@@ -105,6 +125,17 @@ pub enum ResolverKind {
     Server(SocketAddr),
 }
 
+/// How the serving process of a canary's port is recognised among its listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServingRule {
+    /// The listeners owned by processes of this systemd unit (`nginx.service`).
+    Unit(String),
+    /// The listeners owned by processes with this name (`/proc/PID/comm`).
+    Process(String),
+    /// The listeners of the longest-running owner of the port (default).
+    LongLived,
+}
+
 /// One canary site to request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Canary {
@@ -115,6 +146,8 @@ pub struct Canary {
     pub expect_status: u16,
     pub expect_text: Option<String>,
     pub timeout: Duration,
+    /// Which process serves the canary's port when it is on this host.
+    pub serving: ServingRule,
 }
 
 /// Where a canary's request goes, taken apart once at load time.
@@ -312,6 +345,8 @@ struct RawConfig {
     spool_dir: Option<PathBuf>,
     spool_max_reports: Option<i64>,
     resolvers: Option<Vec<String>>,
+    capture: Option<bool>,
+    listener_poll: Option<toml::Value>,
     canary: Option<Vec<RawCanary>>,
 }
 
@@ -323,6 +358,8 @@ struct RawCanary {
     expect_status: Option<i64>,
     expect_text: Option<String>,
     timeout: Option<toml::Value>,
+    serving_unit: Option<String>,
+    serving_process: Option<String>,
 }
 
 #[derive(Default)]
@@ -358,6 +395,12 @@ impl Validator {
         }
         let spool_max_reports = self.spool_max(raw.spool_max_reports);
         let resolvers = self.resolvers(raw.resolvers);
+        let listener_poll = self.duration(
+            "listener_poll",
+            raw.listener_poll,
+            DEFAULT_LISTENER_POLL,
+            LISTENER_POLL_RANGE,
+        );
         let canaries = self.canaries(raw.canary, timeout, interval);
         Some(Config {
             collector_url: collector_url?,
@@ -373,6 +416,8 @@ impl Validator {
             spool_dir,
             spool_max_reports: spool_max_reports?,
             resolvers: resolvers?,
+            capture: raw.capture.unwrap_or(true),
+            listener_poll: listener_poll?,
             canaries: canaries?,
         })
     }
@@ -712,6 +757,7 @@ impl Validator {
                 t
             }
         };
+        let serving = self.serving(at, raw.serving_unit, raw.serving_process);
         Some(Canary {
             name: name?,
             url: raw.url?,
@@ -719,7 +765,57 @@ impl Validator {
             expect_status: expect_status?,
             expect_text: expect_text.ok()?,
             timeout: timeout?,
+            serving: serving?,
         })
+    }
+
+    fn serving(
+        &mut self,
+        at: &str,
+        unit: Option<String>,
+        process: Option<String>,
+    ) -> Option<ServingRule> {
+        match (unit, process) {
+            (None, None) => Some(ServingRule::LongLived),
+            (Some(_), Some(_)) => {
+                self.problem(
+                    &format!("{at}.serving_process"),
+                    "given with serving_unit; set one of them, not both",
+                );
+                None
+            }
+            (Some(u), None) => {
+                let ok = !u.is_empty()
+                    && u.len() <= MAX_UNIT_NAME
+                    && u.contains('.')
+                    && !u.contains('/')
+                    && !u.chars().any(char::is_whitespace);
+                if !ok {
+                    self.problem(
+                        &format!("{at}.serving_unit"),
+                        format!(
+                            "{u:?} is not a systemd unit name; use the unit serving the canary, \
+                             e.g. \"nginx.service\""
+                        ),
+                    );
+                    return None;
+                }
+                Some(ServingRule::Unit(u))
+            }
+            (None, Some(p)) => {
+                if p.is_empty() || p.len() > MAX_PROCESS_NAME || p.contains('/') {
+                    self.problem(
+                        &format!("{at}.serving_process"),
+                        format!(
+                            "{p:?} is not a process name; use the name the kernel shows \
+                             (/proc/PID/comm, 1 to {MAX_PROCESS_NAME} bytes), e.g. \"nginx\""
+                        ),
+                    );
+                    return None;
+                }
+                Some(ServingRule::Process(p))
+            }
+        }
     }
 }
 
@@ -879,6 +975,9 @@ url = "http://canary.example/health"
         assert_eq!(canary.expect_status, 200);
         assert_eq!(canary.expect_text, None);
         assert_eq!(canary.timeout, Duration::from_secs(5));
+        assert_eq!(canary.serving, ServingRule::LongLived);
+        assert!(c.capture);
+        assert_eq!(c.listener_poll, Duration::from_millis(100));
         assert_eq!(
             canary.target,
             Target {
@@ -978,7 +1077,7 @@ url = "http://[fd00::2]/"
             vec![
                 "colector_url: unknown key in the top-level table; allowed keys: collector_url, \
                  token, token_file, server, interval, timeout, spool_dir, spool_max_reports, \
-                 resolvers, canary"
+                 resolvers, capture, listener_poll, canary"
             ]
         );
     }
@@ -989,10 +1088,49 @@ url = "http://[fd00::2]/"
             problems(&with_canary("timout = \"5s\"\nexpect = 200")),
             vec![
                 "canary[0].expect: unknown key in canary[0]; allowed keys: name, url, \
-                 expect_status, expect_text, timeout",
+                 expect_status, expect_text, timeout, serving_unit, serving_process",
                 "canary[0].timout: unknown key in canary[0]; allowed keys: name, url, \
-                 expect_status, expect_text, timeout",
+                 expect_status, expect_text, timeout, serving_unit, serving_process",
             ]
+        );
+    }
+
+    #[test]
+    fn serving_process_or_unit() {
+        let c = parse(&with_canary("serving_unit = \"nginx.service\"")).unwrap();
+        assert_eq!(c.canaries[0].serving, ServingRule::Unit("nginx.service".into()));
+        let c = parse(&with_canary("serving_process = \"nginx\"")).unwrap();
+        assert_eq!(c.canaries[0].serving, ServingRule::Process("nginx".into()));
+        assert_eq!(
+            problems(&with_canary(
+                "serving_unit = \"nginx.service\"\nserving_process = \"nginx\""
+            )),
+            vec!["canary[0].serving_process: given with serving_unit; set one of them, not both"]
+        );
+        assert_eq!(
+            problems(&with_canary("serving_process = \"php-fpm: pool www\"")),
+            vec![
+                "canary[0].serving_process: \"php-fpm: pool www\" is not a process name; use the \
+                 name the kernel shows (/proc/PID/comm, 1 to 15 bytes), e.g. \"nginx\""
+            ]
+        );
+        assert_eq!(
+            problems(&with_canary("serving_unit = \"/system.slice/nginx.service\"")),
+            vec![
+                "canary[0].serving_unit: \"/system.slice/nginx.service\" is not a systemd unit \
+                 name; use the unit serving the canary, e.g. \"nginx.service\""
+            ]
+        );
+    }
+
+    #[test]
+    fn capture_and_listener_poll() {
+        let c = parse(&with_top("capture = false\nlistener_poll = \"250ms\"")).unwrap();
+        assert!(!c.capture);
+        assert_eq!(c.listener_poll, Duration::from_millis(250));
+        assert_eq!(
+            problems(&with_top("listener_poll = \"10ms\"")),
+            vec!["listener_poll: \"10ms\" is out of range; allowed: 20ms to 5s"]
         );
     }
 

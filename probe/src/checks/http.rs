@@ -532,6 +532,7 @@ mod tests {
             expect_status: 200,
             expect_text: Some("canary-ok".into()),
             timeout: TIMEOUT,
+            serving: crate::config::ServingRule::LongLived,
         }
     }
 
