@@ -1098,7 +1098,10 @@ url = "http://[fd00::2]/"
     #[test]
     fn serving_process_or_unit() {
         let c = parse(&with_canary("serving_unit = \"nginx.service\"")).unwrap();
-        assert_eq!(c.canaries[0].serving, ServingRule::Unit("nginx.service".into()));
+        assert_eq!(
+            c.canaries[0].serving,
+            ServingRule::Unit("nginx.service".into())
+        );
         let c = parse(&with_canary("serving_process = \"nginx\"")).unwrap();
         assert_eq!(c.canaries[0].serving, ServingRule::Process("nginx".into()));
         assert_eq!(
@@ -1115,7 +1118,9 @@ url = "http://[fd00::2]/"
             ]
         );
         assert_eq!(
-            problems(&with_canary("serving_unit = \"/system.slice/nginx.service\"")),
+            problems(&with_canary(
+                "serving_unit = \"/system.slice/nginx.service\""
+            )),
             vec![
                 "canary[0].serving_unit: \"/system.slice/nginx.service\" is not a systemd unit \
                  name; use the unit serving the canary, e.g. \"nginx.service\""
