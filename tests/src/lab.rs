@@ -17,6 +17,12 @@ use crate::process::{Service, run};
 /// The lab's subnet. Addresses are private to the lab's namespaces.
 pub const SUBNET_PREFIX: &str = "10.88.0";
 
+/// The subnet behind a lab's router ([`Lab::add_router`]), on a bridge of its own.
+pub const FAR_SUBNET_PREFIX: &str = "10.89.0";
+
+/// The router's address on the far subnet, the far hosts' gateway.
+const FAR_GATEWAY_OCTET: u8 = 1;
+
 static LAB_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A host: one network namespace with `lo` and `eth0` on the lab bridge.
@@ -34,12 +40,34 @@ impl Host {
         cmd.args(["netns", "exec", &self.netns]).arg(program);
         cmd
     }
+
+    /// A command run inside this host's namespace and in `cgroup` (see [`Lab::cgroup`]), as a
+    /// systemd unit's processes run in the unit's cgroup. A shell joins the cgroup first (inside
+    /// the namespace `ip netns exec` mounts its own /sys, without the cgroup tree) and then
+    /// execs `ip netns exec`, which execs the program: it keeps the pid the test sees, and its
+    /// children inherit the cgroup.
+    pub fn command_in(&self, cgroup: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(r#"echo $$ > "$0/cgroup.procs" && exec "$@""#)
+            .arg(cgroup)
+            .args(["ip", "netns", "exec", &self.netns])
+            .arg(program);
+        cmd
+    }
+
+    /// Runs `args` in this host's namespace to completion.
+    pub fn run(&self, args: &[&str]) -> Result<String> {
+        let (program, rest) = args.split_first().context("an empty command")?;
+        run(self.command(program).args(rest))
+    }
 }
 
 pub struct Lab {
     prefix: String,
     switch: String,
     hosts: Vec<Host>,
+    cgroups: Vec<PathBuf>,
     /// Files of this lab: configs, databases, logs. Kept when a test fails.
     pub dir: PathBuf,
     services: Vec<Service>,
@@ -62,6 +90,7 @@ impl Lab {
             prefix,
             switch: switch.clone(),
             hosts: Vec::new(),
+            cgroups: Vec::new(),
             dir,
             services: Vec::new(),
         };
@@ -73,35 +102,90 @@ impl Lab {
 
     /// Adds a host named `name` at `SUBNET_PREFIX.last_octet`.
     pub fn add_host(&mut self, name: &str, last_octet: u8) -> Result<Host> {
-        let netns = format!("{}-{name}", self.prefix);
         let addr: Ipv4Addr = format!("{SUBNET_PREFIX}.{last_octet}").parse()?;
-        let port = format!("p{last_octet}");
+        let netns = format!("{}-{name}", self.prefix);
         run(Command::new("ip").args(["netns", "add", &netns]))?;
         let host = Host {
             name: name.to_owned(),
-            netns: netns.clone(),
+            netns,
             addr,
         };
         self.hosts.push(host.clone());
+        run(Command::new("ip").args(["-n", &host.netns, "link", "set", "lo", "up"]))?;
+        self.plug(&host, "eth0", "br0", &format!("p{last_octet}"), addr)?;
+        Ok(host)
+    }
+
+    /// Adds a router at `SUBNET_PREFIX.last_octet` (eth0) and `FAR_SUBNET_PREFIX.1` (eth1, on
+    /// a second bridge), forwarding between the two. Far hosts ([`Lab::add_far_host`]) route
+    /// through it; a lab host reaches them after [`Lab::route_far_via`].
+    pub fn add_router(&mut self, name: &str, last_octet: u8) -> Result<Host> {
+        let router = self.add_host(name, last_octet)?;
+        let sw = self.switch.clone();
+        run(Command::new("ip").args(["-n", &sw, "link", "add", "br1", "type", "bridge"]))?;
+        run(Command::new("ip").args(["-n", &sw, "link", "set", "br1", "up"]))?;
+        let far: Ipv4Addr = format!("{FAR_SUBNET_PREFIX}.{FAR_GATEWAY_OCTET}").parse()?;
+        self.plug(&router, "eth1", "br1", "r1", far)?;
+        router.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        Ok(router)
+    }
+
+    /// Adds a host at `FAR_SUBNET_PREFIX.last_octet`, behind the router, its default route.
+    pub fn add_far_host(&mut self, name: &str, last_octet: u8) -> Result<Host> {
+        let addr: Ipv4Addr = format!("{FAR_SUBNET_PREFIX}.{last_octet}").parse()?;
+        let netns = format!("{}-{name}", self.prefix);
+        run(Command::new("ip").args(["netns", "add", &netns]))?;
+        let host = Host {
+            name: name.to_owned(),
+            netns,
+            addr,
+        };
+        self.hosts.push(host.clone());
+        run(Command::new("ip").args(["-n", &host.netns, "link", "set", "lo", "up"]))?;
+        self.plug(&host, "eth0", "br1", &format!("f{last_octet}"), addr)?;
+        let gateway = format!("{FAR_SUBNET_PREFIX}.{FAR_GATEWAY_OCTET}");
+        host.run(&["ip", "route", "add", "default", "via", &gateway])?;
+        Ok(host)
+    }
+
+    /// Routes `host`'s traffic for the far subnet through `router`.
+    pub fn route_far_via(&self, host: &Host, router: &Host) -> Result<()> {
+        let subnet = format!("{FAR_SUBNET_PREFIX}.0/24");
+        host.run(&[
+            "ip",
+            "route",
+            "add",
+            &subnet,
+            "via",
+            &router.addr.to_string(),
+        ])?;
+        Ok(())
+    }
+
+    /// Connects `host`'s interface `dev` to the switch's `bridge` through a veth pair whose
+    /// switch end is `port`, with `addr`/24 on it.
+    fn plug(&self, host: &Host, dev: &str, bridge: &str, port: &str, addr: Ipv4Addr) -> Result<()> {
         // The veth pair is made inside the namespaces, so its names cannot clash with the
         // machine's own interfaces or another lab's.
         let sw = &self.switch;
+        let ns = &host.netns;
         run(Command::new("ip").args([
-            "-n", sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &netns,
+            "-n", sw, "link", "add", port, "type", "veth", "peer", "name", dev, "netns", ns,
         ]))?;
-        run(Command::new("ip").args(["-n", sw, "link", "set", &port, "master", "br0", "up"]))?;
-        run(Command::new("ip").args(["-n", &netns, "link", "set", "lo", "up"]))?;
-        run(Command::new("ip").args([
-            "-n",
-            &netns,
-            "addr",
-            "add",
-            &format!("{addr}/24"),
-            "dev",
-            "eth0",
-        ]))?;
-        run(Command::new("ip").args(["-n", &netns, "link", "set", "eth0", "up"]))?;
-        Ok(host)
+        run(Command::new("ip").args(["-n", sw, "link", "set", port, "master", bridge, "up"]))?;
+        let cidr = format!("{addr}/24");
+        run(Command::new("ip").args(["-n", ns, "addr", "add", &cidr, "dev", dev]))?;
+        run(Command::new("ip").args(["-n", ns, "link", "set", dev, "up"]))?;
+        Ok(())
+    }
+
+    /// A new cgroup (in the cgroup v2 tree) named after the lab, for a service that must not
+    /// share the test's cgroup, as a systemd unit would not. Removed at teardown.
+    pub fn cgroup(&mut self, name: &str) -> Result<PathBuf> {
+        let path = cgroup2_root()?.join(format!("{}-{name}", self.prefix));
+        std::fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
+        self.cgroups.push(path.clone());
+        Ok(path)
     }
 
     /// Keeps `service` alive as long as the lab, and stops it first at teardown.
@@ -132,6 +216,9 @@ impl Lab {
             delete_netns(&host.netns);
         }
         delete_netns(&self.switch);
+        for cgroup in self.cgroups.drain(..) {
+            delete_cgroup(&cgroup);
+        }
         if failed {
             eprintln!("lab files kept in {}", self.dir.display());
         } else {
@@ -168,8 +255,52 @@ fn delete_netns(netns: &str) {
     let _ = Command::new("ip").args(["netns", "del", netns]).status();
 }
 
-/// Deletes the namespaces of labs whose test process is gone (a run killed mid-test).
+/// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup` on a v2 machine,
+/// `/sys/fs/cgroup/unified` on a hybrid one).
+pub fn cgroup2_root() -> Result<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+    for line in mounts.lines() {
+        // ... mount_point ... - fstype source options
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        if right.split_whitespace().next() == Some("cgroup2")
+            && let Some(mount_point) = left.split_whitespace().nth(4)
+        {
+            return Ok(PathBuf::from(mount_point));
+        }
+    }
+    bail!("no cgroup2 hierarchy is mounted; the tests put services in cgroups of their own")
+}
+
+/// Kills whatever is left in `cgroup` and removes it. Never fails: teardown must go on.
+fn delete_cgroup(cgroup: &Path) {
+    if let Ok(procs) = std::fs::read_to_string(cgroup.join("cgroup.procs")) {
+        for pid in procs.split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+        }
+    }
+    // A killed process leaves the cgroup when it is reaped, a moment later.
+    let _ = crate::wait::wait_for(
+        "a cgroup to empty",
+        std::time::Duration::from_secs(5),
+        || Ok(std::fs::remove_dir(cgroup).is_ok().then_some(())),
+    );
+}
+
+/// Deletes the namespaces and cgroups of labs whose test process is gone (a run killed
+/// mid-test).
 fn sweep_stale_labs() {
+    if let Ok(root) = cgroup2_root()
+        && let Ok(entries) = std::fs::read_dir(&root)
+    {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if lab_is_stale(&name) {
+                delete_cgroup(&entry.path());
+            }
+        }
+    }
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
         return;
     };
@@ -177,14 +308,19 @@ fn sweep_stale_labs() {
         let Some(name) = line.split_whitespace().next() else {
             continue;
         };
-        let Some(pid) = name
-            .strip_prefix("cw-")
-            .and_then(|rest| rest.split('-').next())
-        else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
+        if lab_is_stale(name) {
             delete_netns(name);
         }
     }
+}
+
+/// Whether `name` (`cw-<pid>-...`) belongs to a lab whose test process is gone.
+fn lab_is_stale(name: &str) -> bool {
+    let Some(pid) = name
+        .strip_prefix("cw-")
+        .and_then(|rest| rest.split('-').next())
+    else {
+        return false;
+    };
+    pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists()
 }

@@ -43,8 +43,9 @@ fn sbin(name: &str) -> String {
 }
 
 /// nginx serving the canary page on `host`:80, started in the foreground (so the test owns the
-/// master process), listening with `reuseport` as production configs often do.
-pub fn start_nginx(lab: &Lab, host: &Host, name: &str) -> Result<Service> {
+/// master process), listening with `reuseport` as production configs often do, in a cgroup of
+/// its own as under systemd.
+pub fn start_nginx(lab: &mut Lab, host: &Host, name: &str) -> Result<Service> {
     let prefix = lab.path(name);
     for sub in ["", "logs", "tmp"] {
         std::fs::create_dir_all(prefix.join(sub))?;
@@ -78,7 +79,16 @@ http {{
             addr = host.addr,
         ),
     )?;
-    let mut cmd = host.command(sbin("nginx"));
+    let cgroup = match lab.path(name).join("cgroup") {
+        // A restart reuses the service's cgroup, as systemd does.
+        link if link.exists() => std::fs::read_link(&link)?,
+        link => {
+            let cgroup = lab.cgroup(name)?;
+            std::os::unix::fs::symlink(&cgroup, link)?;
+            cgroup
+        }
+    };
+    let mut cmd = host.command_in(&cgroup, sbin("nginx"));
     cmd.arg("-e")
         .arg("stderr")
         .arg("-p")
@@ -94,6 +104,39 @@ http {{
         Ok(http_get(host, &url)
             .ok()
             .filter(|body| body.contains(CANARY_TEXT)))
+    })?;
+    Ok(service)
+}
+
+/// A process that is not nginx, in the test's cgroup, binding `host`:`port` with SO_REUSEPORT
+/// beside nginx, holding it 1 to 3 s without accepting, and exiting; again and again, a new
+/// process each time, like a config test (`nginx -t`) run every minute by a monitoring agent.
+/// Its command line contains `rogue-listener.py`.
+pub fn start_rogue_listener(lab: &Lab, host: &Host, port: u16) -> Result<Service> {
+    let script = lab.path("rogue-listener.py");
+    std::fs::write(
+        &script,
+        r#"import random, socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(64)
+print("listening", flush=True)
+time.sleep(random.uniform(1.0, 3.0))
+"#,
+    )?;
+    let mut cmd = host.command("sh");
+    cmd.arg("-c")
+        .arg(r#"while :; do python3 "$0" "$1" "$2"; sleep 0.3; done"#)
+        .arg(&script)
+        .arg(host.addr.to_string())
+        .arg(port.to_string());
+    let mut service = Service::spawn("rogue", &mut cmd, &lab.path("rogue.log"))?;
+    wait_for("the rogue listener to bind", START_TIMEOUT, || {
+        if !service.is_running() {
+            bail!("the rogue loop exited: {}", service.log_text());
+        }
+        Ok(service.log_text().contains("listening").then_some(()))
     })?;
     Ok(service)
 }
@@ -218,6 +261,7 @@ pub fn add_token(db: &Path, server: &str) -> Result<String> {
 }
 
 /// A probe's settings for a lab test.
+#[derive(Default)]
 pub struct ProbeSetup<'a> {
     pub server: &'a str,
     pub collector_url: &'a str,
@@ -226,6 +270,8 @@ pub struct ProbeSetup<'a> {
     pub resolvers: &'a [String],
     pub interval: &'a str,
     pub timeout: &'a str,
+    /// Extra lines for the canary's table (`serving_process = "nginx"`).
+    pub canary_extra: &'a str,
 }
 
 /// The probe's config file for `setup`, written into the lab.
@@ -249,6 +295,7 @@ name = "site"
 url = "{url}"
 expect_status = 200
 expect_text = "{CANARY_TEXT}"
+{extra}
 "#,
             collector = setup.collector_url,
             token = setup.token,
@@ -258,6 +305,7 @@ expect_text = "{CANARY_TEXT}"
             spool = spool.display(),
             resolvers = resolvers.join(", "),
             url = setup.canary_url,
+            extra = setup.canary_extra,
         ),
     )?;
     Ok((config, spool))
@@ -266,11 +314,40 @@ expect_text = "{CANARY_TEXT}"
 /// `causeway-probe run` on `host` with `config`.
 pub fn start_probe(lab: &Lab, host: &Host, config: &Path) -> Result<Service> {
     let mut cmd = host.command(bin("causeway-probe")?);
+    start_probe_with(lab, &mut cmd, config)
+}
+
+/// `causeway-probe run` as the unprivileged user `nobody` (no capabilities at all), its spool
+/// owned by that user.
+pub fn start_unprivileged_probe(
+    lab: &Lab,
+    host: &Host,
+    config: &Path,
+    spool: &Path,
+) -> Result<Service> {
+    std::fs::create_dir_all(spool)?;
+    run(std::process::Command::new("chown")
+        .arg("nobody:nogroup")
+        .arg(spool))?;
+    let mut cmd = host.command("setpriv");
+    cmd.args([
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+    ])
+    .arg(bin("causeway-probe")?);
+    start_probe_with(lab, &mut cmd, config)
+}
+
+fn start_probe_with(lab: &Lab, cmd: &mut std::process::Command, config: &Path) -> Result<Service> {
     cmd.arg("run")
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", "info");
-    Service::spawn("probe", &mut cmd, &lab.path("probe.log"))
+    Service::spawn("probe", cmd, &lab.path("probe.log"))
 }
 
 /// An HTTP GET from inside `host`'s namespace (curl, 5 s at most); the body on a 2xx.
@@ -284,6 +361,42 @@ pub fn http_get(host: &Host, url: &str) -> Result<String> {
 pub fn api_get(collector: &Collector, path: &str) -> Result<serde_json::Value> {
     let body = http_get(&collector.host, &format!("{}{path}", collector.url))?;
     serde_json::from_str(&body).with_context(|| format!("parsing {path}: {body}"))
+}
+
+/// Every result the collector holds for `server` (newest first, at most 1000).
+pub fn results(collector: &Collector, server: &str) -> Result<Vec<serde_json::Value>> {
+    let v = api_get(
+        collector,
+        &format!("/api/v1/servers/{server}/results?limit=1000"),
+    )?;
+    Ok(v["results"]
+        .as_array()
+        .context("results is not a list")?
+        .clone())
+}
+
+/// Waits until the collector holds results of `server` that started after `after_ms` and
+/// satisfy `want`, at least `n` of them; returns them oldest first.
+pub fn wait_results(
+    collector: &Collector,
+    server: &str,
+    after_ms: i64,
+    n: usize,
+    patience: Duration,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> Result<Vec<serde_json::Value>> {
+    wait_for(
+        &format!("{n} matching results of {server} after {after_ms}"),
+        patience,
+        || {
+            let mut newer: Vec<serde_json::Value> = results(collector, server)?
+                .into_iter()
+                .filter(|r| r["started_at_ms"].as_i64().unwrap_or(0) > after_ms && want(r))
+                .collect();
+            newer.sort_by_key(|r| r["started_at_ms"].as_i64());
+            Ok((newer.len() >= n).then_some(newer))
+        },
+    )
 }
 
 /// Runs `probectl` inside the collector's host against it; its stdout on success.

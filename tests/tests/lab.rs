@@ -23,13 +23,32 @@ fn hosts_serve_and_resolve_then_vanish() -> Result<()> {
     let client = lab.add_host("client", 9)?;
     let prefix = web.netns.trim_end_matches("-web").to_owned();
 
-    let nginx = services::start_nginx(&lab, &web, "nginx")?;
+    let nginx = services::start_nginx(&mut lab, &web, "nginx")?;
     let nginx_pid = nginx.pid().expect("nginx runs");
     lab.adopt(nginx);
     let body = services::http_get(&client, &format!("http://{}/", web.addr))?;
     ensure!(
         body.contains(services::CANARY_TEXT),
         "nginx answered {body:?}"
+    );
+    // nginx runs in a cgroup of its own, as a systemd unit would.
+    let cgroup = std::fs::read_to_string(format!("/proc/{nginx_pid}/cgroup"))?;
+    let nginx_cgroup = format!("0::/{prefix}-nginx");
+    ensure!(
+        cgroup.lines().any(|l| l == nginx_cgroup),
+        "nginx's cgroup: {cgroup}"
+    );
+
+    // A host behind a router is reached through it, one hop further.
+    let router = lab.add_router("router", 254)?;
+    let far = lab.add_far_host("far", 2)?;
+    lab.route_far_via(&client, &router)?;
+    let far_nginx = services::start_nginx(&mut lab, &far, "far-nginx")?;
+    lab.adopt(far_nginx);
+    let body = services::http_get(&client, &format!("http://{}/", far.addr))?;
+    ensure!(
+        body.contains(services::CANARY_TEXT),
+        "far nginx answered {body:?}"
     );
 
     let record = format!("canary.lab. 30 IN A {}", web.addr);
@@ -70,6 +89,12 @@ fn hosts_serve_and_resolve_then_vanish() -> Result<()> {
         .filter(|n| n.starts_with(&prefix))
         .collect();
     ensure!(left.is_empty(), "namespaces left behind: {left:?}");
+    let cgroup_dir = causeway_e2e::lab::cgroup2_root()?.join(format!("{prefix}-nginx"));
+    ensure!(
+        !cgroup_dir.exists(),
+        "cgroup left behind: {}",
+        cgroup_dir.display()
+    );
     for pid in [nginx_pid, unbound_pid] {
         ensure!(
             !std::path::Path::new(&format!("/proc/{pid}")).exists(),

@@ -36,7 +36,7 @@ fn setup(test: &str) -> Result<Setup> {
     let db = lab.path("causeway.db");
     let token = services::add_token(&db, SERVER)?;
     let collector = services::start_collector(&lab, &coll_host, &db)?;
-    let nginx = services::start_nginx(&lab, &canary, "nginx")?;
+    let nginx = services::start_nginx(&mut lab, &canary, "nginx")?;
     lab.adopt(nginx);
 
     let collector_url = collector.url.clone();
@@ -51,6 +51,7 @@ fn setup(test: &str) -> Result<Setup> {
             resolvers: &resolvers,
             interval: "1s",
             timeout: "800ms",
+            ..Default::default()
         },
     )?;
     let probe = services::start_probe(&lab, &canary, &config)?;
@@ -64,14 +65,7 @@ fn setup(test: &str) -> Result<Setup> {
 }
 
 fn results(collector: &Collector) -> Result<Vec<Value>> {
-    let v = services::api_get(
-        collector,
-        &format!("/api/v1/servers/{SERVER}/results?limit=1000"),
-    )?;
-    Ok(v["results"]
-        .as_array()
-        .context("results is not a list")?
-        .clone())
+    services::results(collector, SERVER)
 }
 
 fn why_json(collector: &Collector) -> Result<Value> {
@@ -86,14 +80,7 @@ fn incidents(why: &Value) -> Vec<Value> {
 /// Waits until the collector holds at least `n` results that started after `after_ms`, and
 /// returns them oldest first.
 fn wait_results_after(collector: &Collector, after_ms: i64, n: usize) -> Result<Vec<Value>> {
-    wait_for(&format!("{n} results after {after_ms}"), PATIENCE, || {
-        let mut newer: Vec<Value> = results(collector)?
-            .into_iter()
-            .filter(|r| r["started_at_ms"].as_i64().unwrap_or(0) > after_ms)
-            .collect();
-        newer.sort_by_key(|r| r["started_at_ms"].as_i64());
-        Ok((newer.len() >= n).then_some(newer))
-    })
+    services::wait_results(collector, SERVER, after_ms, n, PATIENCE, |_| true)
 }
 
 #[test]
@@ -165,7 +152,7 @@ fn refused_connection_opens_an_incident_that_closes_when_nginx_returns() -> Resu
     );
 
     // nginx back: checks succeed and the incident closes.
-    let nginx = services::start_nginx(&lab, &canary, "nginx")?;
+    let nginx = services::start_nginx(&mut lab, &canary, "nginx")?;
     lab.adopt(nginx);
     let restarted_at = now_ms();
     let back = wait_results_after(&collector, restarted_at, 2)?;
