@@ -12,6 +12,15 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_else(|| format!("{ms} ms"))
 }
 
+/// `12:03:10.250`: the UTC time of day to the millisecond, for events a second apart.
+pub fn clock_ms(ms: i64) -> String {
+    let format = time::macros::format_description!("[hour]:[minute]:[second].[subsecond digits:3]");
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
 /// `45s`, `1m20s`, `2h5m`, `3d4h`: the two largest units, so widths stay small.
 pub fn compact_duration(ms: i64) -> String {
     let s = ms.max(0) / 1000;
@@ -42,6 +51,11 @@ mod tests {
         assert_eq!(rfc3339(1_795_435_390_000), "2026-11-23T12:03:10Z");
         assert_eq!(rfc3339(1_795_435_390_999), "2026-11-23T12:03:10Z");
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn clock_to_the_millisecond() {
+        assert_eq!(clock_ms(1_795_435_390_250), "12:03:10.250");
     }
 
     #[test]

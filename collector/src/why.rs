@@ -6,7 +6,9 @@
 
 use std::fmt::Write;
 
-use crate::timefmt::{ago, compact_duration, rfc3339};
+use causeway_schema::{ListenerEvidence, PacketTrace};
+
+use crate::timefmt::{ago, clock_ms, compact_duration, rfc3339};
 use crate::views::{Availability, IncidentView, ResultView, ServerList, WhyView};
 
 /// Longest body excerpt printed, in characters.
@@ -177,9 +179,76 @@ fn render_evidence(out: &mut String, r: &ResultView) {
         // Debug quoting escapes newlines and control characters.
         lines.push(format!("body: {shown:?}{more}"));
     }
+    if let Some(trace) = evidence.and_then(|e| e.trace.as_ref()) {
+        trace_lines(&mut lines, trace);
+    }
+    if let Some(listeners) = evidence.and_then(|e| e.listeners.as_ref()) {
+        listener_lines(&mut lines, listeners);
+    }
     for (n, line) in lines.iter().enumerate() {
         let label = if n == 0 { "evidence:" } else { "" };
         let _ = writeln!(out, "    {label:<9} {line}");
+    }
+}
+
+/// The packets of the failed connection, one per line, and where the server's TTL came from.
+fn trace_lines(lines: &mut Vec<String>, t: &PacketTrace) {
+    lines.push(format!(
+        "packets on {} ({} -> {}), from {}:",
+        clean(&t.interface),
+        t.local,
+        t.remote,
+        clock_ms(t.started_at_ms)
+    ));
+    for p in &t.packets {
+        lines.push(format!("  {p}"));
+    }
+    if t.truncated > 0 {
+        lines.push(format!("  ... {} more packets", t.truncated));
+    }
+    if let Some(s) = t.server_ttl {
+        let from = match s.source {
+            causeway_schema::TtlSource::ThisConnection => "this connection's SYN-ACK",
+            causeway_schema::TtlSource::EarlierConnection => "earlier connections' SYN-ACKs",
+        };
+        lines.push(format!(
+            "server's packets arrive with TTL {} ({from})",
+            s.ttl
+        ));
+    }
+}
+
+/// The listeners on the canary's port: which is serving, who owns it, when it was seen.
+fn listener_lines(lines: &mut Vec<String>, ev: &ListenerEvidence) {
+    let owners = if ev.owners_visible {
+        ""
+    } else {
+        "; owners of other users' sockets not readable"
+    };
+    lines.push(format!(
+        "listeners on port {} (serving: {}; looked at every {} ms{owners}):",
+        ev.port,
+        clean(&ev.serving),
+        ev.poll_ms
+    ));
+    if ev.listeners.is_empty() {
+        lines.push("  none".to_owned());
+    }
+    for l in &ev.listeners {
+        let role = if l.serving { "serving" } else { "other" };
+        let until = if l.gone {
+            format!("{}, gone", clock_ms(l.last_seen_ms))
+        } else {
+            "still there".to_owned()
+        };
+        lines.push(format!(
+            "  {role:<7} {} {} (inode {}, {} on this address), seen {} .. {until}",
+            l.address,
+            clean(&l.owners_text()),
+            l.inode,
+            l.group_size,
+            clock_ms(l.first_seen_ms),
+        ));
     }
 }
 
@@ -213,6 +282,36 @@ Incidents (2):
               body: "<html>502 Bad Gateway</html>\n"
 "#;
         assert_eq!(text, expected, "\n{text}");
+    }
+
+    /// The incident Causeway exists for, with the evidence of the schema's scenario for it.
+    #[test]
+    fn reset_evidence_shows_packets_and_listeners() {
+        let scenario: toml::Table = toml::from_str(include_str!(
+            "../../schema/tests/scenarios/rst-non-serving-process.toml"
+        ))
+        .unwrap();
+        let check: causeway_schema::CheckResult = scenario["check"].clone().try_into().unwrap();
+        let mut view: WhyView = serde_json::from_str(WHY).unwrap();
+        view.incidents.truncate(1);
+        let sample = view.incidents[0].samples.last_mut().unwrap();
+        sample.evidence = Some(check.evidence);
+        let text = render_why(&view, 3_600_000);
+        let evidence = text.split_once("    evidence:").unwrap().1;
+        let expected = r#" last failed check 2026-11-23T12:04:10Z: site http://canary.test/ at 10.77.0.2
+              failure: connect_refused: Connection refused (os error 111)
+              packets on lo (10.88.0.2:41000 -> 10.88.0.2:80), from 12:13:20.001:
+                +0.000ms out SYN seq 0 ack 0 ttl 64 len 0
+                +0.020ms in  SYN,ACK seq 0 ack 1 ttl 64 len 0
+                +0.030ms out ACK seq 1 ack 1 ttl 64 len 0
+                +0.100ms out PSH,ACK seq 1 ack 1 ttl 64 len 78
+                +0.110ms in  ACK seq 1 ack 79 ttl 64 len 0
+                +1501.900ms in  RST,ACK seq 1 ack 79 ttl 64 len 0
+              listeners on port 80 (serving: the long-lived owner of port 80; looked at every 100 ms):
+                serving 10.88.0.2:80 pid 100 (nginx: worker process; cgroup /cw-nginx) (inode 1001, 2 on this address), seen 11:56:40.000 .. still there
+                other   10.88.0.2:80 pid 4242 (python3 rogue.py; cgroup /user.slice/session-1.scope) (inode 2002, 2 on this address), seen 12:13:19.200 .. 12:13:21.450, gone
+"#;
+        assert_eq!(evidence, expected, "\n{text}");
     }
 
     #[test]
