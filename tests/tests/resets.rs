@@ -1,0 +1,355 @@
+//! Resets explained end to end: a rogue SO_REUSEPORT listener beside real nginx, a router
+//! rejecting with TCP resets, healthy nginx for many cycles, and a probe without privileges.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use causeway_e2e::evidence::{inbound_reset, listeners, owned_by, packet_flow};
+use causeway_e2e::services::{self, Collector, ProbeSetup};
+use causeway_e2e::{Host, Lab, now_ms, wait_for};
+use serde_json::Value;
+
+const SERVER: &str = "web-01";
+/// Generous: a slow CI machine must not fail a test that is right.
+const PATIENCE: Duration = Duration::from_secs(90);
+
+struct Site {
+    lab: Lab,
+    /// Where the canary (nginx) runs; the probe runs there too unless `probe_host` differs.
+    web: Host,
+    collector: Collector,
+}
+
+/// nginx on `web` (10.88.0.2, or 10.89.0.2 behind a router), the collector on its own host,
+/// and a probe watching `http://<web>/` from `probe_on` ("web" or "client").
+struct Plan<'a> {
+    test: &'a str,
+    behind_router: bool,
+    probe_on_web: bool,
+    interval: &'a str,
+    timeout: &'a str,
+    unprivileged: bool,
+}
+
+fn site(plan: &Plan) -> Result<(Site, Option<Host>)> {
+    let mut lab = Lab::new(plan.test)?;
+    let coll_host = lab.add_host("coll", 3)?;
+    let (web, router, client) = if plan.behind_router {
+        let client = lab.add_host("client", 9)?;
+        let router = lab.add_router("router", 254)?;
+        let web = lab.add_far_host("web", 2)?;
+        lab.route_far_via(&client, &router)?;
+        (web, Some(router), Some(client))
+    } else {
+        (lab.add_host("web", 2)?, None, None)
+    };
+    let nginx = services::start_nginx(&mut lab, &web, "nginx")?;
+    lab.adopt(nginx);
+
+    let db = lab.path("causeway.db");
+    let token = services::add_token(&db, SERVER)?;
+    let collector = services::start_collector(&lab, &coll_host, &db)?;
+    let canary_url = format!("http://{}/", web.addr);
+    let resolvers = ["system".to_owned()];
+    let (config, spool) = services::write_probe_config(
+        &lab,
+        &ProbeSetup {
+            server: SERVER,
+            collector_url: &collector.url,
+            token: &token,
+            canary_url: &canary_url,
+            resolvers: &resolvers,
+            interval: plan.interval,
+            timeout: plan.timeout,
+            ..Default::default()
+        },
+    )?;
+    let probe_host = match (&client, plan.probe_on_web) {
+        (Some(client), false) => client.clone(),
+        _ => web.clone(),
+    };
+    let probe = if plan.unprivileged {
+        services::start_unprivileged_probe(&lab, &probe_host, &config, &spool)?
+    } else {
+        services::start_probe(&lab, &probe_host, &config)?
+    };
+    lab.adopt(probe);
+    Ok((
+        Site {
+            lab,
+            web,
+            collector,
+        },
+        router,
+    ))
+}
+
+fn wait_results(
+    collector: &Collector,
+    after_ms: i64,
+    n: usize,
+    want: impl Fn(&Value) -> bool,
+) -> Result<Vec<Value>> {
+    services::wait_results(collector, SERVER, after_ms, n, PATIENCE, want)
+}
+
+fn failed_since(collector: &Collector, after_ms: i64) -> Result<Vec<Value>> {
+    Ok(services::results(collector, SERVER)?
+        .into_iter()
+        .filter(|r| r["started_at_ms"].as_i64().unwrap_or(0) > after_ms && r["ok"] == false)
+        .collect())
+}
+
+fn probe_log(lab: &mut Lab) -> Result<String> {
+    let probe = lab.take("probe").context("no probe in the lab")?;
+    let log = probe.log_text();
+    lab.adopt(probe);
+    Ok(log)
+}
+
+#[test]
+fn rogue_reuseport_listener_is_named_as_the_sender_of_the_reset() -> Result<()> {
+    // The rogue holds the port up to 3 s, so the check's timeout must outlast it.
+    let (site, _) = site(&Plan {
+        test: "rogue",
+        behind_router: false,
+        probe_on_web: true,
+        interval: "5s",
+        timeout: "4s",
+        unprivileged: false,
+    })?;
+    let Site {
+        mut lab,
+        web,
+        collector,
+    } = site;
+    wait_results(&collector, 0, 1, |r| r["ok"] == true)?;
+
+    let rogue = services::start_rogue_listener(&lab, &web, 80)?;
+    lab.adopt(rogue);
+    let rogue_from = now_ms();
+    let found = wait_results(&collector, rogue_from, 1, |r| {
+        r["cause"] == "rst_from_non_serving_process"
+    })?;
+    let r = &found[0];
+    let explanation = r["explanation"].as_str().unwrap_or("");
+    ensure!(
+        explanation.contains("rogue-listener.py") && explanation.contains("nginx"),
+        "the explanation must name the rogue process and nginx: {r:#}"
+    );
+
+    // The packets: handshake, request, reset, and not a byte of response.
+    let flow = packet_flow(r);
+    ensure!(
+        flow.starts_with(&["out SYN".into(), "in SYN,ACK".into()]),
+        "trace: {flow:?}"
+    );
+    let rst = inbound_reset(r).context("no inbound reset in the trace")?;
+    let request_sent = r["evidence"]["trace"]["packets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|p| p["dir"] == "out" && p["len"].as_u64().unwrap_or(0) > 0);
+    ensure!(request_sent, "no request in the trace: {flow:?}");
+    ensure!(rst["ttl"] == 64, "reset TTL on lo: {rst}");
+
+    // The listeners: nginx serving and still there, the rogue not serving.
+    let all = listeners(r);
+    ensure!(
+        all.iter()
+            .any(|l| l["serving"] == true && l["gone"] == false && owned_by(l, "nginx")),
+        "no serving nginx listener: {all:#?}"
+    );
+    ensure!(
+        all.iter()
+            .any(|l| l["serving"] == false && owned_by(l, "rogue-listener.py")),
+        "no rogue listener: {all:#?}"
+    );
+
+    // Every reset the rogue caused is explained as its own: no generic reset in between.
+    let failed = failed_since(&collector, rogue_from)?;
+    let others: Vec<&Value> = failed
+        .iter()
+        .filter(|r| r["cause"] != "rst_from_non_serving_process")
+        .collect();
+    ensure!(
+        others.is_empty(),
+        "failures with another cause while the rogue ran: {others:#?}"
+    );
+
+    let text = services::probectl(&collector, &["why", SERVER, "--since", "1h"])?;
+    println!("$ probectl why {SERVER} --since 1h\n{text}");
+    ensure!(
+        text.contains("rst_from_non_serving_process") && text.contains("rogue-listener.py"),
+        "probectl why printed:\n{text}"
+    );
+    Ok(())
+}
+
+#[test]
+fn stopped_nginx_is_refused_with_the_syn_reset_trace() -> Result<()> {
+    let (site, _) = site(&Plan {
+        test: "refused-trace",
+        behind_router: false,
+        probe_on_web: true,
+        interval: "1s",
+        timeout: "800ms",
+        unprivileged: false,
+    })?;
+    let Site {
+        mut lab, collector, ..
+    } = site;
+    wait_results(&collector, 0, 1, |r| r["ok"] == true)?;
+    let mut nginx = lab.take("nginx").context("no nginx")?;
+    nginx.stop().context("nginx did not exit on SIGTERM")?;
+    let stopped = now_ms();
+    let refused = wait_results(&collector, stopped, 2, |r| r["ok"] == false)?;
+    for r in &refused {
+        ensure!(r["cause"] == "connection_refused", "cause: {r:#}");
+        ensure!(
+            packet_flow(r) == ["out SYN", "in RST,ACK"],
+            "trace: {:?} in {r:#}",
+            packet_flow(r)
+        );
+        ensure!(
+            r["evidence"]["trace"]["interface"] == "lo",
+            "the canary is local: {r:#}"
+        );
+        let port80: Vec<Value> = listeners(r)
+            .into_iter()
+            .filter(|l| l["gone"] == false)
+            .collect();
+        ensure!(port80.is_empty(), "listeners while stopped: {port80:#?}");
+        ensure!(
+            r["evidence"]["listeners"]["port"] == 80,
+            "no listener evidence: {r:#}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn router_reset_is_a_middlebox_not_a_refusal() -> Result<()> {
+    let (site, router) = site(&Plan {
+        test: "middlebox",
+        behind_router: true,
+        probe_on_web: false,
+        interval: "1s",
+        timeout: "800ms",
+        unprivileged: false,
+    })?;
+    let router = router.context("no router")?;
+    let Site { web, collector, .. } = &site;
+    // Healthy checks first: the probe learns the TTL the server's SYN-ACKs arrive with.
+    wait_results(collector, 0, 2, |r| r["ok"] == true)?;
+
+    router.run(&[
+        "iptables",
+        "-A",
+        "FORWARD",
+        "-p",
+        "tcp",
+        "-d",
+        &web.addr.to_string(),
+        "--dport",
+        "80",
+        "-j",
+        "REJECT",
+        "--reject-with",
+        "tcp-reset",
+    ])?;
+    let rejected_from = now_ms();
+    let failed = wait_results(collector, rejected_from, 2, |r| r["ok"] == false)?;
+    for r in &failed {
+        ensure!(r["cause"] == "rst_from_middlebox", "cause: {r:#}");
+        ensure!(
+            packet_flow(r) == ["out SYN", "in RST,ACK"],
+            "the reset answers the SYN: {:?}",
+            packet_flow(r)
+        );
+        let rst = inbound_reset(r).context("no reset")?;
+        ensure!(rst["ttl"] == 64, "the router's own reset: {rst}");
+        let server_ttl = &r["evidence"]["trace"]["server_ttl"];
+        ensure!(
+            server_ttl["ttl"] == 63 && server_ttl["source"] == "earlier_connection",
+            "the server's SYN-ACKs came one hop further: {server_ttl}"
+        );
+        ensure!(
+            r["evidence"]["trace"]["interface"] == "eth0",
+            "the route's interface: {r:#}"
+        );
+    }
+    drop(site);
+    Ok(())
+}
+
+#[test]
+fn healthy_nginx_has_no_failure_and_no_trace() -> Result<()> {
+    let (site, _) = site(&Plan {
+        test: "healthy",
+        behind_router: false,
+        probe_on_web: true,
+        interval: "1s",
+        timeout: "800ms",
+        unprivileged: false,
+    })?;
+    let Site {
+        mut lab, collector, ..
+    } = site;
+    let results = wait_results(&collector, 0, 10, |_| true)?;
+    for r in &results {
+        ensure!(r["ok"] == true, "a check failed against healthy nginx: {r:#}");
+        ensure!(r["cause"].is_null(), "a cause without a failure: {r:#}");
+        ensure!(
+            r["evidence"].is_null() || r["evidence"]["trace"].is_null(),
+            "a successful check kept a trace: {r:#}"
+        );
+    }
+    let log = probe_log(&mut lab)?;
+    ensure!(
+        !log.contains("is off"),
+        "the probe runs as root, yet evidence is off:\n{log}"
+    );
+    Ok(())
+}
+
+#[test]
+fn unprivileged_probe_checks_and_says_once_what_evidence_is_off() -> Result<()> {
+    let (site, _) = site(&Plan {
+        test: "unprivileged",
+        behind_router: false,
+        probe_on_web: true,
+        interval: "1s",
+        timeout: "800ms",
+        unprivileged: true,
+    })?;
+    let Site {
+        mut lab, collector, ..
+    } = site;
+    wait_results(&collector, 0, 3, |r| r["ok"] == true)?;
+    let mut nginx = lab.take("nginx").context("no nginx")?;
+    nginx.stop().context("nginx did not exit on SIGTERM")?;
+    let stopped = now_ms();
+    let refused = wait_results(&collector, stopped, 2, |r| r["ok"] == false)?;
+    for r in &refused {
+        ensure!(r["cause"] == "connection_refused", "cause: {r:#}");
+        ensure!(packet_flow(r).is_empty(), "a trace without CAP_NET_RAW: {r:#}");
+    }
+    let log = wait_for("the probe's log", PATIENCE, || {
+        let log = probe_log(&mut lab)?;
+        Ok(log.contains("packet capture is off").then_some(log))
+    })?;
+    for (what, how) in [
+        ("packet capture is off", "CAP_NET_RAW"),
+        ("listener owners are off", "CAP_SYS_PTRACE"),
+    ] {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(what)).collect();
+        ensure!(
+            lines.len() == 1,
+            "{what:?} must be said once, not {}:\n{log}",
+            lines.len()
+        );
+        ensure!(lines[0].contains(how), "how to turn it on: {}", lines[0]);
+    }
+    Ok(())
+}
