@@ -1,1 +1,678 @@
-//! The listening sockets on the canary ports and their owners (being written).
+//! The listening sockets on the canary ports of this host and their owners, watched over time.
+//!
+//! Why: a check can fail because a process that is not the web server briefly listened on the
+//! port beside it with SO_REUSEPORT (`nginx -t` run by a monitoring agent), received a share of
+//! the new connections and exited, and the kernel reset them. A snapshot taken after the fact
+//! would show nothing, so a thread polls the port's listeners every `poll` (100 ms by default),
+//! remembers when each socket was first and last seen and who held it, and keeps the vanished
+//! ones for [`HISTORY_MS`]. A failed check attaches [`ListenerWatch::evidence`]; the classifier
+//! then matches the listeners' lifetimes, with one poll of slack, against the reset.
+//!
+//! A poll is one sock_diag dump per port and family ([`super::sock_diag`], tens of
+//! microseconds). Owners are looked up in `/proc` ([`super::procfs`]) only when a socket not
+//! seen before appears, because that scan reads every process's fds.
+//!
+//! Which listener is the serving process's is decided by a [`ServingRule`] per port.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use causeway_schema::{LISTENERS_MAX, Listener, ListenerEvidence};
+use tokio::sync::watch;
+
+use super::procfs::{self, Owner};
+use super::sock_diag::{DiagListener, SockDiag};
+
+/// How the serving process of a port is recognised: `Unit(String)` (a systemd unit, e.g.
+/// `nginx.service`), `Process(String)` (a `comm` name) or `LongLived` (the default).
+///
+/// The configuration's type, re-exported, so a canary's rule is passed as it is.
+pub use crate::config::ServingRule;
+
+/// How long vanished listeners are kept: a check reports the minutes before it failed.
+pub const HISTORY_MS: i64 = 10 * 60 * 1000;
+/// Vanished listeners kept per port at most, however many came and went (a fork bomb of
+/// `nginx -t` must not grow memory).
+pub const HISTORY_MAX: usize = 256;
+/// Owners kept per socket, the earliest started first: prefork servers share one socket among
+/// dozens of workers, and the first few say who it is.
+pub const OWNERS_MAX: usize = 16;
+/// A listener whose owner was not found is looked up again after 1, 2, 4... polls, at most
+/// this many apart: each try is a full `/proc` scan.
+const OWNER_RETRY_MAX_POLLS: u64 = 600;
+/// After the netlink socket could not be opened, the next try is this much later.
+const REOPEN_AFTER: Duration = Duration::from_secs(30);
+
+const OWNERS_OFF: &str = "listener owners are off: reading other processes' /proc/PID/fd needs \
+     CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE; grant them (systemd: \
+     AmbientCapabilities=CAP_DAC_READ_SEARCH CAP_SYS_PTRACE) or run as root; listeners are \
+     still listed with uid and inode";
+
+/// Watches the listeners of some ports from a background thread. Cheap to clone; the thread
+/// stops with [`ListenerWatch::stop`] or when the last clone is dropped.
+#[derive(Clone)]
+pub struct ListenerWatch {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    ports: Vec<u16>,
+    poll: Duration,
+}
+
+/// What the poll thread and the handles share.
+struct Shared {
+    stopped: Mutex<bool>,
+    wake: Condvar,
+    /// The evidence of each port as of the last successful poll; empty while polling fails.
+    snapshots: Mutex<HashMap<u16, ListenerEvidence>>,
+    /// Polls begun; a poll increments it before it looks at anything.
+    started: AtomicU64,
+    /// Polls finished (successful or not), numbered as `started` numbered them.
+    finished: watch::Sender<u64>,
+}
+
+impl ListenerWatch {
+    /// Starts a background thread polling the listeners of `ports` every `poll`, each port
+    /// with the rule that tells its serving process, and returns at once. A port given twice
+    /// keeps its first rule; port 0 is ignored.
+    pub fn start(ports: Vec<(u16, ServingRule)>, poll: Duration) -> ListenerWatch {
+        Self::start_at(ports, poll, PathBuf::from("/proc"))
+    }
+
+    fn start_at(ports: Vec<(u16, ServingRule)>, poll: Duration, proc_root: PathBuf) -> Self {
+        let poll = poll.max(Duration::from_millis(1));
+        let mut unique: Vec<(u16, ServingRule)> = Vec::new();
+        for (port, rule) in ports {
+            if port != 0 && !unique.iter().any(|(p, _)| *p == port) {
+                unique.push((port, rule));
+            }
+        }
+        let shared = Arc::new(Shared {
+            stopped: Mutex::new(false),
+            wake: Condvar::new(),
+            snapshots: Mutex::new(HashMap::new()),
+            started: AtomicU64::new(0),
+            finished: watch::Sender::new(0),
+        });
+        let watched = unique.iter().map(|(p, _)| *p).collect();
+        let thread = match unique.is_empty() {
+            true => None,
+            false => {
+                let visible = procfs::can_read_other_fds(&proc_root);
+                let tracker = Tracker::new(unique, poll, visible);
+                let shared = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name("listener-watch".into())
+                    .spawn(move || run(&shared, tracker, poll, &proc_root))
+                    .inspect_err(|e| {
+                        tracing::warn!("listener evidence is off: cannot start its thread: {e}");
+                    })
+                    .ok()
+            }
+        };
+        ListenerWatch {
+            inner: Arc::new(Inner {
+                shared,
+                thread: Mutex::new(thread),
+                ports: watched,
+                poll,
+            }),
+        }
+    }
+
+    /// The evidence for `port` as of the last poll; `None` if the port is not watched, nothing
+    /// was polled yet, or the last poll failed (stale listeners would mislead).
+    pub fn evidence(&self, port: u16) -> Option<ListenerEvidence> {
+        lock(&self.inner.shared.snapshots).get(&port).cloned()
+    }
+
+    /// Waits until a poll that started after this call has finished, then returns
+    /// [`evidence`](Self::evidence). Right after a reset this shows whether another listener
+    /// has vanished since. The wait is bounded by three polls, and is skipped when the port is
+    /// not watched or the watch is stopped.
+    pub async fn evidence_after_next_poll(&self, port: u16) -> Option<ListenerEvidence> {
+        let inner = &self.inner;
+        if !inner.ports.contains(&port) || self.is_stopped() {
+            return self.evidence(port);
+        }
+        // Subscribe before reading the counter, so a poll finishing in between is not missed.
+        let mut finished = inner.shared.finished.subscribe();
+        let target = inner.shared.started.load(Ordering::SeqCst) + 1;
+        let bound = inner.poll.saturating_mul(3);
+        // A timeout or a vanished thread both end the wait; the evidence is whatever is there.
+        let _ = tokio::time::timeout(bound, finished.wait_for(|&n| n >= target)).await;
+        self.evidence(port)
+    }
+
+    /// Stops the thread and waits for it (at most the rest of one poll). Evidence stays as it
+    /// was last polled.
+    pub fn stop(&self) {
+        self.inner.stop();
+    }
+
+    /// Whether [`stop`](Self::stop) was called or the thread could not start.
+    fn is_stopped(&self) -> bool {
+        *lock(&self.inner.shared.stopped) || lock(&self.inner.thread).is_none()
+    }
+}
+
+impl fmt::Debug for ListenerWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenerWatch")
+            .field("ports", &self.inner.ports)
+            .field("poll", &self.inner.poll)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    fn stop(&self) {
+        *lock(&self.shared.stopped) = true;
+        self.shared.wake.notify_all();
+        let handle = lock(&self.thread).take();
+        if let Some(handle) = handle
+            && handle.thread().id() != std::thread::current().id()
+        {
+            // The thread catches no panics of its own; one would already have been reported.
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Shared {
+    /// Sleeps until `deadline` or a stop; true if stopped.
+    fn sleep_until(&self, deadline: Instant) -> bool {
+        let mut stopped = lock(&self.stopped);
+        loop {
+            if *stopped {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            stopped = self
+                .wake
+                .wait_timeout(stopped, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+/// A poisoned lock only means another thread panicked holding it; the data is still usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The poll thread: polls every `poll` until stopped. Netlink failures are logged once and
+/// leave the evidence empty; the thread keeps its pace, never spinning.
+fn run(shared: &Shared, mut tracker: Tracker, poll: Duration, proc_root: &Path) {
+    let mut diag: Option<SockDiag> = None;
+    let mut reopen_at = Instant::now();
+    let mut warned = false;
+    let mut failing = false;
+    let mut next = Instant::now();
+    while !shared.sleep_until(next) {
+        let begun = Instant::now();
+        let n = shared.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let outcome = match diag.as_mut() {
+            Some(d) => Some(poll_once(d, &mut tracker, proc_root)),
+            None if begun >= reopen_at => match SockDiag::open() {
+                Ok(mut d) => {
+                    let r = poll_once(&mut d, &mut tracker, proc_root);
+                    diag = Some(d);
+                    Some(r)
+                }
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(
+                            "listener evidence is off: cannot open a NETLINK_SOCK_DIAG socket: \
+                             {e}; allow it (systemd: RestrictAddressFamilies= must include \
+                             AF_NETLINK); trying again every {} s",
+                            REOPEN_AFTER.as_secs()
+                        );
+                        warned = true;
+                    }
+                    reopen_at = begun + REOPEN_AFTER;
+                    None
+                }
+            },
+            None => None,
+        };
+        match outcome {
+            Some(Ok(())) => {
+                if failing {
+                    tracing::info!("listener evidence: polling works again");
+                    failing = false;
+                }
+                let now = crate::now_ms();
+                let snapshots = tracker.evidence_all(now);
+                *lock(&shared.snapshots) = snapshots;
+            }
+            Some(Err(e)) => {
+                if !warned {
+                    tracing::warn!(
+                        "listener evidence is off until polling works again: sock_diag dump \
+                         failed: {e}"
+                    );
+                    warned = true;
+                } else {
+                    tracing::debug!("sock_diag dump failed: {e}");
+                }
+                failing = true;
+                // A fresh socket next time: the old one may hold the tail of a broken dump.
+                diag = None;
+                lock(&shared.snapshots).clear();
+            }
+            None => lock(&shared.snapshots).clear(),
+        }
+        shared.finished.send_replace(n);
+        next = begun + poll;
+        let now = Instant::now();
+        if next <= now {
+            // The poll overran its interval (a slow /proc scan): rest a full interval anyway.
+            next = now + poll;
+        }
+    }
+}
+
+/// One poll: the dumps, then the tracking (with an owner scan if a new socket appeared).
+fn poll_once(diag: &mut SockDiag, tracker: &mut Tracker, proc_root: &Path) -> std::io::Result<()> {
+    let now = crate::now_ms();
+    let mut seen = Vec::with_capacity(tracker.ports.len());
+    for port in &tracker.ports {
+        seen.push(diag.listeners(port.port)?);
+    }
+    tracker.poll(now, seen, &mut |inodes| resolve(proc_root, inodes));
+    Ok(())
+}
+
+/// The owners of the sockets `inodes`, from one `/proc` scan.
+#[derive(Debug, Default, Clone)]
+struct Resolved {
+    owners: HashMap<u64, Vec<Owner>>,
+    /// A process whose fds could not be read for lack of privileges.
+    denied: Option<u32>,
+}
+
+fn resolve(proc_root: &Path, inodes: &HashSet<u64>) -> Resolved {
+    let scan = procfs::scan_fd_owners(proc_root, inodes);
+    let mut cache: HashMap<u32, Option<Owner>> = HashMap::new();
+    let mut owners = HashMap::new();
+    for (inode, pids) in scan.holders {
+        let mut list: Vec<Owner> = pids
+            .iter()
+            .filter_map(|&pid| {
+                cache
+                    .entry(pid)
+                    .or_insert_with(|| procfs::read_owner(proc_root, pid))
+                    .clone()
+            })
+            .collect();
+        list.sort_by_key(|o| (o.start_ticks.unwrap_or(u64::MAX), o.info.pid));
+        list.truncate(OWNERS_MAX);
+        if !list.is_empty() {
+            owners.insert(inode, list);
+        }
+    }
+    Resolved {
+        owners,
+        denied: scan.denied,
+    }
+}
+
+/// One listening socket as tracked between polls.
+#[derive(Debug, Clone)]
+struct Tracked {
+    inode: u64,
+    address: SocketAddr,
+    uid: u32,
+    group_size: u32,
+    owners: Vec<Owner>,
+    /// Owner lookups that found nobody, and the poll number of the next try.
+    owner_misses: u32,
+    next_owner_poll: u64,
+    serving: bool,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+}
+
+impl Tracked {
+    fn new(d: &DiagListener, now_ms: i64) -> Tracked {
+        Tracked {
+            inode: d.inode,
+            address: d.address,
+            uid: d.uid,
+            group_size: 1,
+            owners: Vec::new(),
+            owner_misses: 0,
+            next_owner_poll: 0,
+            serving: false,
+            first_seen_ms: now_ms,
+            last_seen_ms: now_ms,
+        }
+    }
+
+    fn listener(&self, gone: bool) -> Listener {
+        Listener {
+            inode: self.inode,
+            address: self.address,
+            uid: self.uid,
+            group_size: self.group_size,
+            owners: self.owners.iter().map(|o| o.info.clone()).collect(),
+            serving: self.serving,
+            first_seen_ms: self.first_seen_ms,
+            last_seen_ms: self.last_seen_ms,
+            gone,
+        }
+    }
+}
+
+/// The tracking state of one port.
+#[derive(Debug)]
+struct PortTrack {
+    port: u16,
+    rule: ServingRule,
+    /// By inode.
+    current: BTreeMap<u64, Tracked>,
+    /// Vanished listeners, oldest first; `last_seen_ms` is the last poll that saw them.
+    gone: VecDeque<Tracked>,
+    serving_text: String,
+}
+
+/// All tracking, free of threads and I/O so that tests can drive it poll by poll.
+#[derive(Debug)]
+struct Tracker {
+    ports: Vec<PortTrack>,
+    poll_ms: u32,
+    polls: u64,
+    owners_visible: bool,
+    warned_owners: bool,
+}
+
+impl Tracker {
+    fn new(ports: Vec<(u16, ServingRule)>, poll: Duration, owners_visible: bool) -> Tracker {
+        let mut t = Tracker {
+            ports: ports
+                .into_iter()
+                .map(|(port, rule)| PortTrack {
+                    port,
+                    rule,
+                    current: BTreeMap::new(),
+                    gone: VecDeque::new(),
+                    serving_text: String::new(),
+                })
+                .collect(),
+            poll_ms: u32::try_from(poll.as_millis()).unwrap_or(u32::MAX),
+            polls: 0,
+            owners_visible: true,
+            warned_owners: false,
+        };
+        t.set_owners_visible(owners_visible);
+        for p in &mut t.ports {
+            p.update_serving(true);
+        }
+        t
+    }
+
+    fn set_owners_visible(&mut self, visible: bool) {
+        if !visible && !self.warned_owners {
+            tracing::warn!("{OWNERS_OFF}");
+            self.warned_owners = true;
+        }
+        self.owners_visible = visible;
+    }
+
+    /// Takes in one poll: `seen[i]` are the listeners found on `ports[i]` at `now_ms`.
+    /// `resolve` is called at most once, with the inodes whose owners are wanted.
+    fn poll(
+        &mut self,
+        now_ms: i64,
+        seen: Vec<Vec<DiagListener>>,
+        resolve: &mut dyn FnMut(&HashSet<u64>) -> Resolved,
+    ) {
+        self.polls += 1;
+        for (port, seen) in self.ports.iter_mut().zip(seen) {
+            port.observe(now_ms, &seen);
+        }
+
+        let n = self.polls;
+        let wanted: HashSet<u64> = self
+            .ports
+            .iter()
+            .flat_map(|p| p.current.values())
+            .filter(|t| t.owners.is_empty() && t.next_owner_poll <= n)
+            .map(|t| t.inode)
+            .collect();
+        if !wanted.is_empty() {
+            let resolved = resolve(&wanted);
+            if let Some(pid) = resolved.denied {
+                tracing::debug!("cannot read /proc/{pid}/fd: owners not visible");
+            }
+            self.set_owners_visible(resolved.denied.is_none());
+            for t in self.ports.iter_mut().flat_map(|p| p.current.values_mut()) {
+                if !wanted.contains(&t.inode) {
+                    continue;
+                }
+                match resolved.owners.get(&t.inode) {
+                    Some(owners) if !owners.is_empty() => t.owners.clone_from(owners),
+                    _ => {
+                        let wait = 1u64 << t.owner_misses.min(20);
+                        t.owner_misses += 1;
+                        t.next_owner_poll = n + wait.min(OWNER_RETRY_MAX_POLLS);
+                    }
+                }
+            }
+        }
+
+        for port in &mut self.ports {
+            port.update_groups();
+            port.update_serving(self.owners_visible);
+        }
+    }
+
+    /// The evidence of every port, vanished listeners kept if seen within [`HISTORY_MS`] of
+    /// `now_ms`.
+    fn evidence_all(&self, now_ms: i64) -> HashMap<u16, ListenerEvidence> {
+        self.ports
+            .iter()
+            .map(|p| (p.port, self.evidence(p, now_ms)))
+            .collect()
+    }
+
+    fn evidence(&self, p: &PortTrack, now_ms: i64) -> ListenerEvidence {
+        let cutoff = now_ms - HISTORY_MS;
+        let listeners = p
+            .current
+            .values()
+            .map(|t| t.listener(false))
+            .chain(
+                p.gone
+                    .iter()
+                    .filter(|t| t.last_seen_ms >= cutoff)
+                    .map(|t| t.listener(true)),
+            )
+            .collect();
+        ListenerEvidence {
+            port: p.port,
+            serving: p.serving_text.clone(),
+            poll_ms: self.poll_ms,
+            owners_visible: self.owners_visible,
+            listeners: select(listeners),
+        }
+    }
+}
+
+impl PortTrack {
+    /// New sockets start being tracked, known ones are seen again, missing ones move to the
+    /// history with the last poll that saw them.
+    fn observe(&mut self, now_ms: i64, seen: &[DiagListener]) {
+        let present: HashSet<u64> = seen.iter().map(|d| d.inode).collect();
+        let vanished: Vec<u64> = self
+            .current
+            .keys()
+            .filter(|inode| !present.contains(inode))
+            .copied()
+            .collect();
+        for inode in vanished {
+            if let Some(t) = self.current.remove(&inode) {
+                self.gone.push_back(t);
+            }
+        }
+        for d in seen {
+            let t = self
+                .current
+                .entry(d.inode)
+                .or_insert_with(|| Tracked::new(d, now_ms));
+            t.last_seen_ms = now_ms;
+            t.address = d.address;
+            t.uid = d.uid;
+        }
+        let cutoff = now_ms - HISTORY_MS;
+        while self
+            .gone
+            .front()
+            .is_some_and(|t| t.last_seen_ms < cutoff || self.gone.len() > HISTORY_MAX)
+        {
+            self.gone.pop_front();
+        }
+    }
+
+    /// The size of each socket's group: current listeners on the same address and port.
+    /// Vanished ones keep the size they had when last seen.
+    fn update_groups(&mut self) {
+        let mut sizes: HashMap<SocketAddr, u32> = HashMap::new();
+        for t in self.current.values() {
+            *sizes.entry(t.address).or_default() += 1;
+        }
+        for t in self.current.values_mut() {
+            t.group_size = sizes.get(&t.address).copied().unwrap_or(1);
+        }
+    }
+
+    /// Decides again which current listeners are the serving process's: it may have
+    /// restarted since the last poll. Vanished listeners keep their last verdict.
+    fn update_serving(&mut self, owners_visible: bool) {
+        let port = self.port;
+        match &self.rule {
+            ServingRule::Unit(unit) => {
+                for t in self.current.values_mut() {
+                    t.serving = t.owners.iter().any(|o| o.info.unit.as_ref() == Some(unit));
+                }
+                self.serving_text = format!("unit {unit}");
+            }
+            ServingRule::Process(name) => {
+                for t in self.current.values_mut() {
+                    t.serving = t.owners.iter().any(|o| &o.info.name == name);
+                }
+                self.serving_text = format!("process {name}");
+            }
+            ServingRule::LongLived => {
+                let (identity, ref_uid, text) = long_lived(port, &self.current);
+                for t in self.current.values_mut() {
+                    t.serving = match (&identity, t.owners.is_empty()) {
+                        (Some((name, cgroup)), false) => t
+                            .owners
+                            .iter()
+                            .any(|o| &o.info.name == name && &o.info.cgroup == cgroup),
+                        // An owner that could not be read: the same uid is all there is.
+                        (Some(_), true) => !owners_visible && Some(t.uid) == ref_uid,
+                        (None, _) => Some(t.uid) == ref_uid,
+                    };
+                }
+                self.serving_text = text;
+            }
+        }
+    }
+}
+
+/// Who is the long-lived owner of a port: the (name, cgroup) of the earliest started owner of
+/// any current listener, with that listener's uid. A second process of the same name in
+/// another cgroup (`nginx -t` from a monitoring agent) or another name in the same cgroup is
+/// someone else. Without any known owner, the uid of the listener known longest stands in.
+#[allow(clippy::type_complexity)]
+fn long_lived(
+    port: u16,
+    current: &BTreeMap<u64, Tracked>,
+) -> (Option<(String, Option<String>)>, Option<u32>, String) {
+    let eldest = current
+        .values()
+        .flat_map(|t| t.owners.iter().map(move |o| (o, t.uid)))
+        .min_by_key(|(o, _)| (o.start_ticks.unwrap_or(u64::MAX), o.info.pid));
+    if let Some((o, uid)) = eldest {
+        let text = match &o.info.cgroup {
+            Some(cg) => format!(
+                "the long-lived owner of port {port}: {} in cgroup {cg}",
+                o.info.name
+            ),
+            None => format!("the long-lived owner of port {port}: {}", o.info.name),
+        };
+        return (
+            Some((o.info.name.clone(), o.info.cgroup.clone())),
+            Some(uid),
+            text,
+        );
+    }
+    match current.values().min_by_key(|t| (t.first_seen_ms, t.inode)) {
+        Some(t) => (
+            None,
+            Some(t.uid),
+            format!("the long-lived owner of port {port}: uid {}", t.uid),
+        ),
+        None => (
+            None,
+            None,
+            format!("the long-lived owner of port {port}: nothing listens"),
+        ),
+    }
+}
+
+/// The listeners a report keeps: serving ones first, then the most recent others, at most
+/// [`LISTENERS_MAX`]. When the serving process has more sockets than fit (one per worker with
+/// nginx's `reuseport`), up to half the room still goes to the others: a reset is explained by
+/// a serving listener and another one, never by serving ones alone.
+fn select(listeners: Vec<Listener>) -> Vec<Listener> {
+    let (mut serving, mut others): (Vec<_>, Vec<_>) =
+        listeners.into_iter().partition(|l| l.serving);
+    // Serving: current ones first, the oldest first; then the recently vanished.
+    serving.sort_by_key(|l| {
+        (
+            l.gone,
+            std::cmp::Reverse(l.last_seen_ms),
+            l.first_seen_ms,
+            l.inode,
+        )
+    });
+    // Others: the most recently seen first, the newest first among those.
+    others.sort_by_key(|l| {
+        (
+            std::cmp::Reverse(l.last_seen_ms),
+            std::cmp::Reverse(l.first_seen_ms),
+            l.inode,
+        )
+    });
+    let room_for_others = others.len().min(LISTENERS_MAX / 2);
+    serving.truncate(LISTENERS_MAX - room_for_others);
+    others.truncate(LISTENERS_MAX - serving.len());
+    serving.extend(others);
+    serving
+}
+
+#[cfg(test)]
+mod tests;
