@@ -12,9 +12,13 @@ use causeway_schema::{
 };
 use uuid::Uuid;
 
+use crate::capture::Capture;
+use crate::checks::dns::HickoryTransport;
 use crate::checks::dns::{self, DnsTransport, NameServer};
+use crate::checks::http::HttpChecker;
 use crate::checks::http::{HttpOutcome, HttpTransport};
 use crate::config::{Canary, Config, TargetHost};
+use crate::host::listeners::ListenerWatch;
 use crate::now_ms;
 
 /// Most addresses requested per canary: bounds the requests (and memory) of a cycle and keeps
@@ -32,6 +36,29 @@ pub struct Prober<D, H> {
     pub dns: D,
     pub http: H,
     pub resolv_conf: PathBuf,
+    /// The listeners on the canaries' ports, for failures of canaries served on this host.
+    pub listeners: Option<ListenerWatch>,
+}
+
+impl Prober<HickoryTransport, HttpChecker> {
+    /// The real prober: DNS through hickory, the canary request with packet capture (unless
+    /// `capture = false`), and the listener watch on the canaries' ports.
+    pub fn on_host(config: Arc<Config>) -> Self {
+        let http = match config.capture {
+            true => HttpChecker::with_capture(Arc::new(Capture::new())),
+            false => HttpChecker::new(),
+        };
+        let ports = config
+            .canaries
+            .iter()
+            .map(|c| (c.target.port, c.serving.clone()))
+            .collect();
+        let listeners = ListenerWatch::start(ports, config.listener_poll);
+        Prober {
+            listeners: Some(listeners),
+            ..Prober::new(config, HickoryTransport, http)
+        }
+    }
 }
 
 impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
@@ -41,6 +68,7 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
             dns,
             http,
             resolv_conf: PathBuf::from(RESOLV_CONF),
+            listeners: None,
         }
     }
 
@@ -106,7 +134,9 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
         let start = Instant::now();
         let name = match &canary.target.host {
             TargetHost::Ip(ip) => {
-                let outcome = self.http.fetch(canary, *ip).await;
+                let outcome = self
+                    .with_listeners(self.http.fetch(canary, *ip).await)
+                    .await;
                 let result = check_result(canary, started_at_ms, None, outcome, &[]);
                 return (vec![result], None);
             }
@@ -132,7 +162,9 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
                 &outcomes,
             )]
         } else {
-            let fetches = addresses.iter().map(|a| self.http.fetch(canary, *a));
+            let fetches = addresses
+                .iter()
+                .map(|a| async { self.with_listeners(self.http.fetch(canary, *a).await).await });
             futures_util::future::join_all(fetches)
                 .await
                 .into_iter()
@@ -145,6 +177,27 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
             resolvers: outcomes,
         };
         (results, Some(resolution))
+    }
+
+    /// Adds the listeners on the canary's port to a failed outcome, when the canary is served
+    /// on this host. They are read after the watch's next look, so a listener that went away
+    /// with the failure shows as gone.
+    async fn with_listeners(&self, mut outcome: HttpOutcome) -> HttpOutcome {
+        let Some(watch) = &self.listeners else {
+            return outcome;
+        };
+        if outcome.failure.is_none() {
+            return outcome;
+        }
+        let local = match &outcome.evidence.trace {
+            Some(trace) => trace.interface == "lo",
+            None => crate::host::is_own_address(outcome.remote.ip()),
+        };
+        if local {
+            outcome.evidence.listeners =
+                watch.evidence_after_next_poll(outcome.remote.port()).await;
+        }
+        outcome
     }
 }
 

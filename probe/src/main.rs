@@ -6,8 +6,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use causeway_probe::checks::dns::HickoryTransport;
-use causeway_probe::checks::http::HttpChecker;
 use causeway_probe::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use causeway_probe::cycle::Prober;
 use causeway_probe::run::{Service, shutdown_signal};
@@ -133,7 +131,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 async fn once(config: Config) -> anyhow::Result<()> {
-    let prober = Prober::new(Arc::new(config), HickoryTransport, HttpChecker::new());
+    let prober = Prober::on_host(Arc::new(config));
     let report = prober.cycle().await;
     tracing::info!("{}", causeway_probe::cycle::summary(&report));
     let json = serde_json::to_string_pretty(&report).context("cannot encode the report")?;

@@ -46,7 +46,7 @@ impl Service<HickoryTransport, HttpChecker> {
     pub fn from_config(config: Config) -> Result<Self, RunError> {
         let spool = Spool::open(&config.spool_dir, config.spool_max_reports)?;
         let uploader = Uploader::new(&config.collector_url, &config.token)?;
-        let prober = Prober::new(Arc::new(config), HickoryTransport, HttpChecker::new());
+        let prober = Prober::on_host(Arc::new(config));
         Ok(Service {
             prober,
             spool: Arc::new(Mutex::new(spool)),

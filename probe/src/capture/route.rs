@@ -73,7 +73,7 @@ fn scope_id(addr: SocketAddr) -> u32 {
 pub(crate) fn resolve(remote: SocketAddr) -> io::Result<Route> {
     let ifaces = pnet_datalink::interfaces();
     let ip = remote.ip().to_canonical();
-    let own = ip.is_loopback() || ifaces.iter().any(|i| i.ips.iter().any(|n| n.ip() == ip));
+    let own = crate::host::own_address_among(&ifaces, ip);
     let iface = if own {
         ifaces
             .into_iter()

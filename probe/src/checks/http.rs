@@ -22,6 +22,7 @@ use tokio::net::TcpSocket;
 use tokio::time::timeout_at;
 
 use crate::AbortOnDrop;
+use crate::capture::{Capture, FlowWatch};
 use crate::config::{Canary, TargetHost, format_duration};
 
 /// The most body we read: enough for any health page, bounded so a huge page cannot eat memory.
@@ -48,7 +49,8 @@ pub struct HttpOutcome {
     pub total_ms: f64,
     /// `None` when the canary answered as expected.
     pub failure: Option<Failure>,
-    /// For failures: the expected status or text and the body's start. Default when ok.
+    /// For failures: the expected status or text, the body's start and the packet trace.
+    /// Default when ok.
     pub evidence: Evidence,
 }
 
@@ -63,6 +65,8 @@ pub struct HttpChecker {
     /// Built once: loading the platform's roots is not free. An error is reported by every
     /// https check rather than stopping the probe.
     tls: Result<Arc<ClientConfig>, String>,
+    /// Captures each request's packets, for the trace of a failed one.
+    capture: Option<Arc<Capture>>,
 }
 
 impl Default for HttpChecker {
@@ -72,11 +76,20 @@ impl Default for HttpChecker {
 }
 
 impl HttpChecker {
+    /// A checker without packet capture.
     pub fn new() -> Self {
         let tls = tls_config()
             .map(Arc::new)
             .map_err(|e| format!("cannot set up TLS certificate verification: {e}"));
-        HttpChecker { tls }
+        HttpChecker { tls, capture: None }
+    }
+
+    /// A checker whose failed requests carry their packet trace.
+    pub fn with_capture(capture: Arc<Capture>) -> Self {
+        HttpChecker {
+            capture: Some(capture),
+            ..Self::new()
+        }
     }
 }
 
@@ -97,7 +110,8 @@ impl HttpTransport for HttpChecker {
     fn fetch(&self, canary: &Canary, address: IpAddr) -> impl Future<Output = HttpOutcome> + Send {
         let canary = canary.clone();
         let tls = self.tls.clone();
-        async move { fetch(&canary, address, tls).await }
+        let capture = self.capture.clone();
+        async move { fetch(&canary, address, tls, capture.as_deref()).await }
     }
 }
 
@@ -105,6 +119,7 @@ async fn fetch(
     canary: &Canary,
     address: IpAddr,
     tls: Result<Arc<ClientConfig>, String>,
+    capture: Option<&Capture>,
 ) -> HttpOutcome {
     let start = Instant::now();
     let remote = SocketAddr::new(address, canary.target.port);
@@ -120,11 +135,19 @@ async fn fetch(
         evidence: Evidence::default(),
     };
     let deadline = tokio::time::Instant::from_std(start + canary.timeout);
-    let result = request(canary, remote, deadline, tls, &mut out).await;
+    let mut watch = None;
+    let result = request(canary, remote, deadline, tls, capture, &mut watch, &mut out).await;
     out.total_ms = ms(start.elapsed());
     if let Err(mut failure) = result {
         failure.message = cut(failure.message, MAX_MESSAGE);
         out.failure = Some(failure);
+    }
+    if let Some(mut watch) = watch {
+        if let Some(local) = out.local.filter(|l| !l.ip().is_unspecified()) {
+            watch.set_local(local);
+        }
+        // Successful checks keep no trace; finish still lets the capture learn the TTL.
+        out.evidence.trace = watch.finish(out.failure.is_some()).await;
     }
     out
 }
@@ -136,12 +159,16 @@ fn fail(kind: FailureKind, message: impl Into<String>) -> Failure {
     }
 }
 
-/// Runs the request, filling `out` phase by phase so a failure keeps what was measured.
+/// Runs the request, filling `out` phase by phase so a failure keeps what was measured. The
+/// capture (if any) starts watching the connection once its local port is known, before the
+/// SYN; the watch is left in `watch` for the caller to finish.
 async fn request(
     canary: &Canary,
     remote: SocketAddr,
     deadline: tokio::time::Instant,
     tls: Result<Arc<ClientConfig>, String>,
+    capture: Option<&Capture>,
+    watch: &mut Option<FlowWatch>,
     out: &mut HttpOutcome,
 ) -> Result<(), Failure> {
     let limit = format_duration(canary.timeout);
@@ -152,6 +179,10 @@ async fn request(
         )
     })?;
     out.local = socket.local_addr().ok();
+    if let (Some(capture), Some(local)) = (capture, out.local) {
+        // Capture being off is logged once by the capture; the check goes on without a trace.
+        *watch = capture.watch(local.port(), remote).ok();
+    }
 
     let t = Instant::now();
     let stream = match timeout_at(deadline, socket.connect(remote)).await {
