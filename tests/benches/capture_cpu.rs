@@ -34,7 +34,10 @@ fn main() -> Result<()> {
     }
     let seconds: u64 = std::env::var("CAUSEWAY_BENCH_SECONDS")
         .ok()
-        .map(|s| s.parse().context("CAUSEWAY_BENCH_SECONDS must be a whole number"))
+        .map(|s| {
+            s.parse()
+                .context("CAUSEWAY_BENCH_SECONDS must be a whole number")
+        })
         .transpose()?
         .unwrap_or(30);
     bench(Duration::from_secs(seconds))

@@ -298,7 +298,10 @@ fn healthy_nginx_has_no_failure_and_no_trace() -> Result<()> {
     } = site;
     let results = wait_results(&collector, 0, 10, |_| true)?;
     for r in &results {
-        ensure!(r["ok"] == true, "a check failed against healthy nginx: {r:#}");
+        ensure!(
+            r["ok"] == true,
+            "a check failed against healthy nginx: {r:#}"
+        );
         ensure!(r["cause"].is_null(), "a cause without a failure: {r:#}");
         ensure!(
             r["evidence"].is_null() || r["evidence"]["trace"].is_null(),
@@ -333,7 +336,10 @@ fn unprivileged_probe_checks_and_says_once_what_evidence_is_off() -> Result<()> 
     let refused = wait_results(&collector, stopped, 2, |r| r["ok"] == false)?;
     for r in &refused {
         ensure!(r["cause"] == "connection_refused", "cause: {r:#}");
-        ensure!(packet_flow(r).is_empty(), "a trace without CAP_NET_RAW: {r:#}");
+        ensure!(
+            packet_flow(r).is_empty(),
+            "a trace without CAP_NET_RAW: {r:#}"
+        );
     }
     let log = wait_for("the probe's log", PATIENCE, || {
         let log = probe_log(&mut lab)?;
