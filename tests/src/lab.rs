@@ -102,7 +102,25 @@ impl Lab {
 
     /// Adds a host named `name` at `SUBNET_PREFIX.last_octet`.
     pub fn add_host(&mut self, name: &str, last_octet: u8) -> Result<Host> {
-        let addr: Ipv4Addr = format!("{SUBNET_PREFIX}.{last_octet}").parse()?;
+        self.new_host(
+            name,
+            SUBNET_PREFIX,
+            "br0",
+            &format!("p{last_octet}"),
+            last_octet,
+        )
+    }
+
+    /// A namespace with `lo` up and `eth0` at `subnet.last_octet` on the switch's `bridge`.
+    fn new_host(
+        &mut self,
+        name: &str,
+        subnet: &str,
+        bridge: &str,
+        port: &str,
+        last_octet: u8,
+    ) -> Result<Host> {
+        let addr: Ipv4Addr = format!("{subnet}.{last_octet}").parse()?;
         let netns = format!("{}-{name}", self.prefix);
         run(Command::new("ip").args(["netns", "add", &netns]))?;
         let host = Host {
@@ -112,7 +130,7 @@ impl Lab {
         };
         self.hosts.push(host.clone());
         run(Command::new("ip").args(["-n", &host.netns, "link", "set", "lo", "up"]))?;
-        self.plug(&host, "eth0", "br0", &format!("p{last_octet}"), addr)?;
+        self.plug(&host, "eth0", bridge, port, addr)?;
         Ok(host)
     }
 
@@ -132,17 +150,8 @@ impl Lab {
 
     /// Adds a host at `FAR_SUBNET_PREFIX.last_octet`, behind the router, its default route.
     pub fn add_far_host(&mut self, name: &str, last_octet: u8) -> Result<Host> {
-        let addr: Ipv4Addr = format!("{FAR_SUBNET_PREFIX}.{last_octet}").parse()?;
-        let netns = format!("{}-{name}", self.prefix);
-        run(Command::new("ip").args(["netns", "add", &netns]))?;
-        let host = Host {
-            name: name.to_owned(),
-            netns,
-            addr,
-        };
-        self.hosts.push(host.clone());
-        run(Command::new("ip").args(["-n", &host.netns, "link", "set", "lo", "up"]))?;
-        self.plug(&host, "eth0", "br1", &format!("f{last_octet}"), addr)?;
+        let port = format!("f{last_octet}");
+        let host = self.new_host(name, FAR_SUBNET_PREFIX, "br1", &port, last_octet)?;
         let gateway = format!("{FAR_SUBNET_PREFIX}.{FAR_GATEWAY_OCTET}");
         host.run(&["ip", "route", "add", "default", "via", &gateway])?;
         Ok(host)

@@ -21,7 +21,7 @@ struct Site {
 }
 
 /// nginx on `web` (10.88.0.2, or 10.89.0.2 behind a router), the collector on its own host,
-/// and a probe watching `http://<web>/` from `probe_on` ("web" or "client").
+/// and a probe watching `http://<web>/` from `web` itself or from a client host.
 struct Plan<'a> {
     test: &'a str,
     behind_router: bool,
@@ -29,6 +29,20 @@ struct Plan<'a> {
     interval: &'a str,
     timeout: &'a str,
     unprivileged: bool,
+}
+
+impl<'a> Plan<'a> {
+    /// A privileged probe on the canary's own host, checking every second.
+    fn local(test: &'a str) -> Plan<'a> {
+        Plan {
+            test,
+            behind_router: false,
+            probe_on_web: true,
+            interval: "1s",
+            timeout: "800ms",
+            unprivileged: false,
+        }
+    }
 }
 
 fn site(plan: &Plan) -> Result<(Site, Option<Host>)> {
@@ -100,6 +114,14 @@ fn failed_since(collector: &Collector, after_ms: i64) -> Result<Vec<Value>> {
         .collect())
 }
 
+/// Stops the lab's nginx and returns the first two failed checks after it.
+fn stop_nginx_and_wait_failures(lab: &mut Lab, collector: &Collector) -> Result<Vec<Value>> {
+    let mut nginx = lab.take("nginx").context("no nginx")?;
+    nginx.stop().context("nginx did not exit on SIGTERM")?;
+    let stopped = now_ms();
+    wait_results(collector, stopped, 2, |r| r["ok"] == false)
+}
+
 fn probe_log(lab: &mut Lab) -> Result<String> {
     let probe = lab.take("probe").context("no probe in the lab")?;
     let log = probe.log_text();
@@ -111,12 +133,9 @@ fn probe_log(lab: &mut Lab) -> Result<String> {
 fn rogue_reuseport_listener_is_named_as_the_sender_of_the_reset() -> Result<()> {
     // The rogue holds the port up to 3 s, so the check's timeout must outlast it.
     let (site, _) = site(&Plan {
-        test: "rogue",
-        behind_router: false,
-        probe_on_web: true,
         interval: "5s",
         timeout: "4s",
-        unprivileged: false,
+        ..Plan::local("rogue")
     })?;
     let Site {
         mut lab,
@@ -188,22 +207,12 @@ fn rogue_reuseport_listener_is_named_as_the_sender_of_the_reset() -> Result<()> 
 
 #[test]
 fn stopped_nginx_is_refused_with_the_syn_reset_trace() -> Result<()> {
-    let (site, _) = site(&Plan {
-        test: "refused-trace",
-        behind_router: false,
-        probe_on_web: true,
-        interval: "1s",
-        timeout: "800ms",
-        unprivileged: false,
-    })?;
+    let (site, _) = site(&Plan::local("refused-trace"))?;
     let Site {
         mut lab, collector, ..
     } = site;
     wait_results(&collector, 0, 1, |r| r["ok"] == true)?;
-    let mut nginx = lab.take("nginx").context("no nginx")?;
-    nginx.stop().context("nginx did not exit on SIGTERM")?;
-    let stopped = now_ms();
-    let refused = wait_results(&collector, stopped, 2, |r| r["ok"] == false)?;
+    let refused = stop_nginx_and_wait_failures(&mut lab, &collector)?;
     for r in &refused {
         ensure!(r["cause"] == "connection_refused", "cause: {r:#}");
         ensure!(
@@ -231,12 +240,9 @@ fn stopped_nginx_is_refused_with_the_syn_reset_trace() -> Result<()> {
 #[test]
 fn router_reset_is_a_middlebox_not_a_refusal() -> Result<()> {
     let (site, router) = site(&Plan {
-        test: "middlebox",
         behind_router: true,
         probe_on_web: false,
-        interval: "1s",
-        timeout: "800ms",
-        unprivileged: false,
+        ..Plan::local("middlebox")
     })?;
     let router = router.context("no router")?;
     let Site { web, collector, .. } = &site;
@@ -285,14 +291,7 @@ fn router_reset_is_a_middlebox_not_a_refusal() -> Result<()> {
 
 #[test]
 fn healthy_nginx_has_no_failure_and_no_trace() -> Result<()> {
-    let (site, _) = site(&Plan {
-        test: "healthy",
-        behind_router: false,
-        probe_on_web: true,
-        interval: "1s",
-        timeout: "800ms",
-        unprivileged: false,
-    })?;
+    let (site, _) = site(&Plan::local("healthy"))?;
     let Site {
         mut lab, collector, ..
     } = site;
@@ -319,21 +318,14 @@ fn healthy_nginx_has_no_failure_and_no_trace() -> Result<()> {
 #[test]
 fn unprivileged_probe_checks_and_says_once_what_evidence_is_off() -> Result<()> {
     let (site, _) = site(&Plan {
-        test: "unprivileged",
-        behind_router: false,
-        probe_on_web: true,
-        interval: "1s",
-        timeout: "800ms",
         unprivileged: true,
+        ..Plan::local("unprivileged")
     })?;
     let Site {
         mut lab, collector, ..
     } = site;
     wait_results(&collector, 0, 3, |r| r["ok"] == true)?;
-    let mut nginx = lab.take("nginx").context("no nginx")?;
-    nginx.stop().context("nginx did not exit on SIGTERM")?;
-    let stopped = now_ms();
-    let refused = wait_results(&collector, stopped, 2, |r| r["ok"] == false)?;
+    let refused = stop_nginx_and_wait_failures(&mut lab, &collector)?;
     for r in &refused {
         ensure!(r["cause"] == "connection_refused", "cause: {r:#}");
         ensure!(
