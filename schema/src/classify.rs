@@ -4,7 +4,10 @@
 //! failure stands. Later capabilities (packets, DNS, backends, host) add rules above the generic
 //! ones, each proven by a field of [`Evidence`](crate::Evidence).
 
+mod dns;
 mod resets;
+
+pub use dns::{AddressCheck, disputed_addresses, judge_resolvers};
 
 use crate::{Cause, CheckResult, Diagnosis, FailureKind};
 
@@ -20,8 +23,23 @@ pub fn classify(check: &CheckResult) -> Option<Diagnosis> {
             format!("{target}: the check failed without a recorded error"),
         ));
     };
+    if failure.kind == FailureKind::NoAddress
+        && let Some(d) = dns::no_address(check)
+    {
+        return Some(d);
+    }
+    let mut found = generic(check, failure);
+    if let Some(c) = dns::contributing(check) {
+        found.contributing.push(c);
+    }
+    Some(found)
+}
+
+/// The packet rules, then the generic outcome of the failure.
+fn generic(check: &CheckResult, failure: &crate::Failure) -> Diagnosis {
+    let target = target(check);
     if let Some((cause, explanation)) = resets::classify(check) {
-        return Some(diagnosis(cause, explanation));
+        return diagnosis(cause, explanation);
     }
     let msg = &failure.message;
     let (cause, explanation) = match failure.kind {
@@ -82,22 +100,27 @@ pub fn classify(check: &CheckResult) -> Option<Diagnosis> {
             format!("{target} answered something that is not valid HTTP ({msg})"),
         ),
     };
-    Some(diagnosis(cause, explanation))
+    diagnosis(cause, explanation)
 }
 
 /// Longest explanation kept, in characters (reports allow 1024).
 const EXPLANATION_MAX: usize = 1000;
 
-fn diagnosis(cause: Cause, mut explanation: String) -> Diagnosis {
-    if let Some((cut, _)) = explanation.char_indices().nth(EXPLANATION_MAX) {
-        explanation.truncate(cut);
-        explanation.push_str("...");
-    }
+fn diagnosis(cause: Cause, explanation: String) -> Diagnosis {
     Diagnosis {
         cause,
         contributing: Vec::new(),
-        explanation,
+        explanation: cut(explanation),
     }
+}
+
+/// `explanation`, cut at [`EXPLANATION_MAX`] characters.
+fn cut(mut explanation: String) -> String {
+    if let Some((at, _)) = explanation.char_indices().nth(EXPLANATION_MAX) {
+        explanation.truncate(at);
+        explanation.push_str("...");
+    }
+    explanation
 }
 
 /// How a check's destination is named in explanations: the address it went to, else its URL.

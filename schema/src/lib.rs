@@ -6,13 +6,15 @@
 
 mod cause;
 mod classify;
+mod dns;
 mod listeners;
 mod report;
 mod trace;
 mod validate;
 
 pub use cause::{Cause, UnknownCause};
-pub use classify::classify;
+pub use classify::{AddressCheck, classify, disputed_addresses, judge_resolvers};
+pub use dns::*;
 pub use listeners::*;
 pub use report::*;
 pub use trace::*;

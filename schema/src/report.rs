@@ -5,12 +5,12 @@
 //! collector (the extra fields are dropped, the known ones kept). `schema_version` is raised
 //! only when a change cannot be read that way.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Cause, ListenerEvidence, PacketTrace};
+use crate::{Cause, ListenerEvidence, PacketTrace, Resolution, ResolverOutcome};
 
 /// The wire format version this crate writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -168,72 +168,6 @@ pub struct Evidence {
 /// Bytes of response body kept as evidence.
 pub const BODY_EXCERPT_MAX: usize = 512;
 
-/// How one canary's name resolved through every configured resolver.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Resolution {
-    pub canary: String,
-    /// The name that was resolved.
-    pub name: String,
-    pub resolvers: Vec<ResolverOutcome>,
-}
-
-/// What one name server said about one name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ResolverOutcome {
-    /// The resolver as configured: `system` or the address given.
-    pub resolver: String,
-    /// The name server that was asked.
-    pub server: SocketAddr,
-    /// One entry per record type asked (A, AAAA).
-    pub queries: Vec<DnsQuery>,
-}
-
-/// One query to one name server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DnsQuery {
-    /// `A` or `AAAA`.
-    pub record_type: String,
-    pub outcome: DnsOutcome,
-    /// The response code as the server sent it (`NOERROR`, `NXDOMAIN`, `REFUSED`, ...), when a
-    /// response arrived.
-    pub rcode: Option<String>,
-    #[serde(default)]
-    pub answers: Vec<DnsAnswer>,
-    pub elapsed_ms: f64,
-    /// The network or protocol error, when no response arrived.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// One address record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DnsAnswer {
-    pub address: IpAddr,
-    pub ttl: u32,
-}
-
-/// The kind of answer a query got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DnsOutcome {
-    /// NOERROR with at least one address.
-    Answer,
-    /// NOERROR without an address of the asked type.
-    NoData,
-    /// NXDOMAIN: the name does not exist.
-    NxDomain,
-    /// SERVFAIL.
-    ServFail,
-    /// REFUSED.
-    Refused,
-    /// Another response code.
-    OtherRcode,
-    /// No response within the timeout.
-    Timeout,
-    /// The query could not be sent or its answer read (ICMP unreachable, TCP refused, ...).
-    NetworkError,
-}
-
 impl FailureKind {
     /// Every kind, for tests and for listings.
     pub const ALL: [FailureKind; 11] = [
@@ -265,40 +199,6 @@ impl FailureKind {
             FailureKind::BodyMismatch => "body_mismatch",
             FailureKind::Protocol => "protocol",
         }
-    }
-}
-
-impl DnsOutcome {
-    /// Every outcome, for tests and for listings.
-    pub const ALL: [DnsOutcome; 8] = [
-        DnsOutcome::Answer,
-        DnsOutcome::NoData,
-        DnsOutcome::NxDomain,
-        DnsOutcome::ServFail,
-        DnsOutcome::Refused,
-        DnsOutcome::OtherRcode,
-        DnsOutcome::Timeout,
-        DnsOutcome::NetworkError,
-    ];
-
-    /// The wire id (`nx_domain`), as serde writes it.
-    pub const fn id(self) -> &'static str {
-        match self {
-            DnsOutcome::Answer => "answer",
-            DnsOutcome::NoData => "no_data",
-            DnsOutcome::NxDomain => "nx_domain",
-            DnsOutcome::ServFail => "serv_fail",
-            DnsOutcome::Refused => "refused",
-            DnsOutcome::OtherRcode => "other_rcode",
-            DnsOutcome::Timeout => "timeout",
-            DnsOutcome::NetworkError => "network_error",
-        }
-    }
-}
-
-impl DnsQuery {
-    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        self.answers.iter().map(|a| a.address)
     }
 }
 

@@ -40,6 +40,19 @@ fn sample() -> Report {
                     elapsed_ms: 0.8,
                     error: None,
                 }],
+                reachability: Some(Reachability {
+                    icmp: ReachProbe {
+                        outcome: ReachOutcome::Reply,
+                        elapsed_ms: 0.3,
+                        detail: None,
+                    },
+                    tcp: ReachProbe {
+                        outcome: ReachOutcome::NotTested,
+                        elapsed_ms: 0.0,
+                        detail: Some("skipped".into()),
+                    },
+                }),
+                condition: None,
             }],
         }],
         spool: SpoolStats {
@@ -100,6 +113,9 @@ fn ids_are_what_serde_writes() {
         assert_eq!(serde_json::to_value(kind).unwrap(), kind.id());
     }
     for outcome in DnsOutcome::ALL {
+        assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.id());
+    }
+    for outcome in ReachOutcome::ALL {
         assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.id());
     }
 }

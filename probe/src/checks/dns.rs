@@ -88,6 +88,8 @@ pub async fn resolve<T: DnsTransport>(
             resolver: ns.resolver.clone(),
             server: ns.server,
             queries,
+            reachability: None,
+            condition: None,
         }
     });
     futures_util::future::join_all(per_server).await
@@ -609,6 +611,8 @@ mod tests {
                     query("A", DnsOutcome::Answer, &["10.0.0.2", "10.0.0.3"]),
                     query("AAAA", DnsOutcome::Answer, &["fd00::2"]),
                 ],
+                reachability: None,
+                condition: None,
             },
             ResolverOutcome {
                 resolver: "10.0.0.54".into(),
@@ -617,6 +621,8 @@ mod tests {
                     query("A", DnsOutcome::Answer, &["10.0.0.3", "10.0.0.4"]),
                     query("AAAA", DnsOutcome::NoData, &[]),
                 ],
+                reachability: None,
+                condition: None,
             },
         ];
         let got: Vec<String> = addresses(&outcomes)
