@@ -126,6 +126,19 @@ impl ResolverOutcome {
         out
     }
 
+    /// Whether the server said something about the name: addresses, or that it has none
+    /// (NXDOMAIN, no data). One that did not is tested for reachability.
+    pub fn gave_usable_answer(&self) -> bool {
+        let told = |q: &DnsQuery| {
+            matches!(
+                q.outcome,
+                DnsOutcome::Answer | DnsOutcome::NxDomain | DnsOutcome::NoData
+            )
+        };
+        let any_address = self.queries.iter().any(|q| q.outcome == DnsOutcome::Answer);
+        any_address || (!self.queries.is_empty() && self.queries.iter().all(told))
+    }
+
     /// `10.0.0.53` for a configured address, `system (10.0.0.53:53)` for a server that
     /// came from resolv.conf: how explanations name it.
     pub fn who(&self) -> String {

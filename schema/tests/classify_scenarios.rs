@@ -15,6 +15,8 @@ struct Scenario {
 #[serde(deny_unknown_fields)]
 struct Expect {
     cause: Option<Cause>,
+    #[serde(default)]
+    contributing: Vec<Cause>,
     explanation: Option<String>,
 }
 
@@ -42,6 +44,9 @@ const SCENARIOS: &[(&str, &str)] = &scenarios![
     "rst-serving-only",
     "rst-syn-while-listening",
     "rst-rogue-long-gone",
+    "dns-name-missing",
+    "dns-no-address-blocked",
+    "dns-disputed-address",
 ];
 
 #[test]
@@ -75,6 +80,16 @@ fn scenarios_get_their_cause() {
             failures.push(format!(
                 "{name}: cause {got_cause:?}, want {:?}",
                 scenario.expect.cause
+            ));
+        }
+        let contributing = got
+            .as_ref()
+            .map(|d| d.contributing.clone())
+            .unwrap_or_default();
+        if contributing != scenario.expect.contributing {
+            failures.push(format!(
+                "{name}: contributing {contributing:?}, want {:?}",
+                scenario.expect.contributing
             ));
         }
         if let Some(want) = &scenario.expect.explanation {

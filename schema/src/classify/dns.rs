@@ -83,33 +83,27 @@ pub fn judge_resolvers(
                 }
                 Said::NameMissing { nx } => {
                     let says = if *nx {
-                        "says it does not exist (NXDOMAIN)"
+                        format!("says {name} does not exist (NXDOMAIN)")
                     } else {
-                        "has no A or AAAA record for it (NOERROR, no data)"
+                        format!("has no A or AAAA record for {name} (NOERROR, no data)")
                     };
+                    let who = r.who();
                     if all_missing {
                         let others = if resolvers.len() > 1 {
                             ", as every resolver does"
                         } else {
                             ""
                         };
-                        (
-                            Cause::DnsNameMissing,
-                            format!("{} {says} for {name}{others}", r.who()),
-                        )
+                        (Cause::DnsNameMissing, format!("{who} {says}{others}"))
                     } else if others_answer {
                         (
                             Cause::DnsAnswerMismatch,
-                            format!(
-                                "{} {says} for {name}, while {}",
-                                r.who(),
-                                answers_of_others()
-                            ),
+                            format!("{who} {says}, while {}", answers_of_others()),
                         )
                     } else {
                         (
                             Cause::DnsNameMissing,
-                            format!("{} {says} for {name}; no other resolver answered", r.who()),
+                            format!("{who} {says}; no other resolver answered"),
                         )
                     }
                 }
@@ -273,15 +267,14 @@ fn nothing_verdict(
         reach.map(|x| format!("ping {}, TCP port {} {}", x.icmp, r.server.port(), x.tcp));
     let reachable = responded || reach.and_then(|x| x.reachable()) == Some(true);
     let others = if others_answer {
-        format!("; meanwhile {}", answers_of_others())
+        format!("; {}", answers_of_others())
     } else {
         "; no other resolver answers either".to_owned()
     };
     if reachable {
-        let how = match (responded, &reach_text) {
-            (true, _) => "it answers, so it is reachable".to_owned(),
-            (false, Some(t)) => format!("it is reachable: {t}"),
-            (false, None) => "it is reachable".to_owned(),
+        let how = match (&reach_text, responded) {
+            (Some(t), _) => format!("yet it is reachable ({t})"),
+            (None, _) => "yet it is reachable (it sends responses)".to_owned(),
         };
         let what = if r.queries.iter().any(|q| q.outcome == DnsOutcome::Refused) {
             "refuses our queries"
@@ -290,7 +283,7 @@ fn nothing_verdict(
         } else {
             "ignores our queries"
         };
-        let text = format!("{} {what} for {name} ({got}), yet {how}{others}", r.who());
+        let text = format!("{} {what} for {name} ({got}), {how}{others}", r.who());
         return (Cause::DnsUpstreamBlock, text);
     }
     match (reach.and_then(|x| x.reachable()), reach_text) {
