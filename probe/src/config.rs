@@ -47,6 +47,7 @@ const TOP_KEYS: &[&str] = &[
     "spool_dir",
     "spool_max_reports",
     "resolvers",
+    "dns_timeout",
     "capture",
     "listener_poll",
     "canary",
@@ -60,6 +61,12 @@ const CANARY_KEYS: &[&str] = &[
     "serving_unit",
     "serving_process",
 ];
+/// Each DNS query and each reachability test of a resolver waits at most this long by default
+/// (or the check timeout, when shorter): real resolvers answer in tens of milliseconds, and a
+/// cycle waits for the slowest one.
+const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(2);
+const DNS_TIMEOUT_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(30));
 const DEFAULT_LISTENER_POLL: Duration = Duration::from_millis(100);
 const LISTENER_POLL_RANGE: (Duration, Duration) =
     (Duration::from_millis(20), Duration::from_secs(5));
@@ -84,6 +91,8 @@ pub struct Config {
     pub spool_dir: PathBuf,
     pub spool_max_reports: u64,
     pub resolvers: Vec<ResolverSpec>,
+    /// How long each DNS query, and each reachability test of a silent resolver, may take.
+    pub dns_timeout: Duration,
     /// Whether to capture the packets of the probe's connections (needs CAP_NET_RAW).
     pub capture: bool,
     /// How often the listeners on the ports of canaries served on this host are looked at.
@@ -104,6 +113,7 @@ impl fmt::Debug for Config {
             .field("spool_dir", &self.spool_dir)
             .field("spool_max_reports", &self.spool_max_reports)
             .field("resolvers", &self.resolvers)
+            .field("dns_timeout", &self.dns_timeout)
             .field("canaries", &self.canaries)
             .finish()
     }
@@ -347,6 +357,7 @@ struct RawConfig {
     resolvers: Option<Vec<String>>,
     capture: Option<bool>,
     listener_poll: Option<toml::Value>,
+    dns_timeout: Option<toml::Value>,
     canary: Option<Vec<RawCanary>>,
 }
 
@@ -395,6 +406,17 @@ impl Validator {
         }
         let spool_max_reports = self.spool_max(raw.spool_max_reports);
         let resolvers = self.resolvers(raw.resolvers);
+        // The default never exceeds the check timeout, so a short interval needs no extra key.
+        let dns_default = timeout.map_or(DEFAULT_DNS_TIMEOUT, |t| t.min(DEFAULT_DNS_TIMEOUT));
+        let dns_timeout = self.duration(
+            "dns_timeout",
+            raw.dns_timeout,
+            dns_default,
+            DNS_TIMEOUT_RANGE,
+        );
+        if let (Some(interval), Some(dns_timeout)) = (interval, dns_timeout) {
+            self.shorter_than_interval("dns_timeout", dns_timeout, interval);
+        }
         let listener_poll = self.duration(
             "listener_poll",
             raw.listener_poll,
@@ -416,6 +438,7 @@ impl Validator {
             spool_dir,
             spool_max_reports: spool_max_reports?,
             resolvers: resolvers?,
+            dns_timeout: dns_timeout?,
             capture: raw.capture.unwrap_or(true),
             listener_poll: listener_poll?,
             canaries: canaries?,
@@ -1077,7 +1100,7 @@ url = "http://[fd00::2]/"
             vec![
                 "colector_url: unknown key in the top-level table; allowed keys: collector_url, \
                  token, token_file, server, interval, timeout, spool_dir, spool_max_reports, \
-                 resolvers, capture, listener_poll, canary"
+                 resolvers, dns_timeout, capture, listener_poll, canary"
             ]
         );
     }
@@ -1126,6 +1149,24 @@ url = "http://[fd00::2]/"
                  name; use the unit serving the canary, e.g. \"nginx.service\""
             ]
         );
+    }
+
+    #[test]
+    fn dns_timeout_default_range_and_interval() {
+        assert_eq!(parse(MINIMAL).unwrap().dns_timeout, Duration::from_secs(2));
+        let short = parse(&with_top("interval = \"1s\"\ntimeout = \"500ms\"")).unwrap();
+        assert_eq!(short.dns_timeout, Duration::from_millis(500));
+        let c = parse(&with_top("dns_timeout = \"750ms\"")).unwrap();
+        assert_eq!(c.dns_timeout, Duration::from_millis(750));
+        assert_eq!(
+            problems(&with_top("dns_timeout = \"50ms\"")),
+            vec!["dns_timeout: \"50ms\" is out of range; allowed: 100ms to 30s"]
+        );
+        let p = problems(&with_top(
+            "interval = \"5s\"\ntimeout = \"1s\"\ndns_timeout = \"5s\"",
+        ));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("dns_timeout: "), "{p:?}");
     }
 
     #[test]

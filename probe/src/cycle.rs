@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use causeway_schema::{
-    CheckResult, Evidence, Failure, FailureKind, ProbeInfo, Report, Resolution, ResolverOutcome,
-    SCHEMA_VERSION, SpoolStats, Timings, classify,
+    AddressCheck, CheckResult, Evidence, Failure, FailureKind, ProbeInfo, Report, Resolution,
+    ResolverOutcome, SCHEMA_VERSION, SpoolStats, Timings, classify, disputed_addresses,
+    judge_resolvers,
 };
 use uuid::Uuid;
 
@@ -142,7 +143,8 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
             }
             TargetHost::Name(name) => name,
         };
-        let outcomes = dns::resolve(&self.dns, name, servers, canary.timeout).await;
+        let dns_timeout = self.config.dns_timeout;
+        let mut outcomes = dns::resolve(&self.dns, name, servers, dns_timeout).await;
         let resolve_ms = start.elapsed().as_secs_f64() * 1000.0;
         let mut addresses = dns::addresses(&outcomes);
         if addresses.len() > MAX_ADDRESSES {
@@ -153,7 +155,28 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
             );
             addresses.truncate(MAX_ADDRESSES);
         }
-        let results = if addresses.is_empty() {
+        // Resolvers that said nothing usable are tested for reachability while the canary is
+        // requested on the addresses the others gave.
+        let silent: Vec<usize> = (0..outcomes.len())
+            .filter(|&i| !outcomes[i].gave_usable_answer())
+            .collect();
+        let reach = silent
+            .iter()
+            .map(|&i| self.dns.reachability(outcomes[i].server, dns_timeout));
+        let fetches = addresses
+            .iter()
+            .map(|a| async { self.with_listeners(self.http.fetch(canary, *a).await).await });
+        let (reach, fetched) = futures_util::future::join(
+            futures_util::future::join_all(reach),
+            futures_util::future::join_all(fetches),
+        )
+        .await;
+        for (i, r) in silent.into_iter().zip(reach) {
+            outcomes[i].reachability = Some(r);
+        }
+        judge(name, &mut outcomes, &fetched);
+
+        let results = if fetched.is_empty() {
             vec![no_address(
                 canary,
                 started_at_ms,
@@ -162,12 +185,14 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
                 &outcomes,
             )]
         } else {
-            let fetches = addresses
-                .iter()
-                .map(|a| async { self.with_listeners(self.http.fetch(canary, *a).await).await });
-            futures_util::future::join_all(fetches)
-                .await
+            // A request to an address only a wrong resolver gave measures that resolver, not
+            // the canary: while the canary answers elsewhere it stays out of availability (the
+            // resolver's condition keeps what it returned).
+            let disputed = disputed_addresses(&outcomes);
+            let served = fetched.iter().any(|o| o.failure.is_none());
+            fetched
                 .into_iter()
+                .filter(|o| !(served && disputed.contains(&o.remote.ip())))
                 .map(|o| check_result(canary, started_at_ms, Some(resolve_ms), o, &outcomes))
                 .collect()
         };
@@ -198,6 +223,21 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
                 watch.evidence_after_next_poll(outcome.remote.port()).await;
         }
         outcome
+    }
+}
+
+/// Sets each resolver's verdict, judged against the others and the requests made.
+fn judge(name: &str, outcomes: &mut [ResolverOutcome], fetched: &[HttpOutcome]) {
+    let checks: Vec<AddressCheck<'_>> = fetched
+        .iter()
+        .map(|o| AddressCheck {
+            address: o.remote.ip(),
+            failure: o.failure.as_ref().map(|f| f.message.as_str()),
+        })
+        .collect();
+    let verdicts = judge_resolvers(name, outcomes, &checks);
+    for (outcome, verdict) in outcomes.iter_mut().zip(verdicts) {
+        outcome.condition = verdict;
     }
 }
 
@@ -286,11 +326,7 @@ fn brief_outcomes(outcomes: &[ResolverOutcome]) -> String {
     outcomes
         .iter()
         .map(|o| {
-            let who = if o.resolver == "system" {
-                format!("system ({})", o.server)
-            } else {
-                o.resolver.clone()
-            };
+            let who = o.who();
             let queries: Vec<String> = o
                 .queries
                 .iter()
@@ -302,8 +338,9 @@ fn brief_outcomes(outcomes: &[ResolverOutcome]) -> String {
         .join("; ")
 }
 
-/// The one log line per cycle: `cycle: 2/2 checks ok` or
-/// `cycle: 0/1 checks ok: site 10.0.0.2 connection_refused`.
+/// The one log line per cycle: `cycle: 2/2 checks ok`,
+/// `cycle: 0/1 checks ok: site 10.0.0.2 connection_refused`, or with resolver conditions
+/// `cycle: 1/1 checks ok; resolvers: site 10.0.0.54 dns_upstream_block`.
 pub fn summary(report: &Report) -> String {
     let ok = report.results.iter().filter(|r| r.ok).count();
     let mut line = format!("cycle: {ok}/{} checks ok", report.results.len());
@@ -323,6 +360,19 @@ pub fn summary(report: &Report) -> String {
         line.push_str(": ");
         line.push_str(&failed.join(", "));
     }
+    let conditions: Vec<String> = report
+        .resolutions
+        .iter()
+        .flat_map(|res| res.resolvers.iter().map(move |o| (res, o)))
+        .filter_map(|(res, o)| {
+            let cause = o.condition.as_ref()?.cause.id();
+            Some(format!("{} {} {cause}", res.canary, o.who()))
+        })
+        .collect();
+    if !conditions.is_empty() {
+        line.push_str("; resolvers: ");
+        line.push_str(&conditions.join(", "));
+    }
     line
 }
 
@@ -334,7 +384,9 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use causeway_schema::{Cause, DnsAnswer, DnsOutcome, DnsQuery};
+    use causeway_schema::{
+        Cause, DnsAnswer, DnsOutcome, DnsQuery, ReachOutcome, ReachProbe, Reachability,
+    };
 
     use super::*;
     use crate::checks::dns::RecordKind;
@@ -345,6 +397,9 @@ mod tests {
     struct FakeDns {
         answers: HashMap<(SocketAddr, &'static str), Result<Vec<IpAddr>, DnsOutcome>>,
         asked: Mutex<Vec<(SocketAddr, String, &'static str)>>,
+        /// Servers whose host answers ping; all others are silent.
+        reachable: HashMap<SocketAddr, bool>,
+        reached: Mutex<Vec<SocketAddr>>,
     }
 
     impl DnsTransport for FakeDns {
@@ -374,15 +429,38 @@ mod tests {
                 ),
                 Err(outcome) => (outcome, Vec::new()),
             };
+            let responded = !matches!(outcome, DnsOutcome::Timeout | DnsOutcome::NetworkError);
             let q = DnsQuery {
                 record_type: kind.as_str().to_owned(),
                 outcome,
-                rcode: Some("NOERROR".into()),
+                rcode: responded.then(|| "NOERROR".into()),
                 answers,
                 elapsed_ms: 2.0,
                 error: None,
             };
             async move { q }
+        }
+
+        fn reachability(
+            &self,
+            server: SocketAddr,
+            _timeout: Duration,
+        ) -> impl Future<Output = Reachability> + Send {
+            self.reached.lock().unwrap().push(server);
+            let probe = |outcome| ReachProbe {
+                outcome,
+                elapsed_ms: 1.0,
+                detail: None,
+            };
+            let (icmp, tcp) = match self.reachable.get(&server) {
+                Some(true) => (ReachOutcome::Reply, ReachOutcome::Refused),
+                _ => (ReachOutcome::NoReply, ReachOutcome::NoReply),
+            };
+            let r = Reachability {
+                icmp: probe(icmp),
+                tcp: probe(tcp),
+            };
+            async move { r }
         }
     }
 
@@ -561,13 +639,83 @@ mod tests {
         assert!(r.timings.resolve_ms.is_some());
         assert_eq!(r.timings.connect_ms, None);
         assert_eq!(r.evidence.dns.len(), 2);
-        assert!(r.diagnosis.is_some());
+        let d = r.diagnosis.as_ref().unwrap();
+        assert_eq!(d.cause, Cause::DnsResolverUnreachable);
+        assert_eq!(d.contributing, vec![Cause::DnsNameMissing]);
         assert!(prober.http.fetched.lock().unwrap().is_empty());
+        // Only the silent server was tested for reachability.
+        assert_eq!(
+            *prober.dns.reached.lock().unwrap(),
+            vec![addr("10.0.0.54:53")]
+        );
         report.validate(now_ms()).unwrap();
         assert_eq!(
             summary(&report),
-            "cycle: 0/1 checks ok: site no-address unknown"
+            "cycle: 0/1 checks ok: site no-address dns_resolver_unreachable; resolvers: \
+             site 10.0.0.53 dns_name_missing, site 10.0.0.54 dns_resolver_unreachable"
         );
+    }
+
+    #[tokio::test]
+    async fn a_wrong_answer_is_a_resolver_condition_not_a_failed_check() {
+        let mut dns = FakeDns::default();
+        dns.answers
+            .insert((addr("10.0.0.53:53"), "A"), Ok(vec![ip("10.0.0.2")]));
+        dns.answers
+            .insert((addr("10.0.0.54:53"), "A"), Ok(vec![ip("10.0.0.9")]));
+        for server in ["10.0.0.53:53", "10.0.0.54:53"] {
+            dns.answers
+                .insert((addr(server), "AAAA"), Err(DnsOutcome::NoData));
+        }
+        let mut http = FakeHttp::default();
+        http.failing
+            .insert(ip("10.0.0.9"), FailureKind::ConnectTimeout);
+        let prober = Prober::new(config(r#"["10.0.0.53", "10.0.0.54"]"#, SITE), dns, http);
+        let report = prober.cycle().await;
+        // Both addresses were requested; only the canary's own counts.
+        assert_eq!(prober.http.fetched.lock().unwrap().len(), 2);
+        assert_eq!(report.results.len(), 1);
+        assert_eq!(report.results[0].address, Some(ip("10.0.0.2")));
+        assert!(report.results[0].ok);
+        let resolvers = &report.resolutions[0].resolvers;
+        assert_eq!(resolvers[0].condition, None);
+        let c = resolvers[1].condition.as_ref().unwrap();
+        assert_eq!(c.cause, Cause::DnsAnswerMismatch);
+        assert_eq!(
+            c.explanation,
+            "10.0.0.54 answers canary.test with 10.0.0.9, while 10.0.0.53 answers 10.0.0.2, \
+             where the canary answers; the request to 10.0.0.9 failed: fake failure"
+        );
+        assert!(prober.dns.reached.lock().unwrap().is_empty());
+        report.validate(now_ms()).unwrap();
+        assert_eq!(
+            summary(&report),
+            "cycle: 1/1 checks ok; resolvers: site 10.0.0.54 dns_answer_mismatch"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refusing_resolver_that_answers_ping_blocks_us() {
+        let mut dns = FakeDns::default();
+        dns.answers
+            .insert((addr("10.0.0.53:53"), "A"), Ok(vec![ip("10.0.0.2")]));
+        dns.answers
+            .insert((addr("10.0.0.53:53"), "AAAA"), Err(DnsOutcome::NoData));
+        dns.reachable.insert(addr("10.0.0.54:53"), true);
+        let prober = Prober::new(
+            config(r#"["10.0.0.53", "10.0.0.54"]"#, SITE),
+            dns,
+            FakeHttp::default(),
+        );
+        let report = prober.cycle().await;
+        assert_eq!(
+            summary(&report),
+            "cycle: 1/1 checks ok; resolvers: site 10.0.0.54 dns_upstream_block"
+        );
+        let silent = &report.resolutions[0].resolvers[1];
+        let reach = silent.reachability.as_ref().unwrap();
+        assert_eq!(reach.icmp.outcome, ReachOutcome::Reply);
+        assert!(report.resolutions[0].resolvers[0].reachability.is_none());
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use causeway_schema::{DnsAnswer, DnsOutcome, DnsQuery, ResolverOutcome};
+use causeway_schema::{DnsAnswer, DnsOutcome, DnsQuery, Reachability, ResolverOutcome};
 use hickory_resolver::net::NetError;
 use hickory_resolver::net::client::{Client, ClientHandle};
 use hickory_resolver::net::runtime::{
@@ -71,6 +71,14 @@ pub trait DnsTransport: Send + Sync {
         kind: RecordKind,
         timeout: Duration,
     ) -> impl Future<Output = DnsQuery> + Send;
+
+    /// Whether `server`'s host answers at all (ICMP echo, TCP to its port), for a server that
+    /// gave no usable answer.
+    fn reachability(
+        &self,
+        server: SocketAddr,
+        timeout: Duration,
+    ) -> impl Future<Output = Reachability> + Send;
 }
 
 /// Resolves `name` through every server, each on its own and all at once, A and AAAA.
@@ -332,6 +340,14 @@ impl DnsTransport for HickoryTransport {
             }
             q
         }
+    }
+
+    fn reachability(
+        &self,
+        server: SocketAddr,
+        timeout: Duration,
+    ) -> impl Future<Output = Reachability> + Send {
+        super::reach::reachability(server, timeout)
     }
 }
 
