@@ -16,10 +16,12 @@ use crate::clock::Clock;
 use crate::db::Db;
 use crate::ingest::{self, IngestError, Outcome};
 use crate::read::{self, DEFAULT_RESULTS, MAX_RESULTS, ReadError};
-use crate::views::{ErrorBody, FieldView, IncidentList, ResultList, ServerList};
+use crate::views::{
+    ErrorBody, FieldView, IncidentList, ResolverList, ResolverOverview, ResultList, ServerList,
+};
 use crate::{page, tokens};
 
-/// The default window of `incidents` and `why`.
+/// The default window of `incidents`, `why` and `resolvers`.
 const DEFAULT_WINDOW_MS: i64 = 86_400_000;
 
 /// What every handler shares.
@@ -43,6 +45,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/servers/{name}/results", get(server_results))
         .route("/api/v1/servers/{name}/incidents", get(server_incidents))
         .route("/api/v1/servers/{name}/why", get(server_why))
+        .route("/api/v1/servers/{name}/resolvers", get(server_resolvers))
+        .route("/api/v1/resolvers", get(all_resolvers))
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -261,6 +265,18 @@ fn since_ms(params: &Params, default: i64) -> Result<i64, ApiError> {
     }
 }
 
+/// The window asked for, as `(since_ms, now_ms)`: `since_ms` defaults to a day before now.
+fn window(
+    app: &AppState,
+    query: Result<Query<Params>, QueryRejection>,
+) -> Result<(i64, i64), ApiError> {
+    let now_ms = app.clock.now_ms();
+    Ok((
+        since_ms(&params(query)?, now_ms - DEFAULT_WINDOW_MS)?,
+        now_ms,
+    ))
+}
+
 fn limit(params: &Params) -> Result<u32, ApiError> {
     match params.limit.as_deref() {
         None => Ok(DEFAULT_RESULTS),
@@ -297,8 +313,7 @@ async fn server_incidents(
     Path(name): Path<String>,
     query: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<IncidentList>, ApiError> {
-    let now_ms = app.clock.now_ms();
-    let since = since_ms(&params(query)?, now_ms - DEFAULT_WINDOW_MS)?;
+    let (since, now_ms) = window(&app, query)?;
     let incidents = read::incidents(&app.db.read, &name, since).await?;
     Ok(Json(IncidentList {
         server: name,
@@ -313,7 +328,27 @@ async fn server_why(
     Path(name): Path<String>,
     query: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<crate::views::WhyView>, ApiError> {
-    let now_ms = app.clock.now_ms();
-    let since = since_ms(&params(query)?, now_ms - DEFAULT_WINDOW_MS)?;
+    let (since, now_ms) = window(&app, query)?;
     Ok(Json(read::why(&app.db.read, &name, since, now_ms).await?))
+}
+
+async fn server_resolvers(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<Params>, QueryRejection>,
+) -> Result<Json<ResolverList>, ApiError> {
+    let (since, now_ms) = window(&app, query)?;
+    Ok(Json(
+        read::resolvers(&app.db.read, &name, since, now_ms).await?,
+    ))
+}
+
+async fn all_resolvers(
+    State(app): State<AppState>,
+    query: Result<Query<Params>, QueryRejection>,
+) -> Result<Json<ResolverOverview>, ApiError> {
+    let (since, now_ms) = window(&app, query)?;
+    Ok(Json(
+        read::all_resolvers(&app.db.read, since, now_ms).await?,
+    ))
 }

@@ -97,6 +97,23 @@ impl Client {
         self.get(&path).await
     }
 
+    /// `GET /api/v1/servers/{name}/resolvers?since_ms=`, or `GET /api/v1/resolvers?since_ms=`
+    /// for every server.
+    pub async fn resolvers(
+        &self,
+        server: Option<&str>,
+        since_ms: i64,
+    ) -> Result<serde_json::Value, ClientError> {
+        let path = match server {
+            Some(name) => format!(
+                "/api/v1/servers/{}/resolvers?since_ms={since_ms}",
+                encode_segment(name)
+            ),
+            None => format!("/api/v1/resolvers?since_ms={since_ms}"),
+        };
+        self.get(&path).await
+    }
+
     /// GETs `path` and reads the JSON answer; maps the API's error answers to errors.
     pub async fn get(&self, path: &str) -> Result<serde_json::Value, ClientError> {
         let url = format!("{}{path}", self.base);

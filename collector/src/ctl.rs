@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use serde::de::DeserializeOwned;
 
 use crate::client::{Client, ClientError};
 use crate::duration;
-use crate::views::{ServerList, WhyView};
-use crate::why::{render_status, render_why};
+use crate::views::{ResolverList, ResolverOverview, ServerList, WhyView};
+use crate::why::{render_resolvers, render_status, render_why};
 
 /// Asks a Causeway collector how the servers are doing, and why they failed.
 #[derive(Debug, Parser)]
@@ -34,17 +35,48 @@ pub enum CtlCommand {
         #[arg(long)]
         json: bool,
     },
-    /// A server's availability and incidents over a window, with each incident's evidence.
+    /// A server's availability, incidents and resolver conditions over a window, with each
+    /// one's evidence.
     Why {
         /// The server's name, as `status` lists it.
         server: String,
-        /// How far back to look: a whole number and s, m, h or d (90s, 30m, 1h, 24h, 7d).
-        #[arg(long, default_value = "24h", value_parser = duration::parse)]
-        since: Duration,
+        #[command(flatten)]
+        window: Window,
         /// Print the API's JSON instead of the story.
         #[arg(long)]
         json: bool,
     },
+    /// One line per resolver of each canary: share of healthy answers over a window, what it
+    /// says now, since when its open condition lasts, its latest answer.
+    Resolvers {
+        /// Only this server, by name as `status` lists it; every server when omitted.
+        server: Option<String>,
+        #[command(flatten)]
+        window: Window,
+        /// Print the API's JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The window a command looks at, ending now.
+#[derive(Debug, Clone, Args)]
+pub struct Window {
+    /// How far back to look: a whole number and s, m, h or d (90s, 30m, 1h, 24h, 7d).
+    #[arg(long, default_value = "24h", value_parser = duration::parse)]
+    pub since: Duration,
+}
+
+impl Window {
+    /// The window's length in milliseconds.
+    pub fn ms(&self) -> i64 {
+        i64::try_from(self.since.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Its start, for the API's `since_ms`.
+    pub fn since_ms(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_sub(self.ms()).max(0)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +97,7 @@ impl CtlError {
     }
 }
 
-/// Runs a command; `now_ms` is this machine's clock (the start of `why`'s window).
+/// Runs a command; `now_ms` is this machine's clock (the end of the windows).
 pub async fn run(ctl: &Ctl, now_ms: i64) -> Result<String, CtlError> {
     let client = Client::new(&ctl.collector)?;
     match &ctl.command {
@@ -74,24 +106,42 @@ pub async fn run(ctl: &Ctl, now_ms: i64) -> Result<String, CtlError> {
             if *json {
                 return Ok(pretty(&value));
             }
-            let list: ServerList = serde_json::from_value(value).map_err(CtlError::Shape)?;
-            Ok(render_status(&list))
+            Ok(render_status(&shape::<ServerList>(value)?))
         }
         CtlCommand::Why {
             server,
-            since,
+            window,
             json,
         } => {
-            let window_ms = i64::try_from(since.as_millis()).unwrap_or(i64::MAX);
-            let since_ms = now_ms.saturating_sub(window_ms).max(0);
-            let value = client.why(server, since_ms).await?;
+            let value = client.why(server, window.since_ms(now_ms)).await?;
             if *json {
                 return Ok(pretty(&value));
             }
-            let view: WhyView = serde_json::from_value(value).map_err(CtlError::Shape)?;
-            Ok(render_why(&view, window_ms))
+            Ok(render_why(&shape::<WhyView>(value)?, window.ms()))
+        }
+        CtlCommand::Resolvers {
+            server,
+            window,
+            json,
+        } => {
+            let value = client
+                .resolvers(server.as_deref(), window.since_ms(now_ms))
+                .await?;
+            if *json {
+                return Ok(pretty(&value));
+            }
+            let overview = match server {
+                Some(_) => shape::<ResolverList>(value)?.into(),
+                None => shape::<ResolverOverview>(value)?,
+            };
+            Ok(render_resolvers(&overview))
         }
     }
+}
+
+/// The API's answer read as `T`.
+fn shape<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, CtlError> {
+    serde_json::from_value(value).map_err(CtlError::Shape)
 }
 
 fn pretty(value: &serde_json::Value) -> String {
@@ -123,10 +173,33 @@ mod tests {
     #[test]
     fn since_defaults_to_a_day() {
         let ctl = Ctl::try_parse_from(["probectl", "why", "web-01"]).unwrap();
-        let CtlCommand::Why { since, json, .. } = ctl.command else {
+        let CtlCommand::Why { window, json, .. } = ctl.command else {
             panic!("why expected")
         };
-        assert_eq!(since, Duration::from_secs(86_400));
+        assert_eq!(window.since, Duration::from_secs(86_400));
+        assert_eq!(window.since_ms(100_000_000), 100_000_000 - 86_400_000);
+        assert_eq!(window.since_ms(5), 0);
         assert!(!json);
+    }
+
+    #[test]
+    fn resolvers_takes_an_optional_server() {
+        let ctl = Ctl::try_parse_from(["probectl", "resolvers", "--since", "1h", "--json"]);
+        let CtlCommand::Resolvers {
+            server,
+            window,
+            json,
+        } = ctl.unwrap().command
+        else {
+            panic!("resolvers expected")
+        };
+        assert_eq!(server, None);
+        assert_eq!(window.since, Duration::from_secs(3600));
+        assert!(json);
+        let ctl = Ctl::try_parse_from(["probectl", "resolvers", "web-01"]).unwrap();
+        let CtlCommand::Resolvers { server, .. } = ctl.command else {
+            panic!("resolvers expected")
+        };
+        assert_eq!(server.as_deref(), Some("web-01"));
     }
 }

@@ -1,5 +1,6 @@
-//! Storing a report: its results, the server's latest state and the incidents, all in one
-//! transaction that is committed before the probe gets its acknowledgement.
+//! Storing a report: its results, the server's latest state, the incidents and the
+//! resolvers' observations and conditions ([`resolvers`]), all in one transaction that is
+//! committed before the probe gets its acknowledgement.
 //!
 //! Incident grouping, per server:
 //! - a report without a failed check closes the open incident (ended at the report's start);
@@ -9,9 +10,11 @@
 //!
 //! Reports arrive in order from a probe's spool, so grouping follows the order of arrival. A
 //! report that started before the newest report already processed for its server (a replay of
-//! an old spool entry, a probe whose clock stepped back) is stored and counted in availability,
-//! but does not touch incidents nor the server's latest state: grouping it would close or
-//! split an incident at a time before its own events.
+//! an old spool entry, a probe whose clock stepped back) is stored and counted in availability
+//! and resolver health, but does not touch incidents, resolver conditions nor the server's
+//! latest state: grouping it would close or split an incident at a time before its own events.
+
+mod resolvers;
 
 use causeway_schema::{Cause, CheckResult, Report};
 use sqlx::{Sqlite, Transaction};
@@ -73,6 +76,7 @@ pub async fn store(
     for result in &report.results {
         result_ids.push(insert_result(&mut tx, server_id, &report_id, result).await?);
     }
+    let observed = resolvers::observe(&mut tx, server_id, &report_id, report).await?;
 
     let newest: Option<i64> =
         sqlx::query_scalar("SELECT last_started_at_ms FROM servers WHERE id = ?1")
@@ -99,13 +103,15 @@ pub async fn store(
         .execute(&mut *tx)
         .await?;
         update_incidents(&mut tx, server_id, report, &result_ids).await?;
+        resolvers::update_conditions(&mut tx, server_id, report.started_at_ms, &observed).await?;
     } else {
         tracing::info!(
             report_id = %report.report_id,
             server = %report.server,
             started_at_ms = report.started_at_ms,
             newest_started_at_ms = newest,
-            "report older than the newest one of its server: stored, incidents unchanged"
+            "report older than the newest one of its server: stored, incidents and resolver \
+             conditions unchanged"
         );
         sqlx::query("UPDATE servers SET last_received_at_ms = ?2 WHERE id = ?1")
             .bind(server_id)
@@ -217,7 +223,7 @@ async fn update_incidents(
 
     let Some(cause) = primary_cause(&report.results) else {
         if let Some(open) = open {
-            close(tx, open.id, report.started_at_ms).await?;
+            close(tx, "incidents", open.id, report.started_at_ms).await?;
         }
         return Ok(());
     };
@@ -253,7 +259,7 @@ async fn update_incidents(
             .await?;
             return Ok(());
         }
-        Some(open) => close(tx, open.id, report.started_at_ms).await?,
+        Some(open) => close(tx, "incidents", open.id, report.started_at_ms).await?,
         None => {}
     }
     let explanation = first
@@ -280,16 +286,21 @@ async fn update_incidents(
     Ok(())
 }
 
+/// Ends the incident or resolver condition `id` of `table` (`incidents`,
+/// `resolver_conditions`: both keep `ended_at_ms` NULL while open).
 async fn close(
     tx: &mut Transaction<'static, Sqlite>,
-    incident_id: i64,
+    table: &'static str,
+    id: i64,
     ended_at_ms: i64,
 ) -> Result<(), IngestError> {
-    sqlx::query("UPDATE incidents SET ended_at_ms = ?2 WHERE id = ?1")
-        .bind(incident_id)
-        .bind(ended_at_ms)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(&format!(
+        "UPDATE {table} SET ended_at_ms = ?2 WHERE id = ?1"
+    ))
+    .bind(id)
+    .bind(ended_at_ms)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

@@ -3,8 +3,9 @@
 //! the operator's client of that API.
 //!
 //! One job per module: [`db`] opens the database, [`tokens`] authenticates probes, [`ingest`]
-//! stores a report and its incidents, [`read`] answers queries, [`api`] maps HTTP to both,
-//! [`page`] renders HTML; [`client`], [`ctl`] and [`why`] are `probectl`'s.
+//! stores a report, its incidents and its resolvers' conditions, [`read`] answers queries,
+//! [`api`] maps HTTP to both, [`page`] renders HTML; [`client`], [`ctl`], [`why`] and
+//! [`table`] are `probectl`'s.
 
 pub mod api;
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod names;
 pub mod page;
 pub mod read;
 pub mod serve;
+pub mod table;
 pub mod timefmt;
 pub mod tokens;
 pub mod views;

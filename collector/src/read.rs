@@ -1,5 +1,9 @@
 //! The queries behind the read API and the page. Every list is bounded (a `LIMIT`), so one
-//! request cannot pull a whole table into memory.
+//! request cannot pull a whole table into memory. Resolvers have their own [`resolvers`].
+
+mod resolvers;
+
+pub use resolvers::{MAX_RESOLVER_CONDITIONS, all_resolvers, resolvers};
 
 use std::collections::BTreeMap;
 
@@ -235,12 +239,14 @@ impl From<ResultRow> for ResultView {
         let contributing = r
             .contributing
             .as_deref()
-            .map(|json| decode::<Vec<String>>(r.id, "contributing", json).unwrap_or_default())
+            .map(|json| {
+                decode::<Vec<String>>("results", r.id, "contributing", json).unwrap_or_default()
+            })
             .unwrap_or_default();
         let evidence = r
             .evidence
             .as_deref()
-            .and_then(|json| decode::<Evidence>(r.id, "evidence", json));
+            .and_then(|json| decode::<Evidence>("results", r.id, "evidence", json));
         let failure = match (r.failure_kind, r.failure_message) {
             (None, None) => None,
             (kind, message) => Some(FailureView {
@@ -275,11 +281,16 @@ impl From<ResultRow> for ResultView {
 
 /// Stored JSON that no longer reads (written by a newer collector, or damaged) costs the
 /// detail, not the answer: logged and left out.
-fn decode<T: serde::de::DeserializeOwned>(result_id: i64, column: &str, json: &str) -> Option<T> {
+fn decode<T: serde::de::DeserializeOwned>(
+    table: &str,
+    id: i64,
+    column: &str,
+    json: &str,
+) -> Option<T> {
     match serde_json::from_str(json) {
         Ok(v) => Some(v),
         Err(e) => {
-            tracing::warn!(result_id, column, error = %e, "stored JSON does not decode");
+            tracing::warn!(table, id, column, error = %e, "stored JSON does not decode");
             None
         }
     }
@@ -338,13 +349,9 @@ async fn incident_view(pool: &SqlitePool, row: IncidentRow) -> Result<IncidentVi
     if row.last_result_id != row.first_result_id {
         samples.extend(result_by_id(pool, row.last_result_id).await?);
     }
-    let summary = row
-        .cause
-        .parse::<Cause>()
-        .map_or("a cause this collector does not know", Cause::summary);
     Ok(IncidentView {
         id: row.id,
-        summary: summary.to_owned(),
+        summary: cause_summary(&row.cause).to_owned(),
         cause: row.cause,
         started_at_ms: row.started_at_ms,
         last_failure_at_ms: row.last_failure_at_ms,
@@ -354,6 +361,13 @@ async fn incident_view(pool: &SqlitePool, row: IncidentRow) -> Result<IncidentVi
         explanation: row.explanation,
         samples,
     })
+}
+
+/// What a stored cause id means, for people; ids written by a newer collector still answer.
+fn cause_summary(cause: &str) -> &'static str {
+    cause
+        .parse::<Cause>()
+        .map_or("a cause this collector does not know", Cause::summary)
 }
 
 async fn open_incident(
@@ -404,7 +418,8 @@ pub async fn incidents(
     incidents_of(pool, row.id, since_ms).await
 }
 
-/// What `probectl why` shows: the server, its availability and incidents since `since_ms`.
+/// What `probectl why` shows: the server, its availability, incidents and resolver conditions
+/// since `since_ms`.
 pub async fn why(
     pool: &SqlitePool,
     name: &str,
@@ -415,11 +430,13 @@ pub async fn why(
     let server_id = row.id;
     let availability = availability_since(pool, server_id, since_ms).await?;
     let incidents = incidents_of(pool, server_id, since_ms).await?;
+    let resolver_conditions = resolvers::conditions_of(pool, server_id, since_ms).await?;
     Ok(WhyView {
         server: server_view(pool, row, now_ms).await?,
         since_ms,
         now_ms,
         availability,
         incidents,
+        resolver_conditions,
     })
 }

@@ -21,6 +21,19 @@ pub fn clock_ms(ms: i64) -> String {
         .unwrap_or_else(|| format!("{ms} ms"))
 }
 
+/// `12:03:10` for a time less than a day before `now_ms`, else [`rfc3339`]: short where the
+/// day is obvious, in a table's narrow column.
+pub fn short_time(ms: i64, now_ms: i64) -> String {
+    let format = time::macros::format_description!("[hour]:[minute]:[second]");
+    if now_ms.saturating_sub(ms) >= 86_400_000 {
+        return rfc3339(ms);
+    }
+    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
 /// `45s`, `1m20s`, `2h5m`, `3d4h`: the two largest units, so widths stay small.
 pub fn compact_duration(ms: i64) -> String {
     let s = ms.max(0) / 1000;
@@ -56,6 +69,14 @@ mod tests {
     #[test]
     fn clock_to_the_millisecond() {
         assert_eq!(clock_ms(1_795_435_390_250), "12:03:10.250");
+    }
+
+    #[test]
+    fn short_time_within_a_day() {
+        let t = 1_795_435_390_250;
+        assert_eq!(short_time(t, t + 80_000), "12:03:10");
+        assert_eq!(short_time(t, t + 86_399_999), "12:03:10");
+        assert_eq!(short_time(t, t + 86_400_000), "2026-11-23T12:03:10Z");
     }
 
     #[test]

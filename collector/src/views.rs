@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use causeway_schema::{Evidence, Timings};
+use causeway_schema::{Evidence, ResolverOutcome, Timings};
 use serde::{Deserialize, Serialize};
 
 /// `GET /api/v1/servers`.
@@ -169,6 +169,111 @@ pub struct WhyView {
     pub availability: Availability,
     /// Overlapping the window, newest first.
     pub incidents: Vec<IncidentView>,
+    /// Overlapping the window, newest first. Absent from older collectors' answers.
+    #[serde(default)]
+    pub resolver_conditions: Vec<ResolverConditionView>,
+}
+
+/// Consecutive observations of one resolver, for one canary's name, with the same cause. Not
+/// an incident: the canary may well answer through the other resolvers meanwhile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolverConditionView {
+    pub id: i64,
+    pub canary: String,
+    /// The canary's name, as last resolved.
+    pub name: String,
+    /// The resolver as the probe's config names it: `system` or an address.
+    pub resolver: String,
+    /// The name server that was asked (`10.0.0.53:53`).
+    pub address: String,
+    pub cause: String,
+    /// What the cause means, for people (`Cause::summary`).
+    pub summary: String,
+    pub started_at_ms: i64,
+    pub last_seen_at_ms: i64,
+    pub ended_at_ms: Option<i64>,
+    pub open: bool,
+    /// Cycles in which the resolver had this cause.
+    pub observations: u64,
+    /// The explanation of the first observation.
+    pub explanation: String,
+    /// What the resolver said at the first and at the latest observation; null when the stored
+    /// JSON no longer reads.
+    pub evidence: Option<ResolverOutcome>,
+    pub last_evidence: Option<ResolverOutcome>,
+}
+
+/// How one resolver did for one canary's name over a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolverHealth {
+    pub canary: String,
+    pub name: String,
+    pub resolver: String,
+    pub address: String,
+    /// Cycles with an observation of this resolver in the window.
+    pub observations: u64,
+    /// Of those, the ones without a condition.
+    pub healthy: u64,
+    /// `healthy / observations`; null without observations.
+    pub ratio: Option<f64>,
+    /// Observations per cause id, healthy ones left out.
+    pub causes: BTreeMap<String, u64>,
+    /// The newest observation.
+    pub last: Option<ObservationView>,
+    pub open_condition: Option<ResolverConditionView>,
+}
+
+/// One resolver in one cycle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservationView {
+    pub started_at_ms: i64,
+    /// Null when the resolver was healthy.
+    pub cause: Option<String>,
+    /// Its queries in brief: `A answer 10.0.0.2 ttl 30, AAAA no_data`.
+    pub outcome: String,
+    /// The slowest query.
+    pub elapsed_ms: Option<f64>,
+}
+
+/// `GET /api/v1/servers/{name}/resolvers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolverList {
+    pub server: String,
+    pub since_ms: i64,
+    pub now_ms: i64,
+    /// Those observed in the window, by canary, resolver and address.
+    pub resolvers: Vec<ResolverHealth>,
+    /// Overlapping the window, newest first.
+    pub conditions: Vec<ResolverConditionView>,
+}
+
+/// `GET /api/v1/resolvers`: every server's resolvers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolverOverview {
+    pub since_ms: i64,
+    pub now_ms: i64,
+    /// Every server by name, those without resolvers too.
+    pub servers: Vec<ServerResolvers>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerResolvers {
+    pub server: String,
+    pub resolvers: Vec<ResolverHealth>,
+}
+
+impl From<ResolverList> for ResolverOverview {
+    /// One server's list as the overview of that server alone (its conditions left out).
+    fn from(list: ResolverList) -> Self {
+        ResolverOverview {
+            since_ms: list.since_ms,
+            now_ms: list.now_ms,
+            servers: vec![ServerResolvers {
+                server: list.server,
+                resolvers: list.resolvers,
+            }],
+        }
+    }
 }
 
 /// Every error the API answers: `{"error": "..."}` and, for some, details.

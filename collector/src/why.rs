@@ -2,12 +2,19 @@
 //! they are tested on recorded JSON.
 //!
 //! Strings from probes pass through [`clean`]: a control character in an explanation must
-//! not reach the operator's terminal as an escape sequence.
+//! not reach the operator's terminal as an escape sequence. The resolvers' part is in [`dns`]
+//! (conditions, a failed check's resolvers) and [`resolvers`] (`probectl resolvers`).
+
+mod dns;
+mod resolvers;
 
 use std::fmt::Write;
 
 use causeway_schema::{ListenerEvidence, PacketTrace};
 
+pub use resolvers::render_resolvers;
+
+use crate::table;
 use crate::timefmt::{ago, clock_ms, compact_duration, rfc3339};
 use crate::views::{Availability, IncidentView, ResultView, ServerList, WhyView};
 
@@ -27,11 +34,14 @@ pub fn clean(s: &str) -> String {
         .collect()
 }
 
+/// What `status` and `resolvers` print before the first report.
+const NO_SERVERS: &str =
+    "No servers yet: create one with `causeway-collector token add <server>`.\n";
+
 /// `probectl status`: a header and one aligned line per server.
 pub fn render_status(list: &ServerList) -> String {
     if list.servers.is_empty() {
-        return "No servers yet: create one with `causeway-collector token add <server>`.\n"
-            .to_owned();
+        return NO_SERVERS.to_owned();
     }
     let header = ["SERVER", "1H", "24H", "7D", "STATE", "LAST SEEN", "CAUSE"];
     let rows: Vec<[String; 7]> = list
@@ -55,35 +65,8 @@ pub fn render_status(list: &ServerList) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(|h| h.chars().count());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: [&str; 7]| {
-        let mut text = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            // Numbers right-aligned, text left-aligned; the last column is not padded.
-            match i {
-                1..=3 => {
-                    let _ = write!(text, "{cell:>w$}  ");
-                }
-                6 => text.push_str(cell),
-                _ => {
-                    let _ = write!(text, "{cell:<w$}  ");
-                }
-            }
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    line(header);
-    for row in &rows {
-        line(row.each_ref().map(String::as_str));
-    }
-    out
+    // The availability columns are numbers: right-aligned.
+    table::render(header, &rows, &[1, 2, 3])
 }
 
 fn availability_phrase(a: &Availability) -> (String, String) {
@@ -94,8 +77,9 @@ fn availability_phrase(a: &Availability) -> (String, String) {
     }
 }
 
-/// `probectl why`: availability over the window, then each incident with its evidence.
-/// `window_ms` is the window as the operator asked for it (`--since`), for the wording.
+/// `probectl why`: availability over the window, then each incident with its evidence, then
+/// the resolver conditions. `window_ms` is the window as the operator asked for it
+/// (`--since`), for the wording.
 pub fn render_why(view: &WhyView, window_ms: i64) -> String {
     let window = compact_duration(window_ms);
     let (pct, checks) = availability_phrase(&view.availability);
@@ -106,35 +90,54 @@ pub fn render_why(view: &WhyView, window_ms: i64) -> String {
     );
     if view.incidents.is_empty() {
         let _ = writeln!(out, "No incidents in the last {window}.");
-        return out;
+    } else {
+        let _ = writeln!(out, "Incidents ({}):", view.incidents.len());
     }
-    let _ = writeln!(out, "Incidents ({}):", view.incidents.len());
     for incident in &view.incidents {
         render_incident(&mut out, incident, view.now_ms);
     }
+    dns::render_conditions(&mut out, &view.resolver_conditions, view.now_ms);
     out
 }
 
-fn render_incident(out: &mut String, i: &IncidentView, now_ms: i64) {
-    let tag = if i.open { "[OPEN]" } else { "[closed]" };
-    let _ = writeln!(out, "  {tag} {}: {}", clean(&i.cause), clean(&i.summary));
-    let span = match i.ended_at_ms {
-        None => format!(
-            "{} .. now ({})",
-            rfc3339(i.started_at_ms),
-            compact_duration(now_ms - i.started_at_ms)
-        ),
-        Some(end) => format!(
-            "{} .. {} ({})",
-            rfc3339(i.started_at_ms),
-            rfc3339(end),
-            compact_duration(end - i.started_at_ms)
-        ),
+/// The first line of an incident or a condition: `[OPEN] cause: what it means`.
+fn heading(out: &mut String, open: bool, cause: &str, summary: &str) {
+    let tag = if open { "[OPEN]" } else { "[closed]" };
+    let _ = writeln!(out, "  {tag} {}: {}", clean(cause), clean(summary));
+}
+
+/// `2026-11-23T12:03:10Z .. now (1m20s)`, or with the end when there is one.
+fn span(started_at_ms: i64, ended_at_ms: Option<i64>, now_ms: i64) -> String {
+    let (end, until) = match ended_at_ms {
+        None => ("now".to_owned(), now_ms),
+        Some(end) => (rfc3339(end), end),
     };
-    let _ = writeln!(out, "    when:     {span}");
+    format!(
+        "{} .. {end} ({})",
+        rfc3339(started_at_ms),
+        compact_duration(until - started_at_ms)
+    )
+}
+
+/// `    label:    line`, then the other lines under the first; nothing without lines.
+fn labelled(out: &mut String, label: &str, lines: &[String]) {
+    for (n, line) in lines.iter().enumerate() {
+        let label = if n == 0 { label } else { "" };
+        let _ = writeln!(out, "    {label:<9} {line}");
+    }
+}
+
+fn render_incident(out: &mut String, i: &IncidentView, now_ms: i64) {
+    heading(out, i.open, &i.cause, &i.summary);
     let plural = if i.failed_checks == 1 { "" } else { "s" };
-    let _ = writeln!(out, "    failed:   {} check{plural}", i.failed_checks);
-    let _ = writeln!(out, "    why:      {}", clean(&i.explanation));
+    let lines = [
+        ("when:", span(i.started_at_ms, i.ended_at_ms, now_ms)),
+        ("failed:", format!("{} check{plural}", i.failed_checks)),
+        ("why:", clean(&i.explanation)),
+    ];
+    for (label, line) in lines {
+        labelled(out, label, &[line]);
+    }
     if let Some(sample) = i.samples.last() {
         render_evidence(out, sample);
     }
@@ -185,10 +188,10 @@ fn render_evidence(out: &mut String, r: &ResultView) {
     if let Some(listeners) = evidence.and_then(|e| e.listeners.as_ref()) {
         listener_lines(&mut lines, listeners);
     }
-    for (n, line) in lines.iter().enumerate() {
-        let label = if n == 0 { "evidence:" } else { "" };
-        let _ = writeln!(out, "    {label:<9} {line}");
+    if let Some(e) = evidence {
+        dns::resolver_lines(&mut lines, &e.dns);
     }
+    labelled(out, "evidence:", &lines);
 }
 
 /// The packets of the failed connection, one per line, and where the server's TTL came from.
@@ -338,6 +341,111 @@ web-01   97.50%   99.86%   99.98%  down     12s ago    connection_refused
 web-02  100.00%  100.00%  100.00%  stale    3m ago     -
 ";
         assert_eq!(text, expected, "\n{text}");
+    }
+
+    /// Recorded from the API for the story in tests/common (`dns_story`); the test
+    /// `the_fixtures_are_what_the_api_answers` keeps it so.
+    const WHY_DNS: &str = include_str!("../tests/fixtures/why-dns.json");
+
+    /// The conditions after the incidents; the latest evidence of each condition.
+    const CONDITIONS: &str = "\
+Resolver conditions (2):
+  [OPEN] dns_upstream_block: a reachable resolver refuses or ignores our queries while others answer
+    resolver: 10.0.0.54 (10.0.0.54:53) for canary.test (canary site)
+    when:     2026-11-23T11:56:00Z .. now (8m30s)
+    seen:     3 cycles
+    why:      10.0.0.54 refuses our queries for canary.test (A refused, AAAA refused), yet it is reachable (ping reply in 0.3 ms, TCP port 53 reply in 0.5 ms); 10.0.0.53 answers 10.77.0.2
+    evidence: A refused
+              AAAA refused
+              ping: reply in 0.3 ms
+              tcp 53: reply in 0.5 ms
+  [closed] dns_resolver_unreachable: a resolver cannot be reached at all
+    resolver: 10.0.0.54 (10.0.0.54:53) for canary.test (canary site)
+    when:     2026-11-23T11:55:00Z .. 2026-11-23T11:55:30Z (30s)
+    seen:     1 cycle
+    why:      10.0.0.54 cannot be reached: no DNS answer for canary.test (A timeout after 1000 ms, AAAA timeout after 1000 ms), ping no_reply after 1000 ms, TCP port 53 no_reply after 1000 ms; 10.0.0.53 answers 10.77.0.2
+    evidence: A timeout after 1000 ms
+              AAAA timeout after 1000 ms
+              ping: no_reply after 1000 ms
+              tcp 53: no_reply after 1000 ms
+";
+
+    #[test]
+    fn resolvers_in_evidence_and_conditions_text_is_exact() {
+        let view: WhyView = serde_json::from_str(WHY_DNS).unwrap();
+        let text = render_why(&view, 3_600_000);
+        let expected = r#"web-01: availability 83.33% over the last 1h (5 of 6 checks ok), state down
+Incidents (1):
+  [OPEN] connection_refused: nothing listens on the canary port: the SYN was refused
+    when:     2026-11-23T11:57:00Z .. now (7m30s)
+    failed:   1 check
+    why:      10.77.0.2 refused the connection: nothing listens on the port (Connection refused (os error 111))
+    evidence: last failed check 2026-11-23T11:57:00Z: site http://canary.test/ at 10.77.0.2
+              failure: connect_refused: Connection refused (os error 111)
+              resolvers:
+                10.0.0.53 (10.0.0.53:53): A answer 10.77.0.2 ttl 30, AAAA no_data -> ok
+                10.0.0.54 (10.0.0.54:53): A refused, AAAA refused -> dns_upstream_block
+                  ping: reply in 0.3 ms, tcp 53: reply in 0.5 ms
+"#;
+        assert_eq!(text, format!("{expected}{CONDITIONS}"), "\n{text}");
+    }
+
+    #[test]
+    fn conditions_show_when_there_is_no_incident() {
+        let mut view: WhyView = serde_json::from_str(WHY_DNS).unwrap();
+        view.incidents.clear();
+        let text = render_why(&view, 3_600_000);
+        let expected = format!(
+            "web-01: availability 83.33% over the last 1h (5 of 6 checks ok), state down\n\
+             No incidents in the last 1h.\n{CONDITIONS}"
+        );
+        assert_eq!(text, expected, "\n{text}");
+    }
+
+    #[test]
+    fn a_condition_without_readable_evidence_still_shows() {
+        let mut view: WhyView = serde_json::from_str(WHY_DNS).unwrap();
+        view.incidents.clear();
+        view.resolver_conditions.truncate(1);
+        let c = &mut view.resolver_conditions[0];
+        // The latest does not read: the first stands in; neither reads: no evidence line.
+        c.last_evidence = None;
+        c.evidence.as_mut().unwrap().queries.truncate(1);
+        let text = render_why(&view, 3_600_000);
+        let evidence = "    evidence: A refused\n\
+            \x20             ping: reply in 0.3 ms\n\
+            \x20             tcp 53: reply in 0.5 ms\n";
+        assert!(text.ends_with(evidence), "{text}");
+        view.resolver_conditions[0].evidence = None;
+        let text = render_why(&view, 3_600_000);
+        assert!(!text.contains("evidence:"), "{text}");
+        assert!(text.ends_with("10.0.0.53 answers 10.77.0.2\n"), "{text}");
+    }
+
+    #[test]
+    fn control_characters_from_resolvers_do_not_reach_the_terminal() {
+        let mut view: WhyView = serde_json::from_str(WHY_DNS).unwrap();
+        let esc = "\u{1b}[31m";
+        let c = &mut view.resolver_conditions[0];
+        c.resolver = format!("r{esc}");
+        c.canary = format!("c{esc}");
+        c.explanation = format!("e{esc}");
+        let evidence = c.last_evidence.as_mut().unwrap();
+        evidence.queries[0].outcome = causeway_schema::DnsOutcome::NetworkError;
+        evidence.queries[0].error = Some(format!("q{esc}"));
+        evidence.reachability.as_mut().unwrap().icmp.detail = Some(format!("p{esc}"));
+        let sample = view.incidents[0].samples.last_mut().unwrap();
+        let dns = &mut sample.evidence.as_mut().unwrap().dns;
+        dns[0].resolver = format!("d{esc}");
+        dns[1].queries[0].rcode = Some(format!("x{esc}"));
+        dns[1].queries[0].outcome = causeway_schema::DnsOutcome::OtherRcode;
+        let text = render_why(&view, 3_600_000);
+        assert!(!text.contains('\u{1b}'), "{text}");
+        for shown in [
+            "r\\u{1b}", "c\\u{1b}", "e\\u{1b}", "q\\u{1b}", "p\\u{1b}", "d\\u{1b}", "x\\u{1b}",
+        ] {
+            assert!(text.contains(shown), "{shown} missing from\n{text}");
+        }
     }
 
     #[test]

@@ -152,15 +152,6 @@ async fn an_invalid_value_gets_422_naming_the_field() {
     assert_eq!(h.count("reports").await, 0);
 }
 
-/// Posts one report per entry (each at `NOW - offset`), asserting each is stored.
-async fn post_all(h: &Harness, token: &str, reports: &[causeway_schema::Report]) {
-    for r in reports {
-        let (status, body) = h.post_report(token, r).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(body["stored"], true, "{body}");
-    }
-}
-
 #[tokio::test]
 async fn consecutive_failures_with_one_cause_make_one_incident() {
     let h = Harness::new().await;
@@ -367,6 +358,7 @@ async fn an_unknown_server_gets_404_with_the_closest_names() {
         "/api/v1/servers/web01/results",
         "/api/v1/servers/web01/incidents",
         "/api/v1/servers/web01/why",
+        "/api/v1/servers/web01/resolvers",
     ] {
         let (status, body) = h.get(path).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");

@@ -1,5 +1,5 @@
 //! `probectl` against a real collector over HTTP: the server on 127.0.0.1:0, reports posted
-//! with reqwest like a probe would, then `status` and `why` run in-process.
+//! with reqwest like a probe would, then `status`, `why` and `resolvers` run in-process.
 
 mod common;
 
@@ -7,7 +7,9 @@ use causeway_collector::api::AppState;
 use causeway_collector::clock::Clock;
 use causeway_collector::ctl::{self, Ctl};
 use causeway_collector::serve;
-use causeway_collector::views::WhyView;
+use causeway_collector::views::{ResolverList, WhyView};
+use causeway_collector::why::{render_resolvers, render_why};
+use causeway_schema::Report;
 use clap::Parser;
 use common::*;
 
@@ -15,51 +17,81 @@ fn ctl(args: &[&str]) -> Ctl {
     Ctl::try_parse_from(std::iter::once("probectl").chain(args.iter().copied())).unwrap()
 }
 
+/// The collector of `h` serving on a free port of 127.0.0.1, its clock at [`NOW`].
+struct Running {
+    base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), serve::ServeError>>,
+}
+
+impl Running {
+    async fn start(h: &Harness) -> Running {
+        let listener = serve::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let state = AppState {
+            clock: Clock::fixed(NOW),
+            ..h.state()
+        };
+        let server = tokio::spawn(serve::run(listener, state, async {
+            let _ = stopped.await;
+        }));
+        Running {
+            base: format!("http://{addr}"),
+            stop,
+            server,
+        }
+    }
+
+    /// Posts `reports` as the probe does: JSON over HTTP with the bearer token.
+    async fn post(&self, token: &str, reports: &[Report]) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap();
+        for r in reports {
+            let answer = http
+                .post(format!("{}/api/v1/reports", self.base))
+                .bearer_auth(token)
+                .json(r)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+        }
+    }
+
+    /// `probectl --collector <this one> args...`.
+    async fn run(&self, args: &[&str]) -> Result<String, ctl::CtlError> {
+        let mut all = vec!["--collector", &self.base];
+        all.extend_from_slice(args);
+        ctl::run(&ctl(&all), NOW).await
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.server.await.unwrap().unwrap();
+    }
+}
+
 #[tokio::test]
 async fn status_and_why_over_real_http() {
     let h = Harness::new().await;
     let token = h.token("web-01").await;
     h.token("web-02").await;
+    let collector = Running::start(&h).await;
 
-    let listener = serve::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState {
-        clock: Clock::fixed(NOW),
-        ..h.state()
-    };
-    let server = tokio::spawn(serve::run(listener, state, async {
-        let _ = stopped.await;
-    }));
-    let base = format!("http://{addr}");
-
-    // Posted as the probe does: JSON over HTTP with the bearer token.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .unwrap();
     let t = |n: i64| NOW - 5 * MIN + n * 30_000;
     let reports = [
         report("web-01", t(0), vec![ok_check(t(0))]),
         report("web-01", t(1), vec![refused(t(1))]),
         report("web-01", t(2), vec![refused(t(2))]),
     ];
-    for r in &reports {
-        let answer = http
-            .post(format!("{base}/api/v1/reports"))
-            .bearer_auth(&token)
-            .json(r)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
-    }
+    collector.post(&token, &reports).await;
 
-    let text = ctl::run(&ctl(&["--collector", &base, "status"]), NOW)
-        .await
-        .unwrap();
+    let text = collector.run(&["status"]).await.unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines[0].starts_with("SERVER"), "{text}");
@@ -70,12 +102,10 @@ async fn status_and_why_over_real_http() {
     assert!(lines[2].starts_with("web-02"), "{text}");
     assert!(lines[2].contains("unknown"), "{text}");
 
-    let text = ctl::run(
-        &ctl(&["--collector", &base, "why", "web-01", "--since", "1h"]),
-        NOW,
-    )
-    .await
-    .unwrap();
+    let text = collector
+        .run(&["why", "web-01", "--since", "1h"])
+        .await
+        .unwrap();
     assert!(
         text.starts_with(
             "web-01: availability 33.33% over the last 1h (1 of 3 checks ok), state down\n\
@@ -89,27 +119,74 @@ async fn status_and_why_over_real_http() {
         "{text}"
     );
 
-    let json = ctl::run(
-        &ctl(&["--collector", &base, "why", "web-01", "--json"]),
-        NOW,
-    )
-    .await
-    .unwrap();
+    let json = collector.run(&["why", "web-01", "--json"]).await.unwrap();
     let view: WhyView = serde_json::from_str(&json).unwrap();
     assert_eq!(view.since_ms, NOW - 86_400_000);
     assert_eq!(view.incidents.len(), 1);
 
-    let err = ctl::run(&ctl(&["--collector", &base, "why", "web01"]), NOW)
-        .await
-        .unwrap_err();
+    let err = collector.run(&["why", "web01"]).await.unwrap_err();
     assert_eq!(
         err.to_string(),
         r#"unknown server "web01"; did you mean: web-01, web-02?"#
     );
     assert_eq!(err.exit_code(), 2);
 
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    collector.stop().await;
+}
+
+/// The story of the fixtures, told by `why` and `resolvers` over HTTP: the same text as the
+/// fixtures give, so what the unit tests pin is what the operator sees.
+#[tokio::test]
+async fn why_and_resolvers_over_real_http() {
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    h.token("db-01").await;
+    let collector = Running::start(&h).await;
+    collector.post(&token, &dns_story()).await;
+
+    let why = collector
+        .run(&["why", "web-01", "--since", "1h"])
+        .await
+        .unwrap();
+    let recorded: WhyView = serde_json::from_str(include_str!("fixtures/why-dns.json")).unwrap();
+    assert_eq!(why, render_why(&recorded, HOUR));
+    assert!(
+        why.contains("\nResolver conditions (2):\n  [OPEN] dns_upstream_block: "),
+        "{why}"
+    );
+
+    let table = collector
+        .run(&["resolvers", "--since", "1h"])
+        .await
+        .unwrap();
+    let recorded = serde_json::from_str(include_str!("fixtures/resolvers.json")).unwrap();
+    // The exact text is pinned by `why::resolvers`' unit test on the same fixture.
+    assert_eq!(table, render_resolvers(&recorded));
+    assert_eq!(table.lines().count(), 4, "{table}");
+
+    // One server: its lines only.
+    let one = collector.run(&["resolvers", "web-01"]).await.unwrap();
+    let lines: Vec<&str> = one.lines().collect();
+    assert_eq!(lines.len(), 3, "{one}");
+    assert!(lines[1..].iter().all(|l| l.starts_with("web-01 ")), "{one}");
+
+    let json = collector
+        .run(&["resolvers", "web-01", "--json"])
+        .await
+        .unwrap();
+    let list: ResolverList = serde_json::from_str(&json).unwrap();
+    assert_eq!(list.since_ms, NOW - DAY);
+    assert_eq!(list.conditions.len(), 2);
+    assert_eq!(list.resolvers[1].causes["dns_upstream_block"], 3);
+
+    let err = collector.run(&["resolvers", "web01"]).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"unknown server "web01"; did you mean: web-01?"#
+    );
+    assert_eq!(err.exit_code(), 2);
+
+    collector.stop().await;
 }
 
 #[tokio::test]

@@ -5,10 +5,19 @@
 
 use std::fmt;
 
-use crate::{CheckResult, Report, SCHEMA_VERSION};
+use crate::{CheckResult, Report, Resolution, SCHEMA_VERSION};
 
 /// Most check results one report may carry.
 pub const MAX_RESULTS: usize = 1_000;
+/// Most resolutions one report may carry: one per canary given by name (a probe allows 50).
+const MAX_RESOLUTIONS: usize = 256;
+/// Most name servers per resolution: the configured resolvers, `system` expanded to the
+/// servers of resolv.conf.
+const MAX_RESOLVERS: usize = 32;
+/// Most queries per name server (a probe asks A and AAAA).
+const MAX_QUERIES: usize = 8;
+/// The longest explanation of a check's diagnosis or a resolver's condition.
+const MAX_EXPLANATION: usize = 1024;
 /// The longest server name (a DNS name's limit).
 pub const MAX_SERVER_NAME: usize = 253;
 /// A report more than this far in the future of the collector's clock is refused.
@@ -80,18 +89,14 @@ impl Report {
             (1..=86_400).contains(&self.interval_s),
             || "1 to 86400 seconds".to_owned(),
         );
-        v.check(
-            "results",
-            format!("a list of {}", self.results.len()),
-            self.results.len() <= MAX_RESULTS,
-            || format!("at most {MAX_RESULTS} results"),
-        );
+        v.count("results", self.results.len(), MAX_RESULTS, "results");
         for (i, result) in self.results.iter().take(MAX_RESULTS).enumerate() {
             v.result(&format!("results[{i}]"), result, now_ms);
         }
-        for (i, res) in self.resolutions.iter().enumerate() {
-            v.text(&format!("resolutions[{i}].canary"), &res.canary, 1, 128);
-            v.text(&format!("resolutions[{i}].name"), &res.name, 1, 253);
+        let resolutions = self.resolutions.len();
+        v.count("resolutions", resolutions, MAX_RESOLUTIONS, "resolutions");
+        for (i, res) in self.resolutions.iter().take(MAX_RESOLUTIONS).enumerate() {
+            v.resolution(&format!("resolutions[{i}]"), res);
         }
         v.finish()
     }
@@ -117,6 +122,13 @@ impl Validator {
                 allowed: allowed(),
             });
         }
+    }
+
+    /// A list of at most `max` items (`what` names them in the message).
+    fn count(&mut self, field: &str, len: usize, max: usize, what: &str) {
+        self.check(field, format!("a list of {len}"), len <= max, || {
+            format!("at most {max} {what}")
+        });
     }
 
     fn text(&mut self, field: &str, value: &str, min: usize, max: usize) {
@@ -173,7 +185,7 @@ impl Validator {
                 &format!("{at}.diagnosis.explanation"),
                 &diagnosis.explanation,
                 1,
-                1024,
+                MAX_EXPLANATION,
             );
             self.check(&format!("{at}.diagnosis"), "present", !r.ok, || {
                 "no diagnosis on a successful check".to_owned()
@@ -191,22 +203,55 @@ impl Validator {
             self.text(&format!("{at}.evidence.body_excerpt"), excerpt, 0, max);
         }
         if let Some(trace) = &r.evidence.trace {
-            let max = crate::TRACE_MAX_PACKETS;
-            self.check(
+            self.count(
                 &format!("{at}.evidence.trace.packets"),
-                format!("a list of {}", trace.packets.len()),
-                trace.packets.len() <= max,
-                || format!("at most {max} packets"),
+                trace.packets.len(),
+                crate::TRACE_MAX_PACKETS,
+                "packets",
             );
         }
         if let Some(listeners) = &r.evidence.listeners {
-            let max = crate::LISTENERS_MAX;
-            self.check(
+            self.count(
                 &format!("{at}.evidence.listeners.listeners"),
-                format!("a list of {}", listeners.listeners.len()),
-                listeners.listeners.len() <= max,
-                || format!("at most {max} listeners"),
+                listeners.listeners.len(),
+                crate::LISTENERS_MAX,
+                "listeners",
             );
+        }
+    }
+
+    /// One canary's resolution: the collector keeps a row per name server and cycle, and the
+    /// explanation of each condition.
+    fn resolution(&mut self, at: &str, res: &Resolution) {
+        self.text(&format!("{at}.canary"), &res.canary, 1, 128);
+        self.text(&format!("{at}.name"), &res.name, 1, 253);
+        let resolvers = &res.resolvers;
+        self.count(
+            &format!("{at}.resolvers"),
+            resolvers.len(),
+            MAX_RESOLVERS,
+            "resolvers",
+        );
+        for (j, r) in resolvers.iter().take(MAX_RESOLVERS).enumerate() {
+            let at = format!("{at}.resolvers[{j}]");
+            self.text(&format!("{at}.resolver"), &r.resolver, 1, 128);
+            self.count(
+                &format!("{at}.queries"),
+                r.queries.len(),
+                MAX_QUERIES,
+                "queries",
+            );
+            for (k, q) in r.queries.iter().take(MAX_QUERIES).enumerate() {
+                self.duration(&format!("{at}.queries[{k}].elapsed_ms"), Some(q.elapsed_ms));
+            }
+            if let Some(condition) = &r.condition {
+                self.text(
+                    &format!("{at}.condition.explanation"),
+                    &condition.explanation,
+                    1,
+                    MAX_EXPLANATION,
+                );
+            }
         }
     }
 

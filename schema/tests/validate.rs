@@ -116,6 +116,96 @@ fn each_mistake_is_named() {
     }
 }
 
+/// The canary's name through `n` name servers, the second one refusing (when there is one).
+fn resolution(n: usize) -> Resolution {
+    let query = |outcome, rcode: &str| DnsQuery {
+        record_type: "A".into(),
+        outcome,
+        rcode: Some(rcode.into()),
+        answers: vec![],
+        elapsed_ms: 0.4,
+        error: None,
+    };
+    let server = |i: usize| ResolverOutcome {
+        resolver: format!("10.0.0.{i}"),
+        server: format!("10.0.0.{i}:53").parse().unwrap(),
+        queries: vec![query(DnsOutcome::NoData, "NOERROR")],
+        reachability: None,
+        condition: None,
+    };
+    let mut resolvers: Vec<ResolverOutcome> = (0..n).map(server).collect();
+    if let Some(refusing) = resolvers.get_mut(1) {
+        refusing.queries = vec![query(DnsOutcome::Refused, "REFUSED")];
+        refusing.condition = Some(Diagnosis {
+            cause: Cause::DnsUpstreamBlock,
+            contributing: vec![],
+            explanation: "10.0.0.1 refuses our queries".into(),
+        });
+    }
+    Resolution {
+        canary: "site".into(),
+        name: "canary.test".into(),
+        resolvers,
+    }
+}
+
+#[test]
+fn each_resolution_mistake_is_named() {
+    let mut good = report();
+    good.resolutions = vec![resolution(2); 256];
+    good.resolutions[0] = resolution(32);
+    good.validate(NOW).unwrap();
+
+    let with = |change: fn(&mut Resolution)| {
+        error_of(move |r| {
+            let mut res = resolution(2);
+            change(&mut res);
+            r.resolutions = vec![res];
+        })
+    };
+    let at = "invalid report: resolutions[0].resolvers[1]";
+    assert_eq!(
+        error_of(|r| r.resolutions = vec![resolution(1); 257]),
+        "invalid report: resolutions: a list of 257 is not allowed; expected at most 256 \
+         resolutions"
+    );
+    assert_eq!(
+        with(|res| *res = resolution(33)),
+        "invalid report: resolutions[0].resolvers: a list of 33 is not allowed; expected at \
+         most 32 resolvers"
+    );
+    assert_eq!(
+        with(|res| res.resolvers[1].queries = vec![res.resolvers[1].queries[0].clone(); 9]),
+        format!("{at}.queries: a list of 9 is not allowed; expected at most 8 queries")
+    );
+    assert_eq!(
+        with(|res| res.resolvers[1].condition.as_mut().unwrap().explanation = String::new()),
+        format!(
+            "{at}.condition.explanation: \"\" is not allowed; expected text of 1 to 1024 \
+             characters"
+        )
+    );
+    let long = with(|res| {
+        res.resolvers[1].condition.as_mut().unwrap().explanation = "x".repeat(1025);
+    });
+    assert!(
+        long.starts_with(&format!("{at}.condition.explanation: \"xxx")),
+        "{long}"
+    );
+    assert!(long.contains("... (1025 characters)"), "{long}");
+    assert_eq!(
+        with(|res| res.resolvers[1].resolver = String::new()),
+        format!("{at}.resolver: \"\" is not allowed; expected text of 1 to 128 characters")
+    );
+    assert_eq!(
+        with(|res| res.resolvers[1].queries[0].elapsed_ms = -1.0),
+        format!(
+            "{at}.queries[0].elapsed_ms: -1 is not allowed; expected a finite number of \
+             milliseconds, 0 or more"
+        )
+    );
+}
+
 #[test]
 fn all_problems_are_listed_together() {
     let msg = error_of(|r| {

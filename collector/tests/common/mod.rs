@@ -183,3 +183,183 @@ pub fn bad_gateway(at: i64) -> CheckResult {
     c.diagnosis = classify(&c);
     c
 }
+
+/// Posts each report in turn, asserting each is stored (not a duplicate, not refused).
+pub async fn post_all(h: &Harness, token: &str, reports: &[Report]) {
+    for r in reports {
+        let (status, body) = h.post_report(token, r).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["stored"], true, "{body}");
+    }
+}
+
+/// The canary's name in the resolution helpers.
+pub const NAME: &str = "canary.test";
+
+fn query(record_type: &str, outcome: DnsOutcome, elapsed_ms: f64) -> DnsQuery {
+    let rcode = match outcome {
+        DnsOutcome::Answer | DnsOutcome::NoData => Some("NOERROR"),
+        DnsOutcome::NxDomain => Some("NXDOMAIN"),
+        DnsOutcome::Refused => Some("REFUSED"),
+        _ => None,
+    };
+    let answers = match outcome {
+        DnsOutcome::Answer => vec![DnsAnswer {
+            address: "10.77.0.2".parse().unwrap(),
+            ttl: 30,
+        }],
+        _ => vec![],
+    };
+    DnsQuery {
+        record_type: record_type.into(),
+        outcome,
+        rcode: rcode.map(str::to_owned),
+        answers,
+        elapsed_ms,
+        error: None,
+    }
+}
+
+fn name_server(label: &str, queries: Vec<DnsQuery>) -> ResolverOutcome {
+    ResolverOutcome {
+        resolver: label.into(),
+        server: format!("{label}:53").parse().unwrap(),
+        queries,
+        reachability: None,
+        condition: None,
+    }
+}
+
+fn reach(outcome: ReachOutcome, elapsed_ms: f64) -> ReachProbe {
+    ReachProbe {
+        outcome,
+        elapsed_ms,
+        detail: None,
+    }
+}
+
+/// A name server (`label`, port 53) that answers A 10.77.0.2 and has no AAAA record.
+pub fn answering(label: &str) -> ResolverOutcome {
+    name_server(
+        label,
+        vec![
+            query("A", DnsOutcome::Answer, 1.2),
+            query("AAAA", DnsOutcome::NoData, 1.1),
+        ],
+    )
+}
+
+/// One that refuses both queries, though it answers ping and TCP on port 53.
+pub fn refusing(label: &str) -> ResolverOutcome {
+    unusable(
+        label,
+        (DnsOutcome::Refused, [0.8, 0.7]),
+        (ReachOutcome::Reply, [0.3, 0.5]),
+    )
+}
+
+/// One that answers nothing at all: no DNS, no ping, no TCP.
+pub fn silent(label: &str) -> ResolverOutcome {
+    let never = [1000.0; 2];
+    unusable(
+        label,
+        (DnsOutcome::Timeout, never),
+        (ReachOutcome::NoReply, never),
+    )
+}
+
+/// A name server whose A and AAAA queries both end in `dns`, and whose reachability tests
+/// (ping, then TCP) both end in `reach`; each with its elapsed milliseconds.
+fn unusable(
+    label: &str,
+    (dns, dns_ms): (DnsOutcome, [f64; 2]),
+    (reach_outcome, reach_ms): (ReachOutcome, [f64; 2]),
+) -> ResolverOutcome {
+    let mut o = name_server(
+        label,
+        vec![query("A", dns, dns_ms[0]), query("AAAA", dns, dns_ms[1])],
+    );
+    o.reachability = Some(Reachability {
+        icmp: reach(reach_outcome, reach_ms[0]),
+        tcp: reach(reach_outcome, reach_ms[1]),
+    });
+    o
+}
+
+/// The canary `site`'s name resolved through `resolvers`, each judged against the others by
+/// the schema's rules (the canary answering at 10.77.0.2), as the probe does.
+pub fn resolution(mut resolvers: Vec<ResolverOutcome>) -> Resolution {
+    let checks = [AddressCheck {
+        address: "10.77.0.2".parse().unwrap(),
+        failure: None,
+    }];
+    let verdicts = judge_resolvers(NAME, &resolvers, &checks);
+    for (r, verdict) in resolvers.iter_mut().zip(verdicts) {
+        r.condition = verdict;
+    }
+    Resolution {
+        canary: "site".into(),
+        name: NAME.into(),
+        resolvers,
+    }
+}
+
+/// A report of `server` with one successful check and the canary resolved through
+/// `resolvers`.
+pub fn resolved(server: &str, at: i64, resolvers: Vec<ResolverOutcome>) -> Report {
+    let mut r = report(server, at, vec![ok_check(at)]);
+    r.resolutions = vec![resolution(resolvers)];
+    r
+}
+
+/// `t(n)`: the n-th 30 s cycle from ten minutes before [`NOW`].
+pub fn cycle(n: i64) -> i64 {
+    NOW - 10 * MIN + n * 30_000
+}
+
+/// web-01's story with two resolvers, recorded in the fixtures: 10.0.0.54 silent in cycle 1
+/// (a closed `dns_resolver_unreachable`), refusing from cycle 3 (an open `dns_upstream_block`),
+/// and in cycle 5 the canary refuses the connection (an incident whose evidence holds both
+/// resolvers). Report ids and explanations are fixed, so that the answers are the same on every
+/// run and do not follow the classifier's wording (its causes they do follow).
+pub fn dns_story() -> Vec<Report> {
+    let (a, b) = ("10.0.0.53", "10.0.0.54");
+    let mut reports = vec![
+        resolved("web-01", cycle(0), vec![answering(a), answering(b)]),
+        resolved("web-01", cycle(1), vec![answering(a), silent(b)]),
+        resolved("web-01", cycle(2), vec![answering(a), answering(b)]),
+        resolved("web-01", cycle(3), vec![answering(a), refusing(b)]),
+        resolved("web-01", cycle(4), vec![answering(a), refusing(b)]),
+        resolved("web-01", cycle(5), vec![answering(a), refusing(b)]),
+    ];
+    for (n, r) in reports.iter_mut().enumerate() {
+        r.report_id = uuid::Uuid::from_u128(0xd45_0000 + n as u128);
+        for o in &mut r.resolutions[0].resolvers {
+            if let Some(c) = &mut o.condition {
+                c.explanation = story_explanation(c.cause);
+            }
+        }
+    }
+    let last = reports.last_mut().unwrap();
+    let mut check = refused(cycle(5));
+    check.evidence.dns = last.resolutions[0].resolvers.clone();
+    last.results = vec![check];
+    reports
+}
+
+fn story_explanation(cause: Cause) -> String {
+    let text = match cause {
+        Cause::DnsUpstreamBlock => {
+            "10.0.0.54 refuses our queries for canary.test (A refused, AAAA refused), yet it \
+             is reachable (ping reply in 0.3 ms, TCP port 53 reply in 0.5 ms); 10.0.0.53 \
+             answers 10.77.0.2"
+        }
+        Cause::DnsResolverUnreachable => {
+            "10.0.0.54 cannot be reached: no DNS answer for canary.test (A timeout after \
+             1000 ms, AAAA timeout after 1000 ms), ping no_reply after 1000 ms, TCP port 53 \
+             no_reply after 1000 ms; 10.0.0.53 answers 10.77.0.2"
+        }
+        other => panic!("the story has no {other} condition"),
+    };
+    text.to_owned()
+}

@@ -1,0 +1,233 @@
+//! Resolver health and conditions: the queries behind the `resolvers` endpoints and the
+//! resolver part of `why`. Bounded like every list of [`super`].
+
+use std::collections::{BTreeMap, HashMap};
+
+use causeway_schema::ResolverOutcome;
+use sqlx::SqlitePool;
+
+use super::{MAX_SERVERS, ReadError, cause_summary, decode, server_row};
+use crate::views::{
+    Availability, ObservationView, ResolverConditionView, ResolverHealth, ResolverList,
+    ResolverOverview, ServerResolvers,
+};
+
+/// Resolver conditions per request, like incidents.
+pub const MAX_RESOLVER_CONDITIONS: u32 = 500;
+/// Resolvers listed per server: a probe's canaries times its name servers, far fewer.
+const MAX_RESOLVERS: i64 = 1_000;
+
+/// A server's resolvers over `since_ms ..= now`, and their conditions overlapping it.
+pub async fn resolvers(
+    pool: &SqlitePool,
+    name: &str,
+    since_ms: i64,
+    now_ms: i64,
+) -> Result<ResolverList, ReadError> {
+    let row = server_row(pool, name).await?;
+    Ok(ResolverList {
+        resolvers: health_of(pool, row.id, since_ms).await?,
+        conditions: conditions_of(pool, row.id, since_ms).await?,
+        server: row.name,
+        since_ms,
+        now_ms,
+    })
+}
+
+/// Every server's resolvers over `since_ms ..= now`, servers by name.
+pub async fn all_resolvers(
+    pool: &SqlitePool,
+    since_ms: i64,
+    now_ms: i64,
+) -> Result<ResolverOverview, ReadError> {
+    let servers: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, name FROM servers ORDER BY name LIMIT ?1")
+            .bind(MAX_SERVERS)
+            .fetch_all(pool)
+            .await?;
+    let mut out = Vec::with_capacity(servers.len());
+    for (id, server) in servers {
+        out.push(ServerResolvers {
+            server,
+            resolvers: health_of(pool, id, since_ms).await?,
+        });
+    }
+    Ok(ResolverOverview {
+        since_ms,
+        now_ms,
+        servers: out,
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct ConditionRow {
+    id: i64,
+    resolver_id: i64,
+    canary: String,
+    name: String,
+    resolver: String,
+    address: String,
+    cause: String,
+    started_at_ms: i64,
+    last_seen_at_ms: i64,
+    ended_at_ms: Option<i64>,
+    observations: i64,
+    explanation: String,
+    evidence: String,
+    last_evidence: String,
+}
+
+const CONDITION_SELECT: &str = "
+    SELECT c.id, c.resolver_id, r.canary, r.name, r.resolver, r.address, c.cause,
+           c.started_at_ms, c.last_seen_at_ms, c.ended_at_ms, c.observations, c.explanation,
+           c.evidence, c.last_evidence
+    FROM resolver_conditions c JOIN resolvers r ON r.id = c.resolver_id";
+
+impl From<ConditionRow> for ResolverConditionView {
+    fn from(r: ConditionRow) -> Self {
+        let evidence = |column, json: &str| {
+            decode::<ResolverOutcome>("resolver_conditions", r.id, column, json)
+        };
+        ResolverConditionView {
+            id: r.id,
+            summary: cause_summary(&r.cause).to_owned(),
+            evidence: evidence("evidence", &r.evidence),
+            last_evidence: evidence("last_evidence", &r.last_evidence),
+            canary: r.canary,
+            name: r.name,
+            resolver: r.resolver,
+            address: r.address,
+            cause: r.cause,
+            started_at_ms: r.started_at_ms,
+            last_seen_at_ms: r.last_seen_at_ms,
+            ended_at_ms: r.ended_at_ms,
+            open: r.ended_at_ms.is_none(),
+            observations: u64::try_from(r.observations).unwrap_or(0),
+            explanation: r.explanation,
+        }
+    }
+}
+
+/// A server's resolver conditions overlapping `since_ms ..= now`, newest first.
+pub(super) async fn conditions_of(
+    pool: &SqlitePool,
+    server_id: i64,
+    since_ms: i64,
+) -> Result<Vec<ResolverConditionView>, ReadError> {
+    let rows: Vec<ConditionRow> = sqlx::query_as(&format!(
+        "{CONDITION_SELECT}
+         WHERE r.server_id = ?1 AND (c.ended_at_ms IS NULL OR c.ended_at_ms >= ?2)
+         ORDER BY c.started_at_ms DESC, c.id DESC LIMIT ?3"
+    ))
+    .bind(server_id)
+    .bind(since_ms)
+    .bind(MAX_RESOLVER_CONDITIONS)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(ResolverConditionView::from).collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct ResolverRow {
+    id: i64,
+    canary: String,
+    name: String,
+    resolver: String,
+    address: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct ObservationRow {
+    started_at_ms: i64,
+    cause: Option<String>,
+    outcome: String,
+    elapsed_ms: Option<f64>,
+}
+
+/// A server's resolvers observed since `since_ms` or with an open condition, by canary,
+/// resolver and address.
+async fn health_of(
+    pool: &SqlitePool,
+    server_id: i64,
+    since_ms: i64,
+) -> Result<Vec<ResolverHealth>, ReadError> {
+    let rows: Vec<ResolverRow> = sqlx::query_as(
+        "SELECT id, canary, name, resolver, address FROM resolvers
+         WHERE server_id = ?1 AND (last_seen_at_ms >= ?2 OR id IN (
+             SELECT resolver_id FROM resolver_conditions WHERE ended_at_ms IS NULL))
+         ORDER BY canary, resolver, address LIMIT ?3",
+    )
+    .bind(server_id)
+    .bind(since_ms)
+    .bind(MAX_RESOLVERS)
+    .fetch_all(pool)
+    .await?;
+    // Counts per resolver and cause, from the covering index.
+    let counts: Vec<(i64, Option<String>, i64)> = sqlx::query_as(
+        "SELECT o.resolver_id, o.cause, COUNT(*)
+         FROM resolver_observations o JOIN resolvers r ON r.id = o.resolver_id
+         WHERE r.server_id = ?1 AND o.started_at_ms >= ?2
+         GROUP BY o.resolver_id, o.cause",
+    )
+    .bind(server_id)
+    .bind(since_ms)
+    .fetch_all(pool)
+    .await?;
+    let open: Vec<ConditionRow> = sqlx::query_as(&format!(
+        "{CONDITION_SELECT} WHERE r.server_id = ?1 AND c.ended_at_ms IS NULL"
+    ))
+    .bind(server_id)
+    .fetch_all(pool)
+    .await?;
+    let mut open: HashMap<i64, ResolverConditionView> = open
+        .into_iter()
+        .map(|c| (c.resolver_id, ResolverConditionView::from(c)))
+        .collect();
+
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut observations = 0;
+        let mut causes = BTreeMap::new();
+        for (_, cause, n) in counts.iter().filter(|(id, _, _)| *id == row.id) {
+            let n = u64::try_from(*n).unwrap_or(0);
+            observations += n;
+            if let Some(cause) = cause {
+                causes.insert(cause.clone(), n);
+            }
+        }
+        let healthy = observations - causes.values().sum::<u64>();
+        out.push(ResolverHealth {
+            ratio: Availability::new(healthy, observations).ratio,
+            last: last_observation(pool, row.id).await?,
+            open_condition: open.remove(&row.id),
+            canary: row.canary,
+            name: row.name,
+            resolver: row.resolver,
+            address: row.address,
+            observations,
+            healthy,
+            causes,
+        });
+    }
+    Ok(out)
+}
+
+/// The newest observation of a resolver (by the report's start), through the index.
+async fn last_observation(
+    pool: &SqlitePool,
+    resolver_id: i64,
+) -> Result<Option<ObservationView>, ReadError> {
+    let row: Option<ObservationRow> = sqlx::query_as(
+        "SELECT started_at_ms, cause, outcome, elapsed_ms FROM resolver_observations
+         WHERE resolver_id = ?1 ORDER BY started_at_ms DESC, rowid DESC LIMIT 1",
+    )
+    .bind(resolver_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|o| ObservationView {
+        started_at_ms: o.started_at_ms,
+        cause: o.cause,
+        outcome: o.outcome,
+        elapsed_ms: o.elapsed_ms,
+    }))
+}
