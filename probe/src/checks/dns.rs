@@ -8,22 +8,16 @@
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
 use std::path::Path;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use causeway_schema::{DnsAnswer, DnsOutcome, DnsQuery, Reachability, ResolverOutcome};
 use hickory_resolver::net::NetError;
 use hickory_resolver::net::client::{Client, ClientHandle};
-use hickory_resolver::net::runtime::{
-    DnsUdpSocket, RuntimeProvider, TokioHandle, TokioRuntimeProvider, TokioTime,
-};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::tcp::TcpClientStream;
-use hickory_resolver::net::udp::UdpClientStream;
-use hickory_resolver::proto::op::{Message, ResponseCode};
+use hickory_resolver::proto::op::{Message, MessageType, Query, ResponseCode};
 use hickory_resolver::proto::rr::{DNSClass, Name, RData, RecordType};
-use tokio::io::{Interest, ReadBuf, Ready};
+use tokio::io::Interest;
 
 use crate::AbortOnDrop;
 use crate::config::{ResolverKind, ResolverSpec};
@@ -327,8 +321,8 @@ impl DnsTransport for HickoryTransport {
                 }) => {
                     q.rcode = udp_rcode;
                     q.outcome = match &e {
-                        QueryError::Net(NetError::Timeout) => DnsOutcome::Timeout,
-                        QueryError::Net(NetError::Io(io))
+                        QueryError::Tcp(NetError::Timeout) => DnsOutcome::Timeout,
+                        QueryError::Tcp(NetError::Io(io))
                             if io.kind() == std::io::ErrorKind::TimedOut =>
                         {
                             DnsOutcome::Timeout
@@ -356,7 +350,7 @@ enum QueryError {
     #[error("{0:?} is not a DNS name: {1}")]
     Name(String, String),
     #[error("{0}")]
-    Net(NetError),
+    Udp(std::io::Error),
     #[error("the UDP answer was truncated and the TCP retry failed: {0}")]
     Tcp(NetError),
 }
@@ -382,20 +376,12 @@ async fn exchange(server: SocketAddr, name: &str, kind: RecordKind, timeout: Dur
         Ok(n) => n,
         Err(e) => return fail(QueryError::Name(fqdn, e.to_string())),
     };
-    let provider = ConnectedUdp::default();
-    let udp = UdpClientStream::builder(server, provider.clone())
-        .with_timeout(Some(timeout))
-        // Counts transmissions: 1 = a single try, no resend (FINDINGS, DNS).
-        .with_max_retries(1)
-        .build();
-    let (mut client, background) = Client::<ConnectedUdp>::from_sender(udp);
-    let _background = AbortOnDrop(tokio::spawn(background));
-    let response = match client
-        .query(name.clone(), DNSClass::IN, kind.record_type())
-        .await
-    {
-        Ok(r) => r.into_message(),
-        Err(e) => return fail(QueryError::Net(e)),
+    let mut request = Message::query();
+    request.metadata.recursion_desired = true;
+    request.add_query(Query::query(name.clone(), kind.record_type()));
+    let response = match udp_exchange(server, &request).await {
+        Ok(r) => r,
+        Err(e) => return fail(QueryError::Udp(e)),
     };
     if !response.metadata.truncation {
         return Exchange {
@@ -405,10 +391,11 @@ async fn exchange(server: SocketAddr, name: &str, kind: RecordKind, timeout: Dur
     }
     let udp_rcode = Some(rcode_text(response.metadata.response_code));
     let tcp = async {
+        let provider = TokioRuntimeProvider::default();
         let (stream, handle) = TcpClientStream::new(server, None, Some(timeout), provider);
         let stream = stream.await?;
         let (mut client, background) =
-            Client::<ConnectedUdp>::with_timeout(stream, handle, timeout);
+            Client::<TokioRuntimeProvider>::with_timeout(stream, handle, timeout);
         let _background = AbortOnDrop(tokio::spawn(background));
         client
             .query(name, DNSClass::IN, kind.record_type())
@@ -421,120 +408,76 @@ async fn exchange(server: SocketAddr, name: &str, kind: RecordKind, timeout: Dur
     }
 }
 
-/// Tokio's runtime provider, except that UDP sockets are connected to the name server and
-/// hear ICMP errors: a name server that is down then shows as a network error at once
-/// ("connection refused") instead of a timeout.
-#[derive(Clone, Default)]
-struct ConnectedUdp(TokioRuntimeProvider);
-
-impl RuntimeProvider for ConnectedUdp {
-    type Handle = TokioHandle;
-    type Timer = TokioTime;
-    type Udp = IcmpAwareUdp;
-    type Tcp = <TokioRuntimeProvider as RuntimeProvider>::Tcp;
-
-    fn create_handle(&self) -> Self::Handle {
-        self.0.create_handle()
-    }
-
-    fn connect_tcp(
-        &self,
-        server_addr: SocketAddr,
-        bind_addr: Option<SocketAddr>,
-        timeout: Option<Duration>,
-    ) -> Pin<Box<dyn Send + Future<Output = std::io::Result<Self::Tcp>>>> {
-        self.0.connect_tcp(server_addr, bind_addr, timeout)
-    }
-
-    fn bind_udp(
-        &self,
-        local_addr: SocketAddr,
-        server_addr: SocketAddr,
-    ) -> Pin<Box<dyn Send + Future<Output = std::io::Result<Self::Udp>>>> {
-        Box::pin(async move {
-            let socket = tokio::net::UdpSocket::bind(local_addr).await?;
-            // Only a connected UDP socket is told about ICMP errors for its peer.
-            socket.connect(server_addr).await?;
-            Ok(IcmpAwareUdp {
-                socket: Arc::new(socket),
-                error_wait: Mutex::new(None),
-            })
-        })
-    }
-}
-
-type ErrorWait = Pin<Box<dyn Future<Output = std::io::Result<Ready>> + Send>>;
-
-/// A connected UDP socket whose receive also ends on a socket error. The kernel flags an ICMP
-/// port-unreachable with EPOLLERR alone, which tokio does not count as "readable", so a plain
-/// receive would wait for the timeout; here we also wait for error readiness and then return
-/// the socket's pending error (ECONNREFUSED).
-struct IcmpAwareUdp {
-    socket: Arc<tokio::net::UdpSocket>,
-    error_wait: Mutex<Option<ErrorWait>>,
-}
-
-impl IcmpAwareUdp {
-    fn poll_error(&self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
-        let mut slot = self.error_wait.lock().unwrap_or_else(|p| p.into_inner());
-        // Two rounds at most: a readiness without a pending error (already taken) is cleared
-        // and waited for again, which registers our waker.
-        for _ in 0..2 {
-            let wait = slot.get_or_insert_with(|| {
-                let socket = self.socket.clone();
-                Box::pin(async move { socket.ready(Interest::ERROR).await })
-            });
-            match wait.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => {
-                    *slot = None;
-                    return Poll::Ready(e);
-                }
-                Poll::Ready(Ok(_)) => {
-                    *slot = None;
-                    match self.socket.take_error() {
-                        Ok(Some(e)) | Err(e) => return Poll::Ready(e),
-                        Ok(None) => {
-                            let _ = self.socket.try_io(Interest::ERROR, || {
-                                Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
-                            });
-                        }
-                    }
-                }
+/// One query over UDP, one transmission: the caller's timeout bounds the wait.
+///
+/// Our own exchange rather than hickory's UDP stream, for two reasons. hickory drops a response
+/// whose question section differs from the query's, and servers that refuse us (unbound's
+/// `access-control: ... refuse`, public resolvers filtering a range) answer REFUSED with the
+/// bare header, no question: hickory would turn exactly the answer we report into a timeout.
+/// And the socket is connected to the server, so the kernel tells us of an ICMP
+/// port-unreachable (ECONNREFUSED) instead of leaving us to time out.
+async fn udp_exchange(server: SocketAddr, request: &Message) -> std::io::Result<Message> {
+    let local: SocketAddr = match server {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = tokio::net::UdpSocket::bind(local).await?;
+    socket.connect(server).await?;
+    let bytes = request
+        .to_vec()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    socket.send(&bytes).await?;
+    let mut buf = vec![0u8; UDP_MAX];
+    loop {
+        // The kernel flags an ICMP error with EPOLLERR alone, which tokio does not count as
+        // readable (and its receive then does not even try): wait for either, and take the
+        // socket's pending error ourselves.
+        let ready = socket.ready(Interest::READABLE | Interest::ERROR).await?;
+        if ready.is_error() {
+            if let Some(e) = socket.take_error()? {
+                return Err(e);
             }
+            // Error readiness without a pending error: clear it, or the wait returns at once.
+            let _ = socket.try_io(Interest::ERROR, || {
+                Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+            });
         }
-        Poll::Pending
+        if !ready.is_readable() {
+            continue;
+        }
+        let n = match socket.try_recv(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        // Anything that is not the answer to this query (a late answer to an earlier one, a
+        // datagram that does not parse) is ignored, and we wait on.
+        if let Ok(response) = Message::from_vec(&buf[..n])
+            && answers(request, &response)
+        {
+            return Ok(response);
+        }
     }
 }
 
-impl DnsUdpSocket for IcmpAwareUdp {
-    type Time = TokioTime;
+/// The largest UDP response read: plain DNS over UDP is limited to 512 bytes, a larger one
+/// comes truncated and is asked again over TCP.
+const UDP_MAX: usize = 4096;
 
-    fn poll_recv_from(
-        &self,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<std::io::Result<(usize, SocketAddr)>> {
-        let mut read = ReadBuf::new(buf);
-        if let Poll::Ready(result) = self.socket.poll_recv_from(cx, &mut read) {
-            return Poll::Ready(result.map(|from| (read.filled().len(), from)));
-        }
-        self.poll_error(cx).map(Err)
-    }
-
-    fn poll_send_to(
-        &self,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-        target: SocketAddr,
-    ) -> Poll<std::io::Result<usize>> {
-        self.socket.poll_send_to(cx, buf, target)
-    }
+/// Whether `response` answers `request`: the same id, a response, and the same question, or
+/// no question at all with an error code (how servers answer REFUSED, FORMERR, NOTIMP).
+fn answers(request: &Message, response: &Message) -> bool {
+    response.metadata.id == request.metadata.id
+        && response.metadata.message_type == MessageType::Response
+        && (response.queries == request.queries
+            || (response.queries.is_empty()
+                && response.metadata.response_code != ResponseCode::NoError))
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::sync::Arc;
 
     use hickory_resolver::proto::op::{Message, MessageType, OpCode, Query};
     use hickory_resolver::proto::rr::Record;
@@ -705,6 +648,8 @@ mod tests {
         /// A 192.0.2.1 (TTL 60) and AAAA 2001:db8::1 (TTL 120).
         Answer,
         Refused,
+        /// REFUSED with the bare header and no question, as unbound's `refuse` sends it.
+        RefusedBare,
         Silent,
         /// Truncated over UDP, the full answer (A 192.0.2.7) over TCP.
         TruncatedUdp,
@@ -763,6 +708,10 @@ mod tests {
             None => reply.metadata.response_code = ResponseCode::NXDomain,
             Some(Behaviour::Silent) => return None,
             Some(Behaviour::Refused) => reply.metadata.response_code = ResponseCode::Refused,
+            Some(Behaviour::RefusedBare) => {
+                reply.queries.clear();
+                reply.metadata.response_code = ResponseCode::Refused;
+            }
             Some(Behaviour::Answer) => match query.query_type() {
                 RecordType::A => {
                     reply.add_answer(Record::from_rdata(
@@ -798,6 +747,7 @@ mod tests {
         let server = test_server(HashMap::from([
             ("ok.test.", Behaviour::Answer),
             ("refused.test.", Behaviour::Refused),
+            ("bare.test.", Behaviour::RefusedBare),
             ("silent.test.", Behaviour::Silent),
             ("big.test.", Behaviour::TruncatedUdp),
         ]))
@@ -829,6 +779,10 @@ mod tests {
         assert_eq!(refused.outcome, DnsOutcome::Refused, "{refused:?}");
         assert_eq!(refused.rcode.as_deref(), Some("REFUSED"));
         assert!(refused.answers.is_empty());
+
+        let bare = t.query(server, "bare.test", RecordKind::A, TIMEOUT).await;
+        assert_eq!(bare.outcome, DnsOutcome::Refused, "{bare:?}");
+        assert_eq!(bare.rcode.as_deref(), Some("REFUSED"));
 
         let missing = t
             .query(server, "missing.test", RecordKind::A, TIMEOUT)
