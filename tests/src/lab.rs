@@ -56,12 +56,25 @@ impl Host {
         cmd
     }
 
+    /// Gives this host its own /etc/resolv.conf: `ip netns exec` bind-mounts
+    /// /etc/netns/<namespace>/resolv.conf over /etc/resolv.conf for the programs it starts, so
+    /// a probe's `system` resolver reads these name servers. Removed with the namespace.
+    pub fn set_resolv_conf(&self, text: &str) -> Result<()> {
+        let dir = netns_etc(&self.netns);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(dir.join("resolv.conf"), text)?;
+        Ok(())
+    }
+
     /// Runs `args` in this host's namespace to completion.
     pub fn run(&self, args: &[&str]) -> Result<String> {
         let (program, rest) = args.split_first().context("an empty command")?;
         run(self.command(program).args(rest))
     }
 }
+
+/// Set (to anything) to keep every lab's files, also of tests that return an error.
+pub const KEEP_LABS: &str = "CAUSEWAY_KEEP_LABS";
 
 pub struct Lab {
     prefix: String,
@@ -228,7 +241,7 @@ impl Lab {
         for cgroup in self.cgroups.drain(..) {
             delete_cgroup(&cgroup);
         }
-        if failed {
+        if failed || std::env::var_os(KEEP_LABS).is_some() {
             eprintln!("lab files kept in {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -262,6 +275,12 @@ fn delete_netns(netns: &str) {
         }
     }
     let _ = Command::new("ip").args(["netns", "del", netns]).status();
+    let _ = std::fs::remove_dir_all(netns_etc(netns));
+}
+
+/// The per-namespace /etc overlay of `ip netns exec`.
+fn netns_etc(netns: &str) -> PathBuf {
+    Path::new("/etc/netns").join(netns)
 }
 
 /// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup` on a v2 machine,
@@ -307,6 +326,13 @@ fn sweep_stale_labs() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if lab_is_stale(&name) {
                 delete_cgroup(&entry.path());
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir("/etc/netns") {
+        for entry in entries.flatten() {
+            if lab_is_stale(&entry.file_name().to_string_lossy()) {
+                let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }

@@ -144,11 +144,28 @@ time.sleep(random.uniform(1.0, 3.0))
 /// unbound on `host`:53, authoritative for `lab.` with the given records
 /// (`"canary.lab. 30 IN A 10.88.0.2"`), answering only the lab's subnet.
 pub fn start_unbound(lab: &Lab, host: &Host, name: &str, records: &[&str]) -> Result<Service> {
+    let lab_subnet = format!("{}.0/24 allow", crate::lab::SUBNET_PREFIX);
+    start_unbound_with_access(lab, host, name, records, &[&lab_subnet])
+}
+
+/// [`start_unbound`] with its own `access-control` lines (`"10.88.0.0/24 refuse"`); the most
+/// specific netblock wins, as in unbound.
+pub fn start_unbound_with_access(
+    lab: &Lab,
+    host: &Host,
+    name: &str,
+    records: &[&str],
+    access: &[&str],
+) -> Result<Service> {
     let dir = lab.path(name);
     std::fs::create_dir_all(&dir)?;
     let data: String = records
         .iter()
         .map(|r| format!("    local-data: \"{r}\"\n"))
+        .collect();
+    let access: String = access
+        .iter()
+        .map(|a| format!("    access-control: {a}\n"))
         .collect();
     let conf = dir.join("unbound.conf");
     std::fs::write(
@@ -166,14 +183,12 @@ pub fn start_unbound(lab: &Lab, host: &Host, name: &str, records: &[&str]) -> Re
     logfile: ""
     verbosity: 1
     do-ip6: no
-    access-control: {subnet}.0/24 allow
-    local-zone: "lab." static
+{access}    local-zone: "lab." static
 {data}remote-control:
     control-enable: no
 "#,
             addr = host.addr,
             dir = dir.display(),
-            subnet = crate::lab::SUBNET_PREFIX,
         ),
     )?;
     let mut cmd = host.command(sbin("unbound"));
@@ -272,6 +287,8 @@ pub struct ProbeSetup<'a> {
     pub timeout: &'a str,
     /// Extra lines for the canary's table (`serving_process = "nginx"`).
     pub canary_extra: &'a str,
+    /// Extra top-level lines (`dns_timeout = "500ms"`).
+    pub top_extra: &'a str,
 }
 
 /// The probe's config file for `setup`, written into the lab.
@@ -289,6 +306,7 @@ interval = "{interval}"
 timeout = "{timeout}"
 spool_dir = "{spool}"
 resolvers = [{resolvers}]
+{top_extra}
 
 [[canary]]
 name = "site"
@@ -306,6 +324,7 @@ expect_text = "{CANARY_TEXT}"
             resolvers = resolvers.join(", "),
             url = setup.canary_url,
             extra = setup.canary_extra,
+            top_extra = setup.top_extra,
         ),
     )?;
     Ok((config, spool))
