@@ -4,6 +4,7 @@
 //! classifier ([`classify`]) and report validation. No I/O and no async runtime: everything
 //! here is a function of its arguments, so it is tested with recorded evidence.
 
+mod backends;
 mod cause;
 mod classify;
 mod dns;
@@ -12,6 +13,7 @@ mod report;
 mod trace;
 mod validate;
 
+pub use backends::*;
 pub use cause::{Cause, UnknownCause};
 pub use classify::{AddressCheck, classify, disputed_addresses, judge_resolvers};
 pub use dns::*;

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Cause, ListenerEvidence, PacketTrace, Resolution, ResolverOutcome};
+use crate::{BackendEvidence, Cause, ListenerEvidence, PacketTrace, Resolution, ResolverOutcome};
 
 /// The wire format version this crate writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -163,6 +163,9 @@ pub struct Evidence {
     /// The listeners on the canary's port, for a canary served on the probe's own host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listeners: Option<ListenerEvidence>,
+    /// The backends behind the canary's proxy, when it answered 502/503/504 or the wrong page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backends: Option<BackendEvidence>,
 }
 
 /// Bytes of response body kept as evidence.
