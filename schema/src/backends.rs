@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 /// Most backends per canary (config and report validation).
 pub const BACKENDS_MAX: usize = 16;
+/// Most sightings per backend (report validation): the probe lists the best first, and the
+/// classifier reads only the first.
+pub const SIGHTINGS_MAX: usize = 8;
 
 /// The backends of a canary whose proxy answered 502/503/504 or the wrong page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,6 +136,10 @@ pub enum SightingBy {
 }
 
 impl SightingBy {
+    /// Every kind, strongest proof first: explanations name them in this order.
+    pub const ALL: [SightingBy; 3] = [SightingBy::Mac, SightingBy::Name, SightingBy::Answer];
+
+    /// The wire id, as serde writes it.
     pub const fn id(self) -> &'static str {
         match self {
             SightingBy::Mac => "mac",

@@ -4,6 +4,7 @@
 //! failure stands. Later capabilities (packets, DNS, backends, host) add rules above the generic
 //! ones, each proven by a field of [`Evidence`](crate::Evidence).
 
+mod backends;
 mod dns;
 mod resets;
 
@@ -28,7 +29,8 @@ pub fn classify(check: &CheckResult) -> Option<Diagnosis> {
     {
         return Some(d);
     }
-    let mut found = generic(check, failure);
+    // The proxy's backends, when they were examined, tell more than its status or page does.
+    let mut found = backends::classify(check).unwrap_or_else(|| generic(check, failure));
     if let Some(c) = dns::contributing(check) {
         found.contributing.push(c);
     }

@@ -218,6 +218,20 @@ impl Validator {
                 "listeners",
             );
         }
+        if let Some(backends) = &r.evidence.backends {
+            let at = format!("{at}.evidence.backends.backends");
+            let all = &backends.backends;
+            self.count(&at, all.len(), crate::BACKENDS_MAX, "backends");
+            for (j, b) in all.iter().take(crate::BACKENDS_MAX).enumerate() {
+                let max = crate::SIGHTINGS_MAX;
+                self.count(
+                    &format!("{at}[{j}].seen_at"),
+                    b.seen_at.len(),
+                    max,
+                    "sightings",
+                );
+            }
+        }
     }
 
     /// One canary's resolution: the collector keeps a row per name server and cycle, and the

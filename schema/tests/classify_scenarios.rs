@@ -47,6 +47,16 @@ const SCENARIOS: &[(&str, &str)] = &scenarios![
     "dns-name-missing",
     "dns-no-address-blocked",
     "dns-disputed-address",
+    "backend-moved",
+    "backend-moved-by-name",
+    "backend-swap",
+    "backend-moved-and-down",
+    "backend-down",
+    "backend-down-silent",
+    "backend-answers-like-before",
+    "backend-unknown-identity",
+    "backend-on-other-failure",
+    "backend-on-other-status",
 ];
 
 #[test]

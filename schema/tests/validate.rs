@@ -206,6 +206,53 @@ fn each_resolution_mistake_is_named() {
     );
 }
 
+/// `n` backends, each seen at `sightings` other addresses.
+fn backends(n: usize, sightings: usize) -> BackendEvidence {
+    let backend = |i: usize| BackendState {
+        name: Some(format!("app{i}")),
+        configured: format!("10.88.0.{}:80", 10 + i).parse().unwrap(),
+        known: None,
+        direct: DirectResult {
+            outcome: DirectOutcome::Refused,
+            answer: None,
+            elapsed_ms: 0.3,
+            detail: Some("connection refused".into()),
+        },
+        seen_at: (0..sightings)
+            .map(|k| Sighting {
+                address: format!("10.88.1.{k}").parse().unwrap(),
+                by: vec![SightingBy::Name],
+            })
+            .collect(),
+    };
+    BackendEvidence {
+        backends: (0..n).map(backend).collect(),
+        reboot: None,
+    }
+}
+
+#[test]
+fn each_backend_mistake_is_named() {
+    let mut good = report();
+    good.results[0].evidence.backends = Some(backends(BACKENDS_MAX, SIGHTINGS_MAX));
+    good.validate(NOW).unwrap();
+
+    assert_eq!(
+        error_of(|r| r.results[0].evidence.backends = Some(backends(BACKENDS_MAX + 1, 0))),
+        "invalid report: results[0].evidence.backends.backends: a list of 17 is not allowed; \
+         expected at most 16 backends"
+    );
+    assert_eq!(
+        error_of(|r| {
+            let mut evidence = backends(2, 1);
+            evidence.backends[1] = backends(1, SIGHTINGS_MAX + 1).backends[0].clone();
+            r.results[0].evidence.backends = Some(evidence);
+        }),
+        "invalid report: results[0].evidence.backends.backends[1].seen_at: a list of 9 is not \
+         allowed; expected at most 8 sightings"
+    );
+}
+
 #[test]
 fn all_problems_are_listed_together() {
     let msg = error_of(|r| {

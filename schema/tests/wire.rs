@@ -107,8 +107,55 @@ fn cause_of_a_check() {
     assert_eq!(unclassified.cause(), Some(Cause::Unknown));
 }
 
+/// The check of a scenario file, as the probe records it.
+fn scenario_check(text: &str) -> CheckResult {
+    toml::from_str::<toml::Table>(text).unwrap()["check"]
+        .clone()
+        .try_into()
+        .unwrap()
+}
+
+#[test]
+fn backend_evidence_round_trips() {
+    let mut report = sample();
+    let mut moved = scenario_check(include_str!("scenarios/backend-moved.toml"));
+    moved.diagnosis = classify(&moved);
+    let mut swapped = scenario_check(include_str!("scenarios/backend-swap.toml"));
+    swapped.diagnosis = classify(&swapped);
+    let mut unknown = scenario_check(include_str!("scenarios/backend-unknown-identity.toml"));
+    unknown.diagnosis = classify(&unknown);
+    report.results.extend([moved, swapped, unknown]);
+    let json = serde_json::to_string(&report).unwrap();
+    let back: Report = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, report);
+    assert!(json.contains(r#""outcome":"refused""#), "{json}");
+    assert!(json.contains(r#""by":["answer","mac"]"#), "{json}");
+    assert!(json.contains(r#""uptime_s":42"#), "{json}");
+    assert!(json.contains(r#""configured":"10.88.0.12:80""#), "{json}");
+
+    // What is absent is left out, not written as null or [].
+    let value = serde_json::to_value(&report.results[4].evidence.backends).unwrap();
+    let backend = value["backends"][0].as_object().unwrap();
+    assert!(!backend.contains_key("known"), "{backend:?}");
+    assert!(value.get("reboot").is_none(), "{value}");
+    let direct = backend["direct"].as_object().unwrap();
+    assert!(!direct.contains_key("answer"), "{direct:?}");
+}
+
 #[test]
 fn ids_are_what_serde_writes() {
+    for outcome in DirectOutcome::ALL {
+        assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.id());
+        let back: DirectOutcome = serde_json::from_value(outcome.id().into()).unwrap();
+        assert_eq!(back, outcome);
+    }
+    for by in SightingBy::ALL {
+        assert_eq!(serde_json::to_value(by).unwrap(), by.id());
+        assert_eq!(
+            serde_json::from_value::<SightingBy>(by.id().into()).unwrap(),
+            by
+        );
+    }
     for kind in FailureKind::ALL {
         assert_eq!(serde_json::to_value(kind).unwrap(), kind.id());
     }
