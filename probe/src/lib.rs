@@ -16,6 +16,7 @@ pub mod cycle;
 pub mod host;
 pub mod run;
 pub mod spool;
+pub mod state;
 pub mod upload;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,7 +1,9 @@
 //! Evidence from the probe's own host: the listening sockets on the canary ports and their
-//! owners.
+//! owners, the neighbour table, the boot id.
 
+pub mod boot;
 pub mod listeners;
+pub mod neighbours;
 pub mod procfs;
 pub mod sock_diag;
 
@@ -17,4 +19,50 @@ pub fn is_own_address(ip: IpAddr) -> bool {
 pub fn own_address_among(ifaces: &[pnet_datalink::NetworkInterface], ip: IpAddr) -> bool {
     let ip = ip.to_canonical();
     ip.is_loopback() || ifaces.iter().any(|i| i.ips.iter().any(|n| n.ip() == ip))
+}
+
+/// This host's addresses, loopback excluded, sorted, each once: kept between cycles, so that a
+/// change of the host's own addresses can be told from a backend's.
+pub fn own_addresses() -> Vec<IpAddr> {
+    distinct_non_loopback(
+        pnet_datalink::interfaces()
+            .iter()
+            .flat_map(|i| i.ips.iter().map(|n| n.ip())),
+    )
+}
+
+fn distinct_non_loopback(ips: impl IntoIterator<Item = IpAddr>) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = ips
+        .into_iter()
+        .map(|ip| ip.to_canonical())
+        .filter(|ip| !ip.is_loopback())
+        .collect();
+    ips.sort_unstable();
+    ips.dedup();
+    ips
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_addresses_are_distinct_sorted_and_without_loopback() {
+        let ips = [
+            "10.0.0.2",
+            "::1",
+            "10.0.0.1",
+            "127.0.0.1",
+            "fe80::1",
+            "10.0.0.2",
+        ];
+        let got = distinct_non_loopback(ips.map(|s| s.parse().unwrap()));
+        let want: Vec<IpAddr> = ["10.0.0.1", "10.0.0.2", "fe80::1"]
+            .map(|s| s.parse().unwrap())
+            .into();
+        assert_eq!(got, want);
+        let real = own_addresses();
+        assert!(real.iter().all(|ip| !ip.is_loopback()), "{real:?}");
+        assert!(real.windows(2).all(|w| w[0] < w[1]), "{real:?}");
+    }
 }
