@@ -5,6 +5,7 @@
 //! not reach the operator's terminal as an escape sequence. The resolvers' part is in [`dns`]
 //! (conditions, a failed check's resolvers) and [`resolvers`] (`probectl resolvers`).
 
+mod backends;
 mod dns;
 mod resolvers;
 
@@ -191,6 +192,9 @@ fn render_evidence(out: &mut String, r: &ResultView) {
     if let Some(e) = evidence {
         dns::resolver_lines(&mut lines, &e.dns);
     }
+    if let Some(b) = evidence.and_then(|e| e.backends.as_ref()) {
+        backends::backend_lines(&mut lines, b);
+    }
     labelled(out, "evidence:", &lines);
 }
 
@@ -315,6 +319,26 @@ Incidents (2):
                 other   10.88.0.2:80 pid 4242 (python3 rogue.py; cgroup /user.slice/session-1.scope) (inode 2002, 2 on this address), seen 12:13:19.200 .. 12:13:21.450, gone
 "#;
         assert_eq!(evidence, expected, "\n{text}");
+    }
+
+    /// A shuffle's evidence, from the schema's scenario for it.
+    #[test]
+    fn backend_table_in_evidence() {
+        let scenario: toml::Table = toml::from_str(include_str!(
+            "../../schema/tests/scenarios/backend-swap.toml"
+        ))
+        .unwrap();
+        let check: causeway_schema::CheckResult = scenario["check"].clone().try_into().unwrap();
+        let mut lines = Vec::new();
+        backends::backend_lines(&mut lines, check.evidence.backends.as_ref().unwrap());
+        let text = lines.join("\n");
+        let expected = "\
+backends:
+  app (10.88.0.12:80): known as MAC 02:aa:bb:cc:dd:01; HTTP 200, 1432 bytes, body 9f3c2a71d04e8b65
+    now: answers HTTP 200, 47 bytes, body c07e5d2b18a94f36, not as before; seen at 10.88.0.15 (by mac, answer)
+  dev (10.88.0.15:80): known as MAC 02:aa:bb:cc:dd:02; HTTP 200, 47 bytes, body c07e5d2b18a94f36
+    now: answers HTTP 200, 1432 bytes, body 9f3c2a71d04e8b65, not as before; seen at 10.88.0.12 (by mac, answer)";
+        assert_eq!(text, expected, "\n{text}");
     }
 
     #[test]

@@ -46,6 +46,7 @@ const TOP_KEYS: &[&str] = &[
     "timeout",
     "spool_dir",
     "spool_max_reports",
+    "state_dir",
     "resolvers",
     "dns_timeout",
     "capture",
@@ -60,7 +61,11 @@ const CANARY_KEYS: &[&str] = &[
     "timeout",
     "serving_unit",
     "serving_process",
+    "backend",
 ];
+const BACKEND_KEYS: &[&str] = &["address", "name"];
+/// Where the probe keeps what it learned (backend identities, boot id) by default.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/causeway-probe";
 /// Each DNS query and each reachability test of a resolver waits at most this long by default
 /// (or the check timeout, when shorter): real resolvers answer in tens of milliseconds, and a
 /// cycle waits for the slowest one.
@@ -90,6 +95,8 @@ pub struct Config {
     pub timeout: Duration,
     pub spool_dir: PathBuf,
     pub spool_max_reports: u64,
+    /// Where the probe's state file lives (backend identities, the last boot id).
+    pub state_dir: PathBuf,
     pub resolvers: Vec<ResolverSpec>,
     /// How long each DNS query, and each reachability test of a silent resolver, may take.
     pub dns_timeout: Duration,
@@ -112,6 +119,7 @@ impl fmt::Debug for Config {
             .field("timeout", &self.timeout)
             .field("spool_dir", &self.spool_dir)
             .field("spool_max_reports", &self.spool_max_reports)
+            .field("state_dir", &self.state_dir)
             .field("resolvers", &self.resolvers)
             .field("dns_timeout", &self.dns_timeout)
             .field("canaries", &self.canaries)
@@ -158,6 +166,18 @@ pub struct Canary {
     pub timeout: Duration,
     /// Which process serves the canary's port when it is on this host.
     pub serving: ServingRule,
+    /// The backends behind the canary's reverse proxy, as the proxy reaches them.
+    pub backends: Vec<Backend>,
+}
+
+/// One backend of a canary's proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// The address the proxy is configured with.
+    pub address: std::net::SocketAddr,
+    /// A DNS name that should resolve to the backend, if any: its answer is part of the
+    /// backend's identity.
+    pub name: Option<String>,
 }
 
 /// Where a canary's request goes, taken apart once at load time.
@@ -301,6 +321,16 @@ fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
     if n == 1 { one } else { many }
 }
 
+/// A host name of letters, digits, `-`, `_` and dots, 1 to 253 characters, no empty label.
+fn is_dns_name(s: &str) -> bool {
+    (1..=MAX_HOST_NAME).contains(&s.len())
+        && s.trim_end_matches('.').split('.').all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 /// Every key the config does not know, naming its table and the allowed keys.
 fn unknown_keys(table: &toml::Table) -> Vec<Problem> {
     let mut problems = Vec::new();
@@ -323,6 +353,14 @@ fn unknown_keys(table: &toml::Table) -> Vec<Problem> {
             if let toml::Value::Table(t) = canary {
                 let path = format!("canary[{i}]");
                 check(t, &format!("{path}."), &path, CANARY_KEYS);
+                if let Some(toml::Value::Array(backends)) = t.get("backend") {
+                    for (j, backend) in backends.iter().enumerate() {
+                        if let toml::Value::Table(b) = backend {
+                            let path = format!("{path}.backend[{j}]");
+                            check(b, &format!("{path}."), &path, BACKEND_KEYS);
+                        }
+                    }
+                }
             }
         }
     }
@@ -354,6 +392,7 @@ struct RawConfig {
     timeout: Option<toml::Value>,
     spool_dir: Option<PathBuf>,
     spool_max_reports: Option<i64>,
+    state_dir: Option<PathBuf>,
     resolvers: Option<Vec<String>>,
     capture: Option<bool>,
     listener_poll: Option<toml::Value>,
@@ -371,6 +410,14 @@ struct RawCanary {
     timeout: Option<toml::Value>,
     serving_unit: Option<String>,
     serving_process: Option<String>,
+    backend: Option<Vec<RawBackend>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    address: Option<String>,
+    name: Option<String>,
 }
 
 #[derive(Default)]
@@ -405,6 +452,15 @@ impl Validator {
             );
         }
         let spool_max_reports = self.spool_max(raw.spool_max_reports);
+        let state_dir = raw
+            .state_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        if state_dir.as_os_str().is_empty() {
+            self.problem(
+                "state_dir",
+                format!("\"\" is empty; use a directory path, e.g. \"{DEFAULT_STATE_DIR}\""),
+            );
+        }
         let resolvers = self.resolvers(raw.resolvers);
         // The default never exceeds the check timeout, so a short interval needs no extra key.
         let dns_default = timeout.map_or(DEFAULT_DNS_TIMEOUT, |t| t.min(DEFAULT_DNS_TIMEOUT));
@@ -437,6 +493,7 @@ impl Validator {
             timeout: timeout?,
             spool_dir,
             spool_max_reports: spool_max_reports?,
+            state_dir,
             resolvers: resolvers?,
             dns_timeout: dns_timeout?,
             capture: raw.capture.unwrap_or(true),
@@ -781,6 +838,7 @@ impl Validator {
             }
         };
         let serving = self.serving(at, raw.serving_unit, raw.serving_process);
+        let backends = self.backends(at, raw.backend.unwrap_or_default());
         Some(Canary {
             name: name?,
             url: raw.url?,
@@ -789,7 +847,66 @@ impl Validator {
             expect_text: expect_text.ok()?,
             timeout: timeout?,
             serving: serving?,
+            backends: backends?,
         })
+    }
+
+    fn backends(&mut self, at: &str, raw: Vec<RawBackend>) -> Option<Vec<Backend>> {
+        let max = causeway_schema::BACKENDS_MAX;
+        if raw.len() > max {
+            self.problem(
+                &format!("{at}.backend"),
+                format!("{} backends listed; allowed: at most {max}", raw.len()),
+            );
+            return None;
+        }
+        let mut out: Vec<Backend> = Vec::new();
+        let mut ok = true;
+        for (i, b) in raw.into_iter().enumerate() {
+            let key = format!("{at}.backend[{i}]");
+            let address = match b.address {
+                None => {
+                    self.problem(
+                        &format!("{key}.address"),
+                        "missing; give the address the proxy reaches the backend at, e.g. \"10.0.3.12:8080\"",
+                    );
+                    None
+                }
+                Some(a) => match a.parse::<std::net::SocketAddr>() {
+                    Ok(addr) if out.iter().any(|o| o.address == addr) => {
+                        self.problem(
+                            &format!("{key}.address"),
+                            format!("{a:?} is listed twice; list each backend once"),
+                        );
+                        None
+                    }
+                    Ok(addr) => Some(addr),
+                    Err(_) => {
+                        self.problem(
+                            &format!("{key}.address"),
+                            format!("{a:?} is not an address with a port; use IP:port, e.g. \"10.0.3.12:8080\" or \"[fd00::12]:8080\""),
+                        );
+                        None
+                    }
+                },
+            };
+            let name = match b.name {
+                Some(n) if !is_dns_name(&n) => {
+                    self.problem(
+                        &format!("{key}.name"),
+                        format!("{n:?} is not a DNS name; use the name that should resolve to the backend, e.g. \"app.internal\""),
+                    );
+                    ok = false;
+                    None
+                }
+                other => other.map(|n| n.to_ascii_lowercase()),
+            };
+            match address {
+                Some(address) => out.push(Backend { address, name }),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
     }
 
     fn serving(
@@ -1100,7 +1217,7 @@ url = "http://[fd00::2]/"
             vec![
                 "colector_url: unknown key in the top-level table; allowed keys: collector_url, \
                  token, token_file, server, interval, timeout, spool_dir, spool_max_reports, \
-                 resolvers, dns_timeout, capture, listener_poll, canary"
+                 state_dir, resolvers, dns_timeout, capture, listener_poll, canary"
             ]
         );
     }
@@ -1111,9 +1228,9 @@ url = "http://[fd00::2]/"
             problems(&with_canary("timout = \"5s\"\nexpect = 200")),
             vec![
                 "canary[0].expect: unknown key in canary[0]; allowed keys: name, url, \
-                 expect_status, expect_text, timeout, serving_unit, serving_process",
+                 expect_status, expect_text, timeout, serving_unit, serving_process, backend",
                 "canary[0].timout: unknown key in canary[0]; allowed keys: name, url, \
-                 expect_status, expect_text, timeout, serving_unit, serving_process",
+                 expect_status, expect_text, timeout, serving_unit, serving_process, backend",
             ]
         );
     }
@@ -1147,6 +1264,59 @@ url = "http://[fd00::2]/"
             vec![
                 "canary[0].serving_unit: \"/system.slice/nginx.service\" is not a systemd unit \
                  name; use the unit serving the canary, e.g. \"nginx.service\""
+            ]
+        );
+    }
+
+    #[test]
+    fn backends_and_state_dir() {
+        let c = parse(MINIMAL).unwrap();
+        assert!(c.canaries[0].backends.is_empty());
+        assert_eq!(c.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        let text = format!(
+            "state_dir = \"/tmp/cw-state\"\n{MINIMAL}\
+             [[canary.backend]]\naddress = \"10.0.3.12:8080\"\nname = \"App.Internal\"\n\
+             [[canary.backend]]\naddress = \"[fd00::12]:80\"\n"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/cw-state"));
+        assert_eq!(
+            c.canaries[0].backends,
+            vec![
+                Backend {
+                    address: "10.0.3.12:8080".parse().unwrap(),
+                    name: Some("app.internal".into()),
+                },
+                Backend {
+                    address: "[fd00::12]:80".parse().unwrap(),
+                    name: None,
+                },
+            ]
+        );
+        let bad = format!(
+            "{MINIMAL}[[canary.backend]]\naddress = \"10.0.3.12\"\n\
+             [[canary.backend]]\nname = \"a b\"\nport = 80\n"
+        );
+        assert_eq!(
+            problems(&bad),
+            vec![
+                "canary[0].backend[1].port: unknown key in canary[0].backend[1]; allowed keys: \
+                 address, name",
+            ]
+        );
+        let bad = format!(
+            "{MINIMAL}[[canary.backend]]\naddress = \"10.0.3.12\"\n\
+             [[canary.backend]]\nname = \"a b\"\n"
+        );
+        assert_eq!(
+            problems(&bad),
+            vec![
+                "canary[0].backend[0].address: \"10.0.3.12\" is not an address with a port; use \
+                 IP:port, e.g. \"10.0.3.12:8080\" or \"[fd00::12]:8080\"",
+                "canary[0].backend[1].address: missing; give the address the proxy reaches the \
+                 backend at, e.g. \"10.0.3.12:8080\"",
+                "canary[0].backend[1].name: \"a b\" is not a DNS name; use the name that should \
+                 resolve to the backend, e.g. \"app.internal\"",
             ]
         );
     }

@@ -7,18 +7,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use causeway_schema::{
-    AddressCheck, CheckResult, Evidence, Failure, FailureKind, ProbeInfo, Report, Resolution,
-    ResolverOutcome, SCHEMA_VERSION, SpoolStats, Timings, classify, disputed_addresses,
+    AddressCheck, BackendEvidence, CheckResult, Evidence, Failure, FailureKind, ProbeInfo, Report,
+    Resolution, ResolverOutcome, SCHEMA_VERSION, SpoolStats, Timings, classify, disputed_addresses,
     judge_resolvers,
 };
 use uuid::Uuid;
 
 use crate::capture::Capture;
+use crate::checks::backends::{self, Memory};
 use crate::checks::dns::HickoryTransport;
 use crate::checks::dns::{self, DnsTransport, NameServer};
 use crate::checks::http::HttpChecker;
 use crate::checks::http::{HttpOutcome, HttpTransport};
-use crate::config::{Canary, Config, TargetHost};
+use crate::config::{Backend, Canary, Config, TargetHost};
 use crate::host::listeners::ListenerWatch;
 use crate::now_ms;
 
@@ -39,6 +40,8 @@ pub struct Prober<D, H> {
     pub resolv_conf: PathBuf,
     /// The listeners on the canaries' ports, for failures of canaries served on this host.
     pub listeners: Option<ListenerWatch>,
+    /// Backend identities and the boot id across cycles, for canaries with backends.
+    pub memory: Option<Memory>,
 }
 
 impl Prober<HickoryTransport, HttpChecker> {
@@ -55,8 +58,14 @@ impl Prober<HickoryTransport, HttpChecker> {
             .map(|c| (c.target.port, c.serving.clone()))
             .collect();
         let listeners = ListenerWatch::start(ports, config.listener_poll);
+        let memory = config
+            .canaries
+            .iter()
+            .any(|c| !c.backends.is_empty())
+            .then(|| Memory::open(&config.state_dir));
         Prober {
             listeners: Some(listeners),
+            memory,
             ..Prober::new(config, HickoryTransport, http)
         }
     }
@@ -70,6 +79,7 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
             http,
             resolv_conf: PathBuf::from(RESOLV_CONF),
             listeners: None,
+            memory: None,
         }
     }
 
@@ -138,8 +148,9 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
                 let outcome = self
                     .with_listeners(self.http.fetch(canary, *ip).await)
                     .await;
-                let result = check_result(canary, started_at_ms, None, outcome, &[]);
-                return (vec![result], None);
+                let mut results = vec![check_result(canary, started_at_ms, None, outcome, &[])];
+                self.follow_backends(canary, servers, &mut results).await;
+                return (results, None);
             }
             TargetHost::Name(name) => name,
         };
@@ -196,12 +207,78 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
                 .map(|o| check_result(canary, started_at_ms, Some(resolve_ms), o, &outcomes))
                 .collect()
         };
+        let mut results = results;
+        self.follow_backends(canary, servers, &mut results).await;
         let resolution = Resolution {
             canary: canary.name.clone(),
             name: name.clone(),
             resolvers: outcomes,
         };
         (results, Some(resolution))
+    }
+
+    /// For a canary with backends: learns who they are while it is healthy; when the proxy
+    /// answered 502/503/504 or the wrong page, adds the backend table to those checks and
+    /// classifies them again.
+    async fn follow_backends(
+        &self,
+        canary: &Canary,
+        servers: &[NameServer],
+        results: &mut [CheckResult],
+    ) {
+        let Some(memory) = &self.memory else { return };
+        if canary.backends.is_empty() {
+            return;
+        }
+        let timeout = canary.timeout;
+        let gateway = |r: &CheckResult| match r.failure.as_ref().map(|f| f.kind) {
+            Some(FailureKind::UnexpectedStatus) => matches!(r.status, Some(502..=504)),
+            Some(FailureKind::BodyMismatch) => true,
+            _ => false,
+        };
+        if results.iter().all(|r| r.ok) {
+            memory.healthy();
+            for b in &canary.backends {
+                if !memory.due(&canary.name, b.address, now_ms()) {
+                    continue;
+                }
+                let direct = backends::direct(canary, b.address, timeout).await;
+                let Some(answer) = direct.answer.filter(|a| a.status < 500) else {
+                    continue;
+                };
+                let names = self.backend_names(b, servers).await;
+                let neigh = crate::host::neighbours::neighbours().unwrap_or_default();
+                let identity = backends::identity(b, answer, &neigh, names, now_ms());
+                memory.learn(&canary.name, b.address, identity);
+            }
+            return;
+        }
+        if !results.iter().any(gateway) {
+            return;
+        }
+        let mut names = std::collections::BTreeMap::new();
+        for b in &canary.backends {
+            names.insert(b.address.to_string(), self.backend_names(b, servers).await);
+        }
+        let table =
+            backends::investigate(canary, &memory.known(&canary.name), &names, timeout).await;
+        let evidence = BackendEvidence {
+            backends: table,
+            reboot: memory.reboot(),
+        };
+        for r in results.iter_mut().filter(|r| gateway(r)) {
+            r.evidence.backends = Some(evidence.clone());
+            r.diagnosis = classify(r);
+        }
+    }
+
+    /// What a backend's configured name resolves to now (nothing without a name).
+    async fn backend_names(&self, backend: &Backend, servers: &[NameServer]) -> Vec<IpAddr> {
+        let Some(name) = &backend.name else {
+            return Vec::new();
+        };
+        let outcomes = dns::resolve(&self.dns, name, servers, self.config.dns_timeout).await;
+        dns::addresses(&outcomes)
     }
 
     /// Adds the listeners on the canary's port to a failed outcome, when the canary is served

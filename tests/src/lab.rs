@@ -66,6 +66,17 @@ impl Host {
         Ok(())
     }
 
+    /// Gives this host another address on eth0 (`addr`, /24), as a container gets after a
+    /// reboot: flush and add, then a gratuitous ARP, as DHCP clients announce an address
+    /// (RFC 5227), so that neighbours' caches follow.
+    pub fn readdress(&mut self, addr: Ipv4Addr) -> Result<()> {
+        self.run(&["ip", "addr", "flush", "dev", "eth0"])?;
+        self.run(&["ip", "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+        self.addr = addr;
+        self.run(&["python3", "-c", GRATUITOUS_ARP, "eth0", &addr.to_string()])?;
+        Ok(())
+    }
+
     /// Runs `args` in this host's namespace to completion.
     pub fn run(&self, args: &[&str]) -> Result<String> {
         let (program, rest) = args.split_first().context("an empty command")?;
@@ -75,6 +86,17 @@ impl Host {
 
 /// Set (to anything) to keep every lab's files, also of tests that return an error.
 pub const KEEP_LABS: &str = "CAUSEWAY_KEEP_LABS";
+
+/// Broadcasts a gratuitous ARP request for argv[2] from interface argv[1].
+const GRATUITOUS_ARP: &str = r#"
+import socket, struct, sys
+ifname, ip = sys.argv[1], socket.inet_aton(sys.argv[2])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+mac = s.getsockname()[4]
+arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + ip + b"\0" * 6 + ip
+s.send(b"\xff" * 6 + mac + b"\x08\x06" + arp)
+"#;
 
 pub struct Lab {
     prefix: String,

@@ -46,6 +46,50 @@ fn sbin(name: &str) -> String {
 /// master process), listening with `reuseport` as production configs often do, in a cgroup of
 /// its own as under systemd.
 pub fn start_nginx(lab: &mut Lab, host: &Host, name: &str) -> Result<Service> {
+    let location = format!("default_type text/plain; return 200 \"{CANARY_TEXT}\\n\";");
+    let listen = format!("{}:80", host.addr);
+    start_nginx_site(lab, host, name, &listen, &location, CANARY_TEXT)
+}
+
+/// nginx on every address of `host`, port `port`, answering `body` (plain text) to every
+/// request: a backend, as a container's server listens, whatever address it gets.
+pub fn start_nginx_backend(
+    lab: &mut Lab,
+    host: &Host,
+    name: &str,
+    port: u16,
+    body: &str,
+) -> Result<Service> {
+    let location = format!("default_type text/plain; return 200 \"{body}\\n\";");
+    start_nginx_site(lab, host, name, &port.to_string(), &location, body)
+}
+
+/// nginx on `host`:80 as a reverse proxy to `upstream` (`10.88.0.12:8080`), with short
+/// timeouts so that a dead upstream shows as 502/504 within a probe's timeout.
+pub fn start_nginx_proxy(
+    lab: &mut Lab,
+    host: &Host,
+    name: &str,
+    upstream: &str,
+) -> Result<Service> {
+    let location = format!(
+        "proxy_pass http://{upstream}; proxy_connect_timeout 300ms; proxy_read_timeout 2s;"
+    );
+    let listen = format!("{}:80", host.addr);
+    start_nginx_site(lab, host, name, &listen, &location, "")
+}
+
+/// nginx with one server listening on `listen` (`10.88.0.2:80`, or a port for every address)
+/// whose `location /` is `location`; started when a request to the host answers (containing
+/// `ready_text`).
+fn start_nginx_site(
+    lab: &mut Lab,
+    host: &Host,
+    name: &str,
+    listen: &str,
+    location: &str,
+    ready_text: &str,
+) -> Result<Service> {
     let prefix = lab.path(name);
     for sub in ["", "logs", "tmp"] {
         std::fs::create_dir_all(prefix.join(sub))?;
@@ -70,13 +114,12 @@ http {{
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
     server {{
-        listen {addr}:80 reuseport;
-        location / {{ default_type text/plain; return 200 "{CANARY_TEXT}\n"; }}
+        listen {listen} reuseport;
+        location / {{ {location} }}
     }}
 }}
 "#,
             prefix = prefix.display(),
-            addr = host.addr,
         ),
     )?;
     let cgroup = match lab.path(name).join("cgroup") {
@@ -96,14 +139,20 @@ http {{
         .arg("-c")
         .arg(&conf);
     let mut service = Service::spawn(name, &mut cmd, &prefix.join("nginx.log"))?;
-    let url = format!("http://{}/", host.addr);
+    let port = listen.rsplit(':').next().unwrap_or(listen);
+    let url = format!("http://{}:{port}/", host.addr);
     wait_for(&format!("{name} to serve {url}"), START_TIMEOUT, || {
         if !service.is_running() {
             bail!("nginx exited: {}", service.log_text());
         }
-        Ok(http_get(host, &url)
+        // A proxy is ready when it answers at all (its upstream may not be up yet).
+        let ready =
+            run(host
+                .command("curl")
+                .args(["-sS", "--max-time", "5", "--noproxy", "*", &url]))
             .ok()
-            .filter(|body| body.contains(CANARY_TEXT)))
+            .filter(|body| body.contains(ready_text));
+        Ok(ready)
     })?;
     Ok(service)
 }

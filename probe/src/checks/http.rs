@@ -564,6 +564,7 @@ mod tests {
             expect_text: Some("canary-ok".into()),
             timeout: TIMEOUT,
             serving: crate::config::ServingRule::LongLived,
+            backends: Vec::new(),
         }
     }
 
