@@ -2,8 +2,10 @@
 //! owners, the neighbour table, the boot id.
 
 pub mod boot;
+pub mod kmsg;
 pub mod listeners;
 pub mod neighbours;
+pub mod pressure;
 pub mod procfs;
 pub mod sock_diag;
 
