@@ -5,6 +5,7 @@ pub mod boot;
 pub mod kmsg;
 pub mod listeners;
 pub mod neighbours;
+pub mod netlink;
 pub mod pressure;
 pub mod procfs;
 pub mod sock_diag;

@@ -4,8 +4,8 @@
 //! A backend that no longer answers at its configured address but whose MAC is seen at another
 //! one has moved, not died: the proxy points at a stale address.
 //!
-//! Read with one netlink `RTM_GETNEIGH` dump (both families, `AF_UNSPEC`), built and parsed by
-//! hand like [`super::sock_diag`], from these C definitions (`linux/neighbour.h`; host byte
+//! Read with one `RTM_GETNEIGH` dump (both families, `AF_UNSPEC`) through [`super::netlink`],
+//! built and parsed by hand from these C definitions (`linux/neighbour.h`; host byte
 //! order):
 //!
 //! ```c
@@ -27,24 +27,13 @@
 //! messages are mostly statistics.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io;
 use std::net::IpAddr;
 use std::path::Path;
-use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use super::netlink::{self, Dumper, NLMSG_HDRLEN, u16_ne, u32_ne};
 
-const NLMSG_HDRLEN: usize = 16;
 const NDMSG_LEN: usize = 12;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_DUMP_INTR: u16 = 0x10;
-const NLM_F_DUMP: u16 = 0x300;
-/// A table that changed while the kernel walked it (`NLM_F_DUMP_INTR`) is read again this often.
-const DUMP_TRIES: usize = 3;
-/// One receive never blocks longer: a stuck kernel costs one reading, not a stuck cycle.
-const RECV_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A neighbour entry's NUD state (`ip neigh` shows the same names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,42 +84,13 @@ pub struct Neighbour {
 /// The neighbour table, IPv4 and IPv6.
 pub fn neighbours() -> io::Result<Vec<Neighbour>> {
     let names = interface_names(Path::new("/sys/class/net"));
-    // socket2 sets SOCK_CLOEXEC; unbound, it sends to the kernel (see sock_diag).
-    let sock = Socket::new(
-        Domain::from(libc::AF_NETLINK),
-        Type::RAW,
-        Some(Protocol::from(libc::NETLINK_ROUTE)),
-    )?;
-    sock.set_read_timeout(Some(RECV_TIMEOUT))?;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut dumper = Dumper::open(libc::NETLINK_ROUTE, "RTM_GETNEIGH")?;
     let mut out = Vec::new();
-    for seq in 1..=DUMP_TRIES as u32 {
-        out.clear();
-        let req = request(seq);
-        if sock.send(&req)? != req.len() {
-            return Err(io::Error::other("RTM_GETNEIGH request sent in part"));
+    dumper.dump(request, &mut out, |kind, payload, out| {
+        if kind == libc::RTM_NEWNEIGH {
+            out.extend(parse_neigh(payload, &names));
         }
-        let mut intr = false;
-        loop {
-            let n = (&sock).read(&mut buf)?;
-            if n == buf.len() {
-                return Err(io::Error::other(
-                    "RTM_GETNEIGH reply larger than the buffer",
-                ));
-            }
-            match parse_datagram(&buf[..n], seq, &names, &mut out)? {
-                Batch::More { intr: i } => intr |= i,
-                Batch::Done { intr: i } => {
-                    intr |= i;
-                    break;
-                }
-            }
-        }
-        if !intr {
-            break;
-        }
-    }
-    // Still interrupted after the last try: a table possibly missing an entry that changed.
+    })?;
     Ok(out)
 }
 
@@ -159,58 +119,10 @@ pub fn addresses_with_mac<'a>(
 /// `nlmsghdr` + `ndmsg` asking for every entry of every family.
 fn request(seq: u32) -> [u8; NLMSG_HDRLEN + NDMSG_LEN] {
     let mut b = [0u8; NLMSG_HDRLEN + NDMSG_LEN];
-    b[0..4].copy_from_slice(&((NLMSG_HDRLEN + NDMSG_LEN) as u32).to_ne_bytes());
-    b[4..6].copy_from_slice(&libc::RTM_GETNEIGH.to_ne_bytes());
-    b[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    b[8..12].copy_from_slice(&seq.to_ne_bytes());
+    let header = netlink::request_header(NLMSG_HDRLEN + NDMSG_LEN, libc::RTM_GETNEIGH, seq);
+    b[..NLMSG_HDRLEN].copy_from_slice(&header);
     // The ndmsg stays zero: AF_UNSPEC, no interface filter, no proxy entries.
     b
-}
-
-/// What a datagram said about the dump: more datagrams follow, or `NLMSG_DONE` was seen; and
-/// whether the kernel flagged it interrupted.
-#[derive(Debug, PartialEq, Eq)]
-enum Batch {
-    More { intr: bool },
-    Done { intr: bool },
-}
-
-/// Appends the entries of dump `seq` in one datagram to `out`. Messages of another sequence
-/// number (the tail of an earlier, interrupted dump) are skipped.
-fn parse_datagram(
-    mut data: &[u8],
-    seq: u32,
-    names: &HashMap<u32, String>,
-    out: &mut Vec<Neighbour>,
-) -> io::Result<Batch> {
-    let mut intr = false;
-    while data.len() >= NLMSG_HDRLEN {
-        let len = u32_ne(data, 0) as usize;
-        if len < NLMSG_HDRLEN || len > data.len() {
-            return Err(io::Error::other(format!(
-                "malformed netlink message: length {len} in {} bytes",
-                data.len()
-            )));
-        }
-        let (kind, flags) = (u16_ne(data, 4), u16_ne(data, 6));
-        let payload = &data[NLMSG_HDRLEN..len];
-        let skip = u32_ne(data, 8) != seq;
-        data = &data[((len + 3) & !3).min(data.len())..];
-        if skip {
-            continue;
-        }
-        intr |= flags & NLM_F_DUMP_INTR != 0;
-        match kind {
-            NLMSG_DONE => return Ok(Batch::Done { intr }),
-            NLMSG_ERROR if payload.len() >= 4 && u32_ne(payload, 0) != 0 => {
-                let errno = u32_ne(payload, 0) as i32;
-                return Err(io::Error::from_raw_os_error(errno.saturating_neg()));
-            }
-            libc::RTM_NEWNEIGH => out.extend(parse_neigh(payload, names)),
-            _ => {}
-        }
-    }
-    Ok(Batch::More { intr })
 }
 
 /// One `ndmsg` and its attributes; `None` when short or without a destination IP.
@@ -263,19 +175,26 @@ fn interface_names(dir: &Path) -> HashMap<u32, String> {
         .collect()
 }
 
-fn u16_ne(b: &[u8], at: usize) -> u16 {
-    u16::from_ne_bytes([b[at], b[at + 1]])
-}
-
-fn u32_ne(b: &[u8], at: usize) -> u32 {
-    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
 #[cfg(test)]
 mod tests {
     use std::process::Command;
 
     use super::*;
+    use crate::host::netlink::{Batch, NLMSG_ERROR};
+
+    /// The entries of dump `seq` in one datagram, appended to `out` (see [`netlink::walk`]).
+    fn parse_datagram(
+        data: &[u8],
+        seq: u32,
+        names: &HashMap<u32, String>,
+        out: &mut Vec<Neighbour>,
+    ) -> io::Result<Batch> {
+        netlink::walk(data, seq, |kind, payload| {
+            if kind == libc::RTM_NEWNEIGH {
+                out.extend(parse_neigh(payload, names));
+            }
+        })
+    }
 
     /// One datagram of a real dump (x86_64, Linux 6.18, sequence 1), from the namespace that
     /// `kernel_table_in_a_private_network` sets up, cwa being interface 3.

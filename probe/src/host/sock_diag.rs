@@ -7,18 +7,10 @@
 //! socket but no pid: owners come from [`super::procfs`].
 //!
 //! The messages are built and parsed by hand, by offsets, from these C definitions
-//! (`linux/netlink.h`, `linux/sock_diag.h`, `linux/inet_diag.h`; all fields are in host byte
-//! order unless marked `__be`):
+//! (`linux/sock_diag.h`, `linux/inet_diag.h`; all fields are in host byte order unless marked
+//! `__be`); the netlink dump itself is [`super::netlink`]'s:
 //!
 //! ```c
-//! struct nlmsghdr {                /* 16 bytes */
-//!     __u32 nlmsg_len;             /*  0: header + payload, not padded */
-//!     __u16 nlmsg_type;            /*  4: SOCK_DIAG_BY_FAMILY, NLMSG_DONE, NLMSG_ERROR... */
-//!     __u16 nlmsg_flags;           /*  6: NLM_F_REQUEST | NLM_F_DUMP; NLM_F_MULTI in replies */
-//!     __u32 nlmsg_seq;             /*  8 */
-//!     __u32 nlmsg_pid;             /* 12: 0 = the kernel */
-//! };                               /* messages are padded to 4 bytes (NLMSG_ALIGN) */
-//!
 //! struct inet_diag_sockid {        /* 48 bytes */
 //!     __be16 idiag_sport;          /*  0 */
 //!     __be16 idiag_dport;          /*  2 */
@@ -50,20 +42,13 @@
 //!     __u32 idiag_inode;           /* 68 */
 //! };
 //!
-//! struct nlmsgerr {                /* payload of NLMSG_ERROR */
-//!     int error;                   /*  0: negative errno, 0 for an acknowledgement */
-//!     struct nlmsghdr msg;         /*  4: the request that failed */
-//! };
 //! ```
 
-use std::io::{self, Read};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
-use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use super::netlink::{self, Dumper, NLMSG_HDRLEN, u32_ne};
 
-/// `nlmsghdr` size.
-const NLMSG_HDRLEN: usize = 16;
 /// `inet_diag_req_v2` size.
 const REQ_LEN: usize = 56;
 /// `inet_diag_msg` size.
@@ -71,27 +56,8 @@ const MSG_LEN: usize = 72;
 
 /// `linux/sock_diag.h`.
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
-/// `linux/netlink.h`.
-const NLMSG_NOOP: u16 = 1;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLMSG_OVERRUN: u16 = 4;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_DUMP_INTR: u16 = 0x10;
-/// `NLM_F_ROOT | NLM_F_MATCH`.
-const NLM_F_DUMP: u16 = 0x300;
 /// `include/net/tcp_states.h`.
 const TCP_LISTEN: u8 = 10;
-
-/// Larger than any datagram the kernel sends for a dump: it sizes dump messages to the reader's
-/// buffer, at most 32 KiB.
-const RECV_BUF: usize = 64 * 1024;
-/// A single receive never blocks longer than this, and a whole dump never longer than
-/// [`DUMP_DEADLINE`]: a stuck kernel costs one missed poll, not a stuck thread.
-const RECV_TIMEOUT: Duration = Duration::from_millis(500);
-const DUMP_DEADLINE: Duration = Duration::from_secs(2);
-/// A dump that changed under the kernel's feet (`NLM_F_DUMP_INTR`) is tried again this often.
-const DUMP_TRIES: usize = 3;
 
 /// One TCP socket in LISTEN state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,29 +75,15 @@ pub struct DiagListener {
 /// A NETLINK_SOCK_DIAG socket, kept open between polls.
 #[derive(Debug)]
 pub struct SockDiag {
-    sock: Socket,
-    buf: Vec<u8>,
-    seq: u32,
+    dumper: Dumper,
 }
 
 impl SockDiag {
     /// Opens the netlink socket. Fails when netlink is not allowed (a seccomp filter, systemd's
     /// `RestrictAddressFamilies=` without `AF_NETLINK`).
     pub fn open() -> io::Result<SockDiag> {
-        // socket2 sets SOCK_CLOEXEC. No bind or connect: an unbound netlink socket sends to
-        // the kernel (destination port id 0) and is bound automatically on the first send,
-        // which spares us building a sockaddr_nl (unsafe with socket2).
-        let sock = Socket::new(
-            Domain::from(libc::AF_NETLINK),
-            Type::RAW,
-            Some(Protocol::from(libc::NETLINK_SOCK_DIAG)),
-        )?;
-        sock.set_read_timeout(Some(RECV_TIMEOUT))?;
-        Ok(SockDiag {
-            sock,
-            buf: vec![0; RECV_BUF],
-            seq: 0,
-        })
+        let dumper = Dumper::open(libc::NETLINK_SOCK_DIAG, "sock_diag")?;
+        Ok(SockDiag { dumper })
     }
 
     /// The TCP listeners, IPv4 and IPv6, on `port`, or on every port when `port` is 0.
@@ -141,60 +93,14 @@ impl SockDiag {
     pub fn listeners(&mut self, port: u16) -> io::Result<Vec<DiagListener>> {
         let mut out = Vec::new();
         for family in [libc::AF_INET, libc::AF_INET6] {
-            self.dump(family as u8, port, &mut out)?;
+            let request = |seq| request(family as u8, port, seq);
+            self.dumper.dump(request, &mut out, |kind, payload, out| {
+                if kind == SOCK_DIAG_BY_FAMILY {
+                    out.extend(parse_msg(payload));
+                }
+            })?;
         }
         Ok(out)
-    }
-
-    /// One dump of one family, tried again if the kernel says the listening table changed
-    /// while it was walked.
-    fn dump(&mut self, family: u8, port: u16, out: &mut Vec<DiagListener>) -> io::Result<()> {
-        let start = out.len();
-        for _ in 0..DUMP_TRIES {
-            out.truncate(start);
-            if !self.dump_once(family, port, out)? {
-                return Ok(());
-            }
-        }
-        // Still interrupted: what we have is a listing, possibly missing a socket that moved;
-        // better than none.
-        Ok(())
-    }
-
-    /// Sends one dump request and reads its replies into `out`. Returns whether the dump was
-    /// interrupted (`NLM_F_DUMP_INTR`).
-    fn dump_once(
-        &mut self,
-        family: u8,
-        port: u16,
-        out: &mut Vec<DiagListener>,
-    ) -> io::Result<bool> {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let req = request(family, port, seq);
-        let sent = self.sock.send(&req)?;
-        if sent != req.len() {
-            return Err(io::Error::other("sock_diag request sent in part"));
-        }
-        let deadline = Instant::now() + DUMP_DEADLINE;
-        let mut interrupted = false;
-        loop {
-            if Instant::now() > deadline {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "sock_diag dump did not finish",
-                ));
-            }
-            let n = (&self.sock).read(&mut self.buf)?;
-            if n == self.buf.len() {
-                // Without MSG_TRUNC the kernel just cuts a datagram that does not fit.
-                return Err(io::Error::other("sock_diag reply larger than the buffer"));
-            }
-            match parse_datagram(&self.buf[..n], seq, out)? {
-                Batch::More { intr } => interrupted |= intr,
-                Batch::Done { intr } => return Ok(interrupted | intr),
-            }
-        }
     }
 }
 
@@ -202,12 +108,8 @@ impl SockDiag {
 /// `family` in LISTEN state, on `port` unless it is 0.
 fn request(family: u8, port: u16, seq: u32) -> [u8; NLMSG_HDRLEN + REQ_LEN] {
     let mut b = [0u8; NLMSG_HDRLEN + REQ_LEN];
-    let len = (NLMSG_HDRLEN + REQ_LEN) as u32;
-    b[0..4].copy_from_slice(&len.to_ne_bytes());
-    b[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    b[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    b[8..12].copy_from_slice(&seq.to_ne_bytes());
-    // nlmsg_pid 0: the kernel.
+    let header = netlink::request_header(NLMSG_HDRLEN + REQ_LEN, SOCK_DIAG_BY_FAMILY, seq);
+    b[..NLMSG_HDRLEN].copy_from_slice(&header);
     let r = NLMSG_HDRLEN;
     b[r] = family;
     b[r + 1] = libc::IPPROTO_TCP as u8;
@@ -217,62 +119,6 @@ fn request(family: u8, port: u16, seq: u32) -> [u8; NLMSG_HDRLEN + REQ_LEN] {
     // kernel to walk the listening table at all).
     b[r + 8..r + 10].copy_from_slice(&port.to_be_bytes());
     b
-}
-
-/// What a datagram said about the dump.
-#[derive(Debug, PartialEq, Eq)]
-enum Batch {
-    /// More datagrams follow.
-    More { intr: bool },
-    /// `NLMSG_DONE` was seen.
-    Done { intr: bool },
-}
-
-/// Parses the netlink messages of one datagram, appending the listeners of dump `seq` to `out`.
-/// Messages of another sequence number (the tail of an earlier dump that timed out) are
-/// skipped.
-fn parse_datagram(mut data: &[u8], seq: u32, out: &mut Vec<DiagListener>) -> io::Result<Batch> {
-    let mut intr = false;
-    while data.len() >= NLMSG_HDRLEN {
-        let len = u32_ne(data, 0) as usize;
-        if len < NLMSG_HDRLEN || len > data.len() {
-            return Err(io::Error::other(format!(
-                "malformed netlink message: length {len} in {} bytes",
-                data.len()
-            )));
-        }
-        let kind = u16_ne(data, 4);
-        let flags = u16_ne(data, 6);
-        let msg_seq = u32_ne(data, 8);
-        let payload = &data[NLMSG_HDRLEN..len];
-        // NLMSG_ALIGN: the next message starts at a multiple of 4.
-        let next = ((len + 3) & !3).min(data.len());
-        data = &data[next..];
-        if msg_seq != seq {
-            continue;
-        }
-        intr |= flags & NLM_F_DUMP_INTR != 0;
-        match kind {
-            NLMSG_DONE => return Ok(Batch::Done { intr }),
-            NLMSG_ERROR => {
-                let errno = payload.get(0..4).map_or(0, |_| i32_ne(payload, 0));
-                if errno == 0 {
-                    // An acknowledgement; a dump still ends with NLMSG_DONE.
-                    continue;
-                }
-                return Err(io::Error::from_raw_os_error(errno.saturating_neg()));
-            }
-            NLMSG_NOOP => {}
-            NLMSG_OVERRUN => return Err(io::Error::other("netlink overrun")),
-            SOCK_DIAG_BY_FAMILY => {
-                if let Some(l) = parse_msg(payload) {
-                    out.push(l);
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(Batch::More { intr })
 }
 
 /// One `inet_diag_msg`; `None` if it is short, of an unknown family or not listening.
@@ -313,22 +159,21 @@ fn parse_msg(p: &[u8]) -> Option<DiagListener> {
     })
 }
 
-fn u16_ne(b: &[u8], at: usize) -> u16 {
-    u16::from_ne_bytes([b[at], b[at + 1]])
-}
-
-fn u32_ne(b: &[u8], at: usize) -> u32 {
-    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn i32_ne(b: &[u8], at: usize) -> i32 {
-    i32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::netlink::{Batch, NLM_F_DUMP_INTR, NLMSG_DONE, NLMSG_ERROR, u16_ne};
+    use socket2::{Domain, Socket, Type};
     use std::net::TcpListener;
+
+    /// The listeners of dump `seq` in one datagram, appended to `out` (see [`netlink::walk`]).
+    fn parse_datagram(data: &[u8], seq: u32, out: &mut Vec<DiagListener>) -> io::Result<Batch> {
+        netlink::walk(data, seq, |kind, payload| {
+            if kind == SOCK_DIAG_BY_FAMILY {
+                out.extend(parse_msg(payload));
+            }
+        })
+    }
 
     /// The inode of a socket of this process, from `/proc/self/fd/N -> socket:[inode]`.
     fn inode_of(fd: std::os::fd::RawFd) -> u64 {
