@@ -113,6 +113,7 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
             results,
             resolutions,
             spool: SpoolStats::default(),
+            host: None,
         }
     }
 

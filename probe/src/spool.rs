@@ -350,6 +350,7 @@ mod tests {
             results: Vec::new(),
             resolutions: Vec::new(),
             spool: SpoolStats::default(),
+            host: None,
         }
     }
 

@@ -6,6 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::Reboot;
+
 /// Most backends per canary (config and report validation).
 pub const BACKENDS_MAX: usize = 16;
 /// Most sightings per backend (report validation): the probe lists the best first, and the
@@ -19,15 +21,6 @@ pub struct BackendEvidence {
     /// The host's boot id changed since the probe last ran a cycle (a reboot in between).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reboot: Option<Reboot>,
-}
-
-/// A reboot of the probe's host, seen through /proc/sys/kernel/random/boot_id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reboot {
-    pub previous_boot_id: String,
-    pub boot_id: String,
-    /// Seconds since this boot, from /proc/uptime.
-    pub uptime_s: u64,
 }
 
 /// One backend as the proxy is configured to reach it.

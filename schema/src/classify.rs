@@ -6,9 +6,11 @@
 
 mod backends;
 mod dns;
+mod host;
 mod resets;
 
 pub use dns::{AddressCheck, disputed_addresses, judge_resolvers};
+pub use host::{Growth, host_conditions, memory_line, pressure_lines, s_unreclaim_growth};
 
 use crate::{Cause, CheckResult, Diagnosis, FailureKind};
 
@@ -34,7 +36,8 @@ pub fn classify(check: &CheckResult) -> Option<Diagnosis> {
     if let Some(c) = dns::contributing(check) {
         found.contributing.push(c);
     }
-    Some(found)
+    // The host last: an OOM kill of the serving process outranks the refused connection it left.
+    Some(host::classify(check, found))
 }
 
 /// The packet rules, then the generic outcome of the failure.

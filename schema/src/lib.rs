@@ -8,6 +8,7 @@ mod backends;
 mod cause;
 mod classify;
 mod dns;
+mod host;
 mod listeners;
 mod report;
 mod trace;
@@ -15,8 +16,12 @@ mod validate;
 
 pub use backends::*;
 pub use cause::{Cause, UnknownCause};
-pub use classify::{AddressCheck, classify, disputed_addresses, judge_resolvers};
+pub use classify::{
+    AddressCheck, Growth, classify, disputed_addresses, host_conditions, judge_resolvers,
+    memory_line, pressure_lines, s_unreclaim_growth,
+};
 pub use dns::*;
+pub use host::*;
 pub use listeners::*;
 pub use report::*;
 pub use trace::*;

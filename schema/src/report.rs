@@ -10,7 +10,10 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{BackendEvidence, Cause, ListenerEvidence, PacketTrace, Resolution, ResolverOutcome};
+use crate::{
+    BackendEvidence, Cause, HostEvidence, ListenerEvidence, PacketTrace, Resolution,
+    ResolverOutcome,
+};
 
 /// The wire format version this crate writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -35,6 +38,10 @@ pub struct Report {
     /// The state of the probe's on-disk outbox when this report was made.
     #[serde(default)]
     pub spool: SpoolStats,
+    /// The probe's host this cycle: the latest readings and the host conditions, reported even
+    /// while every check is ok. `None` from probes that predate host evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostEvidence>,
 }
 
 /// Who sent a report.
@@ -166,6 +173,10 @@ pub struct Evidence {
     /// The backends behind the canary's proxy, when it answered 502/503/504 or the wrong page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backends: Option<BackendEvidence>,
+    /// The probe's host, for a canary served on it: memory series, pressure, OOM kills and
+    /// kernel lines of the window before the check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostEvidence>,
 }
 
 /// Bytes of response body kept as evidence.

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::{CheckResult, Report, Resolution, SCHEMA_VERSION};
+use crate::{Cause, CheckResult, HostEvidence, Report, Resolution, SCHEMA_VERSION};
 
 /// Most check results one report may carry.
 pub const MAX_RESULTS: usize = 1_000;
@@ -97,6 +97,9 @@ impl Report {
         v.count("resolutions", resolutions, MAX_RESOLUTIONS, "resolutions");
         for (i, res) in self.resolutions.iter().take(MAX_RESOLUTIONS).enumerate() {
             v.resolution(&format!("resolutions[{i}]"), res);
+        }
+        if let Some(host) = &self.host {
+            v.host("host", host);
         }
         v.finish()
     }
@@ -231,6 +234,51 @@ impl Validator {
                     "sightings",
                 );
             }
+        }
+        if let Some(host) = &r.evidence.host {
+            self.host(&format!("{at}.evidence.host"), host);
+        }
+    }
+
+    /// The host's readings: the collector stores the latest sample every cycle and each
+    /// condition's explanation and evidence.
+    fn host(&mut self, at: &str, host: &HostEvidence) {
+        let lists = [
+            ("memory", host.memory.len(), crate::MEMORY_SAMPLES_MAX, "samples"),
+            ("oom_kills", host.oom_kills.len(), crate::OOM_KILLS_MAX, "kills"),
+            ("kernel_lines", host.kernel_lines.len(), crate::KERNEL_LINES_MAX, "lines"),
+            ("warnings", host.warnings.len(), crate::HOST_WARNINGS_MAX, "warnings"),
+            ("conditions", host.conditions.len(), Cause::ALL.len(), "conditions"),
+        ];
+        for (field, len, max, what) in lists {
+            self.count(&format!("{at}.{field}"), len, max, what);
+        }
+        self.text(&format!("{at}.boot_id"), &host.boot_id, 0, 64);
+        for (i, line) in host.kernel_lines.iter().take(crate::KERNEL_LINES_MAX).enumerate() {
+            self.text(&format!("{at}.kernel_lines[{i}].text"), &line.text, 0, 1024);
+        }
+        for (i, w) in host.warnings.iter().take(crate::HOST_WARNINGS_MAX).enumerate() {
+            self.text(&format!("{at}.warnings[{i}]"), w, 1, MAX_EXPLANATION);
+        }
+        for (i, c) in host.conditions.iter().take(Cause::ALL.len()).enumerate() {
+            let at = format!("{at}.conditions[{i}]");
+            self.text(&format!("{at}.explanation"), &c.explanation, 1, MAX_EXPLANATION);
+            self.count(&format!("{at}.evidence"), c.evidence.len(), 32, "lines");
+        }
+        let t = &host.thresholds;
+        let ranges = [
+            ("leak_share_pct", t.leak_share_pct),
+            ("cpu_some_pct", t.cpu_some_pct),
+            ("memory_full_pct", t.memory_full_pct),
+            ("io_full_pct", t.io_full_pct),
+        ];
+        for (field, pct) in ranges {
+            self.check(
+                &format!("{at}.thresholds.{field}"),
+                pct,
+                (0.0..=100.0).contains(&pct),
+                || "a percentage from 0 to 100".to_owned(),
+            );
         }
     }
 

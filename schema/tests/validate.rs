@@ -21,6 +21,7 @@ fn report() -> Report {
         results: vec![check],
         resolutions: vec![],
         spool: SpoolStats::default(),
+        host: None,
     }
 }
 

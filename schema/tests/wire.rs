@@ -59,6 +59,7 @@ fn sample() -> Report {
             queued: 2,
             dropped_total: 0,
         },
+        host: None,
     }
 }
 

@@ -124,6 +124,7 @@ pub fn report(server: &str, started_at_ms: i64, results: Vec<CheckResult>) -> Re
             queued: 0,
             dropped_total: 2,
         },
+        host: None,
     }
 }
 
