@@ -15,6 +15,10 @@ use std::time::Duration;
 use causeway_schema::{SERVER_NAME_RULE, is_valid_server_name};
 use serde::Deserialize;
 
+mod host;
+
+pub use host::HostConfig;
+
 /// Where `run` and `once` read their configuration unless told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/causeway/probe.toml";
 /// The spool directory unless configured.
@@ -51,6 +55,7 @@ const TOP_KEYS: &[&str] = &[
     "dns_timeout",
     "capture",
     "listener_poll",
+    "host",
     "canary",
 ];
 const CANARY_KEYS: &[&str] = &[
@@ -104,6 +109,8 @@ pub struct Config {
     pub capture: bool,
     /// How often the listeners on the ports of canaries served on this host are looked at.
     pub listener_poll: Duration,
+    /// How the probe watches its own host (`[host]`).
+    pub host_watch: HostConfig,
     pub canaries: Vec<Canary>,
 }
 
@@ -114,7 +121,7 @@ impl fmt::Debug for Config {
             .field("collector_url", &self.collector_url)
             .field("token", &"<redacted>")
             .field("server", &self.server)
-            .field("host", &self.host)
+            .field("host_watch", &self.host_watch)
             .field("interval", &self.interval)
             .field("timeout", &self.timeout)
             .field("spool_dir", &self.spool_dir)
@@ -122,6 +129,7 @@ impl fmt::Debug for Config {
             .field("state_dir", &self.state_dir)
             .field("resolvers", &self.resolvers)
             .field("dns_timeout", &self.dns_timeout)
+            .field("host_watch", &self.host_watch)
             .field("canaries", &self.canaries)
             .finish()
     }
@@ -348,6 +356,9 @@ fn unknown_keys(table: &toml::Table) -> Vec<Problem> {
         }
     };
     check(table, "", "the top-level table", TOP_KEYS);
+    if let Some(toml::Value::Table(t)) = table.get("host") {
+        check(t, "host.", "host", host::HOST_KEYS);
+    }
     if let Some(toml::Value::Array(canaries)) = table.get("canary") {
         for (i, canary) in canaries.iter().enumerate() {
             if let toml::Value::Table(t) = canary {
@@ -377,6 +388,7 @@ fn type_message(serde: &str) -> String {
         .replace("expected i64", "expected an integer")
         .replace("expected a sequence", "expected a list")
         .replace("expected struct RawCanary", "expected a [[canary]] table")
+        .replace("expected struct RawHost", "expected a [host] table")
 }
 
 #[derive(Deserialize)]
@@ -397,6 +409,7 @@ struct RawConfig {
     capture: Option<bool>,
     listener_poll: Option<toml::Value>,
     dns_timeout: Option<toml::Value>,
+    host: Option<host::RawHost>,
     canary: Option<Vec<RawCanary>>,
 }
 
@@ -479,6 +492,7 @@ impl Validator {
             DEFAULT_LISTENER_POLL,
             LISTENER_POLL_RANGE,
         );
+        let host_config = self.host(raw.host);
         let canaries = self.canaries(raw.canary, timeout, interval);
         Some(Config {
             collector_url: collector_url?,
@@ -498,6 +512,7 @@ impl Validator {
             dns_timeout: dns_timeout?,
             capture: raw.capture.unwrap_or(true),
             listener_poll: listener_poll?,
+            host_watch: host_config?,
             canaries: canaries?,
         })
     }
@@ -1054,7 +1069,7 @@ fn parse_target(raw: &str) -> Result<Target, String> {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
+    pub(super) const MINIMAL: &str = r#"
 collector_url = "http://127.0.0.1:8750"
 token = "cw_test"
 server = "web-01"
@@ -1070,12 +1085,12 @@ url = "http://canary.example/health"
         }
     }
 
-    fn parse(text: &str) -> Result<Config, ConfigError> {
+    pub(super) fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, &host())
     }
 
     /// The problems of an invalid config, one string each.
-    fn problems(text: &str) -> Vec<String> {
+    pub(super) fn problems(text: &str) -> Vec<String> {
         match parse(text) {
             Ok(c) => panic!("expected errors, got {c:?}"),
             Err(e) => e.problems(),
@@ -1217,7 +1232,7 @@ url = "http://[fd00::2]/"
             vec![
                 "colector_url: unknown key in the top-level table; allowed keys: collector_url, \
                  token, token_file, server, interval, timeout, spool_dir, spool_max_reports, \
-                 state_dir, resolvers, dns_timeout, capture, listener_poll, canary"
+                 state_dir, resolvers, dns_timeout, capture, listener_poll, host, canary"
             ]
         );
     }

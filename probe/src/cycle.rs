@@ -21,6 +21,7 @@ use crate::checks::http::HttpChecker;
 use crate::checks::http::{HttpOutcome, HttpTransport};
 use crate::config::{Backend, Canary, Config, TargetHost};
 use crate::host::listeners::ListenerWatch;
+use crate::host::watch::{self, HostWatch};
 use crate::now_ms;
 
 /// Most addresses requested per canary: bounds the requests (and memory) of a cycle and keeps
@@ -40,8 +41,10 @@ pub struct Prober<D, H> {
     pub resolv_conf: PathBuf,
     /// The listeners on the canaries' ports, for failures of canaries served on this host.
     pub listeners: Option<ListenerWatch>,
-    /// Backend identities and the boot id across cycles, for canaries with backends.
+    /// Backend identities and the boot id across cycles.
     pub memory: Option<Memory>,
+    /// The probe's own host: memory, pressure, the kernel log, the reboot found at start.
+    pub host: Option<HostWatch>,
 }
 
 impl Prober<HickoryTransport, HttpChecker> {
@@ -58,14 +61,13 @@ impl Prober<HickoryTransport, HttpChecker> {
             .map(|c| (c.target.port, c.serving.clone()))
             .collect();
         let listeners = ListenerWatch::start(ports, config.listener_poll);
-        let memory = config
-            .canaries
-            .iter()
-            .any(|c| !c.backends.is_empty())
-            .then(|| Memory::open(&config.state_dir));
+        // Always opened: the boot id it keeps is how a reboot is seen.
+        let memory = Memory::open(&config.state_dir);
+        let host = HostWatch::start(&config.host_watch, memory.reboot());
         Prober {
             listeners: Some(listeners),
-            memory,
+            memory: Some(memory),
+            host: Some(host),
             ..Prober::new(config, HickoryTransport, http)
         }
     }
@@ -80,6 +82,7 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
             resolv_conf: PathBuf::from(RESOLV_CONF),
             listeners: None,
             memory: None,
+            host: None,
         }
     }
 
@@ -98,6 +101,10 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
             results.extend(checks);
             resolutions.extend(resolution);
         }
+        let host = self.host.as_ref().map(|h| h.observe(now_ms()));
+        if let Some(host) = &host {
+            with_host(&mut results, host);
+        }
         Report {
             schema_version: SCHEMA_VERSION,
             report_id: Uuid::new_v4(),
@@ -113,7 +120,7 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
             results,
             resolutions,
             spool: SpoolStats::default(),
-            host: None,
+            host: host.as_ref().map(watch::for_report),
         }
     }
 
@@ -304,6 +311,19 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
     }
 }
 
+/// Adds the host's evidence to the failed checks of canaries served on this host, and
+/// classifies them again: an OOM kill of the serving process outranks the refused connection
+/// it left behind.
+fn with_host(results: &mut [CheckResult], host: &causeway_schema::HostEvidence) {
+    let local = |r: &CheckResult| {
+        r.evidence.listeners.is_some() || r.address.is_some_and(crate::host::is_own_address)
+    };
+    for r in results.iter_mut().filter(|r| !r.ok && local(r)) {
+        r.evidence.host = Some(host.clone());
+        r.diagnosis = classify(r);
+    }
+}
+
 /// Sets each resolver's verdict, judged against the others and the requests made.
 fn judge(name: &str, outcomes: &mut [ResolverOutcome], fetched: &[HttpOutcome]) {
     let checks: Vec<AddressCheck<'_>> = fetched
@@ -451,8 +471,17 @@ pub fn summary(report: &Report) -> String {
         line.push_str("; resolvers: ");
         line.push_str(&conditions.join(", "));
     }
+    let host = report.host.iter().flat_map(|h| &h.conditions);
+    let host: Vec<&str> = host.map(|c| c.cause.id()).collect();
+    if !host.is_empty() {
+        line.push_str("; host: ");
+        line.push_str(&host.join(", "));
+    }
     line
 }
+
+#[cfg(test)]
+mod host_tests;
 
 #[cfg(test)]
 mod tests {
@@ -472,7 +501,7 @@ mod tests {
 
     /// Canned DNS: (server, record type) -> addresses, or an outcome without addresses.
     #[derive(Default)]
-    struct FakeDns {
+    pub(super) struct FakeDns {
         answers: HashMap<(SocketAddr, &'static str), Result<Vec<IpAddr>, DnsOutcome>>,
         asked: Mutex<Vec<(SocketAddr, String, &'static str)>>,
         /// Servers whose host answers ping; all others are silent.
@@ -544,8 +573,8 @@ mod tests {
 
     /// Canned HTTP: every address answers ok, except those listed with a failure kind.
     #[derive(Default)]
-    struct FakeHttp {
-        failing: HashMap<IpAddr, FailureKind>,
+    pub(super) struct FakeHttp {
+        pub(super) failing: HashMap<IpAddr, FailureKind>,
         fetched: Mutex<Vec<IpAddr>>,
     }
 
@@ -576,7 +605,7 @@ mod tests {
         }
     }
 
-    fn config(resolvers: &str, canaries: &str) -> Arc<Config> {
+    pub(super) fn config(resolvers: &str, canaries: &str) -> Arc<Config> {
         let text = format!(
             "collector_url = \"http://127.0.0.1:1\"\ntoken = \"t\"\nserver = \"web-01\"\n\
              resolvers = {resolvers}\n{canaries}"

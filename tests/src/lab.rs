@@ -232,6 +232,42 @@ impl Lab {
         Ok(path)
     }
 
+    /// A new memory cgroup limited to `limit_bytes`, without swap, named after the lab; its
+    /// processes are OOM-killed by the kernel when they outgrow it. Made in the cgroup v2 tree
+    /// (`memory.max`) where the memory controller is there, else in cgroup v1's memory
+    /// hierarchy (`memory.limit_in_bytes`), as on this project's CI machine. Removed at
+    /// teardown; run a program in it with [`Host::command_in`].
+    pub fn memory_cgroup(&mut self, name: &str, limit_bytes: u64) -> Result<PathBuf> {
+        let name = format!("{}-{name}", self.prefix);
+        let (path, files) = match memory_controller()? {
+            MemoryController::V2(root) => {
+                enable_memory_v2(&root)?;
+                let files = [("memory.max", limit_bytes), ("memory.swap.max", 0)];
+                (root.join(name), files)
+            }
+            MemoryController::V1(root) => {
+                // memsw (memory + swap) may only be set once the memory limit is: keep order.
+                let files = [
+                    ("memory.limit_in_bytes", limit_bytes),
+                    ("memory.memsw.limit_in_bytes", limit_bytes),
+                ];
+                (root.join(name), files)
+            }
+        };
+        std::fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
+        self.cgroups.push(path.clone());
+        for (file, value) in files {
+            let at = path.join(file);
+            // Without swap accounting (or swap) the swap file is absent: nothing to limit.
+            if file.contains("sw") && !at.exists() {
+                continue;
+            }
+            std::fs::write(&at, value.to_string())
+                .with_context(|| format!("writing {value} to {}", at.display()))?;
+        }
+        Ok(path)
+    }
+
     /// Keeps `service` alive as long as the lab, and stops it first at teardown.
     pub fn adopt(&mut self, service: Service) {
         self.services.push(service);
@@ -321,6 +357,50 @@ pub fn cgroup2_root() -> Result<PathBuf> {
         }
     }
     bail!("no cgroup2 hierarchy is mounted; the tests put services in cgroups of their own")
+}
+
+/// Where the memory controller is: the cgroup v2 root when it offers `memory` (most hosts),
+/// else cgroup v1's memory hierarchy (a hybrid host keeps it there).
+enum MemoryController {
+    V2(PathBuf),
+    V1(PathBuf),
+}
+
+fn memory_controller() -> Result<MemoryController> {
+    if let Ok(root) = cgroup2_root() {
+        let controllers = std::fs::read_to_string(root.join("cgroup.controllers"))?;
+        if controllers.split_whitespace().any(|c| c == "memory") {
+            return Ok(MemoryController::V2(root));
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+    for line in mounts.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut fields = right.split_whitespace();
+        let (fstype, options) = (fields.next(), fields.nth(1).unwrap_or(""));
+        if fstype == Some("cgroup")
+            && options.split(',').any(|o| o == "memory")
+            && let Some(mount_point) = left.split_whitespace().nth(4)
+        {
+            return Ok(MemoryController::V1(PathBuf::from(mount_point)));
+        }
+    }
+    bail!(
+        "no memory cgroup controller: neither the cgroup v2 root offers `memory` nor is cgroup          v1's memory hierarchy mounted; the OOM tests need one"
+    )
+}
+
+/// Lets the v2 root's children limit memory (`+memory` in its subtree_control).
+fn enable_memory_v2(root: &Path) -> Result<()> {
+    let control = root.join("cgroup.subtree_control");
+    let enabled = std::fs::read_to_string(&control)?;
+    if !enabled.split_whitespace().any(|c| c == "memory") {
+        std::fs::write(&control, "+memory")
+            .with_context(|| format!("enabling memory in {}", control.display()))?;
+    }
+    Ok(())
 }
 
 /// Kills whatever is left in `cgroup` and removes it. Never fails: teardown must go on.

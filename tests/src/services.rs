@@ -190,6 +190,55 @@ time.sleep(random.uniform(1.0, 3.0))
     Ok(service)
 }
 
+/// A Python HTTP server on every address of `host`, port `port`, serving the canary page, in
+/// the memory cgroup `cgroup` (see [`Lab::memory_cgroup`]). On SIGUSR1 it starts allocating
+/// (and touching) 8 MiB after 8 MiB until the kernel's OOM killer kills it: a service eating
+/// memory. Its pid, as the test sees it, is the process that gets killed.
+pub fn start_hungry_server(lab: &Lab, host: &Host, cgroup: &Path, port: u16) -> Result<Service> {
+    let script = lab.path("hungry-server.py");
+    std::fs::write(
+        &script,
+        format!(
+            r#"import http.server, signal, sys
+
+class Canary(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"{CANARY_TEXT}\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+hoard = []
+
+def eat(signum, frame):
+    print("eating", flush=True)
+    while True:
+        hoard.append(b"\x01" * (8 << 20))
+
+signal.signal(signal.SIGUSR1, eat)
+server = http.server.HTTPServer(("0.0.0.0", int(sys.argv[1])), Canary)
+print("serving", flush=True)
+server.serve_forever(poll_interval=0.1)
+"#
+        ),
+    )?;
+    let mut cmd = host.command_in(cgroup, "python3");
+    cmd.arg(&script).arg(port.to_string());
+    let mut service = Service::spawn("hungry", &mut cmd, &lab.path("hungry.log"))?;
+    wait_for("the hungry server to listen", START_TIMEOUT, || {
+        if !service.is_running() {
+            bail!("the hungry server exited: {}", service.log_text());
+        }
+        Ok(service.log_text().contains("serving").then_some(()))
+    })?;
+    Ok(service)
+}
+
 /// unbound on `host`:53, authoritative for `lab.` with the given records
 /// (`"canary.lab. 30 IN A 10.88.0.2"`), answering only the lab's subnet.
 pub fn start_unbound(lab: &Lab, host: &Host, name: &str, records: &[&str]) -> Result<Service> {
@@ -338,12 +387,30 @@ pub struct ProbeSetup<'a> {
     pub canary_extra: &'a str,
     /// Extra top-level lines (`dns_timeout = "500ms"`).
     pub top_extra: &'a str,
+    /// The `[host]` table's lines; [`CALM_HOST`] when empty.
+    pub host_table: &'a str,
 }
+
+/// The `[host]` table of lab probes that do not test host evidence. Every lab host shares one
+/// kernel: its log holds the OOM kills of the OOM tests (run in parallel), and its load is
+/// the whole test run's. Neither belongs to a lab host, so these probes do not follow the
+/// kernel log and judge with thresholds that are never reached.
+pub const CALM_HOST: &str = "kernel_log = false
+leak_share = 100
+load_per_cpu = 1000
+                             cpu_pressure = 100
+memory_pressure = 100
+io_pressure = 100";
 
 /// The probe's config file for `setup`, written into the lab.
 pub fn write_probe_config(lab: &Lab, setup: &ProbeSetup) -> Result<(PathBuf, PathBuf)> {
     let spool = lab.path("spool");
+    let state = lab.path("state");
     let resolvers: Vec<String> = setup.resolvers.iter().map(|r| format!("{r:?}")).collect();
+    let host_table = match setup.host_table {
+        "" => CALM_HOST,
+        lines => lines,
+    };
     let config = lab.path("probe.toml");
     std::fs::write(
         &config,
@@ -354,8 +421,12 @@ server = "{server}"
 interval = "{interval}"
 timeout = "{timeout}"
 spool_dir = "{spool}"
+state_dir = "{state}"
 resolvers = [{resolvers}]
 {top_extra}
+
+[host]
+{host_table}
 
 [[canary]]
 name = "site"
@@ -370,6 +441,7 @@ expect_text = "{CANARY_TEXT}"
             interval = setup.interval,
             timeout = setup.timeout,
             spool = spool.display(),
+            state = state.display(),
             resolvers = resolvers.join(", "),
             url = setup.canary_url,
             extra = setup.canary_extra,

@@ -48,8 +48,8 @@ fn site(test: &str) -> Result<Site> {
     let db = lab.path("causeway.db");
     let token = services::add_token(&db, SERVER)?;
     let collector = services::start_collector(&lab, &coll_host, &db)?;
+    // write_probe_config keeps the probe's state here.
     let state_dir = lab.path("state");
-    let top = format!("state_dir = \"{}\"", state_dir.display());
     let backends = format!(
         "[[canary.backend]]\naddress = \"{PROD}\"\n[[canary.backend]]\naddress = \"{DEV}\"\n"
     );
@@ -63,8 +63,8 @@ fn site(test: &str) -> Result<Site> {
             resolvers: &["system".to_owned()],
             interval: "2s",
             timeout: "1500ms",
-            top_extra: &top,
             canary_extra: &backends,
+            ..Default::default()
         },
     )?;
     let probe = services::start_probe(&lab, &front, &config)?;

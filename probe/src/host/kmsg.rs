@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use causeway_schema::{KernelLine, OomKill};
+
 /// OOM kills kept, the oldest dropped first.
 pub const KILLS_MAX: usize = 64;
 /// Warning-or-worse lines kept, the oldest dropped first.
@@ -42,24 +44,6 @@ pub struct KmsgRecord {
     pub usec_since_boot: u64,
     /// The text, lossy UTF-8; the kernel's `\xNN` escapes of unprintable bytes are kept.
     pub message: String,
-}
-
-/// A process killed by the kernel's OOM killer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OomKill {
-    pub pid: u32,
-    /// The process's `comm` (at most 15 bytes, may hold spaces and parentheses).
-    pub command: String,
-    /// The victim's memory cgroup (`task_memcg` of the `oom-kill:` line, which names the
-    /// service that died; `oom_memcg`, the one whose limit was hit, when it is missing).
-    pub memcg: Option<String>,
-    /// A memory cgroup hit its limit: the host itself may have had memory to spare.
-    pub cgroup_oom: bool,
-    pub total_vm_kb: Option<u64>,
-    pub anon_rss_kb: Option<u64>,
-    pub file_rss_kb: Option<u64>,
-    pub shmem_rss_kb: Option<u64>,
-    pub uid: Option<u32>,
 }
 
 /// Whether the kernel log is being followed.
@@ -214,7 +198,9 @@ struct State {
     kills: VecDeque<(i64, OomKill)>,
     /// The form of the last kill while a `Killed process` line may still complete it.
     pending: Option<Form>,
-    lines: VecDeque<(i64, String)>,
+    lines: VecDeque<KernelLine>,
+    /// The last OOM kill line written from userspace (ignored, see [`ingest`]).
+    forged: Option<OomKill>,
 }
 
 impl KernelLog {
@@ -271,9 +257,9 @@ impl KernelLog {
 
     /// The last `max` lines of level warning or worse logged at or after `since_ms`, oldest
     /// first.
-    pub fn recent_lines(&self, since_ms: i64, max: usize) -> Vec<(i64, String)> {
+    pub fn recent_lines(&self, since_ms: i64, max: usize) -> Vec<KernelLine> {
         let state = lock(&self.shared.state);
-        let lines = state.lines.iter().rev().filter(|(at, _)| *at >= since_ms);
+        let lines = state.lines.iter().rev().filter(|l| l.at_ms >= since_ms);
         let mut lines: Vec<_> = lines.take(max).cloned().collect();
         lines.reverse();
         lines
@@ -368,19 +354,32 @@ fn follow(
 }
 
 /// Keeps what a record says: its line if warning or worse, its OOM kill, merged with the
-/// lines announcing the same kill. Any facility counts: only root can write to `/dev/kmsg`.
+/// lines announcing the same kill. Only the kernel's own records (facility 0) count: a line
+/// written to `/dev/kmsg` from userspace always gets another facility, so a test, a script or
+/// an attacker cannot fake a kill. Such a line that reads like one is remembered as forged.
 fn ingest(state: &mut State, rec: &KmsgRecord, at_ms: i64) {
     state.records += 1;
-    if rec.level <= 4 {
+    if rec.facility != 0 {
+        if let Some(kill) = parse_oom(&rec.message) {
+            state.forged = Some(kill);
+        }
+        return;
+    }
+    if rec.level <= 4 && !is_dump_line(&rec.message) {
         if state.lines.len() == LINES_MAX {
             state.lines.pop_front();
         }
-        let line = rec.message.chars().take(LINE_CHARS_MAX).collect();
-        state.lines.push_back((at_ms, line));
+        let text = rec.message.chars().take(LINE_CHARS_MAX).collect();
+        state.lines.push_back(KernelLine {
+            at_ms,
+            level: rec.level,
+            text,
+        });
     }
     let Some((form, kill)) = parse_oom_form(&rec.message) else {
         return;
     };
+    let kill = OomKill { at_ms, ..kill };
     if let (Form::Killed, Some(pending), Some((at, last))) =
         (form, state.pending.take(), state.kills.back_mut())
         && (pending == Form::Chosen || last.pid == kill.pid)
@@ -400,6 +399,29 @@ fn ingest(state: &mut State, rec: &KmsgRecord, at_ms: i64) {
     }
     state.kills.push_back((at_ms, kill));
     state.pending = (form != Form::Killed).then_some(form);
+}
+
+/// Whether a kernel line is part of a stack or register dump (printed at warning level with
+/// every OOM kill and warning): dozens of lines that would push the lines that say what
+/// happened out of the evidence.
+fn is_dump_line(text: &str) -> bool {
+    const PREFIXES: [&str; 5] = [
+        "Call Trace:",
+        "Code: ",
+        "CPU: ",
+        "Hardware name: ",
+        "Modules linked in:",
+    ];
+    // `RIP: 0033:0x7f..`, `RAX: 0000..`, `R10: 0000..`, `CR2: ..`: a register name, a colon
+    // and hexadecimal.
+    let register = text.split_once(": ").is_some_and(|(name, value)| {
+        (2..=4).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            && value.bytes().take(4).all(|b| b.is_ascii_hexdigit())
+    });
+    text.starts_with(' ') || PREFIXES.iter().any(|p| text.starts_with(p)) || register
 }
 
 #[cfg(test)]
@@ -456,10 +478,14 @@ mod tests {
         queue.insert(3, Err(io::Error::from_raw_os_error(libc::EPIPE)));
         queue.insert(5, Ok(b"garbage without a header".to_vec()));
         queue.insert(7, Err(io::Error::from_raw_os_error(libc::EINVAL)));
+        // Written from userspace (facility 1, LOG_USER): read, never a kill, never a line.
+        let forged = "11,900,3552900000,-;Out of memory: Killed process 77 (forged) total-vm:1kB";
+        queue.push_back(Ok(forged.as_bytes().to_vec()));
         let shared = Shared::default();
         follow(Records(queue), &shared, || 1_000_000).unwrap();
         let state = lock(&shared.state);
-        assert_eq!((state.records, state.overwritten), (14, 1));
+        assert_eq!((state.records, state.overwritten), (15, 1));
+        assert_eq!(state.forged.as_ref().map(|k| k.pid), Some(77));
         let kills: Vec<_> = state
             .kills
             .iter()
@@ -500,12 +526,12 @@ mod tests {
             (KILLS_MAX, oldest)
         );
         assert_eq!(state.lines.len(), LINES_MAX);
-        let widths: Vec<_> = state.lines.iter().map(|(_, l)| l.chars().count()).collect();
+        let widths: Vec<_> = state.lines.iter().map(|l| l.text.chars().count()).collect();
         assert_eq!(widths, [LINE_CHARS_MAX; LINES_MAX]);
         drop(state);
         let recent = log.recent_lines(250, 3);
         assert_eq!(
-            recent.iter().map(|(at, _)| *at).collect::<Vec<_>>(),
+            recent.iter().map(|l| l.at_ms).collect::<Vec<_>>(),
             [297, 298, 299]
         );
         assert_eq!(log.oom_kills_since(290).len(), 10);
@@ -523,10 +549,11 @@ mod tests {
         assert!(fix, "{denied}");
     }
 
-    /// As root: a line written to /dev/kmsg is logged verbatim (with facility LOG_USER), so the
-    /// kernel's own OOM text can be injected, and must come back as a kill.
+    /// As root: a line written to /dev/kmsg is logged verbatim, but with facility LOG_USER
+    /// whatever its prefix says. The follower must read it from the real log and must not take
+    /// it for a kill.
     #[test]
-    fn an_injected_kill_is_followed_from_the_real_kernel_log() {
+    fn an_injected_kill_is_read_from_the_real_kernel_log_and_not_believed() {
         // No skipping: the test suite runs as root (scripts/test), where this must work.
         let devkmsg = std::fs::read_to_string("/proc/sys/kernel/printk_devkmsg");
         assert!(
@@ -538,24 +565,61 @@ mod tests {
             .open(KMSG)
             .unwrap_or_else(|e| panic!("writing to {KMSG} needs root: {e}"));
         let log = KernelLog::start();
-        let since = now_ms() - 2000;
         let pid = std::process::id() % 4_000_000 + 100_000;
         let line = format!(
-            "<4>Out of memory: Killed process {pid} (cw-kmsg-test) total-vm:1000kB, \
+            "<3>Out of memory: Killed process {pid} (cw-kmsg-test) total-vm:1000kB, \
              anon-rss:500kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0\n"
         );
         io::Write::write_all(&mut writer, line.as_bytes()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        let found = loop {
-            let kills = log.oom_kills_since(since);
-            if let Some((_, k)) = kills.into_iter().find(|(_, k)| k.pid == pid) {
+        let forged = loop {
+            let forged = lock(&log.shared.state).forged.clone();
+            if let Some(k) = forged.filter(|k| k.pid == pid) {
                 break k;
             }
             assert!(Instant::now() < deadline, "not seen: {:?}", log.status());
             std::thread::sleep(Duration::from_millis(10));
         };
-        let got = (found.command.as_str(), found.anon_rss_kb);
-        assert_eq!(got, ("cw-kmsg-test", Some(500)));
+        assert_eq!(forged.command, "cw-kmsg-test");
+        let believed = log
+            .oom_kills_since(0)
+            .into_iter()
+            .any(|(_, k)| k.pid == pid);
+        assert!(
+            !believed,
+            "a kill written from userspace was taken as the kernel's"
+        );
         assert!(matches!(log.status(), KmsgStatus::Following { records, .. } if records > 0));
+    }
+
+    #[test]
+    fn stack_and_register_dumps_are_not_kept_lines() {
+        // Recorded from this machine's kernel (6.18) around a memory cgroup OOM kill.
+        let dump = [
+            "CPU: 0 UID: 0 PID: 3186 Comm: python3 Not tainted 6.18.44-fc-v782 #1 PREEMPT(none) ",
+            "Call Trace:",
+            " <TASK>",
+            " dump_stack_lvl+0x59/0x90",
+            " ? srso_alias_return_thunk+0x5/0xfbef5",
+            "RIP: 0033:0x7f9da5d7154a",
+            "Code: c5 fe 7f 07 c5 fe 7f 47 20 c5 fe 7f 47 40",
+            "RSP: 002b:00007ffc72f2d968 EFLAGS: 00010206",
+            "RAX: 0000000000000001 RBX: 0000000000800000 RCX: 00000000002db030",
+            "R10: 0000000000000022 R11: 0000000000000246 R12: 00007f9da6350900",
+            " </TASK>",
+        ];
+        for line in dump {
+            assert!(is_dump_line(line), "{line:?}");
+        }
+        let telling = [
+            "python3 invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+            "Memory cgroup out of memory: Killed process 3186 (python3) total-vm:84140kB",
+            "TCP: request_sock_TCP: Possible SYN flooding on port 80. Sending cookies.",
+            "EXT4-fs error (device sda1): ext4_find_entry:1455: comm nginx: reading directory",
+            "mce: CPU0: Core temperature above threshold, cpu clock throttled",
+        ];
+        for line in telling {
+            assert!(!is_dump_line(line), "{line:?}");
+        }
     }
 }

@@ -9,6 +9,7 @@ pub mod netlink;
 pub mod pressure;
 pub mod procfs;
 pub mod sock_diag;
+pub mod watch;
 
 use std::net::IpAddr;
 

@@ -11,6 +11,8 @@ use std::io;
 use std::path::Path;
 use std::sync::Once;
 
+use causeway_schema::{MemorySample, Pressure};
+
 use serde::{Deserialize, Serialize};
 
 /// A file that does not hold what the kernel's documentation promises: which file, what is
@@ -203,24 +205,67 @@ pub struct HostSample {
     pub load: Option<LoadAvg>,
     /// From /proc/stat ([`count_cpus`]); `available_parallelism`, then 1, if that fails.
     pub cpus: u32,
+    /// The files that could not be read or parsed, each with why.
+    pub warnings: Vec<String>,
 }
 
-/// Reads everything from `proc_root` (`/proc` in production, recorded files in tests).
+/// Reads everything from `proc_root` (`/proc` in production, recorded files in tests). What
+/// could not be read is left None and named in `warnings`.
 pub fn sample(proc_root: &Path, now_ms: i64) -> HostSample {
-    fn ok<T>(r: io::Result<T>) -> Option<T> {
-        r.map_err(|e| tracing::warn!("{e}")).ok()
+    fn keep<T>(warnings: &mut Vec<String>, r: io::Result<T>) -> Option<T> {
+        r.map_err(|e| warnings.push(e.to_string())).ok()
     }
-    let psi = |resource| ok(read_psi(proc_root, resource)).flatten();
-    let cpus = ok(read(proc_root, "stat", |t| Ok(count_cpus(t)))).flatten();
+    let mut w = Vec::new();
+    let meminfo = keep(&mut w, read(proc_root, "meminfo", parse_meminfo));
+    let load = keep(&mut w, read(proc_root, "loadavg", parse_loadavg));
+    let cpus = keep(&mut w, read(proc_root, "stat", |t| Ok(count_cpus(t)))).flatten();
+    let psi_cpu = keep(&mut w, read_psi(proc_root, "cpu")).flatten();
+    let psi_memory = keep(&mut w, read_psi(proc_root, "memory")).flatten();
+    let psi_io = keep(&mut w, read_psi(proc_root, "io")).flatten();
     let fallback = || std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     HostSample {
         at_ms: now_ms,
-        meminfo: ok(read(proc_root, "meminfo", parse_meminfo)),
-        psi_cpu: psi("cpu"),
-        psi_memory: psi("memory"),
-        psi_io: psi("io"),
-        load: ok(read(proc_root, "loadavg", parse_loadavg)),
+        meminfo,
+        psi_cpu,
+        psi_memory,
+        psi_io,
+        load,
         cpus: cpus.unwrap_or_else(fallback),
+        warnings: w,
+    }
+}
+
+impl HostSample {
+    /// The memory figures as the report carries them; None without MemTotal.
+    pub fn memory(&self) -> Option<MemorySample> {
+        let m = self.meminfo.as_ref()?;
+        Some(MemorySample {
+            at_ms: self.at_ms,
+            total_kb: m.mem_total_kb,
+            available_kb: m.mem_available_kb,
+            slab_kb: m.slab_kb,
+            s_unreclaim_kb: m.s_unreclaim_kb,
+        })
+    }
+
+    /// The pressure figures as the report carries them (avg10 only: the judgement is about
+    /// now).
+    pub fn pressure(&self) -> Pressure {
+        let some = |p: &Option<Psi>| p.as_ref().map(|p| p.some.avg10);
+        let full = |p: &Option<Psi>| p.as_ref().and_then(|p| Some(p.full.as_ref()?.avg10));
+        Pressure {
+            at_ms: self.at_ms,
+            cpus: self.cpus,
+            load1: self.load.as_ref().map(|l| l.one),
+            load5: self.load.as_ref().map(|l| l.five),
+            load15: self.load.as_ref().map(|l| l.fifteen),
+            runnable: self.load.as_ref().map(|l| l.runnable),
+            cpu_some: some(&self.psi_cpu),
+            memory_some: some(&self.psi_memory),
+            memory_full: full(&self.psi_memory),
+            io_some: some(&self.psi_io),
+            io_full: full(&self.psi_io),
+        }
     }
 }
 
@@ -234,16 +279,6 @@ fn read<T>(
     let text = std::fs::read_to_string(&path)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display())))?;
     parse(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-/// How SUnreclaim moved over a series.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Growth {
-    pub first_kb: u64,
-    pub last_kb: u64,
-    pub over_ms: i64,
-    pub kb_per_hour: f64,
-    pub rising: bool,
 }
 
 /// The last `capacity` samples, oldest first (60 at a 30 s interval is 30 minutes): enough to
@@ -279,34 +314,9 @@ impl Series {
         self.samples.iter()
     }
 
-    /// SUnreclaim from the first to the last sample that has it; None with fewer than two such
-    /// samples or no time between them.
-    ///
-    /// `rising` is true when the last value is strictly above the first AND at least 80% of
-    /// the steps between consecutive values are non-decreasing. Why: a slab leak creeps up step
-    /// after step; a one-off bump that is released ends where it began (or goes down in many
-    /// steps), and noise goes down about as often as up. The rule does not judge size: whether
-    /// the growth matters (its share of RAM) is the classifier's call.
-    pub fn s_unreclaim_growth(&self) -> Option<Growth> {
-        let points: Vec<(i64, u64)> = self
-            .samples
-            .iter()
-            .filter_map(|s| Some((s.at_ms, s.meminfo.as_ref()?.s_unreclaim_kb?)))
-            .collect();
-        let (&(t0, first_kb), &(t1, last_kb)) = (points.first()?, points.last()?);
-        let over_ms = t1 - t0;
-        if over_ms <= 0 {
-            return None;
-        }
-        let steps = points.len() - 1;
-        let up = points.windows(2).filter(|w| w[1].1 >= w[0].1).count();
-        Some(Growth {
-            first_kb,
-            last_kb,
-            over_ms,
-            kb_per_hour: (last_kb as f64 - first_kb as f64) * 3_600_000.0 / over_ms as f64,
-            rising: last_kb > first_kb && up * 5 >= steps * 4,
-        })
+    /// The memory samples, oldest first.
+    pub fn memory(&self) -> Vec<MemorySample> {
+        self.samples.iter().filter_map(HostSample::memory).collect()
     }
 }
 
@@ -473,24 +483,6 @@ mod tests {
         assert_eq!(s.latest().unwrap().at_ms, 120_000);
         let one = series(0, &[1, 2]);
         assert_eq!(one.iter().count(), 1);
-        assert_eq!(one.s_unreclaim_growth(), None, "one sample is no growth");
-    }
-
-    #[test]
-    fn growth_rule() {
-        // Creeping up with one small dip in 10 steps (90% non-decreasing): a leak.
-        let creep = [
-            1000, 1100, 1100, 1250, 1200, 1300, 1400, 1400, 1500, 1650, 1800,
-        ];
-        let g = series(60, &creep).s_unreclaim_growth().unwrap();
-        assert_eq!((g.first_kb, g.last_kb, g.over_ms), (1000, 1800, 300_000));
-        assert_eq!((g.kb_per_hour, g.rising), (9600.0, true));
-        let flat = series(60, &[1000; 10]).s_unreclaim_growth().unwrap();
-        assert_eq!((flat.kb_per_hour, flat.rising), (0.0, false));
-        let bump = [1000, 1000, 1000, 9000, 9000, 1000, 1000, 1000];
-        assert!(!series(60, &bump).s_unreclaim_growth().unwrap().rising);
-        // Ends higher, but down in 2 of 5 steps (60% non-decreasing): noise, not a creep.
-        let noisy = [1000, 1500, 1100, 1600, 1200, 1300];
-        assert!(!series(60, &noisy).s_unreclaim_growth().unwrap().rising);
+        assert_eq!(one.memory().len(), 1, "{:?}", one.memory());
     }
 }

@@ -1,0 +1,134 @@
+//! The host across cycles: one memory and pressure sample per cycle kept as a series, the
+//! kernel log followed from the probe's start, the reboot found at start; judged every cycle
+//! into host conditions.
+//!
+//! Why every cycle and not only on failure: a slab leak or a climbing load is the warning that
+//! comes before the outage, and the collector keeps host conditions with their own history.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use causeway_schema::{
+    HOST_WARNINGS_MAX, HostEvidence, KERNEL_LINES_MAX, OOM_KILLS_MAX, Reboot, host_conditions,
+};
+
+use super::boot;
+use super::kmsg::{KernelLog, KmsgStatus};
+use super::pressure::{self, Series};
+use crate::config::HostConfig;
+
+/// Follows the host; one per probe.
+pub struct HostWatch {
+    config: HostConfig,
+    kernel_log: Option<KernelLog>,
+    state: Mutex<State>,
+}
+
+struct State {
+    series: Series,
+    reboot: Option<Reboot>,
+    /// Whether `reboot` went into a report yet: it goes into the first one in any case, then
+    /// as long as the host has been up for less than the window.
+    reboot_reported: bool,
+    /// The warnings of the last cycle, so that each change is logged once, not every cycle.
+    logged: BTreeSet<String>,
+}
+
+impl HostWatch {
+    /// Starts following the kernel log (unless `config.kernel_log` is off). `reboot` is what
+    /// the state file showed at the probe's start.
+    pub fn start(config: &HostConfig, reboot: Option<Reboot>) -> HostWatch {
+        let kernel_log = config.kernel_log.then(KernelLog::start);
+        HostWatch {
+            config: config.clone(),
+            kernel_log,
+            state: Mutex::new(State {
+                series: Series::new(config.samples),
+                reboot,
+                reboot_reported: false,
+                logged: BTreeSet::new(),
+            }),
+        }
+    }
+
+    /// Samples the host and judges it: the evidence of this cycle, with the whole series, the
+    /// OOM kills and the kernel lines of the window. Call once per cycle, after the checks.
+    pub fn observe(&self, now_ms: i64) -> HostEvidence {
+        let sample = pressure::sample(&self.config.proc_root, now_ms);
+        let mut warnings = sample.warnings.clone();
+        let pressure = sample.pressure();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.series.push(sample);
+        let boot_id = boot::boot_id()
+            .map(|id| id.trim().to_owned())
+            .unwrap_or_else(|e| {
+                warnings.push(format!("cannot read the boot id: {e}"));
+                String::new()
+            });
+        let uptime_s = boot::uptime_s().unwrap_or_else(|e| {
+            warnings.push(format!("cannot read the uptime: {e}"));
+            0
+        });
+        let window_s = self.config.thresholds.window_s;
+        let reboot = state
+            .reboot
+            .clone()
+            .filter(|_| !state.reboot_reported || uptime_s <= u64::from(window_s));
+        state.reboot_reported = true;
+        let since_ms = now_ms - i64::from(window_s) * 1000;
+        let (oom_kills, kernel_lines) = match &self.kernel_log {
+            Some(log) => {
+                if let KmsgStatus::Unavailable(why) = log.status() {
+                    warnings.push(format!("OOM kills are not seen: {why}"));
+                }
+                let mut kills = log.oom_kills_since(since_ms);
+                let drop = kills.len().saturating_sub(OOM_KILLS_MAX);
+                kills.drain(..drop);
+                let lines = log.recent_lines(since_ms, KERNEL_LINES_MAX);
+                (kills, lines)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        warnings.truncate(HOST_WARNINGS_MAX);
+        log_changes(&mut state.logged, &warnings);
+        let mut evidence = HostEvidence {
+            boot_id,
+            uptime_s,
+            reboot,
+            memory: state.series.memory(),
+            pressure: Some(pressure),
+            oom_kills: oom_kills
+                .into_iter()
+                .map(|(at_ms, kill)| causeway_schema::OomKill { at_ms, ..kill })
+                .collect(),
+            kernel_lines,
+            thresholds: self.config.thresholds.clone(),
+            conditions: Vec::new(),
+            warnings,
+        };
+        evidence.conditions = host_conditions(&evidence, now_ms);
+        evidence
+    }
+}
+
+/// What a report carries of the cycle's evidence: the latest sample instead of the series and
+/// no kernel lines (those travel with failed checks), the conditions judged on the whole.
+pub fn for_report(evidence: &HostEvidence) -> HostEvidence {
+    HostEvidence {
+        memory: evidence.memory.last().cloned().into_iter().collect(),
+        kernel_lines: Vec::new(),
+        ..evidence.clone()
+    }
+}
+
+/// Logs each warning when it first appears and once when they all clear.
+fn log_changes(logged: &mut BTreeSet<String>, warnings: &[String]) {
+    let now: BTreeSet<String> = warnings.iter().cloned().collect();
+    for w in now.difference(logged) {
+        tracing::warn!("host evidence: {w}");
+    }
+    if now.is_empty() && !logged.is_empty() {
+        tracing::info!("host evidence: every reader works again");
+    }
+    *logged = now;
+}
