@@ -17,11 +17,12 @@ use crate::db::Db;
 use crate::ingest::{self, IngestError, Outcome};
 use crate::read::{self, DEFAULT_RESULTS, MAX_RESULTS, ReadError};
 use crate::views::{
-    ErrorBody, FieldView, IncidentList, ResolverList, ResolverOverview, ResultList, ServerList,
+    ErrorBody, FieldView, HostView, IncidentList, ResolverList, ResolverOverview, ResultList,
+    ServerList,
 };
 use crate::{page, tokens};
 
-/// The default window of `incidents`, `why` and `resolvers`.
+/// The default window of `incidents`, `why`, `resolvers` and `host`.
 const DEFAULT_WINDOW_MS: i64 = 86_400_000;
 
 /// What every handler shares.
@@ -46,6 +47,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/servers/{name}/incidents", get(server_incidents))
         .route("/api/v1/servers/{name}/why", get(server_why))
         .route("/api/v1/servers/{name}/resolvers", get(server_resolvers))
+        .route("/api/v1/servers/{name}/host", get(server_host))
         .route("/api/v1/resolvers", get(all_resolvers))
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(max_body))
@@ -341,6 +343,15 @@ async fn server_resolvers(
     Ok(Json(
         read::resolvers(&app.db.read, &name, since, now_ms).await?,
     ))
+}
+
+async fn server_host(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<Params>, QueryRejection>,
+) -> Result<Json<HostView>, ApiError> {
+    let (since, now_ms) = window(&app, query)?;
+    Ok(Json(read::host(&app.db.read, &name, since, now_ms).await?))
 }
 
 async fn all_resolvers(

@@ -114,6 +114,19 @@ impl Client {
         self.get(&path).await
     }
 
+    /// `GET /api/v1/servers/{name}/host?since_ms=`.
+    pub async fn host(
+        &self,
+        server: &str,
+        since_ms: i64,
+    ) -> Result<serde_json::Value, ClientError> {
+        let path = format!(
+            "/api/v1/servers/{}/host?since_ms={since_ms}",
+            encode_segment(server)
+        );
+        self.get(&path).await
+    }
+
     /// GETs `path` and reads the JSON answer; maps the API's error answers to errors.
     pub async fn get(&self, path: &str) -> Result<serde_json::Value, ClientError> {
         let url = format!("{}{path}", self.base);

@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 
 use crate::client::{Client, ClientError};
 use crate::duration;
-use crate::views::{ResolverList, ResolverOverview, ServerList, WhyView};
-use crate::why::{render_resolvers, render_status, render_why};
+use crate::views::{HostView, ResolverList, ResolverOverview, ServerList, WhyView};
+use crate::why::{render_host, render_resolvers, render_status, render_why};
 
 /// Asks a Causeway collector how the servers are doing, and why they failed.
 #[derive(Debug, Parser)]
@@ -35,8 +35,8 @@ pub enum CtlCommand {
         #[arg(long)]
         json: bool,
     },
-    /// A server's availability, incidents and resolver conditions over a window, with each
-    /// one's evidence.
+    /// A server's availability, incidents, resolver and host conditions over a window, with
+    /// each one's evidence.
     Why {
         /// The server's name, as `status` lists it.
         server: String,
@@ -54,6 +54,18 @@ pub enum CtlCommand {
         #[command(flatten)]
         window: Window,
         /// Print the API's JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A server's host as its probe reads it: the latest memory and pressure readings, boot
+    /// id and uptime, and the host conditions (OOM kills, kernel memory leak, overload,
+    /// reboot) over a window.
+    Host {
+        /// The server's name, as `status` lists it.
+        server: String,
+        #[command(flatten)]
+        window: Window,
+        /// Print the API's JSON instead of the readings and conditions.
         #[arg(long)]
         json: bool,
     },
@@ -136,6 +148,17 @@ pub async fn run(ctl: &Ctl, now_ms: i64) -> Result<String, CtlError> {
             };
             Ok(render_resolvers(&overview))
         }
+        CtlCommand::Host {
+            server,
+            window,
+            json,
+        } => {
+            let value = client.host(server, window.since_ms(now_ms)).await?;
+            if *json {
+                return Ok(pretty(&value));
+            }
+            Ok(render_host(&shape::<HostView>(value)?, window.ms()))
+        }
     }
 }
 
@@ -180,6 +203,23 @@ mod tests {
         assert_eq!(window.since_ms(100_000_000), 100_000_000 - 86_400_000);
         assert_eq!(window.since_ms(5), 0);
         assert!(!json);
+    }
+
+    #[test]
+    fn host_takes_a_server_and_a_window() {
+        let ctl = Ctl::try_parse_from(["probectl", "host", "web-01", "--since", "1d", "--json"]);
+        let CtlCommand::Host {
+            server,
+            window,
+            json,
+        } = ctl.unwrap().command
+        else {
+            panic!("host expected")
+        };
+        assert_eq!(server, "web-01");
+        assert_eq!(window.since, Duration::from_secs(86_400));
+        assert!(json);
+        assert!(Ctl::try_parse_from(["probectl", "host"]).is_err());
     }
 
     #[test]

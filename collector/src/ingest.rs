@@ -1,6 +1,6 @@
-//! Storing a report: its results, the server's latest state, the incidents and the
-//! resolvers' observations and conditions ([`resolvers`]), all in one transaction that is
-//! committed before the probe gets its acknowledgement.
+//! Storing a report: its results, the server's latest state, the incidents, the resolvers'
+//! observations and conditions ([`resolvers`]) and the host's ([`host`]), all in one
+//! transaction that is committed before the probe gets its acknowledgement.
 //!
 //! Incident grouping, per server:
 //! - a report without a failed check closes the open incident (ended at the report's start);
@@ -10,10 +10,12 @@
 //!
 //! Reports arrive in order from a probe's spool, so grouping follows the order of arrival. A
 //! report that started before the newest report already processed for its server (a replay of
-//! an old spool entry, a probe whose clock stepped back) is stored and counted in availability
-//! and resolver health, but does not touch incidents, resolver conditions nor the server's
-//! latest state: grouping it would close or split an incident at a time before its own events.
+//! an old spool entry, a probe whose clock stepped back) is stored and counted in availability,
+//! resolver health and host readings, but does not touch incidents, resolver or host conditions
+//! nor the server's latest state: grouping it would close or split an incident at a time before
+//! its own events.
 
+mod host;
 mod resolvers;
 
 use causeway_schema::{Cause, CheckResult, Report};
@@ -77,6 +79,7 @@ pub async fn store(
         result_ids.push(insert_result(&mut tx, server_id, &report_id, result).await?);
     }
     let observed = resolvers::observe(&mut tx, server_id, &report_id, report).await?;
+    let host = host::observe(&mut tx, server_id, &report_id, report).await?;
 
     let newest: Option<i64> =
         sqlx::query_scalar("SELECT last_started_at_ms FROM servers WHERE id = ?1")
@@ -104,14 +107,15 @@ pub async fn store(
         .await?;
         update_incidents(&mut tx, server_id, report, &result_ids).await?;
         resolvers::update_conditions(&mut tx, server_id, report.started_at_ms, &observed).await?;
+        host::update_conditions(&mut tx, server_id, report.started_at_ms, &host).await?;
     } else {
         tracing::info!(
             report_id = %report.report_id,
             server = %report.server,
             started_at_ms = report.started_at_ms,
             newest_started_at_ms = newest,
-            "report older than the newest one of its server: stored, incidents and resolver \
-             conditions unchanged"
+            "report older than the newest one of its server: stored, incidents, resolver and \
+             host conditions unchanged"
         );
         sqlx::query("UPDATE servers SET last_received_at_ms = ?2 WHERE id = ?1")
             .bind(server_id)
@@ -286,8 +290,8 @@ async fn update_incidents(
     Ok(())
 }
 
-/// Ends the incident or resolver condition `id` of `table` (`incidents`,
-/// `resolver_conditions`: both keep `ended_at_ms` NULL while open).
+/// Ends the incident or condition `id` of `table` (`incidents`, `resolver_conditions`,
+/// `host_conditions`: all keep `ended_at_ms` NULL while open).
 async fn close(
     tx: &mut Transaction<'static, Sqlite>,
     table: &'static str,

@@ -3,8 +3,8 @@
 //! the operator's client of that API.
 //!
 //! One job per module: [`db`] opens the database, [`tokens`] authenticates probes, [`ingest`]
-//! stores a report, its incidents and its resolvers' conditions, [`read`] answers queries,
-//! [`api`] maps HTTP to both, [`page`] renders HTML; [`client`], [`ctl`], [`why`] and
+//! stores a report, its incidents and its resolvers' and host's conditions, [`read`] answers
+//! queries, [`api`] maps HTTP to both, [`page`] renders HTML; [`client`], [`ctl`], [`why`] and
 //! [`table`] are `probectl`'s.
 
 pub mod api;

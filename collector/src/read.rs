@@ -1,8 +1,11 @@
 //! The queries behind the read API and the page. Every list is bounded (a `LIMIT`), so one
-//! request cannot pull a whole table into memory. Resolvers have their own [`resolvers`].
+//! request cannot pull a whole table into memory. Resolvers have their own [`resolvers`], the
+//! probes' hosts [`host`].
 
+mod host;
 mod resolvers;
 
+pub use host::{MAX_HOST_CONDITIONS, host};
 pub use resolvers::{MAX_RESOLVER_CONDITIONS, all_resolvers, resolvers};
 
 use std::collections::BTreeMap;
@@ -418,8 +421,8 @@ pub async fn incidents(
     incidents_of(pool, row.id, since_ms).await
 }
 
-/// What `probectl why` shows: the server, its availability, incidents and resolver conditions
-/// since `since_ms`.
+/// What `probectl why` shows: the server, its availability, incidents, resolver and host
+/// conditions since `since_ms`.
 pub async fn why(
     pool: &SqlitePool,
     name: &str,
@@ -431,6 +434,7 @@ pub async fn why(
     let availability = availability_since(pool, server_id, since_ms).await?;
     let incidents = incidents_of(pool, server_id, since_ms).await?;
     let resolver_conditions = resolvers::conditions_of(pool, server_id, since_ms).await?;
+    let host_conditions = host::conditions_of(pool, server_id, since_ms).await?;
     Ok(WhyView {
         server: server_view(pool, row, now_ms).await?,
         since_ms,
@@ -438,5 +442,6 @@ pub async fn why(
         availability,
         incidents,
         resolver_conditions,
+        host_conditions,
     })
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use causeway_schema::{Evidence, ResolverOutcome, Timings};
+use causeway_schema::{Evidence, HostCondition, MemorySample, Pressure, ResolverOutcome, Timings};
 use serde::{Deserialize, Serialize};
 
 /// `GET /api/v1/servers`.
@@ -172,6 +172,9 @@ pub struct WhyView {
     /// Overlapping the window, newest first. Absent from older collectors' answers.
     #[serde(default)]
     pub resolver_conditions: Vec<ResolverConditionView>,
+    /// Overlapping the window, newest first. Absent from older collectors' answers.
+    #[serde(default)]
+    pub host_conditions: Vec<HostConditionView>,
 }
 
 /// Consecutive observations of one resolver, for one canary's name, with the same cause. Not
@@ -274,6 +277,65 @@ impl From<ResolverList> for ResolverOverview {
             }],
         }
     }
+}
+
+/// Consecutive reports of one server's probe finding the same thing wrong with its own host.
+/// Not an incident: the canary may well answer meanwhile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostConditionView {
+    pub id: i64,
+    /// `oom_kill`, `kernel_memory_leak`, `host_overload` or `host_rebooted`.
+    pub cause: String,
+    /// What the cause means, for people (`Cause::summary`).
+    pub summary: String,
+    pub started_at_ms: i64,
+    pub last_seen_at_ms: i64,
+    pub ended_at_ms: Option<i64>,
+    pub open: bool,
+    /// Cycles in which the probe found this cause.
+    pub observations: u64,
+    /// The explanation of the first observation.
+    pub explanation: String,
+    /// The explanation of the latest: the figures move while a condition lasts.
+    pub last_explanation: String,
+    /// The condition as the probe reported it at the first and at the latest observation;
+    /// null when the stored JSON no longer reads.
+    pub evidence: Option<HostCondition>,
+    pub last_evidence: Option<HostCondition>,
+}
+
+/// One cycle's readings of a probe's host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostObservationView {
+    pub report_id: String,
+    /// The report's start; also the `at_ms` of `memory` and `pressure`, which the collector
+    /// keeps per report, not per reading.
+    pub started_at_ms: i64,
+    /// Empty when the probe could not read it.
+    pub boot_id: String,
+    pub uptime_s: u64,
+    /// The cycle's latest /proc/meminfo sample; null when the probe had none.
+    pub memory: Option<MemorySample>,
+    /// PSI and load; null when the probe had none.
+    pub pressure: Option<Pressure>,
+    /// The cause ids of the host conditions the probe found in this cycle.
+    pub causes: Vec<String>,
+    /// What the probe could not read of its host in this cycle, and why.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// `GET /api/v1/servers/{name}/host`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostView {
+    pub server: String,
+    pub since_ms: i64,
+    pub now_ms: i64,
+    /// The newest readings (by the report's start), however old: what is known of the host
+    /// now. Null until a report carries them (probes that predate host evidence never do).
+    pub latest: Option<HostObservationView>,
+    /// Overlapping the window, newest first.
+    pub conditions: Vec<HostConditionView>,
 }
 
 /// Every error the API answers: `{"error": "..."}` and, for some, details.

@@ -3,16 +3,19 @@
 //!
 //! Strings from probes pass through [`clean`]: a control character in an explanation must
 //! not reach the operator's terminal as an escape sequence. The resolvers' part is in [`dns`]
-//! (conditions, a failed check's resolvers) and [`resolvers`] (`probectl resolvers`).
+//! (conditions, a failed check's resolvers) and [`resolvers`] (`probectl resolvers`); the
+//! probe's host in [`host`] (conditions, a failed check's host, `probectl host`).
 
 mod backends;
 mod dns;
+mod host;
 mod resolvers;
 
 use std::fmt::Write;
 
 use causeway_schema::{ListenerEvidence, PacketTrace};
 
+pub use host::render_host;
 pub use resolvers::render_resolvers;
 
 use crate::table;
@@ -79,7 +82,7 @@ fn availability_phrase(a: &Availability) -> (String, String) {
 }
 
 /// `probectl why`: availability over the window, then each incident with its evidence, then
-/// the resolver conditions. `window_ms` is the window as the operator asked for it
+/// the resolver and the host conditions. `window_ms` is the window as the operator asked for it
 /// (`--since`), for the wording.
 pub fn render_why(view: &WhyView, window_ms: i64) -> String {
     let window = compact_duration(window_ms);
@@ -98,6 +101,7 @@ pub fn render_why(view: &WhyView, window_ms: i64) -> String {
         render_incident(&mut out, incident, view.now_ms);
     }
     dns::render_conditions(&mut out, &view.resolver_conditions, view.now_ms);
+    host::render_conditions(&mut out, &view.host_conditions, view.now_ms);
     out
 }
 
@@ -194,6 +198,9 @@ fn render_evidence(out: &mut String, r: &ResultView) {
     }
     if let Some(b) = evidence.and_then(|e| e.backends.as_ref()) {
         backends::backend_lines(&mut lines, b);
+    }
+    if let Some(h) = evidence.and_then(|e| e.host.as_ref()) {
+        host::host_lines(&mut lines, h);
     }
     labelled(out, "evidence:", &lines);
 }

@@ -3,78 +3,10 @@
 
 mod common;
 
-use causeway_collector::api::AppState;
-use causeway_collector::clock::Clock;
-use causeway_collector::ctl::{self, Ctl};
-use causeway_collector::serve;
+use causeway_collector::ctl;
 use causeway_collector::views::{ResolverList, WhyView};
 use causeway_collector::why::{render_resolvers, render_why};
-use causeway_schema::Report;
-use clap::Parser;
 use common::*;
-
-fn ctl(args: &[&str]) -> Ctl {
-    Ctl::try_parse_from(std::iter::once("probectl").chain(args.iter().copied())).unwrap()
-}
-
-/// The collector of `h` serving on a free port of 127.0.0.1, its clock at [`NOW`].
-struct Running {
-    base: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<Result<(), serve::ServeError>>,
-}
-
-impl Running {
-    async fn start(h: &Harness) -> Running {
-        let listener = serve::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState {
-            clock: Clock::fixed(NOW),
-            ..h.state()
-        };
-        let server = tokio::spawn(serve::run(listener, state, async {
-            let _ = stopped.await;
-        }));
-        Running {
-            base: format!("http://{addr}"),
-            stop,
-            server,
-        }
-    }
-
-    /// Posts `reports` as the probe does: JSON over HTTP with the bearer token.
-    async fn post(&self, token: &str, reports: &[Report]) {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .unwrap();
-        for r in reports {
-            let answer = http
-                .post(format!("{}/api/v1/reports", self.base))
-                .bearer_auth(token)
-                .json(r)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
-        }
-    }
-
-    /// `probectl --collector <this one> args...`.
-    async fn run(&self, args: &[&str]) -> Result<String, ctl::CtlError> {
-        let mut all = vec!["--collector", &self.base];
-        all.extend_from_slice(args);
-        ctl::run(&ctl(&all), NOW).await
-    }
-
-    async fn stop(self) {
-        self.stop.send(()).unwrap();
-        self.server.await.unwrap().unwrap();
-    }
-}
 
 #[tokio::test]
 async fn status_and_why_over_real_http() {

@@ -244,25 +244,65 @@ impl Validator {
     /// condition's explanation and evidence.
     fn host(&mut self, at: &str, host: &HostEvidence) {
         let lists = [
-            ("memory", host.memory.len(), crate::MEMORY_SAMPLES_MAX, "samples"),
-            ("oom_kills", host.oom_kills.len(), crate::OOM_KILLS_MAX, "kills"),
-            ("kernel_lines", host.kernel_lines.len(), crate::KERNEL_LINES_MAX, "lines"),
-            ("warnings", host.warnings.len(), crate::HOST_WARNINGS_MAX, "warnings"),
-            ("conditions", host.conditions.len(), Cause::ALL.len(), "conditions"),
+            (
+                "memory",
+                host.memory.len(),
+                crate::MEMORY_SAMPLES_MAX,
+                "samples",
+            ),
+            (
+                "oom_kills",
+                host.oom_kills.len(),
+                crate::OOM_KILLS_MAX,
+                "kills",
+            ),
+            (
+                "kernel_lines",
+                host.kernel_lines.len(),
+                crate::KERNEL_LINES_MAX,
+                "lines",
+            ),
+            (
+                "warnings",
+                host.warnings.len(),
+                crate::HOST_WARNINGS_MAX,
+                "warnings",
+            ),
+            (
+                "conditions",
+                host.conditions.len(),
+                Cause::ALL.len(),
+                "conditions",
+            ),
         ];
         for (field, len, max, what) in lists {
             self.count(&format!("{at}.{field}"), len, max, what);
         }
         self.text(&format!("{at}.boot_id"), &host.boot_id, 0, 64);
-        for (i, line) in host.kernel_lines.iter().take(crate::KERNEL_LINES_MAX).enumerate() {
+        for (i, line) in host
+            .kernel_lines
+            .iter()
+            .take(crate::KERNEL_LINES_MAX)
+            .enumerate()
+        {
             self.text(&format!("{at}.kernel_lines[{i}].text"), &line.text, 0, 1024);
         }
-        for (i, w) in host.warnings.iter().take(crate::HOST_WARNINGS_MAX).enumerate() {
+        for (i, w) in host
+            .warnings
+            .iter()
+            .take(crate::HOST_WARNINGS_MAX)
+            .enumerate()
+        {
             self.text(&format!("{at}.warnings[{i}]"), w, 1, MAX_EXPLANATION);
         }
         for (i, c) in host.conditions.iter().take(Cause::ALL.len()).enumerate() {
             let at = format!("{at}.conditions[{i}]");
-            self.text(&format!("{at}.explanation"), &c.explanation, 1, MAX_EXPLANATION);
+            self.text(
+                &format!("{at}.explanation"),
+                &c.explanation,
+                1,
+                MAX_EXPLANATION,
+            );
             self.count(&format!("{at}.evidence"), c.evidence.len(), 32, "lines");
         }
         let t = &host.thresholds;

@@ -57,6 +57,15 @@ const SCENARIOS: &[(&str, &str)] = &scenarios![
     "backend-unknown-identity",
     "backend-on-other-failure",
     "backend-on-other-status",
+    "host-oom-serving",
+    "host-oom-serving-by-cgroup",
+    "host-oom-other-process",
+    "host-oom-outside-window",
+    "host-overload-timeout",
+    "host-overload-refused",
+    "host-leak-oom",
+    "host-rebooted-refused",
+    "host-calm",
 ];
 
 #[test]

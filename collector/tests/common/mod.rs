@@ -1,5 +1,6 @@
 //! Shared test helpers: a collector on a temporary SQLite file, reports built from schema
-//! types, and requests through the Router without a socket.
+//! types, requests through the Router without a socket, and the collector serving on a real
+//! socket for `probectl`.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::sync::Arc;
@@ -10,9 +11,11 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use causeway_collector::api::{self, AppState};
 use causeway_collector::clock::Clock;
+use causeway_collector::ctl::{self, Ctl};
 use causeway_collector::db::Db;
-use causeway_collector::tokens;
+use causeway_collector::{serve, tokens};
 use causeway_schema::*;
+use clap::Parser;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -363,4 +366,274 @@ fn story_explanation(cause: Cause) -> String {
         other => panic!("the story has no {other} condition"),
     };
     text.to_owned()
+}
+
+/// `probectl args...`, parsed as the binary parses its command line.
+pub fn ctl(args: &[&str]) -> Ctl {
+    Ctl::try_parse_from(std::iter::once("probectl").chain(args.iter().copied())).unwrap()
+}
+
+/// The collector of `h` serving on a free port of 127.0.0.1, its clock at [`NOW`].
+pub struct Running {
+    pub base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), serve::ServeError>>,
+}
+
+impl Running {
+    pub async fn start(h: &Harness) -> Running {
+        let listener = serve::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let state = AppState {
+            clock: Clock::fixed(NOW),
+            ..h.state()
+        };
+        let server = tokio::spawn(serve::run(listener, state, async {
+            let _ = stopped.await;
+        }));
+        Running {
+            base: format!("http://{addr}"),
+            stop,
+            server,
+        }
+    }
+
+    /// Posts `reports` as the probe does: JSON over HTTP with the bearer token.
+    pub async fn post(&self, token: &str, reports: &[Report]) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap();
+        for r in reports {
+            let answer = http
+                .post(format!("{}/api/v1/reports", self.base))
+                .bearer_auth(token)
+                .json(r)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+        }
+    }
+
+    /// `probectl --collector <this one> args...`.
+    pub async fn run(&self, args: &[&str]) -> Result<String, ctl::CtlError> {
+        let mut all = vec!["--collector", &self.base];
+        all.extend_from_slice(args);
+        ctl::run(&ctl(&all), NOW).await
+    }
+
+    pub async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.server.await.unwrap().unwrap();
+    }
+}
+
+/// KiB in a GiB and a MiB, for memory figures.
+pub const GIB: u64 = 1024 * 1024;
+pub const MIB: u64 = 1024;
+pub const BOOT_ID: &str = "4c6e0f2a-9d1b-4e57-8a3c-2b7d9e1f0a65";
+/// nginx's worker on the probe's host: the canary's serving process in the host stories.
+pub const NGINX_PID: u32 = 812;
+
+/// The probe's host at a cycle, as a probe reads it; [`ProbeHost::report`] and
+/// [`ProbeHost::evidence`] give what a report and a failed check carry, with the conditions
+/// judged by the schema's rules as the probe judges them.
+#[derive(Debug, Clone)]
+pub struct ProbeHost {
+    pub at: i64,
+    leaking: bool,
+    overloaded: bool,
+    kills: Vec<OomKill>,
+    kernel_lines: Vec<KernelLine>,
+    warnings: Vec<String>,
+}
+
+/// Memory samples a probe keeps in these stories, 30 s apart.
+const SAMPLES: i64 = 6;
+
+impl ProbeHost {
+    /// Healthy at `at`: 16 GiB with 12 GiB available, SUnreclaim flat at 200 MiB, 4 idle CPUs.
+    pub fn at(at: i64) -> ProbeHost {
+        ProbeHost {
+            at,
+            leaking: false,
+            overloaded: false,
+            kills: vec![],
+            kernel_lines: vec![],
+            warnings: vec![],
+        }
+    }
+
+    /// SUnreclaim climbing 100 MiB a sample to 2.5 GiB at `at`: above 10% of RAM and rising,
+    /// a `kernel_memory_leak`.
+    pub fn leaking(mut self) -> ProbeHost {
+        self.leaking = true;
+        self
+    }
+
+    /// Load 12 on 4 CPUs and CPU pressure at 85%: `host_overload`.
+    pub fn overloaded(mut self) -> ProbeHost {
+        self.overloaded = true;
+        self
+    }
+
+    /// The OOM killer killed nginx at `at_ms` (and the kernel logged it): `oom_kill` while
+    /// within the window (600 s).
+    pub fn killed(mut self, at_ms: i64) -> ProbeHost {
+        let kill = OomKill {
+            at_ms,
+            pid: NGINX_PID,
+            command: "nginx".into(),
+            memcg: Some("/system.slice/nginx.service".into()),
+            cgroup_oom: false,
+            total_vm_kb: Some(2 * GIB + 100 * MIB),
+            anon_rss_kb: Some(GIB + 900 * MIB),
+            file_rss_kb: Some(0),
+            shmem_rss_kb: Some(0),
+            uid: Some(33),
+        };
+        self.kernel_lines.extend([
+            KernelLine {
+                at_ms: at_ms - 40,
+                level: 4,
+                text: "nginx invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|\
+                       __GFP_COMP), order=0, oom_score_adj=0"
+                    .into(),
+            },
+            KernelLine {
+                at_ms,
+                level: 3,
+                text: format!(
+                    "Out of memory: Killed process {NGINX_PID} (nginx) total-vm:2199552kB, \
+                     anon-rss:1914880kB, file-rss:0kB, shmem-rss:0kB, UID:33 pgtables:4100kB \
+                     oom_score_adj:0"
+                ),
+            },
+        ]);
+        self.kills.push(kill);
+        self
+    }
+
+    /// A line of the kernel log (level 4, a warning) at `at_ms`.
+    pub fn logged(mut self, at_ms: i64, text: &str) -> ProbeHost {
+        self.kernel_lines.push(KernelLine {
+            at_ms,
+            level: 4,
+            text: text.into(),
+        });
+        self
+    }
+
+    /// A reader that failed.
+    pub fn warning(mut self, text: &str) -> ProbeHost {
+        self.warnings.push(text.into());
+        self
+    }
+
+    fn sample(&self, n: i64) -> MemorySample {
+        let s_unreclaim_kb = if self.leaking {
+            2 * GIB + n.unsigned_abs() * 100 * MIB
+        } else {
+            200 * MIB
+        };
+        MemorySample {
+            at_ms: self.at - (SAMPLES - 1 - n) * 30_000,
+            total_kb: 16 * GIB,
+            available_kb: Some(if self.leaking { 1536 * MIB } else { 12 * GIB }),
+            slab_kb: Some(s_unreclaim_kb + 300 * MIB),
+            s_unreclaim_kb: Some(s_unreclaim_kb),
+        }
+    }
+
+    fn pressure(&self) -> Pressure {
+        let (load, cpu_some) = if self.overloaded {
+            ((12.0, 9.5, 6.0), 85.0)
+        } else {
+            ((0.4, 0.3, 0.2), 1.0)
+        };
+        Pressure {
+            at_ms: self.at,
+            cpus: 4,
+            load1: Some(load.0),
+            load5: Some(load.1),
+            load15: Some(load.2),
+            runnable: Some(if self.overloaded { 14 } else { 1 }),
+            cpu_some: Some(cpu_some),
+            memory_some: Some(0.0),
+            memory_full: Some(0.0),
+            io_some: Some(0.5),
+            io_full: Some(0.1),
+        }
+    }
+
+    /// What a failed check at `at` carries: the series, pressure, kills, kernel lines, and the
+    /// conditions judged at `at`.
+    pub fn evidence(&self) -> HostEvidence {
+        let mut host = HostEvidence {
+            boot_id: BOOT_ID.into(),
+            uptime_s: 3 * 86_400 + 4 * 3600,
+            reboot: None,
+            memory: (0..SAMPLES).map(|n| self.sample(n)).collect(),
+            pressure: Some(self.pressure()),
+            oom_kills: self.kills.clone(),
+            kernel_lines: self.kernel_lines.clone(),
+            thresholds: HostThresholds::default(),
+            conditions: vec![],
+            warnings: self.warnings.clone(),
+        };
+        host.conditions = host_conditions(&host, self.at);
+        host
+    }
+
+    /// What the report of the cycle at `at` carries: the conditions judged on the whole
+    /// series, then only the latest sample and no kernel lines, as the probe sends them.
+    pub fn report(&self) -> HostEvidence {
+        let mut host = self.evidence();
+        host.memory.drain(..host.memory.len() - 1);
+        host.kernel_lines.clear();
+        host
+    }
+}
+
+/// `r` with the host of `host` (see [`ProbeHost::report`]).
+pub fn with_host(mut r: Report, host: &ProbeHost) -> Report {
+    r.host = Some(host.report());
+    r
+}
+
+/// A check of the canary refused because nginx is gone: its listener on 10.77.0.2:80 vanished
+/// at `gone_ms`; the host's evidence attached and the check classified (an `oom_kill` when the
+/// host shows nginx killed).
+pub fn refused_on(at: i64, host: &ProbeHost, gone_ms: i64) -> CheckResult {
+    let mut c = refused(at);
+    c.evidence.listeners = Some(ListenerEvidence {
+        port: 80,
+        serving: "unit nginx.service".into(),
+        poll_ms: 100,
+        owners_visible: true,
+        listeners: vec![Listener {
+            inode: 3001,
+            address: "10.77.0.2:80".parse().unwrap(),
+            uid: 0,
+            group_size: 1,
+            owners: vec![SocketOwner {
+                pid: NGINX_PID,
+                name: "nginx".into(),
+                cmdline: "nginx: worker process".into(),
+                cgroup: Some("/system.slice/nginx.service".into()),
+                unit: Some("nginx.service".into()),
+            }],
+            serving: true,
+            first_seen_ms: NOW - HOUR,
+            last_seen_ms: gone_ms,
+            gone: true,
+        }],
+    });
+    c.evidence.host = Some(host.evidence());
+    c.diagnosis = classify(&c);
+    c
 }

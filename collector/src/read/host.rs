@@ -1,0 +1,179 @@
+//! A probe's host: the queries behind the `host` endpoint and the host part of `why`. Bounded
+//! like every list of [`super`].
+
+use causeway_schema::{HostCondition, MemorySample, Pressure};
+use sqlx::SqlitePool;
+
+use super::{ReadError, cause_summary, decode, server_row};
+use crate::views::{HostConditionView, HostObservationView, HostView};
+
+/// Host conditions per request, like incidents.
+pub const MAX_HOST_CONDITIONS: u32 = 500;
+
+/// A server's latest host readings, and its host conditions overlapping `since_ms ..= now`.
+pub async fn host(
+    pool: &SqlitePool,
+    name: &str,
+    since_ms: i64,
+    now_ms: i64,
+) -> Result<HostView, ReadError> {
+    let row = server_row(pool, name).await?;
+    Ok(HostView {
+        latest: latest_observation(pool, row.id).await?,
+        conditions: conditions_of(pool, row.id, since_ms).await?,
+        server: row.name,
+        since_ms,
+        now_ms,
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct ConditionRow {
+    id: i64,
+    cause: String,
+    started_at_ms: i64,
+    last_seen_at_ms: i64,
+    ended_at_ms: Option<i64>,
+    observations: i64,
+    explanation: String,
+    last_explanation: String,
+    evidence: String,
+    last_evidence: String,
+}
+
+impl From<ConditionRow> for HostConditionView {
+    fn from(r: ConditionRow) -> Self {
+        let evidence =
+            |column, json: &str| decode::<HostCondition>("host_conditions", r.id, column, json);
+        HostConditionView {
+            id: r.id,
+            summary: cause_summary(&r.cause).to_owned(),
+            evidence: evidence("evidence", &r.evidence),
+            last_evidence: evidence("last_evidence", &r.last_evidence),
+            cause: r.cause,
+            started_at_ms: r.started_at_ms,
+            last_seen_at_ms: r.last_seen_at_ms,
+            ended_at_ms: r.ended_at_ms,
+            open: r.ended_at_ms.is_none(),
+            observations: u64::try_from(r.observations).unwrap_or(0),
+            explanation: r.explanation,
+            last_explanation: r.last_explanation,
+        }
+    }
+}
+
+/// A server's host conditions overlapping `since_ms ..= now`, newest first.
+pub(super) async fn conditions_of(
+    pool: &SqlitePool,
+    server_id: i64,
+    since_ms: i64,
+) -> Result<Vec<HostConditionView>, ReadError> {
+    let rows: Vec<ConditionRow> = sqlx::query_as(
+        "SELECT id, cause, started_at_ms, last_seen_at_ms, ended_at_ms, observations,
+                explanation, last_explanation, evidence, last_evidence
+         FROM host_conditions
+         WHERE server_id = ?1 AND (ended_at_ms IS NULL OR ended_at_ms >= ?2)
+         ORDER BY started_at_ms DESC, id DESC LIMIT ?3",
+    )
+    .bind(server_id)
+    .bind(since_ms)
+    .bind(MAX_HOST_CONDITIONS)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(HostConditionView::from).collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct ObservationRow {
+    report_id: String,
+    started_at_ms: i64,
+    boot_id: String,
+    uptime_s: i64,
+    mem_total_kb: Option<i64>,
+    mem_available_kb: Option<i64>,
+    slab_kb: Option<i64>,
+    s_unreclaim_kb: Option<i64>,
+    cpus: Option<i64>,
+    load1: Option<f64>,
+    load5: Option<f64>,
+    load15: Option<f64>,
+    runnable: Option<i64>,
+    cpu_some: Option<f64>,
+    memory_some: Option<f64>,
+    memory_full: Option<f64>,
+    io_some: Option<f64>,
+    io_full: Option<f64>,
+    causes: Option<String>,
+    warnings: Option<String>,
+}
+
+impl From<ObservationRow> for HostObservationView {
+    fn from(r: ObservationRow) -> Self {
+        let kb = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+        // The sample and the figures were stored only when the probe had them: a total (a
+        // sample always has one) and a CPU count (pressure always has one) say so.
+        let memory = kb(r.mem_total_kb).map(|total_kb| MemorySample {
+            at_ms: r.started_at_ms,
+            total_kb,
+            available_kb: kb(r.mem_available_kb),
+            slab_kb: kb(r.slab_kb),
+            s_unreclaim_kb: kb(r.s_unreclaim_kb),
+        });
+        let pressure = r
+            .cpus
+            .and_then(|c| u32::try_from(c).ok())
+            .map(|cpus| Pressure {
+                at_ms: r.started_at_ms,
+                cpus,
+                load1: r.load1,
+                load5: r.load5,
+                load15: r.load15,
+                runnable: r.runnable.and_then(|n| u32::try_from(n).ok()),
+                cpu_some: r.cpu_some,
+                memory_some: r.memory_some,
+                memory_full: r.memory_full,
+                io_some: r.io_some,
+                io_full: r.io_full,
+            });
+        HostObservationView {
+            report_id: r.report_id,
+            started_at_ms: r.started_at_ms,
+            boot_id: r.boot_id,
+            uptime_s: u64::try_from(r.uptime_s).unwrap_or(0),
+            memory,
+            pressure,
+            causes: r
+                .causes
+                .as_deref()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            warnings: r
+                .warnings
+                .as_deref()
+                .unwrap_or("")
+                .lines()
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+}
+
+/// The newest observation of a server's host (by the report's start), through the index.
+async fn latest_observation(
+    pool: &SqlitePool,
+    server_id: i64,
+) -> Result<Option<HostObservationView>, ReadError> {
+    let row: Option<ObservationRow> = sqlx::query_as(
+        "SELECT report_id, started_at_ms, boot_id, uptime_s, mem_total_kb, mem_available_kb,
+                slab_kb, s_unreclaim_kb, cpus, load1, load5, load15, runnable, cpu_some,
+                memory_some, memory_full, io_some, io_full, causes, warnings
+         FROM host_observations
+         WHERE server_id = ?1 ORDER BY started_at_ms DESC, rowid DESC LIMIT 1",
+    )
+    .bind(server_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(HostObservationView::from))
+}
