@@ -121,6 +121,13 @@ fn the_oom_kill_of_the_serving_process_is_the_cause() -> Result<()> {
         (fault - 1000..=now_ms()).contains(&at),
         "killed at {at}, fault at {fault}"
     );
+    // A host condition too, with its own history.
+    let host = services::api_get(&site.collector, &format!("/api/v1/servers/{SERVER}/host"))?;
+    let open_oom = host["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["cause"] == "oom_kill" && c["ended_at_ms"].is_null())
+    });
+    ensure!(open_oom, "{host:#}");
     let why = services::probectl(&site.collector, &["why", SERVER])?;
     println!("$ probectl why {SERVER}\n{why}");
     ensure!(why.contains("oom_kill"), "{why}");
@@ -138,6 +145,21 @@ fn a_probe_that_may_not_read_the_kernel_log_says_why_and_keeps_checking() -> Res
     let start = now_ms();
     let r = wait_result(&site, start, |r| r["ok"] == true)?;
     ensure!(r["cause"].is_null(), "{r:#}");
+    // The report says it too: the collector shows what the probe could not read.
+    let path = format!("/api/v1/servers/{SERVER}/host");
+    let warnings = wait_for("the host warning at the collector", PATIENCE, || {
+        let host = services::api_get(&site.collector, &path)?;
+        let warnings = host["latest"]["warnings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok((!warnings.is_empty()).then_some(warnings))
+    })?;
+    let kmsg = warnings
+        .iter()
+        .filter_map(Value::as_str)
+        .any(|w| w.starts_with("OOM kills are not seen") && w.contains("CAP_SYSLOG"));
+    ensure!(kmsg, "{warnings:#?}");
     let probe = site.lab.path("probe.log");
     wait_for("the probe to warn about the kernel log", PATIENCE, || {
         let log = std::fs::read_to_string(&probe)?;

@@ -132,3 +132,63 @@ fn log_changes(logged: &mut BTreeSet<String>, warnings: &[String]) {
     }
     *logged = now;
 }
+
+#[cfg(test)]
+mod tests {
+    use causeway_schema::Cause;
+
+    use super::*;
+
+    fn reboot() -> Reboot {
+        Reboot {
+            previous_boot_id: "8a1f0c3e-0000-4000-8000-000000000001".into(),
+            boot_id: boot::boot_id().unwrap().trim().to_owned(),
+            uptime_s: 42,
+        }
+    }
+
+    fn watch(window_s: u32, reboot: Option<Reboot>) -> HostWatch {
+        let mut config = HostConfig {
+            kernel_log: false,
+            ..HostConfig::default()
+        };
+        config.thresholds.window_s = window_s;
+        HostWatch::start(&config, reboot)
+    }
+
+    fn causes(evidence: &HostEvidence) -> Vec<Cause> {
+        evidence.conditions.iter().map(|c| c.cause).collect()
+    }
+
+    #[test]
+    fn a_reboot_is_reported_at_least_once_and_while_within_the_window() {
+        let uptime_s = boot::uptime_s().unwrap();
+        // This machine has been up longer than a 1 s window: the reboot found at start goes
+        // into the first report only.
+        let short = watch(1, Some(reboot()));
+        let first = short.observe(1_000);
+        assert_eq!(first.reboot.as_ref().map(|r| r.uptime_s), Some(42));
+        assert!(causes(&first).contains(&Cause::HostRebooted), "{first:?}");
+        assert!(short.observe(2_000).reboot.is_none());
+        // A window longer than the uptime keeps it in every report.
+        let long_s = u32::try_from(uptime_s + 3600).unwrap();
+        let long = watch(long_s, Some(reboot()));
+        assert!(long.observe(1_000).reboot.is_some() && long.observe(2_000).reboot.is_some());
+        // No reboot, no condition.
+        let none = watch(600, None).observe(1_000);
+        assert!(!causes(&none).contains(&Cause::HostRebooted), "{none:?}");
+        assert!(!none.boot_id.is_empty() && none.uptime_s > 0);
+    }
+
+    #[test]
+    fn the_report_carries_the_latest_sample_and_no_kernel_lines() {
+        let w = watch(600, None);
+        w.observe(1_000);
+        let full = w.observe(2_000);
+        assert_eq!(full.memory.len(), 2);
+        let report = for_report(&full);
+        assert_eq!(report.memory, full.memory[1..]);
+        assert!(report.kernel_lines.is_empty());
+        assert_eq!(report.conditions, full.conditions);
+    }
+}
