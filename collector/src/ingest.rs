@@ -1,5 +1,6 @@
 //! Storing a report: its results, the server's latest state, the incidents, the resolvers'
-//! observations and conditions ([`resolvers`]) and the host's ([`host`]), all in one
+//! observations and conditions ([`resolvers`]), the host's ([`host`]) and the page's rollups
+//! ([`rollups`]), all in one
 //! transaction that is committed before the probe gets its acknowledgement.
 //!
 //! Incident grouping, per server:
@@ -17,6 +18,7 @@
 
 mod host;
 mod resolvers;
+pub mod rollups;
 
 use causeway_schema::{Cause, CheckResult, Report};
 use sqlx::{Sqlite, Transaction};
@@ -78,6 +80,7 @@ pub async fn store(
     for result in &report.results {
         result_ids.push(insert_result(&mut tx, server_id, &report_id, result).await?);
     }
+    rollups::add(&mut tx, server_id, report).await?;
     let observed = resolvers::observe(&mut tx, server_id, &report_id, report).await?;
     let host = host::observe(&mut tx, server_id, &report_id, report).await?;
 
