@@ -46,3 +46,14 @@ INSERT INTO availability_days (server_id, day_ms, checks_total, checks_ok)
     FROM reports GROUP BY 1, 2;
 INSERT INTO result_counts (server_id, cause, n)
     SELECT server_id, coalesce(cause, 'ok'), count(*) FROM results GROUP BY 1, 2;
+
+-- Read-only links to one server's page, badge and summary, for the server's customer: only
+-- the SHA-256 of the link's secret is stored, as for tokens.
+CREATE TABLE share_links (
+    id            INTEGER PRIMARY KEY,
+    server_id     INTEGER NOT NULL REFERENCES servers (id),
+    sha256        TEXT    NOT NULL UNIQUE,
+    created_at_ms INTEGER NOT NULL,
+    revoked_at_ms INTEGER
+);
+CREATE INDEX share_links_by_server ON share_links (server_id);

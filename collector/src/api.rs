@@ -1,6 +1,8 @@
 //! HTTP: the ingest endpoint, the read API, the page. Handlers are thin: they parse, call
 //! [`crate::ingest`] or [`crate::read`], and map errors through [`ApiError`].
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
@@ -15,12 +17,14 @@ use serde_json::json;
 use crate::clock::Clock;
 use crate::db::Db;
 use crate::ingest::{self, IngestError, Outcome};
+use crate::metrics::{self, IngestCounters, IngestOutcome};
 use crate::read::{self, DEFAULT_RESULTS, MAX_RESULTS, ReadError};
 use crate::views::{
     ErrorBody, FieldView, HostView, IncidentList, ResolverList, ResolverOverview, ResultList,
     ServerList,
 };
-use crate::{page, tokens};
+use crate::web::{self, overview::OverviewQuery, server::Audience};
+use crate::{share, tokens};
 
 /// The default window of `incidents`, `why`, `resolvers` and `host`.
 const DEFAULT_WINDOW_MS: i64 = 86_400_000;
@@ -32,6 +36,8 @@ pub struct AppState {
     pub clock: Clock,
     /// The largest report body accepted, in bytes.
     pub max_body: usize,
+    /// What `POST /api/v1/reports` answered since the collector started, for `/metrics`.
+    pub ingest: Arc<IngestCounters>,
 }
 
 /// The whole application, without a socket (tests call it with `oneshot`).
@@ -39,7 +45,13 @@ pub fn app(state: AppState) -> Router {
     let max_body = state.max_body;
     Router::new()
         .route("/", get(index))
+        .route("/servers/{name}", get(server_page))
+        .route("/servers/{name}/checks/{id}", get(check_page))
+        .route("/s/{secret}", get(shared_page))
+        .route("/s/{secret}/badge.svg", get(shared_badge))
+        .route("/s/{secret}/summary.json", get(shared_summary))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics_text))
         .route("/api/v1/reports", post(post_report))
         .route("/api/v1/servers", get(list_servers))
         .route("/api/v1/servers/{name}", get(one_server))
@@ -146,14 +158,39 @@ async fn no_route(method: Method, uri: Uri) -> ApiError {
     ApiError::NotFound(format!("no route for {method} {}", uri.path()))
 }
 
-/// `POST /api/v1/reports`. The token is checked before the body is read, so an
-/// unauthenticated client cannot make the collector buffer a megabyte.
+/// `POST /api/v1/reports`, counted by outcome for `/metrics`.
 async fn post_report(
     State(app): State<AppState>,
     req: Request,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let auth = authenticate(&app, req.headers()).await?;
-    let bytes = Bytes::from_request(req, &app).await.map_err(|rejection| {
+    let answer = receive_report(&app, req).await;
+    app.ingest.report(match &answer {
+        Ok((Outcome::Stored, _, _)) => IngestOutcome::Stored,
+        Ok((Outcome::Duplicate, _, _)) => IngestOutcome::Duplicate,
+        Err(ApiError::Unauthorized(_) | ApiError::Forbidden(_)) => IngestOutcome::Unauthorized,
+        Err(
+            ApiError::BadRequest(_)
+            | ApiError::NotFound(_)
+            | ApiError::PayloadTooLarge(_)
+            | ApiError::InvalidReport(_)
+            | ApiError::UnknownServer { .. },
+        ) => IngestOutcome::Rejected,
+        Err(ApiError::Internal(_)) => IngestOutcome::Error,
+    });
+    if let Ok((Outcome::Stored, checks, _)) = &answer {
+        app.ingest.results_stored(*checks);
+    }
+    answer.map(|(_, _, json)| json)
+}
+
+/// A report received: its outcome, its checks and the answer. The token is checked before the
+/// body is read, so an unauthenticated client cannot make the collector buffer a megabyte.
+async fn receive_report(
+    app: &AppState,
+    req: Request,
+) -> Result<(Outcome, usize, Json<serde_json::Value>), ApiError> {
+    let auth = authenticate(app, req.headers()).await?;
+    let bytes = Bytes::from_request(req, app).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(format!(
                 "the report is larger than this collector's limit of {} bytes (--max-body)",
@@ -177,7 +214,7 @@ async fn post_report(
     report.validate(now_ms)?;
     let outcome = ingest::store(&app.db.write, auth.server_id, &report, now_ms).await?;
     let report_id = report.report_id.to_string();
-    Ok(Json(match outcome {
+    let answer = Json(match outcome {
         Outcome::Stored => {
             tracing::debug!(%report_id, server = %report.server, "report stored");
             json!({ "report_id": report_id, "stored": true })
@@ -186,7 +223,8 @@ async fn post_report(
             tracing::debug!(%report_id, server = %report.server, "report already stored");
             json!({ "report_id": report_id, "stored": false, "duplicate": true })
         }
-    }))
+    });
+    Ok((outcome, report.results.len(), answer))
 }
 
 async fn authenticate(
@@ -216,10 +254,86 @@ async fn authenticate(
         .ok_or_else(|| ApiError::Unauthorized("unknown or revoked token".to_owned()))
 }
 
-async fn index(State(app): State<AppState>) -> Result<Html<String>, ApiError> {
+/// `GET /metrics`: the Prometheus text exposition.
+async fn metrics_text(State(app): State<AppState>) -> Result<Response, ApiError> {
+    let text = metrics::render(&app.db.read, &app.ingest, app.clock.now_ms()).await?;
+    Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
+}
+
+async fn index(
+    State(app): State<AppState>,
+    query: Result<Query<OverviewQuery>, QueryRejection>,
+) -> Result<Html<String>, ApiError> {
+    let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     let now_ms = app.clock.now_ms();
-    let servers = read::servers(&app.db.read, now_ms).await?;
-    Ok(Html(page::render(&servers, now_ms)))
+    let fleet = read::fleet(&app.db.read, now_ms).await?;
+    Ok(Html(web::overview::render(&fleet, &query, now_ms)))
+}
+
+async fn server_page(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    let page = web::server::load(&app.db.read, &name, app.clock.now_ms()).await?;
+    Ok(Html(web::server::render(&page, Audience::Operator)))
+}
+
+/// The server a share link opens; a bad or revoked link is 404 without any hint (no server
+/// names for whoever guesses).
+async fn shared_server(app: &AppState, secret: &str) -> Result<String, ApiError> {
+    share::open(&app.db.read, secret)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such link (it may have been revoked)".to_owned()))
+}
+
+async fn shared_page(
+    State(app): State<AppState>,
+    Path(secret): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    let name = shared_server(&app, &secret).await?;
+    let page = web::server::load(&app.db.read, &name, app.clock.now_ms()).await?;
+    Ok(Html(web::server::render(&page, Audience::Customer)))
+}
+
+async fn shared_badge(
+    State(app): State<AppState>,
+    Path(secret): Path<String>,
+) -> Result<Response, ApiError> {
+    let name = shared_server(&app, &secret).await?;
+    let server = read::server(&app.db.read, &name, app.clock.now_ms()).await?;
+    let headers = [
+        (header::CONTENT_TYPE, "image/svg+xml"),
+        (header::CACHE_CONTROL, "max-age=60"),
+    ];
+    Ok((headers, web::customer::badge(&server)).into_response())
+}
+
+async fn shared_summary(
+    State(app): State<AppState>,
+    Path(secret): Path<String>,
+) -> Result<Response, ApiError> {
+    let name = shared_server(&app, &secret).await?;
+    let now_ms = app.clock.now_ms();
+    let server = read::server(&app.db.read, &name, now_ms).await?;
+    // A control panel on another origin fetches it from its page: the link is the credential.
+    let headers = [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")];
+    Ok((headers, Json(web::customer::summary(&server, now_ms))).into_response())
+}
+
+async fn check_page(
+    State(app): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Html<String>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("server {name:?} has no check {id:?}"));
+    let id: i64 = id.parse().map_err(|_| not_found())?;
+    let result = read::result_of(&app.db.read, &name, id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Html(web::server::render_check(
+        &name,
+        &result,
+        app.clock.now_ms(),
+    )))
 }
 
 async fn list_servers(State(app): State<AppState>) -> Result<Json<ServerList>, ApiError> {

@@ -10,6 +10,7 @@ use crate::api::AppState;
 use crate::clock::{Clock, system_now_ms};
 use crate::db::{Db, DbError};
 use crate::serve::{self, ServeError};
+use crate::share::{self, ShareError};
 use crate::timefmt::rfc3339;
 use crate::tokens::{self, TokenError};
 
@@ -37,6 +38,21 @@ pub enum Command {
     /// Manage the tokens probes authenticate with.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage read-only links to one server's page, badge and summary, for its customer.
+    #[command(subcommand)]
+    Share(ShareCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShareCommand {
+    /// Create a link for a server; prints its path (`/s/cws_...`), to put after this
+    /// collector's address. The link is shown once; only its hash is stored.
+    Add {
+        /// A server that has a token.
+        server: String,
+    },
+    /// Revoke every link of a server.
+    Revoke { server: String },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -84,6 +100,8 @@ pub enum CliError {
     #[error(transparent)]
     Token(#[from] TokenError),
     #[error(transparent)]
+    Share(#[from] ShareError),
+    #[error(transparent)]
     Serve(#[from] ServeError),
     #[error(transparent)]
     Args(#[from] clap::Error),
@@ -97,6 +115,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
         None => ServeArgs::from_env()?,
         Some(Command::Serve(args)) => args,
         Some(Command::Token(cmd)) => return token(&cli.db, cmd, out, err).await,
+        Some(Command::Share(cmd)) => return share_cmd(&cli.db, cmd, out, err).await,
     };
     let db = Db::open(&cli.db).await?;
     let result = async {
@@ -107,6 +126,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
             db: db.clone(),
             clock: Clock::system(),
             max_body: serve_args.max_body as usize,
+            ingest: Default::default(),
         };
         serve::run(listener, state, serve::shutdown_signal()).await
     }
@@ -114,6 +134,37 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
     db.close().await;
     tracing::info!("stopped");
     Ok(result?)
+}
+
+async fn share_cmd(
+    path: &std::path::Path,
+    cmd: ShareCommand,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
+    let db = Db::open(path).await?;
+    let now_ms = system_now_ms();
+    let result = async {
+        match cmd {
+            ShareCommand::Add { server } => {
+                let secret = share::add(&db.write, &server, now_ms).await?;
+                writeln!(out, "/s/{secret}")?;
+                writeln!(
+                    err,
+                    "link for server {server:?}: the page, /badge.svg and /summary.json under \
+                     it; shown once, only its hash is stored"
+                )?;
+            }
+            ShareCommand::Revoke { server } => {
+                let n = share::revoke(&db.write, &server, now_ms).await?;
+                writeln!(out, "revoked {n} link(s) of server {server:?}")?;
+            }
+        }
+        Ok::<(), CliError>(())
+    }
+    .await;
+    db.close().await;
+    result
 }
 
 async fn token(

@@ -4,7 +4,8 @@
 //!
 //! One job per module: [`db`] opens the database, [`tokens`] authenticates probes, [`ingest`]
 //! stores a report, its incidents and its resolvers' and host's conditions, [`read`] answers
-//! queries, [`api`] maps HTTP to both, [`page`] renders HTML; [`client`], [`ctl`], [`why`] and
+//! queries, [`api`] maps HTTP to both, [`web`] renders the pages, [`metrics`] the Prometheus
+//! text, [`share`] keeps customers' links; [`client`], [`ctl`], [`why`] and
 //! [`table`] are `probectl`'s.
 
 pub mod api;
@@ -15,12 +16,14 @@ pub mod ctl;
 pub mod db;
 pub mod duration;
 pub mod ingest;
+pub mod metrics;
 pub mod names;
-pub mod page;
 pub mod read;
 pub mod serve;
+pub mod share;
 pub mod table;
 pub mod timefmt;
 pub mod tokens;
 pub mod views;
+pub mod web;
 pub mod why;

@@ -2,9 +2,11 @@
 //! request cannot pull a whole table into memory. Resolvers have their own [`resolvers`], the
 //! probes' hosts [`host`].
 
+mod fleet;
 mod host;
 mod resolvers;
 
+pub use fleet::{DAY_MS, FLEET_WINDOWS, Fleet, FleetServer, days, fleet, server_id};
 pub use host::{MAX_HOST_CONDITIONS, host};
 pub use resolvers::{MAX_RESOLVER_CONDITIONS, all_resolvers, resolvers};
 
@@ -45,7 +47,7 @@ pub enum ReadError {
 }
 
 #[derive(sqlx::FromRow)]
-struct ServerRow {
+pub(crate) struct ServerRow {
     id: i64,
     name: String,
     interval_s: Option<i64>,
@@ -57,7 +59,7 @@ struct ServerRow {
     last_checks_ok: Option<i64>,
 }
 
-const SERVER_SELECT: &str = "
+pub(crate) const SERVER_SELECT: &str = "
     SELECT s.id, s.name, s.interval_s, s.last_started_at_ms, s.last_received_at_ms,
            s.spool_queued, s.spool_dropped_total,
            r.checks_total AS last_checks_total, r.checks_ok AS last_checks_ok
@@ -126,7 +128,7 @@ async fn server_view(
     })
 }
 
-fn state(row: &ServerRow, now_ms: i64) -> ServerState {
+pub(crate) fn state(row: &ServerRow, now_ms: i64) -> ServerState {
     let (Some(received), Some(total), Some(ok)) = (
         row.last_received_at_ms,
         row.last_checks_total,
@@ -318,6 +320,23 @@ pub async fn results(
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(ResultView::from).collect())
+}
+
+/// The check `id` of the server `name`; `None` when that server has no such check.
+pub async fn result_of(
+    pool: &SqlitePool,
+    name: &str,
+    id: i64,
+) -> Result<Option<ResultView>, ReadError> {
+    let server = server_row(pool, name).await?;
+    let row: Option<ResultRow> = sqlx::query_as(&format!(
+        "SELECT {RESULT_COLUMNS} FROM results WHERE id = ?1 AND server_id = ?2"
+    ))
+    .bind(id)
+    .bind(server.id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(ResultView::from))
 }
 
 async fn result_by_id(pool: &SqlitePool, id: i64) -> Result<Option<ResultView>, ReadError> {

@@ -456,8 +456,15 @@ async fn health_and_page() {
     let (status, body) = h.get("/").await;
     assert_eq!(status, StatusCode::OK);
     let html = body.as_str().unwrap();
-    assert!(html.contains("<td>web-01</td>"), "{html}");
+    assert!(
+        html.contains("<a href=\"/servers/web-01\">web-01</a>"),
+        "{html}"
+    );
     assert!(html.contains("connection_refused"), "{html}");
+    // The explanation is on the server's page, as text.
+    let (status, body) = h.get("/servers/web-01").await;
+    assert_eq!(status, StatusCode::OK);
+    let html = body.as_str().unwrap();
     assert!(
         html.contains("&lt;img src=x onerror=alert(1)&gt;"),
         "{html}"

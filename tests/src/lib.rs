@@ -5,6 +5,7 @@
 //! even when the test fails; a failed test prints the tail of every service's log and keeps
 //! the lab's files under `target/e2e/`.
 
+pub mod browser;
 pub mod evidence;
 pub mod lab;
 pub mod process;

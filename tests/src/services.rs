@@ -195,6 +195,20 @@ time.sleep(random.uniform(1.0, 3.0))
 /// (and touching) 8 MiB after 8 MiB until the kernel's OOM killer kills it: a service eating
 /// memory. Its pid, as the test sees it, is the process that gets killed.
 pub fn start_hungry_server(lab: &Lab, host: &Host, cgroup: &Path, port: u16) -> Result<Service> {
+    start_hungry_server_as(lab, host, cgroup, port, None, None)
+}
+
+/// [`start_hungry_server`] under another name: `argv0` as its command line's first word (what
+/// listener evidence shows), `comm` as its process name (at most 15 bytes; what the kernel
+/// writes in its OOM lines).
+pub fn start_hungry_server_as(
+    lab: &Lab,
+    host: &Host,
+    cgroup: &Path,
+    port: u16,
+    argv0: Option<&str>,
+    comm: Option<&str>,
+) -> Result<Service> {
     let script = lab.path("hungry-server.py");
     std::fs::write(
         &script,
@@ -220,6 +234,10 @@ def eat(signum, frame):
     while True:
         hoard.append(b"\x01" * (8 << 20))
 
+if len(sys.argv) > 2:
+    import ctypes
+    ctypes.CDLL(None).prctl(15, sys.argv[2].encode(), 0, 0, 0)  # PR_SET_NAME
+
 signal.signal(signal.SIGUSR1, eat)
 server = http.server.HTTPServer(("0.0.0.0", int(sys.argv[1])), Canary)
 print("serving", flush=True)
@@ -227,8 +245,19 @@ server.serve_forever(poll_interval=0.1)
 "#
         ),
     )?;
-    let mut cmd = host.command_in(cgroup, "python3");
-    cmd.arg(&script).arg(port.to_string());
+    // `exec -a` sets the command line's first word; bash execs python3 in place, so the pid
+    // the test sees is the server's.
+    let mut cmd = host.command_in(cgroup, "bash");
+    cmd.arg("-c")
+        // A python3 found on PATH may be a wrapper (pyenv's) that execs the real one and
+        // loses the name: exec the interpreter itself.
+        .arg(r#"exec -a "$0" "$(python3 -c 'import sys; print(sys.executable)')" "$@""#)
+        .arg(argv0.unwrap_or("python3"))
+        .arg(&script)
+        .arg(port.to_string());
+    if let Some(comm) = comm {
+        cmd.arg(comm);
+    }
     let mut service = Service::spawn("hungry", &mut cmd, &lab.path("hungry.log"))?;
     wait_for("the hungry server to listen", START_TIMEOUT, || {
         if !service.is_running() {
@@ -371,6 +400,19 @@ pub fn add_token(db: &Path, server: &str) -> Result<String> {
         bail!("token add printed {out:?}, not a token");
     }
     Ok(token)
+}
+
+/// `causeway-collector share add <server>`: the link's path (`/s/cws_...`).
+pub fn add_share_link(db: &Path, server: &str) -> Result<String> {
+    let out = run(std::process::Command::new(bin("causeway-collector")?)
+        .arg("--db")
+        .arg(db)
+        .args(["share", "add", server]))?;
+    let path = out.trim().to_owned();
+    if !path.starts_with("/s/cws_") {
+        bail!("share add printed {out:?}, not a link");
+    }
+    Ok(path)
 }
 
 /// A probe's settings for a lab test.

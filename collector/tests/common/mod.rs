@@ -55,6 +55,7 @@ impl Harness {
             db: self.db.clone(),
             clock: Clock::from_fn(move || now.load(Ordering::SeqCst)),
             max_body: self.max_body,
+            ingest: Default::default(),
         }
     }
 

@@ -1,0 +1,1127 @@
+//! A failed check's evidence as HTML for the web page: the same facts `probectl why` prints
+//! (see [`crate::why`]), one `<section>` per kind of evidence the check carries, each with an
+//! `<h4>`. Every string that came from a probe goes through [`escape_html`]; numbers and times
+//! are formatted here (times as UTC `HH:MM:SS.mmm`). No script, no inline styles: the page's
+//! stylesheet styles these classes (the ladder's own are listed in [`super::ladder`]).
+//!
+//! Layout:
+//! - `ev`: the `<div>` around all the sections of one check.
+//! - `ev-failure`, `ev-trace`, `ev-listeners`, `ev-dns`, `ev-backends`, `ev-host`: the
+//!   sections (what went wrong, the packets, the listeners on the port, the resolvers, the
+//!   backends behind the proxy, the probe's host).
+//! - `ev-facts`: a `<dl>` of labelled facts (the check, its failure, status, timings, body).
+//! - `ev-table`: every table; `ev-resolvers` also on the resolvers' table (one column per
+//!   resolver, one row per query type, then reachability and verdict).
+//! - `ev-sub`: an `<h5>` inside a section (OOM kills, memory, pressure, ... of the host).
+//! - `ev-note`: a sentence of context under a heading (how often listeners are looked at, where
+//!   the packets were captured); `ev-muted`: a secondary detail inside a cell (rcode and time,
+//!   a cgroup path, the address of a resolver).
+//!
+//! Meaning:
+//! - `ev-ok`, `ev-warn`, `ev-bad`: a cell or item that is healthy, suspicious (a name without
+//!   the address type asked), or failing (refused, timed out, unreachable, changed, a verdict).
+//! - `ev-cause`: a cause id (`<code>`); `ev-summary`: what that cause means;
+//!   `ev-explanation`: the classifier's one line for people; `ev-contributing`: the line
+//!   listing contributing causes.
+//! - `ev-warning`: what the probe could not read or a fact that changes the reading (a
+//!   reboot, unreadable socket owners); `ev-warnings`: the `<ul>` of the host's warnings.
+//! - `ev-body`: the response body excerpt (`<pre>`); `ev-ttl`: the line on the server's TTL
+//!   under the ladder.
+//! - `ev-serving`, `ev-other`: a listener's rows (the serving process's or another's);
+//!   `ev-gone`: also on the rows of a listener that was gone at the next look.
+//! - `ev-memory`: the latest memory line; `ev-spark`: the SUnreclaim sparkline `<svg>` (its
+//!   `<polyline>` is `ev-spark-line`, the last point's `<circle>` `ev-spark-last`);
+//!   `ev-pressure`: the `<ul>` of load and PSI lines; `ev-conditions`: the `<ul>` of host
+//!   conditions.
+//! - `ev-kernel`: the kernel log `<pre>`; each line a `<span class="ev-kline ev-klN">` with N
+//!   the syslog level (0 emerg .. 7 debug), so errors can stand out.
+
+use std::fmt::{Display, Write};
+
+use causeway_schema::{
+    AnswerPrint, BackendEvidence, BackendState, CheckResult, DirectOutcome, DnsOutcome, DnsQuery,
+    HostEvidence, Kib, Listener, ListenerEvidence, MemorySample, OomKill, PacketTrace,
+    ReachOutcome, ReachProbe, ResolverOutcome, TtlSource, memory_line, pressure_lines,
+    s_unreclaim_growth,
+};
+
+use super::ladder::ladder_svg;
+use super::layout::esc as escape_html;
+use crate::timefmt::{clock_ms, compact_duration};
+
+/// Anything, written and escaped.
+fn esc(x: impl Display) -> String {
+    escape_html(&x.to_string())
+}
+
+/// The evidence of `check`: a `<div class="ev">` holding a section for each kind of evidence
+/// present, in the order an operator reads them (what failed, packets, listeners, resolvers,
+/// backends, host). Empty for a check with nothing to show (a successful one).
+pub fn evidence_html(check: &CheckResult) -> String {
+    let e = &check.evidence;
+    let mut html = String::new();
+    failure_section(&mut html, check);
+    if let Some(t) = &e.trace {
+        trace_section(&mut html, t);
+    }
+    if let Some(l) = &e.listeners {
+        listeners_section(&mut html, l);
+    }
+    if !e.dns.is_empty() {
+        dns_section(&mut html, &e.dns);
+    }
+    if let Some(b) = &e.backends {
+        backends_section(&mut html, b);
+    }
+    if let Some(h) = &e.host {
+        host_section(&mut html, h);
+    }
+    if html.is_empty() {
+        return html;
+    }
+    format!("<div class=\"ev\">\n{html}</div>\n")
+}
+
+/// `<dt>label</dt><dd>value</dd>`; `value` is HTML already.
+fn fact(html: &mut String, label: &str, value: &str) {
+    let _ = writeln!(html, "<dt>{label}</dt><dd>{value}</dd>");
+}
+
+/// The classifier's verdict, the check, what failed, status and text against what was
+/// expected, the timings and the body excerpt.
+fn failure_section(html: &mut String, c: &CheckResult) {
+    let e = &c.evidence;
+    let anything = c.failure.is_some()
+        || c.diagnosis.is_some()
+        || e.expected_status.is_some()
+        || e.expected_text.is_some()
+        || e.body_excerpt.is_some();
+    if !anything {
+        return;
+    }
+    html.push_str("<section class=\"ev-failure\">\n<h4>Failure</h4>\n");
+    if let Some(d) = &c.diagnosis {
+        let _ = writeln!(
+            html,
+            "<p><code class=\"ev-cause\">{}</code> <span class=\"ev-summary\">{}</span></p>\n\
+             <p class=\"ev-explanation\">{}</p>",
+            esc(d.cause),
+            esc(d.cause.summary()),
+            esc(&d.explanation)
+        );
+        if !d.contributing.is_empty() {
+            let causes: Vec<String> = d
+                .contributing
+                .iter()
+                .map(|c| format!("<code class=\"ev-cause\">{}</code>", esc(c)))
+                .collect();
+            let _ = writeln!(
+                html,
+                "<p class=\"ev-contributing\">Contributing: {}</p>",
+                causes.join(", ")
+            );
+        }
+    }
+    html.push_str("<dl class=\"ev-facts\">\n");
+    let at = c
+        .address
+        .map_or(String::new(), |a| format!(" at {}", esc(a)));
+    fact(
+        html,
+        "check",
+        &format!(
+            "{} <code>{}</code>{at}, started {} UTC",
+            esc(&c.canary),
+            esc(&c.url),
+            esc(clock_ms(c.started_at_ms))
+        ),
+    );
+    if let Some(f) = &c.failure {
+        fact(
+            html,
+            "failure",
+            &format!("<code>{}</code> {}", esc(f.kind.id()), esc(&f.message)),
+        );
+    }
+    let status = match (c.status, e.expected_status) {
+        (Some(s), Some(want)) => Some(format!("{s}, expected {want}")),
+        (Some(s), None) => Some(s.to_string()),
+        (None, Some(want)) => Some(format!("none, expected {want}")),
+        (None, None) => None,
+    };
+    if let Some(status) = status {
+        fact(html, "status", &esc(status));
+    }
+    if let Some(text) = &e.expected_text {
+        fact(
+            html,
+            "expected text",
+            &format!("<code>{}</code>", esc(text)),
+        );
+    }
+    fact(html, "timings", &esc(timings(c)));
+    if let Some(body) = &e.body_excerpt {
+        fact(
+            html,
+            "body excerpt",
+            &format!("<pre class=\"ev-body\">{}</pre>", esc(body)),
+        );
+    }
+    html.push_str("</dl>\n</section>\n");
+}
+
+/// `resolve 0.7 ms, connect 0.2 ms, first byte 1.1 ms, total 1.6 ms`: the phases reached.
+fn timings(c: &CheckResult) -> String {
+    let t = &c.timings;
+    let mut parts: Vec<String> = [
+        ("resolve", t.resolve_ms),
+        ("connect", t.connect_ms),
+        ("TLS", t.tls_ms),
+        ("first byte", t.first_byte_ms),
+    ]
+    .into_iter()
+    .filter_map(|(name, ms)| Some(format!("{name} {:.1} ms", ms?)))
+    .collect();
+    parts.push(format!("total {:.1} ms", t.total_ms));
+    parts.join(", ")
+}
+
+/// Where the packets were captured, the ladder, and the server's TTL against the reset's.
+fn trace_section(html: &mut String, t: &PacketTrace) {
+    let plural = if t.packets.len() == 1 { "" } else { "s" };
+    let _ = writeln!(
+        html,
+        "<section class=\"ev-trace\">\n<h4>Packets</h4>\n\
+         <p class=\"ev-note\">{} packet{plural} on <code>{}</code> between {} (probe) and {} \
+         (server), from {} UTC.</p>",
+        t.packets.len(),
+        esc(&t.interface),
+        esc(t.local),
+        esc(t.remote),
+        esc(clock_ms(t.started_at_ms))
+    );
+    html.push_str(&ladder_svg(t));
+    html.push('\n');
+    let _ = writeln!(html, "<p class=\"ev-ttl\">{}</p>", esc(ttl_line(t)));
+    html.push_str("</section>\n");
+}
+
+/// The server's TTL and where it was learnt, and whether an inbound reset carried the same:
+/// a reset with another TTL came from elsewhere on the path.
+fn ttl_line(t: &PacketTrace) -> String {
+    let rst = t.inbound_reset();
+    match (t.server_ttl, rst) {
+        (Some(s), rst) => {
+            let from = match s.source {
+                TtlSource::ThisConnection => "this connection's SYN-ACK",
+                TtlSource::EarlierConnection => "the SYN-ACKs of earlier connections",
+            };
+            let reset = match rst {
+                Some(r) if r.ttl == s.ttl => {
+                    format!("; the reset came with TTL {}, the same", r.ttl)
+                }
+                Some(r) => format!(
+                    "; the reset came with TTL {}, not the server's: it was sent from elsewhere \
+                     on the path",
+                    r.ttl
+                ),
+                None => String::new(),
+            };
+            format!(
+                "The server's packets arrive with TTL {} (from {from}){reset}.",
+                s.ttl
+            )
+        }
+        (None, Some(r)) => format!(
+            "The server's TTL is not known (no SYN-ACK from it, now or before); the reset came \
+             with TTL {}.",
+            r.ttl
+        ),
+        (None, None) => {
+            "The server's TTL is not known (no SYN-ACK from it, now or before).".to_owned()
+        }
+    }
+}
+
+/// One row per owner of each listener, the listener's own cells spanning them.
+fn listeners_section(html: &mut String, ev: &ListenerEvidence) {
+    let _ = writeln!(
+        html,
+        "<section class=\"ev-listeners\">\n<h4>Listeners on port {}</h4>\n\
+         <p class=\"ev-note\">Serving: {}. Looked at every {} ms: a listener that lived for \
+         less can be missed, and each time below is this precise.</p>",
+        ev.port,
+        esc(&ev.serving),
+        ev.poll_ms
+    );
+    if !ev.owners_visible {
+        html.push_str(
+            "<p class=\"ev-warning\">The owners of other users' sockets could not be read (the \
+             probe lacks CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE): those show only their uid and \
+             inode.</p>\n",
+        );
+    }
+    if ev.listeners.is_empty() {
+        html.push_str("<p>Nothing listened on the port.</p>\n</section>\n");
+        return;
+    }
+    html.push_str(
+        "<table class=\"ev-table\">\n<thead><tr><th>role</th><th>address</th><th>socket</th>\
+         <th>pid</th><th>process</th><th>command line</th><th>cgroup / unit</th>\
+         <th>seen from (UTC)</th><th>seen to (UTC)</th><th>gone</th></tr></thead>\n<tbody>\n",
+    );
+    for l in &ev.listeners {
+        listener_rows(html, l);
+    }
+    html.push_str("</tbody>\n</table>\n</section>\n");
+}
+
+fn listener_rows(html: &mut String, l: &Listener) {
+    let (role, class) = if l.serving {
+        ("serving", "ev-serving")
+    } else {
+        ("other", "ev-other")
+    };
+    let gone_class = if l.gone { " ev-gone" } else { "" };
+    let span = l.owners.len().max(1);
+    let rowspan = if span > 1 {
+        format!(" rowspan=\"{span}\"")
+    } else {
+        String::new()
+    };
+    let group = if l.group_size > 1 {
+        format!(", {} on this address (SO_REUSEPORT)", l.group_size)
+    } else {
+        String::new()
+    };
+    let (gone, gone_cell) = if l.gone {
+        ("gone", "ev-bad")
+    } else {
+        ("still there", "ev-ok")
+    };
+    let listener_cells = [
+        format!("<td{rowspan}>{role}</td>"),
+        format!("<td{rowspan}>{}</td>", esc(l.address)),
+        format!(
+            "<td{rowspan}>inode {}, uid {}{}</td>",
+            l.inode,
+            l.uid,
+            esc(group)
+        ),
+    ];
+    let seen_cells = [
+        format!("<td{rowspan}>{}</td>", esc(clock_ms(l.first_seen_ms))),
+        format!("<td{rowspan}>{}</td>", esc(clock_ms(l.last_seen_ms))),
+        format!("<td{rowspan} class=\"{gone_cell}\">{gone}</td>"),
+    ];
+    let _ = write!(
+        html,
+        "<tr class=\"{class}{gone_class}\">{}",
+        listener_cells.concat()
+    );
+    if l.owners.is_empty() {
+        let _ = write!(
+            html,
+            "<td>-</td><td colspan=\"3\" class=\"ev-muted\">owner not readable (uid {})</td>",
+            l.uid
+        );
+    }
+    for (n, o) in l.owners.iter().enumerate() {
+        if n > 0 {
+            let _ = write!(html, "<tr class=\"{class}{gone_class}\">");
+        }
+        let cgroup = match (&o.unit, &o.cgroup) {
+            (Some(unit), Some(cg)) => format!(
+                "<code>{}</code> <span class=\"ev-muted\">{}</span>",
+                esc(unit),
+                esc(cg)
+            ),
+            (Some(unit), None) => format!("<code>{}</code>", esc(unit)),
+            (None, Some(cg)) => format!("<code>{}</code>", esc(cg)),
+            (None, None) => "-".to_owned(),
+        };
+        let _ = write!(
+            html,
+            "<td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{cgroup}</td>",
+            o.pid,
+            esc(&o.name),
+            esc(&o.cmdline)
+        );
+        if n == 0 {
+            html.push_str(&seen_cells.concat());
+        }
+        html.push_str("</tr>\n");
+    }
+    if l.owners.is_empty() {
+        html.push_str(&seen_cells.concat());
+        html.push_str("</tr>\n");
+    }
+}
+
+/// The resolvers side by side: a column each; a row per query type, reachability (when any
+/// was tested) and the verdict.
+fn dns_section(html: &mut String, dns: &[ResolverOutcome]) {
+    html.push_str(
+        "<section class=\"ev-dns\">\n<h4>Resolvers</h4>\n\
+         <table class=\"ev-table ev-resolvers\">\n<thead><tr><th></th>",
+    );
+    for o in dns {
+        let _ = write!(
+            html,
+            "<th>{} <span class=\"ev-muted\">{}</span></th>",
+            esc(&o.resolver),
+            esc(o.server)
+        );
+    }
+    html.push_str("</tr></thead>\n<tbody>\n");
+    // The query types in the order first asked (A before AAAA as the probe asks them).
+    let mut types: Vec<&str> = Vec::new();
+    for q in dns.iter().flat_map(|o| &o.queries) {
+        if !types.contains(&q.record_type.as_str()) {
+            types.push(&q.record_type);
+        }
+    }
+    for ty in types {
+        let _ = write!(html, "<tr><th>{}</th>", esc(ty));
+        for o in dns {
+            match o.queries.iter().find(|q| q.record_type == ty) {
+                Some(q) => query_cell(html, q),
+                None => html.push_str("<td class=\"ev-muted\">not asked</td>"),
+            }
+        }
+        html.push_str("</tr>\n");
+    }
+    if dns.iter().any(|o| o.reachability.is_some()) {
+        html.push_str("<tr><th>ping</th>");
+        for o in dns {
+            reach_cell(html, o.reachability.as_ref().map(|r| &r.icmp), None);
+        }
+        html.push_str("</tr>\n<tr><th>TCP to the DNS port</th>");
+        for o in dns {
+            let port = o.server.port();
+            reach_cell(html, o.reachability.as_ref().map(|r| &r.tcp), Some(port));
+        }
+        html.push_str("</tr>\n");
+    }
+    html.push_str("<tr><th>verdict</th>");
+    for o in dns {
+        match &o.condition {
+            Some(d) => {
+                let _ = write!(
+                    html,
+                    "<td class=\"ev-bad\"><code class=\"ev-cause\">{}</code> \
+                     <span class=\"ev-explanation\">{}</span></td>",
+                    esc(d.cause),
+                    esc(&d.explanation)
+                );
+            }
+            None => html.push_str("<td class=\"ev-ok\">ok</td>"),
+        }
+    }
+    html.push_str("</tr>\n</tbody>\n</table>\n</section>\n");
+}
+
+/// The outcome, the addresses with their TTLs, then the rcode and time (or the error).
+fn query_cell(html: &mut String, q: &DnsQuery) {
+    let class = match q.outcome {
+        DnsOutcome::Answer => "ev-ok",
+        DnsOutcome::NoData | DnsOutcome::NxDomain => "ev-warn",
+        _ => "ev-bad",
+    };
+    let _ = write!(html, "<td class=\"{class}\">{}", esc(q.outcome.id()));
+    for a in &q.answers {
+        let _ = write!(
+            html,
+            "<div>{} <span class=\"ev-muted\">ttl {}</span></div>",
+            esc(a.address),
+            a.ttl
+        );
+    }
+    let rcode = q
+        .rcode
+        .as_deref()
+        .map_or(String::new(), |r| format!("{r}, "));
+    let _ = write!(
+        html,
+        "<div class=\"ev-muted\">{}</div>",
+        esc(format!("{rcode}{:.1} ms", q.elapsed_ms))
+    );
+    if let Some(e) = &q.error {
+        let _ = write!(html, "<div>{}</div>", esc(e));
+    }
+    html.push_str("</td>");
+}
+
+/// A reachability test (`reply in 0.3 ms`), `port 53: ...` for TCP; `not tested` when the
+/// resolver answered (reachability is tested only for those that did not).
+fn reach_cell(html: &mut String, probe: Option<&ReachProbe>, port: Option<u16>) {
+    let Some(p) = probe else {
+        html.push_str("<td class=\"ev-muted\">not tested</td>");
+        return;
+    };
+    let class = match p.outcome {
+        o if o.answered() => "ev-ok",
+        ReachOutcome::NotTested => "ev-muted",
+        _ => "ev-bad",
+    };
+    let port = port.map_or(String::new(), |port| format!("port {port}: "));
+    let _ = write!(
+        html,
+        "<td class=\"{class}\">{}</td>",
+        esc(format!("{port}{p}"))
+    );
+}
+
+/// One row per backend: what the probe knew of it, what a direct request returns now, where
+/// its identity is seen now.
+fn backends_section(html: &mut String, ev: &BackendEvidence) {
+    html.push_str("<section class=\"ev-backends\">\n<h4>Backends</h4>\n");
+    if let Some(r) = &ev.reboot {
+        let _ = writeln!(
+            html,
+            "<p class=\"ev-warning\">The host rebooted: boot id {} is now {}, up {}.</p>",
+            esc(&r.previous_boot_id),
+            esc(&r.boot_id),
+            esc(compact_duration(uptime_ms(r.uptime_s)))
+        );
+    }
+    if ev.backends.is_empty() {
+        html.push_str("<p>No backends configured.</p>\n</section>\n");
+        return;
+    }
+    html.push_str(
+        "<table class=\"ev-table\">\n<thead><tr><th>backend</th><th>configured at</th>\
+         <th>known as</th><th>learned (UTC)</th><th>direct request now</th>\
+         <th>seen elsewhere</th></tr></thead>\n<tbody>\n",
+    );
+    for b in &ev.backends {
+        backend_row(html, b);
+    }
+    html.push_str("</tbody>\n</table>\n</section>\n");
+}
+
+/// `HTTP 200, 1432 bytes, body 9f3c2a71d04e8b65`.
+fn print_text(p: &AnswerPrint) -> String {
+    format!(
+        "HTTP {}, {} bytes, body {}",
+        p.status, p.body_len, p.body_digest
+    )
+}
+
+fn backend_row(html: &mut String, b: &BackendState) {
+    let name = b.name.as_deref().map_or("-".to_owned(), esc);
+    let (known, learned) = match &b.known {
+        None => (
+            "<span class=\"ev-muted\">nothing learned yet</span>".to_owned(),
+            "-".to_owned(),
+        ),
+        Some(k) => {
+            let mut parts = Vec::new();
+            if let Some(mac) = &k.mac {
+                parts.push(format!("<div>MAC {}</div>", esc(mac)));
+            }
+            if let Some(a) = &k.answer {
+                parts.push(format!("<div>{}</div>", esc(print_text(a))));
+            }
+            if !k.name_addresses.is_empty() {
+                let at: Vec<String> = k.name_addresses.iter().map(ToString::to_string).collect();
+                parts.push(format!("<div>name at {}</div>", esc(at.join(", "))));
+            }
+            (parts.concat(), esc(clock_ms(k.learned_at_ms)))
+        }
+    };
+    let d = &b.direct;
+    let detail = d
+        .detail
+        .as_deref()
+        .map_or(String::new(), |x| format!(" ({x})"));
+    let (class, now) = match (d.outcome, &d.answer) {
+        (DirectOutcome::Answered, Some(a)) => match &b.known {
+            Some(k) if d.answers_like(k) => ("ev-ok", format!("{}, as before", print_text(a))),
+            Some(k) if k.answer.is_some() => {
+                ("ev-bad", format!("{}, not as before", print_text(a)))
+            }
+            _ => ("", print_text(a)),
+        },
+        (DirectOutcome::Timeout, _) => (
+            "ev-bad",
+            format!("no answer in {:.0} ms{detail}", d.elapsed_ms),
+        ),
+        (outcome, _) => ("ev-bad", format!("{}{detail}", outcome.id())),
+    };
+    let seen = if b.seen_at.is_empty() {
+        "<span class=\"ev-muted\">nowhere</span>".to_owned()
+    } else {
+        b.seen_at
+            .iter()
+            .map(|s| {
+                let by: Vec<&str> = s.by.iter().map(|b| b.id()).collect();
+                format!(
+                    "<div class=\"ev-bad\">{} <span class=\"ev-muted\">by {}</span></div>",
+                    esc(s.address),
+                    esc(by.join(", "))
+                )
+            })
+            .collect()
+    };
+    let class = if class.is_empty() {
+        String::new()
+    } else {
+        format!(" class=\"{class}\"")
+    };
+    let _ = writeln!(
+        html,
+        "<tr><td>{name}</td><td>{}</td><td>{known}</td><td>{learned}</td><td{class}>{}</td>\
+         <td>{seen}</td></tr>",
+        esc(b.configured),
+        esc(now)
+    );
+}
+
+fn uptime_ms(uptime_s: u64) -> i64 {
+    i64::try_from(uptime_s)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1000)
+}
+
+/// The syslog name of a kernel log level.
+fn level_name(level: u8) -> String {
+    const NAMES: [&str; 8] = [
+        "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+    ];
+    NAMES
+        .get(usize::from(level))
+        .map_or(format!("level {level}"), |n| (*n).to_owned())
+}
+
+/// Boot and reboot, OOM kills, memory with its SUnreclaim series, pressure, the host
+/// conditions, the kernel lines and what the probe could not read.
+fn host_section(html: &mut String, h: &HostEvidence) {
+    html.push_str("<section class=\"ev-host\">\n<h4>Host</h4>\n");
+    let boot = if h.boot_id.is_empty() {
+        String::new()
+    } else {
+        format!("Boot id <code>{}</code>, up ", esc(&h.boot_id))
+    };
+    let up = esc(compact_duration(uptime_ms(h.uptime_s)));
+    let up = if boot.is_empty() {
+        format!("Up {up}")
+    } else {
+        format!("{boot}{up}")
+    };
+    let _ = writeln!(html, "<p class=\"ev-note\">{up}.</p>");
+    if let Some(r) = &h.reboot {
+        let _ = writeln!(
+            html,
+            "<p class=\"ev-warning\">The host rebooted since the probe's previous cycle: boot id \
+             {} is now {}.</p>",
+            esc(&r.previous_boot_id),
+            esc(&r.boot_id)
+        );
+    }
+    if !h.oom_kills.is_empty() {
+        oom_table(html, &h.oom_kills);
+    }
+    if let Some(m) = h.latest_memory() {
+        memory(html, m, &h.memory);
+    }
+    if let Some(p) = &h.pressure {
+        let lines = pressure_lines(p);
+        if !lines.is_empty() {
+            let _ = writeln!(
+                html,
+                "<h5 class=\"ev-sub\">Pressure at {} UTC</h5>\n<ul class=\"ev-pressure\">",
+                esc(clock_ms(p.at_ms))
+            );
+            for l in lines {
+                let _ = writeln!(html, "<li>{}</li>", esc(l));
+            }
+            html.push_str("</ul>\n");
+        }
+    }
+    if !h.conditions.is_empty() {
+        html.push_str("<h5 class=\"ev-sub\">Conditions</h5>\n<ul class=\"ev-conditions\">\n");
+        for c in &h.conditions {
+            let _ = write!(
+                html,
+                "<li><code class=\"ev-cause\">{}</code> <span class=\"ev-explanation\">{}</span>",
+                esc(c.cause),
+                esc(&c.explanation)
+            );
+            if !c.evidence.is_empty() {
+                html.push_str("<ul>");
+                for line in &c.evidence {
+                    let _ = write!(html, "<li>{}</li>", esc(line));
+                }
+                html.push_str("</ul>");
+            }
+            html.push_str("</li>\n");
+        }
+        html.push_str("</ul>\n");
+    }
+    if !h.kernel_lines.is_empty() {
+        let _ = writeln!(
+            html,
+            "<h5 class=\"ev-sub\">Kernel log ({} lines, UTC)</h5>",
+            h.kernel_lines.len()
+        );
+        html.push_str("<pre class=\"ev-kernel\">");
+        for l in &h.kernel_lines {
+            let _ = writeln!(
+                html,
+                "<span class=\"ev-kline ev-kl{}\">{} {:<7} {}</span>",
+                l.level,
+                esc(clock_ms(l.at_ms)),
+                esc(level_name(l.level)),
+                esc(&l.text)
+            );
+        }
+        html.push_str("</pre>\n");
+    }
+    if !h.warnings.is_empty() {
+        html.push_str("<ul class=\"ev-warnings\">\n");
+        for w in &h.warnings {
+            let _ = writeln!(html, "<li class=\"ev-warning\">{}</li>", esc(w));
+        }
+        html.push_str("</ul>\n");
+    }
+    html.push_str("</section>\n");
+}
+
+fn oom_table(html: &mut String, kills: &[OomKill]) {
+    html.push_str(
+        "<h5 class=\"ev-sub\">OOM kills</h5>\n<table class=\"ev-table\">\n<thead><tr>\
+         <th>at (UTC)</th><th>pid</th><th>process</th><th>memory cgroup</th><th>out of</th>\
+         <th>anon-rss</th><th>file-rss</th><th>shmem-rss</th><th>total-vm</th><th>uid</th>\
+         </tr></thead>\n<tbody>\n",
+    );
+    let kib = |kb: Option<u64>| kb.map_or("-".to_owned(), |kb| esc(Kib(kb)));
+    for k in kills {
+        let scope = if k.cgroup_oom {
+            "its cgroup's limit"
+        } else {
+            "host memory"
+        };
+        let _ = writeln!(
+            html,
+            "<tr class=\"ev-bad\"><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td>\
+             <td>{scope}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(clock_ms(k.at_ms)),
+            k.pid,
+            esc(&k.command),
+            k.memcg
+                .as_deref()
+                .map_or("-".to_owned(), |m| format!("<code>{}</code>", esc(m))),
+            kib(k.anon_rss_kb),
+            kib(k.file_rss_kb),
+            kib(k.shmem_rss_kb),
+            kib(k.total_vm_kb),
+            k.uid.map_or("-".to_owned(), |u| u.to_string()),
+        );
+    }
+    html.push_str("</tbody>\n</table>\n");
+}
+
+/// The latest meminfo line, and SUnreclaim over the series with its sparkline.
+fn memory(html: &mut String, latest: &MemorySample, series: &[MemorySample]) {
+    let _ = writeln!(
+        html,
+        "<h5 class=\"ev-sub\">Memory at {} UTC</h5>\n<p class=\"ev-memory\">{}</p>",
+        esc(clock_ms(latest.at_ms)),
+        esc(memory_line(latest))
+    );
+    let Some(g) = s_unreclaim_growth(series) else {
+        return;
+    };
+    let change = g.kb_per_hour.abs().round() as u64;
+    let sign = if g.kb_per_hour < 0.0 { "-" } else { "+" };
+    let _ = writeln!(
+        html,
+        "<p>{} {}</p>",
+        esc(format!(
+            "SUnreclaim {} to {} over {} ({} samples, {sign}{} per hour)",
+            Kib(g.first_kb),
+            Kib(g.last_kb),
+            compact_duration(g.over_ms),
+            g.samples,
+            Kib(change)
+        )),
+        sparkline(series)
+    );
+}
+
+/// Sparkline size, in CSS pixels (also its viewBox).
+const SPARK_W: f64 = 160.0;
+const SPARK_H: f64 = 32.0;
+const SPARK_PAD: f64 = 3.0;
+
+/// SUnreclaim over time as a small `<svg>`: time across, the series' own range up (a leak
+/// of 1 GiB on 24 is a slope, not a flat line); empty with fewer than two samples.
+fn sparkline(series: &[MemorySample]) -> String {
+    let points: Vec<(i64, u64)> = series
+        .iter()
+        .filter_map(|s| Some((s.at_ms, s.s_unreclaim_kb?)))
+        .collect();
+    let (Some(&(t0, _)), Some(&(t1, last))) = (points.first(), points.last()) else {
+        return String::new();
+    };
+    if points.len() < 2 || t1 <= t0 {
+        return String::new();
+    }
+    let lo = points.iter().map(|p| p.1).min().unwrap_or(0);
+    let hi = points.iter().map(|p| p.1).max().unwrap_or(0);
+    // In f64: a probe's timestamps are not trusted to be close or in order.
+    let x = |t: i64| {
+        let share = ((t as f64 - t0 as f64) / (t1 as f64 - t0 as f64)).clamp(0.0, 1.0);
+        SPARK_PAD + share * (SPARK_W - 2.0 * SPARK_PAD)
+    };
+    let y = |kb: u64| {
+        let share = if hi > lo {
+            (kb - lo) as f64 / (hi - lo) as f64
+        } else {
+            0.5
+        };
+        SPARK_H - SPARK_PAD - share * (SPARK_H - 2.0 * SPARK_PAD)
+    };
+    let coords: Vec<String> = points
+        .iter()
+        .map(|&(t, kb)| format!("{:.1},{:.1}", x(t), y(kb)))
+        .collect();
+    let title = format!(
+        "SUnreclaim, {} samples from {} to {} UTC: low {}, high {}, last {}",
+        points.len(),
+        clock_ms(t0),
+        clock_ms(t1),
+        Kib(lo),
+        Kib(hi),
+        Kib(last)
+    );
+    format!(
+        "<svg class=\"ev-spark\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{SPARK_W:.0}\" \
+         height=\"{SPARK_H:.0}\" viewBox=\"0 0 {SPARK_W:.0} {SPARK_H:.0}\" role=\"img\" \
+         aria-label=\"{}\"><title>{}</title>\
+         <polyline class=\"ev-spark-line\" fill=\"none\" points=\"{}\"/>\
+         <circle class=\"ev-spark-last\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"2\"/></svg>",
+        esc(&title),
+        esc(&title),
+        coords.join(" "),
+        x(t1),
+        y(last)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use causeway_schema::{Cause, Diagnosis, KernelLine, Reboot, ServerTtl};
+
+    use super::super::ladder::tests::balanced;
+    use super::*;
+
+    fn scenario(name: &str) -> CheckResult {
+        let path = format!(
+            "{}/../schema/tests/scenarios/{name}.toml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let scenario: toml::Table = toml::from_str(&text).unwrap();
+        scenario["check"].clone().try_into().unwrap()
+    }
+
+    /// A check with every kind of evidence, from the schema's recorded scenarios: the reset
+    /// of a rogue listener (packets, listeners), resolvers that disagree or block, a backend
+    /// shuffle, the leak behind an OOM kill.
+    fn everything() -> CheckResult {
+        let mut check = scenario("rst-non-serving-process");
+        let e = &mut check.evidence;
+        e.trace.as_mut().unwrap().server_ttl = Some(ServerTtl {
+            ttl: 64,
+            source: TtlSource::ThisConnection,
+        });
+        let swap = scenario("backend-swap").evidence;
+        e.expected_status = Some(200);
+        e.expected_text = swap.expected_text;
+        e.body_excerpt = swap.body_excerpt;
+        e.backends = swap.backends;
+        e.backends.as_mut().unwrap().reboot = Some(Reboot {
+            previous_boot_id: "old-boot".into(),
+            boot_id: "new-boot".into(),
+            uptime_s: 42,
+        });
+        e.dns = scenario("dns-disputed-address").evidence.dns;
+        e.dns
+            .extend(scenario("dns-no-address-blocked").evidence.dns);
+        let mut host = scenario("host-leak-oom").evidence.host.unwrap();
+        host.conditions = vec![causeway_schema::HostCondition {
+            cause: Cause::KernelMemoryLeak,
+            explanation: "SUnreclaim is 24.0 GiB of 64.0 GiB and growing".into(),
+            evidence: vec!["SUnreclaim 23.0 GiB -> 24.0 GiB".into()],
+        }];
+        host.warnings = vec!["PSI unavailable".into()];
+        e.host = Some(host);
+        check.status = Some(502);
+        check.diagnosis = Some(Diagnosis {
+            cause: Cause::RstFromNonServingProcess,
+            contributing: vec![Cause::KernelMemoryLeak, Cause::DnsAnswerMismatch],
+            explanation: "10.88.0.2:80 reset the connection".into(),
+        });
+        check
+    }
+
+    #[test]
+    fn every_kind_of_evidence_shows() {
+        let html = evidence_html(&everything());
+        let elements = balanced(&html).unwrap_or_else(|e| panic!("{e}\n{html}"));
+        assert_eq!(elements.iter().filter(|e| *e == "section").count(), 6);
+        assert_eq!(elements.iter().filter(|e| *e == "h4").count(), 6);
+        assert!(html.starts_with("<div class=\"ev\">\n<section class=\"ev-failure\">"));
+        for fragment in [
+            // Failure.
+            "<h4>Failure</h4>",
+            "<code class=\"ev-cause\">rst_from_non_serving_process</code> \
+             <span class=\"ev-summary\">the connection was reset for a socket the serving \
+             process does not own</span>",
+            "<p class=\"ev-explanation\">10.88.0.2:80 reset the connection</p>",
+            "Contributing: <code class=\"ev-cause\">kernel_memory_leak</code>, \
+             <code class=\"ev-cause\">dns_answer_mismatch</code>",
+            "<dt>check</dt><dd>site <code>http://10.88.0.2/</code> at 10.88.0.2, started \
+             12:13:20.000 UTC</dd>",
+            "<dt>failure</dt><dd><code>reset</code> Connection reset by peer (os error 104)</dd>",
+            "<dt>status</dt><dd>502, expected 200</dd>",
+            "<dt>expected text</dt><dd><code>canary-ok</code></dd>",
+            "<dt>timings</dt><dd>connect 0.1 ms, total 1502.0 ms</dd>",
+            "<pre class=\"ev-body\">&lt;html&gt;&lt;body&gt;dev build 2025-11-23&lt;/body&gt;\
+             &lt;/html&gt;</pre>",
+            // Packets.
+            "6 packets on <code>lo</code> between 10.88.0.2:41000 (probe) and 10.88.0.2:80 \
+             (server), from 12:13:20.001 UTC.",
+            "<svg class=\"ev-ladder\"",
+            "<p class=\"ev-ttl\">The server&#39;s packets arrive with TTL 64 (from this \
+             connection&#39;s SYN-ACK); the reset came with TTL 64, the same.</p>",
+            // Listeners.
+            "<h4>Listeners on port 80</h4>",
+            "Serving: the long-lived owner of port 80. Looked at every 100 ms",
+            "<tr class=\"ev-serving\"><td>serving</td><td>10.88.0.2:80</td><td>inode 1001, uid \
+             0, 2 on this address (SO_REUSEPORT)</td><td>100</td><td><code>nginx</code></td>\
+             <td><code>nginx: worker process</code></td><td><code>/cw-nginx</code></td>\
+             <td>11:56:40.000</td><td>12:13:21.600</td><td class=\"ev-ok\">still there</td></tr>",
+            "<tr class=\"ev-other ev-gone\"><td>other</td><td>10.88.0.2:80</td>",
+            "<td><code>python3 rogue.py</code></td><td><code>/user.slice/session-1.scope</code>\
+             </td><td>12:13:19.200</td><td>12:13:21.450</td><td class=\"ev-bad\">gone</td></tr>",
+            // Resolvers: one column each, a row per query type, reachability, verdict.
+            "<thead><tr><th></th><th>10.88.0.11 <span class=\"ev-muted\">10.88.0.11:53</span>\
+             </th><th>10.88.0.12 ",
+            "<tr><th>A</th><td class=\"ev-ok\">answer<div>10.88.0.2 <span class=\"ev-muted\">\
+             ttl 30</span></div><div class=\"ev-muted\">NOERROR, 0.6 ms</div></td>",
+            "<td class=\"ev-bad\">refused<div class=\"ev-muted\">REFUSED, 0.4 ms</div></td>",
+            "<tr><th>AAAA</th><td class=\"ev-muted\">not asked</td>",
+            "<tr><th>ping</th><td class=\"ev-muted\">not tested</td>",
+            "<td class=\"ev-ok\">reply in 0.1 ms</td><td class=\"ev-bad\">no_reply after 1000 \
+             ms</td></tr>",
+            "<td class=\"ev-ok\">port 53: reply in 0.1 ms</td>",
+            "<td class=\"ev-bad\"><code class=\"ev-cause\">dns_answer_mismatch</code> <span \
+             class=\"ev-explanation\">10.88.0.16 answers canary.lab with 10.88.0.99</span></td>",
+            // Backends.
+            "<p class=\"ev-warning\">The host rebooted: boot id old-boot is now new-boot, up \
+             42s.</p>",
+            "<tr><td>app</td><td>10.88.0.12:80</td><td><div>MAC 02:aa:bb:cc:dd:01</div><div>HTTP \
+             200, 1432 bytes, body 9f3c2a71d04e8b65</div></td><td>12:07:20.000</td><td \
+             class=\"ev-bad\">HTTP 200, 47 bytes, body c07e5d2b18a94f36, not as before</td><td>\
+             <div class=\"ev-bad\">10.88.0.15 <span class=\"ev-muted\">by mac, answer</span>\
+             </div></td></tr>",
+            // Host.
+            "Boot id <code>a81c0d4f-52e6-4b19-8f0e-6c7d8e9fa0b1</code>, up 3d4h.",
+            "<tr class=\"ev-bad\"><td>12:12:32.000</td><td>2120</td><td><code>nginx</code></td>\
+             <td><code>/system.slice/nginx.service</code></td><td>host memory</td><td>1.8 \
+             GiB</td><td>0 KiB</td><td>0 KiB</td><td>2.1 GiB</td><td>0</td></tr>",
+            "<p class=\"ev-memory\">MemTotal 64.0 GiB, MemAvailable 2.0 GiB, Slab 24.9 GiB, \
+             SUnreclaim 24.0 GiB</p>",
+            "SUnreclaim 23.0 GiB to 24.0 GiB over 9m30s (20 samples, +6.3 GiB per hour) \
+             <svg class=\"ev-spark\"",
+            "<li>load 6.30 9.80 7.10, 3 runnable, 32 CPUs</li>",
+            "<li>PSI avg10: cpu some 4.1%, memory some 38.2%, memory full 4.2%, io some 12.5%, \
+             io full 3.3%</li>",
+            "<li><code class=\"ev-cause\">kernel_memory_leak</code> <span class=\
+             \"ev-explanation\">SUnreclaim is 24.0 GiB of 64.0 GiB and growing</span><ul><li>\
+             SUnreclaim 23.0 GiB -&gt; 24.0 GiB</li></ul></li>",
+            "<h5 class=\"ev-sub\">Kernel log (3 lines, UTC)</h5>",
+            "<span class=\"ev-kline ev-kl3\">12:12:32.000 err     Out of memory: Killed \
+             process 2120 (nginx)",
+            "<li class=\"ev-warning\">PSI unavailable</li>",
+        ] {
+            assert!(html.contains(fragment), "{fragment}\nmissing from\n{html}");
+        }
+        // The resolvers' table has a column per resolver: five in these scenarios.
+        let resolvers = html.split("ev-resolvers").nth(1).unwrap();
+        let head = &resolvers[..resolvers.find("</thead>").unwrap()];
+        assert_eq!(head.matches("<th>").count(), 1 + 5, "{head}");
+        // The ladder: one arrow per packet, a reset among them.
+        assert_eq!(html.matches("<g class=\"ev-pkt ").count(), 6);
+        assert_eq!(html.matches("ev-rst").count(), 1);
+        // The sparkline: a point per sample.
+        let spark = html.split("<polyline").nth(1).unwrap();
+        let points = spark.split("points=\"").nth(1).unwrap();
+        let points = &points[..points.find('"').unwrap()];
+        assert_eq!(points.split(' ').count(), 20, "{points}");
+    }
+
+    #[test]
+    fn only_the_evidence_present_shows() {
+        let check = scenario("http-502");
+        let html = evidence_html(&check);
+        balanced(&html).unwrap();
+        assert_eq!(html.matches("<section").count(), 1, "{html}");
+        assert!(html.contains("<section class=\"ev-failure\">"), "{html}");
+        for absent in [
+            "ev-trace",
+            "ev-listeners",
+            "ev-dns",
+            "ev-backends",
+            "ev-host",
+        ] {
+            assert!(!html.contains(absent), "{absent} in {html}");
+        }
+        let mut ok = scenario("healthy");
+        ok.evidence = Default::default();
+        assert_eq!(evidence_html(&ok), "");
+    }
+
+    #[test]
+    fn sparse_evidence_still_reads() {
+        let mut check = everything();
+        let e = &mut check.evidence;
+        let l = e.listeners.as_mut().unwrap();
+        l.owners_visible = false;
+        l.listeners[1].owners.clear();
+        let twin = l.listeners[0].owners[0].clone();
+        l.listeners[0].owners.push(twin);
+        l.listeners[0].owners[1].pid = 101;
+        l.listeners[0].owners[1].unit = Some("nginx.service".into());
+        let t = e.trace.as_mut().unwrap();
+        t.server_ttl = Some(ServerTtl {
+            ttl: 57,
+            source: TtlSource::EarlierConnection,
+        });
+        let h = e.host.as_mut().unwrap();
+        h.memory.truncate(1);
+        h.boot_id.clear();
+        h.oom_kills[0].cgroup_oom = true;
+        h.oom_kills[0].memcg = None;
+        let b = e.backends.as_mut().unwrap();
+        b.backends[0].known = None;
+        b.backends[1].direct.outcome = DirectOutcome::Timeout;
+        b.backends[1].direct.elapsed_ms = 2000.0;
+        b.backends[1].seen_at.clear();
+        let html = evidence_html(&check);
+        balanced(&html).unwrap_or_else(|e| panic!("{e}\n{html}"));
+        for fragment in [
+            "could not be read",
+            "<td rowspan=\"2\">serving</td>",
+            "<tr class=\"ev-serving\"><td>101</td><td><code>nginx</code></td><td><code>nginx: \
+             worker process</code></td><td><code>nginx.service</code> <span class=\"ev-muted\">\
+             /cw-nginx</span></td></tr>",
+            "<td>-</td><td colspan=\"3\" class=\"ev-muted\">owner not readable (uid 0)</td>\
+             <td>12:13:19.200</td>",
+            "from the SYN-ACKs of earlier connections); the reset came with TTL 64, not the \
+             server&#39;s",
+            "<p class=\"ev-note\">Up 3d4h.</p>",
+            "<td>its cgroup's limit</td>",
+            "<span class=\"ev-muted\">nothing learned yet</span>",
+            "<td class=\"ev-bad\">no answer in 2000 ms</td><td><span class=\"ev-muted\">nowhere\
+             </span></td>",
+        ] {
+            assert!(html.contains(fragment), "{fragment}\nmissing from\n{html}");
+        }
+        assert!(
+            !html.contains("ev-spark"),
+            "one sample, no sparkline: {html}"
+        );
+    }
+
+    #[test]
+    fn what_probes_sent_is_text_never_markup() {
+        let img = "<img src=x onerror=alert(1)>";
+        let script = "</pre><script>alert(1)</script>";
+        let evil = format!("{img}{script}");
+        let mut check = everything();
+        check.canary = evil.clone();
+        check.url = evil.clone();
+        check.failure.as_mut().unwrap().message = evil.clone();
+        check.diagnosis.as_mut().unwrap().explanation = evil.clone();
+        let e = &mut check.evidence;
+        e.body_excerpt = Some(evil.clone());
+        e.expected_text = Some(evil.clone());
+        e.trace.as_mut().unwrap().interface = evil.clone();
+        let l = e.listeners.as_mut().unwrap();
+        l.serving = evil.clone();
+        let owner = &mut l.listeners[1].owners[0];
+        owner.name = evil.clone();
+        owner.cmdline = evil.clone();
+        owner.cgroup = Some(evil.clone());
+        owner.unit = Some(evil.clone());
+        let r = &mut e.dns[0];
+        r.resolver = evil.clone();
+        r.queries[0].rcode = Some(evil.clone());
+        r.queries[0].error = Some(evil.clone());
+        r.condition.get_or_insert_with(|| Diagnosis {
+            cause: Cause::DnsUpstreamBlock,
+            contributing: vec![],
+            explanation: String::new(),
+        });
+        r.condition.as_mut().unwrap().explanation = evil.clone();
+        e.dns[3].reachability.as_mut().unwrap().icmp.detail = Some(evil.clone());
+        let b = e.backends.as_mut().unwrap();
+        b.backends[0].name = Some(evil.clone());
+        b.backends[0].direct.detail = Some(evil.clone());
+        b.backends[0].direct.outcome = DirectOutcome::Error;
+        b.backends[1].known.as_mut().unwrap().mac = Some(evil.clone());
+        b.reboot.as_mut().unwrap().boot_id = evil.clone();
+        let h = e.host.as_mut().unwrap();
+        h.boot_id = evil.clone();
+        h.oom_kills[0].command = evil.clone();
+        h.oom_kills[0].memcg = Some(evil.clone());
+        h.kernel_lines.push(KernelLine {
+            at_ms: 1_763_899_999_000,
+            level: 2,
+            text: evil.clone(),
+        });
+        h.conditions[0].explanation = evil.clone();
+        h.conditions[0].evidence = vec![evil.clone()];
+        h.warnings = vec![evil.clone()];
+        let html = evidence_html(&check);
+
+        assert!(!html.contains("<img"), "{html}");
+        assert!(!html.contains("<script"), "{html}");
+        assert!(!html.contains("</script"), "{html}");
+        // The only `</pre>`s close the body and the kernel log.
+        assert_eq!(html.matches("</pre>").count(), 2, "{html}");
+        balanced(&html).unwrap_or_else(|e| panic!("{e}\n{html}"));
+        let shown = "&lt;img src=x onerror=alert(1)&gt;&lt;/pre&gt;&lt;script&gt;alert(1)\
+                     &lt;/script&gt;";
+        // canary, url, message, explanation, expected text, body, interface (twice in the
+        // ladder and once above it), serving, name, cmdline, cgroup, unit, resolver, rcode,
+        // error, its verdict, ping detail, backend name, detail, mac, reboot, boot id, OOM
+        // command and cgroup, kernel line, condition and its evidence, warning.
+        assert!(html.matches(shown).count() >= 29, "{html}");
+        for (what, near) in [
+            ("command line", "<td><code>"),
+            ("kernel line", "crit    "),
+            ("resolver", "<th>"),
+            ("body", "<pre class=\"ev-body\">"),
+            ("explanation", "<p class=\"ev-explanation\">"),
+            ("cgroup", "<span class=\"ev-muted\">"),
+        ] {
+            assert!(
+                html.contains(&format!("{near}{shown}")),
+                "{what} not shown as text in\n{html}"
+            );
+        }
+    }
+
+    #[test]
+    fn kernel_levels_have_names() {
+        assert_eq!(level_name(0), "emerg");
+        assert_eq!(level_name(3), "err");
+        assert_eq!(level_name(7), "debug");
+        assert_eq!(level_name(9), "level 9");
+    }
+}

@@ -1,0 +1,338 @@
+//! A server's page (`/servers/<name>`, and the customer view): availability per day over 90
+//! days, the recent checks, latency by phase, incidents with their evidence, resolver and
+//! host conditions as timelines. And one check's page (`/servers/<name>/checks/<id>`).
+
+use std::fmt::Write;
+
+use causeway_schema::{Cause, CheckResult, Diagnosis, Failure, FailureKind};
+use sqlx::SqlitePool;
+
+use super::charts::{self, Beat, Phases, Span};
+use super::layout::{self, esc, server_href};
+use crate::read::{self, DAY_MS, ReadError};
+use crate::timefmt;
+use crate::views::{Availability, IncidentView, ResultView, WhyView};
+
+/// Days in the availability strip.
+pub const STRIP_DAYS: i64 = 90;
+/// Checks in the heartbeat and the latency chart.
+pub const RECENT_CHECKS: u32 = 100;
+/// Incidents and conditions are shown over this window.
+pub const WINDOW_MS: i64 = 30 * DAY_MS;
+
+/// What a server's page shows.
+pub struct ServerPage {
+    pub why: WhyView,
+    /// Per UTC day, oldest first (days without checks absent).
+    pub days: Vec<(i64, Availability)>,
+    /// Newest first.
+    pub results: Vec<ResultView>,
+}
+
+/// Who is looking: the operator (links to the fleet and to each check) or a customer through
+/// a share link (this server only, nothing else reachable from the page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Operator,
+    Customer,
+}
+
+pub async fn load(pool: &SqlitePool, name: &str, now_ms: i64) -> Result<ServerPage, ReadError> {
+    let why = read::why(pool, name, now_ms - WINDOW_MS, now_ms).await?;
+    let id = read::server_id(pool, name).await?;
+    let days = read::days(pool, id, STRIP_DAYS, now_ms).await?;
+    let results = read::results(pool, name, 0, RECENT_CHECKS).await?;
+    Ok(ServerPage { why, days, results })
+}
+
+pub fn render(page: &ServerPage, audience: Audience) -> String {
+    let why = &page.why;
+    let server = &why.server;
+    let now_ms = why.now_ms;
+    let name = esc(&server.name);
+    let state = server.state.as_str();
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        "<h1>{name} <span class=\"state {state}\">{state}</span></h1>"
+    );
+    let days_total = page
+        .days
+        .iter()
+        .fold((0, 0), |t, (_, a)| (t.0 + a.ok, t.1 + a.total));
+    body.push_str("<div class=\"card figures\">");
+    for window in ["24h", "7d", "30d"] {
+        let a = server
+            .availability
+            .get(window)
+            .map_or("-".to_owned(), |a| a.percent());
+        let _ = write!(body, "<div>{window}<b>{a}</b></div>");
+    }
+    let _ = write!(
+        body,
+        "<div>90d<b>{}</b></div>",
+        Availability::new(days_total.0, days_total.1).percent()
+    );
+    let seen = server
+        .last_seen_ms
+        .map_or("never".to_owned(), |ms| timefmt::ago(ms, now_ms));
+    let _ = write!(body, "<div>last report<b>{seen}</b></div>");
+    if let Some(i) = &server.open_incident {
+        let _ = write!(
+            body,
+            "<div>now<b>{}</b><small>since {}</small></div>",
+            esc(&i.cause),
+            timefmt::rfc3339(i.started_at_ms)
+        );
+    }
+    body.push_str("</div>\n");
+
+    let today = now_ms - now_ms.rem_euclid(DAY_MS);
+    let _ = writeln!(
+        body,
+        "<h2>Availability per day, last {STRIP_DAYS} days</h2>{}",
+        charts::day_strip(&page.days, today, STRIP_DAYS)
+    );
+
+    let oldest_first: Vec<&ResultView> = page.results.iter().rev().collect();
+    let beats: Vec<Beat<'_>> = oldest_first
+        .iter()
+        .map(|r| Beat {
+            at_ms: r.started_at_ms,
+            ok: r.ok,
+            cause: r.cause.as_deref(),
+            total_ms: r.timings.total_ms,
+            canary: &r.canary,
+            href: (audience == Audience::Operator)
+                .then(|| format!("{}/checks/{}", server_href(&server.name), r.id)),
+        })
+        .collect();
+    let _ = writeln!(
+        body,
+        "<h2>Recent checks</h2>{}{}",
+        charts::heartbeat(&beats),
+        layout::legend()
+    );
+    let phases: Vec<Phases> = oldest_first
+        .iter()
+        .map(|r| Phases {
+            at_ms: r.started_at_ms,
+            resolve: r.timings.resolve_ms.unwrap_or(0.0),
+            connect: r.timings.connect_ms.unwrap_or(0.0),
+            tls: r.timings.tls_ms.unwrap_or(0.0),
+            first_byte: r.timings.first_byte_ms.unwrap_or(0.0),
+            total: r.timings.total_ms,
+            ok: r.ok,
+        })
+        .collect();
+    let _ = writeln!(
+        body,
+        "<h2>Latency by phase</h2>{}{}",
+        charts::latency(&phases),
+        charts::LATENCY_LEGEND
+    );
+
+    let _ = writeln!(
+        body,
+        "<h2>Incidents, last 30 days ({})</h2>",
+        why.incidents.len()
+    );
+    if why.incidents.is_empty() {
+        body.push_str("<p class=\"muted\">None.</p>\n");
+    }
+    for incident in &why.incidents {
+        incident_html(&mut body, incident, now_ms);
+    }
+    conditions_html(&mut body, why);
+    let header = format!(
+        "<span>{name}</span><span class=\"muted\">as of {}</span>",
+        timefmt::rfc3339(now_ms)
+    );
+    let title = format!("{} - Causeway", server.name);
+    layout::page_for(&title, &header, &body, audience == Audience::Operator)
+}
+
+fn incident_html(body: &mut String, i: &IncidentView, now_ms: i64) {
+    let (class, until) = match i.ended_at_ms {
+        None => ("open", "now".to_owned()),
+        Some(end) => ("closed", timefmt::rfc3339(end)),
+    };
+    let span = i.ended_at_ms.unwrap_or(now_ms) - i.started_at_ms;
+    let _ = write!(
+        body,
+        "<article class=\"card incident {class}\"><h3>{} <small>{}</small></h3>\
+         <p>{} .. {until} ({}), {} failed check{}{}</p><p>{}</p>",
+        esc(&i.cause),
+        esc(&i.summary),
+        timefmt::rfc3339(i.started_at_ms),
+        timefmt::compact_duration(span),
+        i.failed_checks,
+        if i.failed_checks == 1 { "" } else { "s" },
+        if class == "open" { ", <b>open</b>" } else { "" },
+        esc(&i.explanation)
+    );
+    if let Some(last) = i.samples.last() {
+        let _ = write!(
+            body,
+            "<details open><summary>Evidence of the last failed check, {}</summary>{}</details>",
+            timefmt::rfc3339(last.started_at_ms),
+            super::evidence::evidence_html(&as_check(last))
+        );
+    }
+    body.push_str("</article>\n");
+}
+
+fn conditions_html(body: &mut String, why: &WhyView) {
+    let (since, now) = (why.since_ms, why.now_ms);
+    let _ = writeln!(
+        body,
+        "<h2>Resolver conditions, last 30 days ({})</h2>",
+        why.resolver_conditions.len()
+    );
+    if why.resolver_conditions.is_empty() {
+        body.push_str("<p class=\"muted\">None: every resolver answered.</p>\n");
+    } else {
+        let rows: Vec<String> = why
+            .resolver_conditions
+            .iter()
+            .map(|c| format!("{} ({})", c.resolver, c.canary))
+            .collect();
+        let spans: Vec<Span<'_>> = why
+            .resolver_conditions
+            .iter()
+            .zip(&rows)
+            .map(|(c, row)| Span {
+                row,
+                cause: &c.cause,
+                start_ms: c.started_at_ms,
+                end_ms: c.ended_at_ms,
+                text: &c.explanation,
+            })
+            .collect();
+        body.push_str(&charts::timeline(&spans, since, now));
+        body.push_str("<ul>");
+        for c in &why.resolver_conditions {
+            let _ = write!(
+                body,
+                "<li><b>{}</b> {} for {}: {}{}</li>",
+                esc(&c.cause),
+                esc(&c.resolver),
+                esc(&c.name),
+                esc(&c.explanation),
+                if c.open { " <b>(open)</b>" } else { "" }
+            );
+        }
+        body.push_str("</ul>\n");
+    }
+    let _ = writeln!(
+        body,
+        "<h2>Host conditions, last 30 days ({})</h2>",
+        why.host_conditions.len()
+    );
+    if why.host_conditions.is_empty() {
+        body.push_str("<p class=\"muted\">None.</p>\n");
+        return;
+    }
+    let spans: Vec<Span<'_>> = why
+        .host_conditions
+        .iter()
+        .map(|c| Span {
+            row: &c.cause,
+            cause: &c.cause,
+            start_ms: c.started_at_ms,
+            end_ms: c.ended_at_ms,
+            text: &c.last_explanation,
+        })
+        .collect();
+    body.push_str(&charts::timeline(&spans, since, now));
+    body.push_str("<ul>");
+    for c in &why.host_conditions {
+        let _ = write!(
+            body,
+            "<li><b>{}</b> {} .. {}: {}</li>",
+            esc(&c.cause),
+            timefmt::rfc3339(c.started_at_ms),
+            c.ended_at_ms.map_or("now".to_owned(), timefmt::rfc3339),
+            esc(&c.last_explanation)
+        );
+    }
+    body.push_str("</ul>\n");
+}
+
+/// One check's page.
+pub fn render_check(server: &str, r: &ResultView, now_ms: i64) -> String {
+    let mut body = String::new();
+    let outcome = if r.ok {
+        "ok".to_owned()
+    } else {
+        r.cause.clone().unwrap_or_else(|| "failed".into())
+    };
+    let _ = write!(
+        body,
+        "<p><a href=\"{}\">&larr; {}</a></p><h1>Check of {} at {}</h1>\
+         <div class=\"card\"><p><b>{}</b> {}</p><p>{} {}</p>",
+        server_href(server),
+        esc(server),
+        esc(&r.canary),
+        timefmt::rfc3339(r.started_at_ms),
+        esc(&outcome),
+        esc(r.explanation.as_deref().unwrap_or("")),
+        esc(&r.url),
+        r.address.as_deref().map(esc).unwrap_or_default()
+    );
+    if !r.contributing.is_empty() {
+        let _ = write!(
+            body,
+            "<p>contributing: {}</p>",
+            esc(&r.contributing.join(", "))
+        );
+    }
+    let t = &r.timings;
+    let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1} ms"));
+    let _ = write!(
+        body,
+        "<p>resolve {}, connect {}, TLS {}, first byte {}, total {:.1} ms</p></div>",
+        ms(t.resolve_ms),
+        ms(t.connect_ms),
+        ms(t.tls_ms),
+        ms(t.first_byte_ms),
+        t.total_ms
+    );
+    if !r.ok {
+        body.push_str(&super::evidence::evidence_html(&as_check(r)));
+    }
+    let header = format!(
+        "<span class=\"muted\">as of {}</span>",
+        timefmt::rfc3339(now_ms)
+    );
+    layout::page(&format!("{server}: check {}", r.id), &header, &body)
+}
+
+/// A stored result as the schema's check, for the evidence renderer. Ids this collector does
+/// not know (from a newer probe) read as `unknown`.
+fn as_check(r: &ResultView) -> CheckResult {
+    let failure = r.failure.as_ref().map(|f| Failure {
+        kind: FailureKind::ALL
+            .into_iter()
+            .find(|k| k.id() == f.kind)
+            .unwrap_or(FailureKind::Protocol),
+        message: f.message.clone(),
+    });
+    let cause = |id: &str| id.parse::<Cause>().unwrap_or(Cause::Unknown);
+    CheckResult {
+        canary: r.canary.clone(),
+        url: r.url.clone(),
+        address: r.address.as_deref().and_then(|a| a.parse().ok()),
+        started_at_ms: r.started_at_ms,
+        ok: r.ok,
+        status: r.status,
+        timings: r.timings.clone(),
+        failure,
+        diagnosis: r.cause.as_deref().map(|c| Diagnosis {
+            cause: cause(c),
+            contributing: r.contributing.iter().map(|c| cause(c)).collect(),
+            explanation: r.explanation.clone().unwrap_or_default(),
+        }),
+        evidence: r.evidence.clone().unwrap_or_default(),
+    }
+}
