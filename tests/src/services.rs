@@ -433,6 +433,13 @@ pub struct ProbeSetup<'a> {
     pub host_table: &'a str,
 }
 
+/// The `[host]` table of lab probes that look for OOM kills: the kernel log is followed, and
+/// only OOM kills are judged (the load and pressure of the whole test run are not a lab
+/// host's).
+pub const OOM_ONLY_HOST: &str = "kernel_log = true\nwindow = \"5m\"\nleak_share = 100\n\
+                                 load_per_cpu = 1000\ncpu_pressure = 100\nmemory_pressure = 100\n\
+                                 io_pressure = 100";
+
 /// The `[host]` table of lab probes that do not test host evidence. Every lab host shares one
 /// kernel: its log holds the OOM kills of the OOM tests (run in parallel), and its load is
 /// the whole test run's. Neither belongs to a lab host, so these probes do not follow the

@@ -15,10 +15,6 @@ const PORT: u16 = 8080;
 /// The hungry server's cgroup: Python needs about 10 MiB, so it is killed within a few
 /// allocations.
 const LIMIT: u64 = 64 << 20;
-/// Judge only OOM kills: the load and pressure of the whole test run are not this host's.
-const OOM_ONLY: &str = "kernel_log = true\nwindow = \"5m\"\nleak_share = 100\n\
-                        load_per_cpu = 1000\ncpu_pressure = 100\nmemory_pressure = 100\n\
-                        io_pressure = 100";
 
 struct Site {
     lab: Lab,
@@ -78,7 +74,7 @@ fn wait_result(site: &Site, after_ms: i64, want: impl Fn(&Value) -> bool) -> Res
 
 #[test]
 fn the_oom_kill_of_the_serving_process_is_the_cause() -> Result<()> {
-    let mut site = site("oom", OOM_ONLY, false)?;
+    let mut site = site("oom", services::OOM_ONLY_HOST, false)?;
     let start = now_ms();
     wait_result(&site, start, |r| r["ok"] == true)?;
     // Healthy for a moment: the probe has seen the server own its listener.
@@ -141,7 +137,7 @@ fn a_probe_that_may_not_read_the_kernel_log_says_why_and_keeps_checking() -> Res
     // As `nobody` without CAP_SYSLOG, where kernel.dmesg_restrict=1 (Debian's default) refuses
     // the kernel log. A machine that lets everyone read it gets the setting for the test.
     let _restricted = DmesgRestrict::on()?;
-    let site = site("oom-denied", OOM_ONLY, true)?;
+    let site = site("oom-denied", services::OOM_ONLY_HOST, true)?;
     let start = now_ms();
     let r = wait_result(&site, start, |r| r["ok"] == true)?;
     ensure!(r["cause"].is_null(), "{r:#}");

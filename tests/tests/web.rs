@@ -17,9 +17,6 @@ const PORT: u16 = 8080;
 const MARKUP_CMDLINE: &str = "<img src=x onerror=alert(1)>";
 /// The process name (`comm`, 15 bytes at most): the kernel writes it into its OOM lines.
 const MARKUP_COMM: &str = "<img src=y>";
-const OOM_ONLY: &str = "kernel_log = true\nwindow = \"5m\"\nleak_share = 100\n\
-                        load_per_cpu = 1000\ncpu_pressure = 100\nmemory_pressure = 100\n\
-                        io_pressure = 100";
 
 #[test]
 fn the_pages_render_the_fleet_the_server_and_its_incident_in_chromium() -> Result<()> {
@@ -51,7 +48,7 @@ fn the_pages_render_the_fleet_the_server_and_its_incident_in_chromium() -> Resul
             resolvers: &["system".to_owned()],
             interval: "1s",
             timeout: "800ms",
-            host_table: OOM_ONLY,
+            host_table: services::OOM_ONLY_HOST,
             ..Default::default()
         },
     )?;
@@ -166,13 +163,18 @@ fn the_pages_render_the_fleet_the_server_and_its_incident_in_chromium() -> Resul
         "return Array.from(document.querySelectorAll('a[href]'))\
            .map(function(a){return a.getAttribute('href');});",
     )?;
-    ensure!(links == serde_json::json!([]), "the customer page links to {links}");
+    ensure!(
+        links == serde_json::json!([]),
+        "the customer page links to {links}"
+    );
     let shot = browser.screenshot(&shots.join("customer.png"))?;
     println!("screenshot: {}", shot.display());
     browser.open(&format!("{}{link}/badge.svg", collector.url))?;
     let badge = browser.execute("return document.documentElement.textContent;")?;
     ensure!(
-        badge.as_str().is_some_and(|b| b.contains("uptime 30d") && b.contains("down")),
+        badge
+            .as_str()
+            .is_some_and(|b| b.contains("uptime 30d") && b.contains("down")),
         "{badge}"
     );
     let shot = browser.screenshot(&shots.join("badge.png"))?;
