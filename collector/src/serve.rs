@@ -1,11 +1,27 @@
-//! Running the HTTP server until SIGTERM or Ctrl-C, then finishing in-flight requests.
+//! Running the HTTP server until SIGTERM or Ctrl-C, then finishing in-flight requests, and
+//! telling systemd about it (`Type=notify`, `WatchdogSec=`: see
+//! deploy/systemd/causeway-collector.service).
+//!
+//! The notifications follow sd_notify(3): datagrams to the socket named by `NOTIFY_SOCKET`,
+//! sent by hand (a few lines; no libsystemd). `READY=1` once the listener is bound and the
+//! database open, `STATUS=` with the address and the reports stored since the start,
+//! `WATCHDOG=1` at half of `WATCHDOG_USEC` while the database answers `SELECT 1` in time (a
+//! wedged database stops the pings and systemd restarts the collector), `STOPPING=1` on
+//! shutdown. Without `NOTIFY_SOCKET` (not under systemd) none of it happens.
 
+use std::ffi::{OsStr, OsString};
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
+use sqlx::SqlitePool;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
+use crate::metrics::{IngestCounters, IngestOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -27,16 +43,282 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 }
 
 /// Serves the application on `listener` until `shutdown` completes, then lets in-flight
-/// requests finish. The caller closes the database afterwards.
+/// requests finish. The caller closes the database afterwards. Notifies systemd when run by
+/// it (see [`Systemd::from_env`]).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    run_notifying(listener, state, shutdown, Systemd::from_env()).await
+}
+
+/// [`run`], notifying `systemd`: `READY=1` at once (the listener is bound and the database
+/// open: the caller did both), then `WATCHDOG=1` and `STATUS=` from a task, `STOPPING=1` when
+/// `shutdown` completes.
+pub async fn run_notifying(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    systemd: Systemd,
+) -> Result<(), ServeError> {
+    let status = Status {
+        addr: listener.local_addr().ok(),
+        ingest: state.ingest.clone(),
+    };
+    systemd
+        .notifier
+        .send(&format!("READY=1\nSTATUS={}", status.line()));
+    let keepalive = tokio::spawn(keepalive(systemd.clone(), state.db.read.clone(), status));
+    // The task ends with the server however the server ends.
+    let _stop_keepalive = AbortOnDrop(keepalive.abort_handle());
+    let stop_keepalive = keepalive.abort_handle();
+    let notifier = systemd.notifier;
+    let shutdown = async move {
+        shutdown.await;
+        stop_keepalive.abort();
+        notifier.send("STOPPING=1\nSTATUS=stopping: finishing the requests in flight");
+    };
     axum::serve(listener, api::app(state))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServeError::Serve)
+}
+
+/// What the collector tells systemd and how often.
+#[derive(Debug, Clone)]
+pub struct Systemd {
+    pub notifier: Notifier,
+    /// systemd's watchdog period (`WatchdogSec=`), when it expects pings: they come at half
+    /// of it. `None`: no pings, the status is still updated every [`STATUS_EVERY`].
+    pub watchdog: Option<Duration>,
+}
+
+/// How often the status line is refreshed when systemd has no watchdog for the collector.
+pub const STATUS_EVERY: Duration = Duration::from_secs(30);
+
+/// The longest a watchdog check of the database may take (less when the ping period is short).
+const CHECK_TIMEOUT_MAX: Duration = Duration::from_secs(10);
+
+impl Systemd {
+    /// From the environment systemd gives a service: `NOTIFY_SOCKET`, and `WATCHDOG_USEC`
+    /// unless `WATCHDOG_PID` names another process. Without `NOTIFY_SOCKET`, nothing.
+    pub fn from_env() -> Systemd {
+        let notifier = Notifier::from_env();
+        let watchdog = if notifier.is_enabled() {
+            watchdog_period(
+                std::env::var_os("WATCHDOG_USEC").as_deref(),
+                std::env::var_os("WATCHDOG_PID").as_deref(),
+                std::process::id(),
+            )
+        } else {
+            None
+        };
+        Systemd { notifier, watchdog }
+    }
+
+    /// No notifications at all.
+    pub fn disabled() -> Systemd {
+        Systemd {
+            notifier: Notifier::disabled(),
+            watchdog: None,
+        }
+    }
+}
+
+/// systemd's watchdog period from `WATCHDOG_USEC` and `WATCHDOG_PID` (sd_watchdog_enabled(3)):
+/// `None` when unset, unparsable, zero, or meant for another process.
+pub fn watchdog_period(
+    usec: Option<&OsStr>,
+    pid: Option<&OsStr>,
+    own_pid: u32,
+) -> Option<Duration> {
+    let usec: u64 = usec?.to_str()?.parse().ok().filter(|&u| u > 0)?;
+    if let Some(pid) = pid {
+        let pid: u32 = pid.to_str()?.parse().ok()?;
+        if pid != own_pid {
+            return None;
+        }
+    }
+    Some(Duration::from_micros(usec))
+}
+
+/// Sends sd_notify(3) messages: one datagram each to systemd's notification socket, a path or,
+/// with a leading `@`, an abstract socket. Cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    socket: Option<Arc<OsString>>,
+}
+
+impl Notifier {
+    /// To the socket in `NOTIFY_SOCKET`; disabled when unset or empty.
+    pub fn from_env() -> Notifier {
+        Notifier::to_socket(std::env::var_os("NOTIFY_SOCKET").unwrap_or_default())
+    }
+
+    /// To `socket`, as `NOTIFY_SOCKET` would name it (a path, or `@name`); disabled if empty.
+    pub fn to_socket(socket: impl Into<OsString>) -> Notifier {
+        let socket: OsString = socket.into();
+        Notifier {
+            socket: (!socket.is_empty()).then(|| Arc::new(socket)),
+        }
+    }
+
+    /// Sends nothing.
+    pub fn disabled() -> Notifier {
+        Notifier { socket: None }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.socket.is_some()
+    }
+
+    /// Sends `message` (newline-separated `KEY=value` lines). A failure is logged, never
+    /// fatal: the collector serves whether or not systemd hears it.
+    pub fn send(&self, message: &str) {
+        if let Err(e) = self.try_send(message) {
+            tracing::warn!(error = %e, "cannot notify systemd ({message:?})");
+        }
+    }
+
+    /// Sends `message`; `Ok` without a socket.
+    pub fn try_send(&self, message: &str) -> io::Result<()> {
+        let Some(socket) = &self.socket else {
+            return Ok(());
+        };
+        send_datagram(socket, message.as_bytes())
+    }
+}
+
+#[cfg(unix)]
+fn send_datagram(socket: &OsStr, message: &[u8]) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::UnixDatagram;
+
+    let sock = UnixDatagram::unbound()?;
+    // systemd reads its socket at once; a full queue must not block the server.
+    sock.set_nonblocking(true)?;
+    let sent = match socket.as_bytes().strip_prefix(b"@") {
+        Some(name) => send_abstract(&sock, name, message)?,
+        None => sock.send_to(message, PathBuf::from(socket))?,
+    };
+    if sent != message.len() {
+        return Err(io::Error::new(io::ErrorKind::WriteZero, "short datagram"));
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn send_abstract(
+    sock: &std::os::unix::net::UnixDatagram,
+    name: &[u8],
+    message: &[u8],
+) -> io::Result<usize> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+    sock.send_to_addr(message, &addr)
+}
+
+#[cfg(all(unix, not(target_os = "linux")))]
+fn send_abstract(
+    _sock: &std::os::unix::net::UnixDatagram,
+    _name: &[u8],
+    _message: &[u8],
+) -> io::Result<usize> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "abstract sockets exist only on Linux",
+    ))
+}
+
+#[cfg(not(unix))]
+fn send_datagram(_socket: &OsStr, _message: &[u8]) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "systemd notifications need Unix sockets",
+    ))
+}
+
+/// The status line's figures.
+struct Status {
+    addr: Option<SocketAddr>,
+    ingest: Arc<IngestCounters>,
+}
+
+impl Status {
+    fn line(&self) -> String {
+        let stored = self.ingest.reports(IngestOutcome::Stored);
+        let s = if stored == 1 { "" } else { "s" };
+        match self.addr {
+            Some(addr) => {
+                format!("serving on http://{addr}; {stored} report{s} stored since start")
+            }
+            None => format!("serving; {stored} report{s} stored since start"),
+        }
+    }
+}
+
+/// Pings systemd's watchdog at half its period while the database answers, and keeps the
+/// status line current. Runs until aborted.
+async fn keepalive(systemd: Systemd, read: SqlitePool, status: Status) {
+    if !systemd.notifier.is_enabled() {
+        return;
+    }
+    let every = systemd.watchdog.map_or(STATUS_EVERY, |w| w / 2);
+    let timeout = (every / 2).min(CHECK_TIMEOUT_MAX);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut healthy = true;
+    loop {
+        tick.tick().await;
+        match database_answers(&read, timeout).await {
+            Ok(()) => {
+                if !healthy {
+                    tracing::info!("the database answers again");
+                    healthy = true;
+                }
+                let ping = if systemd.watchdog.is_some() {
+                    "WATCHDOG=1\n"
+                } else {
+                    ""
+                };
+                systemd
+                    .notifier
+                    .send(&format!("{ping}STATUS={}", status.line()));
+            }
+            Err(e) => {
+                if healthy {
+                    tracing::error!(
+                        "the database does not answer ({e}): no watchdog ping, systemd \
+                         restarts the collector if this lasts"
+                    );
+                    healthy = false;
+                }
+                systemd
+                    .notifier
+                    .send(&format!("STATUS=the database does not answer: {e}"));
+            }
+        }
+    }
+}
+
+/// `SELECT 1` on a read connection within `timeout`: the pool hands out a connection and its
+/// worker runs a statement.
+async fn database_answers(read: &SqlitePool, timeout: Duration) -> Result<(), String> {
+    match tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(read)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("SELECT 1 took over {} ms", timeout.as_millis())),
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Completes on SIGTERM (systemd, docker stop) or Ctrl-C.
@@ -65,5 +347,262 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
         () = term => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use tokio::net::UnixDatagram;
+
+    use super::*;
+    use crate::clock::Clock;
+    use crate::db::Db;
+
+    /// A socket standing in for systemd's: what the collector sends, one datagram at a time.
+    struct FakeSystemd {
+        socket: UnixDatagram,
+        path: PathBuf,
+    }
+
+    impl FakeSystemd {
+        fn bind(dir: &Path) -> FakeSystemd {
+            let path = dir.join("notify");
+            FakeSystemd {
+                socket: UnixDatagram::bind(&path).unwrap(),
+                path,
+            }
+        }
+
+        fn systemd(&self, watchdog: Option<Duration>) -> Systemd {
+            Systemd {
+                notifier: Notifier::to_socket(&self.path),
+                watchdog,
+            }
+        }
+
+        /// The next datagram, or `None` after `wait`.
+        async fn next(&self, wait: Duration) -> Option<String> {
+            let mut buf = vec![0; 4096];
+            let n = tokio::time::timeout(wait, self.socket.recv(&mut buf))
+                .await
+                .ok()?
+                .unwrap();
+            Some(String::from_utf8(buf[..n].to_vec()).unwrap())
+        }
+
+        /// Datagrams until one has the line `line` (returned), failing after `wait`.
+        async fn until(&self, line: &str, wait: Duration) -> String {
+            self.until_with(|m| m.lines().any(|l| l == line), line, wait)
+                .await
+        }
+
+        /// Datagrams until one is `wanted` (returned), failing after `wait`.
+        async fn until_with(
+            &self,
+            wanted: impl Fn(&str) -> bool,
+            what: &str,
+            wait: Duration,
+        ) -> String {
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let Some(msg) = self.next(left).await else {
+                    panic!("no {what:?} within {wait:?}");
+                };
+                if wanted(&msg) {
+                    return msg;
+                }
+            }
+        }
+    }
+
+    async fn state(dir: &Path) -> AppState {
+        AppState {
+            db: Db::open(&dir.join("c.db")).await.unwrap(),
+            clock: Clock::system(),
+            max_body: 1 << 20,
+            ingest: Default::default(),
+        }
+    }
+
+    /// Runs the server with `systemd` until the returned sender is used or dropped.
+    async fn serve(
+        state: AppState,
+        systemd: Systemd,
+    ) -> (
+        SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<(), ServeError>>,
+    ) {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let server = tokio::spawn(run_notifying(listener, state, shutdown, systemd));
+        (addr, stop, server)
+    }
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn ready_status_pings_and_stopping() {
+        let dir = tempfile::tempdir().unwrap();
+        let systemd = FakeSystemd::bind(dir.path());
+        let state = state(dir.path()).await;
+        let (db, ingest) = (state.db.clone(), state.ingest.clone());
+        let watchdog = Duration::from_millis(400);
+        let (addr, stop, server) = serve(state, systemd.systemd(Some(watchdog))).await;
+
+        let ready = systemd.next(WAIT).await.unwrap();
+        assert_eq!(
+            ready,
+            format!("READY=1\nSTATUS=serving on http://{addr}; 0 reports stored since start")
+        );
+        // Pings at half the period, each with the status.
+        let started = tokio::time::Instant::now();
+        for _ in 0..3 {
+            let ping = systemd.until("WATCHDOG=1", WAIT).await;
+            assert!(ping.contains("STATUS=serving on http://"), "{ping}");
+        }
+        assert!(started.elapsed() >= watchdog / 2, "{:?}", started.elapsed());
+        // The status counts stored reports.
+        ingest.report(IngestOutcome::Stored);
+        ingest.report(IngestOutcome::Duplicate);
+        let counted =
+            format!("WATCHDOG=1\nSTATUS=serving on http://{addr}; 1 report stored since start");
+        systemd.until_with(|m| m == counted, &counted, WAIT).await;
+
+        stop.send(()).unwrap();
+        let stopping = systemd.until("STOPPING=1", WAIT).await;
+        assert!(stopping.contains("STATUS=stopping"), "{stopping}");
+        server.await.unwrap().unwrap();
+        // Nothing after STOPPING=1: the pings stopped with the server.
+        assert_eq!(systemd.next(watchdog).await, None);
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_wedged_database_stops_the_pings_until_it_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let systemd = FakeSystemd::bind(dir.path());
+        let state = state(dir.path()).await;
+        let db = state.db.clone();
+        let watchdog = Duration::from_millis(400);
+        let (_addr, stop, server) = serve(state, systemd.systemd(Some(watchdog))).await;
+        systemd.until("READY=1", WAIT).await;
+        systemd.until("WATCHDOG=1", WAIT).await;
+
+        // Every read connection taken and held: `SELECT 1` cannot run.
+        let max = db.read.options().get_max_connections();
+        let mut held = Vec::new();
+        for _ in 0..max {
+            held.push(db.read.acquire().await.unwrap());
+        }
+        let status = systemd
+            .until(
+                "STATUS=the database does not answer: SELECT 1 took over 100 ms",
+                WAIT,
+            )
+            .await;
+        assert!(!status.contains("WATCHDOG=1"), "{status}");
+        // Several periods without a ping: systemd would have restarted the collector.
+        let quiet = tokio::time::Instant::now() + watchdog * 2;
+        while let Some(msg) = systemd
+            .next(quiet.saturating_duration_since(tokio::time::Instant::now()))
+            .await
+        {
+            assert!(!msg.contains("WATCHDOG=1"), "a ping while wedged: {msg}");
+        }
+
+        drop(held);
+        let ping = systemd.until("WATCHDOG=1", WAIT).await;
+        assert!(ping.contains("STATUS=serving on"), "{ping}");
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn without_a_watchdog_only_the_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let systemd = FakeSystemd::bind(dir.path());
+        let state = state(dir.path()).await;
+        let db = state.db.clone();
+        let (_addr, stop, server) = serve(state, systemd.systemd(None)).await;
+        assert!(systemd.next(WAIT).await.unwrap().starts_with("READY=1\n"));
+        // The first refresh comes at once, the next after STATUS_EVERY.
+        let first = systemd.next(WAIT).await.unwrap();
+        assert!(first.starts_with("STATUS=serving on"), "{first}");
+        assert_eq!(systemd.next(Duration::from_millis(300)).await, None);
+        stop.send(()).unwrap();
+        systemd.until("STOPPING=1", WAIT).await;
+        server.await.unwrap().unwrap();
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn without_a_socket_nothing_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path()).await;
+        let db = state.db.clone();
+        let (addr, stop, server) = serve(state, Systemd::disabled()).await;
+        let answer = tokio::net::TcpStream::connect(addr).await;
+        assert!(answer.is_ok(), "{answer:?}");
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+        db.close().await;
+        assert!(Notifier::disabled().try_send("READY=1").is_ok());
+        assert!(!Notifier::to_socket("").is_enabled());
+    }
+
+    #[test]
+    fn a_missing_socket_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let notifier = Notifier::to_socket(dir.path().join("nobody-listens"));
+        assert!(notifier.try_send("READY=1").is_err());
+        notifier.send("READY=1");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn abstract_socket() {
+        use std::os::linux::net::SocketAddrExt;
+        use std::os::unix::net::{SocketAddr, UnixDatagram};
+        let name = format!(
+            "causeway-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        );
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let systemd = UnixDatagram::bind_addr(&addr).unwrap();
+        Notifier::to_socket(format!("@{name}"))
+            .try_send("READY=1")
+            .unwrap();
+        let mut buf = [0; 64];
+        let n = systemd.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1");
+    }
+
+    #[test]
+    fn watchdog_period_from_the_environment() {
+        let os = |s: &'static str| Some(OsStr::new(s));
+        assert_eq!(
+            watchdog_period(os("60000000"), None, 7),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            watchdog_period(os("60000000"), os("7"), 7),
+            Some(Duration::from_secs(60))
+        );
+        // Meant for another process (a parent that kept the variables).
+        assert_eq!(watchdog_period(os("60000000"), os("8"), 7), None);
+        assert_eq!(watchdog_period(None, None, 7), None);
+        assert_eq!(watchdog_period(os("0"), None, 7), None);
+        assert_eq!(watchdog_period(os("60s"), None, 7), None);
+        assert_eq!(watchdog_period(os("60000000"), os("x"), 7), None);
     }
 }
