@@ -7,13 +7,17 @@
 //! - [`checks::dns`]: per-resolver resolution; [`checks::http`]: the canary request.
 //! - [`cycle`]: one cycle, from config to [`causeway_schema::Report`].
 //! - [`spool`]: the on-disk outbox; [`upload`]: sending one report to the collector.
-//! - [`run`]: the service loop, the uploader task and signals.
+//! - [`run`]: the service loop, the uploader task, signals and config reloads.
+//! - [`notify`]: systemd notifications (ready, status, watchdog, reloading, stopping).
+//! - [`privileges`]: what the probe can see with its privileges, said once at start.
 
 pub mod capture;
 pub mod checks;
 pub mod config;
 pub mod cycle;
 pub mod host;
+pub mod notify;
+pub mod privileges;
 pub mod run;
 pub mod spool;
 pub mod state;

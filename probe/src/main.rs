@@ -8,7 +8,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use causeway_probe::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
 use causeway_probe::cycle::Prober;
-use causeway_probe::run::{Service, shutdown_signal};
+use causeway_probe::notify::Notifier;
+use causeway_probe::run::{Service, reload_on_sighup, shutdown_signal};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -23,7 +24,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the service: a cycle every interval, reports spooled and uploaded.
+    /// Run the service: a cycle every interval, reports spooled and uploaded. SIGHUP reads the
+    /// config file again (a bad one is refused and the running config kept); SIGTERM or
+    /// SIGINT finish the cycle in flight and stop. Under systemd (`NOTIFY_SOCKET`) it notifies
+    /// readiness, status and the watchdog (`Type=notify`, `WatchdogSec=`).
     Run {
         /// The config file.
         #[arg(long, short, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
@@ -62,7 +66,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::CheckConfig { file } => return check_config(&file),
         Command::Run { config } => {
-            load(&config).map(|c| runtime().and_then(|rt| rt.block_on(run(c))))
+            load(&config).map(|c| runtime().and_then(|rt| rt.block_on(run(c, config))))
         }
         Command::Once { config } => {
             load(&config).map(|c| runtime().and_then(|rt| rt.block_on(once(c))))
@@ -112,8 +116,13 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
-    let service = Service::from_config(config)?;
+async fn run(config: Config, path: PathBuf) -> anyhow::Result<()> {
+    let mut service = Service::from_config(config)?;
+    service.notifier = Notifier::from_env();
+    service.config_path = Some(path);
+    // Before the loop starts: SIGHUP's default action would end the process.
+    let reload = Arc::new(tokio::sync::Notify::new());
+    let hup = reload_on_sighup(reload.clone())?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let signal = tokio::spawn(async move {
         match shutdown_signal().await {
@@ -125,8 +134,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
         let _ = stop.send(true);
     });
-    let result = service.run(stopped).await;
+    let result = service.run(stopped, reload).await;
     signal.abort();
+    hup.abort();
     Ok(result?)
 }
 

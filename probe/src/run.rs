@@ -1,23 +1,43 @@
 //! The service: a cycle every `interval`, each report spooled, and an uploader task that drains
 //! the spool on its own, so a dead collector never delays a check.
+//!
+//! Around it: systemd notifications ([`Notifier`]: `READY=1` once running, `STATUS=` after
+//! every cycle, `WATCHDOG=1` from the main loop, `STOPPING=1` on shutdown) and config reloads
+//! (SIGHUP, between cycles; a bad file is refused and the running config kept).
 
+use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use causeway_schema::Report;
 use tokio::sync::{Notify, watch};
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, Interval, MissedTickBehavior};
 
+use crate::capture::Capture;
+use crate::checks::backends::Memory;
 use crate::checks::dns::{DnsTransport, HickoryTransport};
 use crate::checks::http::{HttpChecker, HttpTransport};
-use crate::config::{Config, format_duration};
+use crate::config::{Config, ServingRule, format_duration};
 use crate::cycle::{Prober, summary};
+use crate::host::listeners::ListenerWatch;
+use crate::host::watch::HostWatch;
+use crate::notify::Notifier;
+use crate::privileges::Privileges;
 use crate::spool::{Spool, SpoolError};
 use crate::upload::{Backoff, UploadError, UploadOutcome, Uploader};
 
 /// How long the last upload attempt on shutdown may take: systemd's stop timeout is 90 s by
 /// default, and a cycle may still have been running.
 pub const FINAL_UPLOAD: Duration = Duration::from_secs(5);
+
+/// A cycle (or a reload) in flight keeps the watchdog fed for this many intervals at most:
+/// each of its timeouts is shorter than the interval, and it has a few steps one after the
+/// other (resolve, request, look at listeners and backends). One that runs longer is hung;
+/// the watchdog then starves and the service manager restarts the probe.
+pub const CYCLE_ALLOWANCE_INTERVALS: u32 = 4;
+/// ... and for at least this long, whatever the interval.
+pub const MIN_CYCLE_ALLOWANCE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -39,10 +59,18 @@ pub struct Service<D, H> {
     pub spool: SharedSpool,
     pub uploader: Uploader,
     pub final_upload: Duration,
+    /// Tells the service manager how the service is doing; a no-op outside systemd.
+    pub notifier: Notifier,
+    /// The config file a reload reads again; without one a reload is refused.
+    pub config_path: Option<PathBuf>,
+    /// The least time a cycle in flight keeps the watchdog fed (see
+    /// [`CYCLE_ALLOWANCE_INTERVALS`]).
+    pub min_cycle_allowance: Duration,
 }
 
 impl Service<HickoryTransport, HttpChecker> {
-    /// The real service for a config: opens the spool, builds the clients.
+    /// The real service for a config: opens the spool, builds the clients. No notifications
+    /// and no config file until the caller sets them.
     pub fn from_config(config: Config) -> Result<Self, RunError> {
         let spool = Spool::open(&config.spool_dir, config.spool_max_reports)?;
         let uploader = Uploader::new(&config.collector_url, &config.token)?;
@@ -52,29 +80,117 @@ impl Service<HickoryTransport, HttpChecker> {
             spool: Arc::new(Mutex::new(spool)),
             uploader,
             final_upload: FINAL_UPLOAD,
+            notifier: Notifier::disabled(),
+            config_path: None,
+            min_cycle_allowance: MIN_CYCLE_ALLOWANCE,
         })
     }
 }
 
-impl<D: DnsTransport + 'static, H: HttpTransport + 'static> Service<D, H> {
+/// The prober for a reloaded config.
+pub trait Reprobe: Sized + Send + 'static {
+    /// The prober for `config`, keeping the parts of `self` the change leaves as they were.
+    /// May block (a watch thread is joined, the state file read): the loop calls it on a
+    /// blocking thread.
+    fn reprobe(self, config: Arc<Config>) -> Self;
+}
+
+/// What [`Prober::on_host`] builds for `config`, but the parts whose settings did not change
+/// are kept, with what they gathered: the listener history of the last minutes, the memory
+/// series, the kernel log's thread and kills, the reboot found at start (a new state file
+/// reader would not see it again), the packet capture's TTL memory.
+impl Reprobe for Prober<HickoryTransport, HttpChecker> {
+    fn reprobe(self, config: Arc<Config>) -> Self {
+        let old = self.config;
+        let http = match (old.capture == config.capture, config.capture) {
+            (true, _) => self.http,
+            (false, true) => HttpChecker::with_capture(Arc::new(Capture::new())),
+            (false, false) => HttpChecker::new(),
+        };
+        let same_ports = watched_ports(&old) == watched_ports(&config)
+            && old.listener_poll == config.listener_poll;
+        let listeners = match self.listeners {
+            Some(watch) if same_ports => watch,
+            before => {
+                // Stops and joins the old thread before the new one polls.
+                drop(before);
+                ListenerWatch::start(watched_ports(&config), config.listener_poll)
+            }
+        };
+        let memory = match self.memory {
+            Some(memory) if old.state_dir == config.state_dir => memory,
+            _ => Memory::open(&config.state_dir),
+        };
+        let host = match self.host {
+            Some(host) if old.host_watch == config.host_watch => host,
+            _ => HostWatch::start(&config.host_watch, memory.reboot()),
+        };
+        Prober {
+            config,
+            dns: self.dns,
+            http,
+            resolv_conf: self.resolv_conf,
+            listeners: Some(listeners),
+            memory: Some(memory),
+            host: Some(host),
+        }
+    }
+}
+
+/// The ports the listener watch follows, with their rules, as [`Prober::on_host`] passes them.
+fn watched_ports(config: &Config) -> Vec<(u16, ServingRule)> {
+    let canaries = config.canaries.iter();
+    canaries
+        .map(|c| (c.target.port, c.serving.clone()))
+        .collect()
+}
+
+/// What woke the main loop.
+enum Next {
+    Stop,
+    Watchdog,
+    Reload,
+    Cycle,
+}
+
+impl<D: DnsTransport + 'static, H: HttpTransport + 'static> Service<D, H>
+where
+    Prober<D, H>: Reprobe,
+{
     /// Runs until `shutdown` turns true; then finishes the cycle in flight, makes one last
-    /// upload attempt and returns. Whatever was not uploaded stays in the spool.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), RunError> {
-        let config = self.prober.config.clone();
-        let pending = with_spool(&self.spool, |s| s.pending()).await?.len();
+    /// upload attempt and returns. Whatever was not uploaded stays in the spool. Each
+    /// `reload` notification reads the config file again between cycles.
+    pub async fn run(
+        self,
+        mut shutdown: watch::Receiver<bool>,
+        reload: Arc<Notify>,
+    ) -> Result<(), RunError> {
+        let Service {
+            mut prober,
+            spool,
+            uploader,
+            final_upload,
+            notifier,
+            config_path,
+            min_cycle_allowance,
+        } = self;
+        let config = prober.config.clone();
+        let pending = with_spool(&spool, |s| s.pending()).await?.len();
         tracing::info!(
             "starting: server {}, {}, collector {}, {pending} report(s) waiting in {}",
             config.server,
             config.summary(),
-            self.uploader.url(),
+            uploader.url(),
             config.spool_dir.display(),
         );
+        Privileges::check(&config).log();
 
         let wake = Arc::new(Notify::new());
         let (stop_uploader, uploader_stopped) = watch::channel(false);
-        let uploader = tokio::spawn(upload_loop(
-            self.spool.clone(),
-            self.uploader.clone(),
+        let (uploaders, uploader_rx) = watch::channel(uploader);
+        let upload_task = tokio::spawn(upload_loop(
+            spool.clone(),
+            uploader_rx,
             wake.clone(),
             Backoff::for_interval(config.interval),
             uploader_stopped,
@@ -82,38 +198,71 @@ impl<D: DnsTransport + 'static, H: HttpTransport + 'static> Service<D, H> {
         // Reports left by a previous run (crash, outage) go first.
         wake.notify_one();
 
-        let mut ticker = tokio::time::interval(config.interval);
-        // A cycle that overran its interval is followed by the next tick, not a burst.
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut ticker = cycle_ticker(config.interval, Instant::now());
+        let mut dog = Watchdog::new(&notifier);
+        if let Some(period) = notifier.watchdog_period() {
+            tracing::info!(
+                "watchdog on: {} (WATCHDOG_USEC), fed every {}",
+                format_duration(period),
+                format_duration(period / 2)
+            );
+        }
+        notifier.ready();
         loop {
-            tokio::select! {
+            let next = tokio::select! {
                 biased;
-                () = signalled(&mut shutdown) => break,
-                _ = ticker.tick() => {}
-            }
-            // Not raced against the signal: a cycle in flight is finished and spooled.
-            let report = self.prober.cycle().await;
-            tracing::info!("{}", summary(&report));
-            match spool_report(&self.spool, report).await {
-                Ok(_) => wake.notify_one(),
-                Err(e) => tracing::error!("this cycle's report is lost: {e}"),
+                () = signalled(&mut shutdown) => Next::Stop,
+                () = dog.tick() => Next::Watchdog,
+                () = reload.notified() => Next::Reload,
+                _ = ticker.tick() => Next::Cycle,
+            };
+            let allowance = cycle_allowance(prober.config.interval, min_cycle_allowance);
+            match next {
+                Next::Stop => break,
+                Next::Watchdog => notifier.watchdog(),
+                Next::Reload => {
+                    let interval = prober.config.interval;
+                    let path = config_path.as_deref();
+                    let reloading = reload_config(prober, path, &uploaders, &notifier);
+                    prober = dog
+                        .feed_while(allowance, "a config reload", reloading)
+                        .await;
+                    if prober.config.interval != interval {
+                        // The new interval counts from now.
+                        let first = Instant::now() + prober.config.interval;
+                        ticker = cycle_ticker(prober.config.interval, first);
+                    }
+                }
+                Next::Cycle => {
+                    // Not raced against the signal: a cycle in flight is finished and spooled.
+                    let cycle = async {
+                        let report = prober.cycle().await;
+                        let line = summary(&report);
+                        tracing::info!("{line}");
+                        notifier.status(&format!("{}: {line}", prober.config.server));
+                        match spool_report(&spool, report).await {
+                            Ok(_) => wake.notify_one(),
+                            Err(e) => tracing::error!("this cycle's report is lost: {e}"),
+                        }
+                    };
+                    dog.feed_while(allowance, "a cycle", cycle).await;
+                }
             }
         }
 
+        notifier.stopping();
         tracing::info!("stopping: one last upload attempt");
         let _ = stop_uploader.send(true);
-        let _ = uploader.await;
+        let _ = upload_task.await;
+        let config = prober.config.clone();
+        let uploader = uploaders.borrow().clone();
         let mut backoff = Backoff::for_interval(config.interval);
-        let last = tokio::time::timeout(
-            self.final_upload,
-            drain(&self.spool, &self.uploader, &mut backoff),
-        )
-        .await;
-        let left = with_spool(&self.spool, |s| s.pending()).await?.len();
+        let last = tokio::time::timeout(final_upload, drain(&spool, &uploader, &mut backoff)).await;
+        let left = with_spool(&spool, |s| s.pending()).await?.len();
         match last {
             Err(_) if left > 0 => tracing::warn!(
                 "last upload attempt took longer than {}; {left} report(s) stay in the spool",
-                format_duration(self.final_upload)
+                format_duration(final_upload)
             ),
             _ if left > 0 => {
                 tracing::info!("{left} report(s) stay in the spool for the next start")
@@ -121,6 +270,157 @@ impl<D: DnsTransport + 'static, H: HttpTransport + 'static> Service<D, H> {
             _ => tracing::info!("spool empty"),
         }
         Ok(())
+    }
+}
+
+/// The cycle ticker: first tick at `first`, then every `interval`. A cycle that overran its
+/// interval is followed by the next tick, not a burst.
+fn cycle_ticker(interval: Duration, first: Instant) -> Interval {
+    let mut ticker = tokio::time::interval_at(first, interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    ticker
+}
+
+/// How long a cycle in flight keeps the watchdog fed.
+pub fn cycle_allowance(interval: Duration, min: Duration) -> Duration {
+    interval.saturating_mul(CYCLE_ALLOWANCE_INTERVALS).max(min)
+}
+
+/// Reads the config file again and, if it is valid, rebuilds the prober and the uploader
+/// for it; otherwise logs why it was refused and keeps everything as it was. The spool stays:
+/// its directory and size take effect at the next start. `RELOADING=1` before, `READY=1`
+/// after, whatever the outcome.
+async fn reload_config<D, H>(
+    prober: Prober<D, H>,
+    path: Option<&Path>,
+    uploaders: &watch::Sender<Uploader>,
+    notifier: &Notifier,
+) -> Prober<D, H>
+where
+    Prober<D, H>: Reprobe,
+{
+    notifier.reloading();
+    let server = prober.config.server.clone();
+    let refuse = |problems: String| {
+        tracing::error!("config reload refused, keeping the running config: {problems}");
+        notifier.status(&format!(
+            "{server}: config reload refused, keeping the running config: {problems}"
+        ));
+    };
+    let loaded = match path {
+        None => Err("the service was started without a config file".to_owned()),
+        Some(path) => {
+            let p = path.to_owned();
+            tokio::task::spawn_blocking(move || Config::load(&p))
+                .await
+                .expect("reading the config panicked")
+                .map_err(|e| format!("{}: {}", path.display(), e.problems().join("; ")))
+        }
+    };
+    let mut new = match loaded {
+        Ok(new) => new,
+        Err(problems) => {
+            refuse(problems);
+            notifier.ready();
+            return prober;
+        }
+    };
+    let old = prober.config.clone();
+    let uploader = match Uploader::new(&new.collector_url, &new.token) {
+        Ok(uploader) => uploader,
+        Err(e) => {
+            refuse(e.to_string());
+            notifier.ready();
+            return prober;
+        }
+    };
+    if (&new.spool_dir, new.spool_max_reports) != (&old.spool_dir, old.spool_max_reports) {
+        tracing::warn!(
+            "spool_dir and spool_max_reports take effect at the next restart: keeping the spool \
+             {} of at most {} reports",
+            old.spool_dir.display(),
+            old.spool_max_reports
+        );
+        new.spool_dir = old.spool_dir.clone();
+        new.spool_max_reports = old.spool_max_reports;
+    }
+    let privileges_may_differ =
+        new.capture != old.capture || new.host_watch.kernel_log != old.host_watch.kernel_log;
+    let line = format!("config reloaded: {}", new.summary());
+    let new = Arc::new(new);
+    let for_prober = new.clone();
+    let prober = tokio::task::spawn_blocking(move || prober.reprobe(for_prober))
+        .await
+        .expect("rebuilding the prober panicked");
+    uploaders.send_replace(uploader);
+    tracing::info!("{line}");
+    if privileges_may_differ {
+        Privileges::check(&new).log();
+    }
+    notifier.ready();
+    prober
+}
+
+/// Feeds the service manager's watchdog at half its period, from the main loop only: a loop
+/// that hangs stops feeding it, and the service manager restarts the probe.
+struct Watchdog {
+    notifier: Notifier,
+    ticker: Option<Interval>,
+}
+
+impl Watchdog {
+    fn new(notifier: &Notifier) -> Watchdog {
+        let ticker = notifier.watchdog_ping_every().map(|every| {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            ticker
+        });
+        Watchdog {
+            notifier: notifier.clone(),
+            ticker,
+        }
+    }
+
+    /// Resolves when the watchdog is due; never without a watchdog.
+    async fn tick(&mut self) {
+        match &mut self.ticker {
+            Some(ticker) => {
+                ticker.tick().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Runs `work` (a cycle, a reload) to its end, feeding the watchdog meanwhile for at most
+    /// `allowance`: work that runs longer is hung, and the watchdog is left to starve.
+    async fn feed_while<F: Future>(
+        &mut self,
+        allowance: Duration,
+        what: &str,
+        work: F,
+    ) -> F::Output {
+        let started = Instant::now();
+        let mut work = std::pin::pin!(work);
+        let mut starving = false;
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut work => return out,
+                () = self.tick() => {
+                    if started.elapsed() <= allowance {
+                        self.notifier.watchdog();
+                    } else if !starving {
+                        starving = true;
+                        let why = format!(
+                            "{what} has run for more than {}: no longer feeding the watchdog",
+                            format_duration(allowance)
+                        );
+                        tracing::error!("{why}; the service manager will restart the probe");
+                        self.notifier.status(&why);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -147,10 +447,19 @@ async fn signalled(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-/// The uploader task: drains the spool when woken, backs off while the collector fails.
+/// Waits for a new value; forever once the sender is gone.
+async fn changed<T>(rx: &mut watch::Receiver<T>) {
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The uploader task: drains the spool when woken, backs off while the collector fails. Each
+/// drain uses the latest uploader (a reload may change the collector or the token); a new one
+/// ends the backoff at once.
 async fn upload_loop(
     spool: SharedSpool,
-    uploader: Uploader,
+    mut uploaders: watch::Receiver<Uploader>,
     wake: Arc<Notify>,
     mut backoff: Backoff,
     mut stop: watch::Receiver<bool>,
@@ -162,6 +471,7 @@ async fn upload_loop(
             () = wake.notified() => {}
         }
         loop {
+            let uploader = uploaders.borrow_and_update().clone();
             let drained = tokio::select! {
                 biased;
                 () = signalled(&mut stop) => return,
@@ -175,6 +485,10 @@ async fn upload_loop(
             tokio::select! {
                 biased;
                 () = signalled(&mut stop) => return,
+                () = changed(&mut uploaders) => {
+                    tracing::info!("new collector settings: uploading now");
+                    backoff.reset();
+                }
                 () = tokio::time::sleep(delay) => {}
             }
         }
@@ -280,6 +594,20 @@ pub async fn shutdown_signal() -> Result<&'static str, RunError> {
     })
 }
 
+/// Turns every SIGHUP into a `reload` notification for [`Service::run`]. The handler is in
+/// place when this returns (SIGHUP's default action would end the process); several signals
+/// before the loop gets to them make one reload.
+pub fn reload_on_sighup(reload: Arc<Notify>) -> Result<tokio::task::JoinHandle<()>, RunError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
+    Ok(tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reading the config again (between cycles)");
+            reload.notify_one();
+        }
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -291,6 +619,7 @@ mod tests {
 
     use super::*;
     use crate::config::HostInfo;
+    use crate::notify::tests::FakeManager;
 
     /// A canary page that always answers 200 "canary-ok".
     async fn canary_site() -> u16 {
@@ -352,13 +681,15 @@ mod tests {
         (url, rx)
     }
 
-    fn service(
+    /// The config of the test service: canary `http://127.0.0.1:<canary_port>/` expecting
+    /// `expect_text`, spool in `spool_dir`, state beside it.
+    fn config_text(
         collector_url: &str,
         canary_port: u16,
         spool_dir: &Path,
-    ) -> Service<HickoryTransport, HttpChecker> {
-        crate::install_crypto_provider();
-        let text = format!(
+        expect_text: &str,
+    ) -> String {
+        format!(
             r#"
 collector_url = "{collector_url}"
 token = "cw_test"
@@ -366,32 +697,54 @@ server = "web-01"
 interval = "1s"
 timeout = "500ms"
 spool_dir = "{}"
+state_dir = "{}"
+
+[host]
+kernel_log = false
 
 [[canary]]
 name = "site"
 url = "http://127.0.0.1:{canary_port}/"
-expect_text = "canary-ok"
+expect_text = "{expect_text}"
 "#,
-            spool_dir.display()
-        );
+            spool_dir.display(),
+            spool_dir.join("state").display(),
+        )
+    }
+
+    fn service(
+        collector_url: &str,
+        canary_port: u16,
+        spool_dir: &Path,
+    ) -> Service<HickoryTransport, HttpChecker> {
+        crate::install_crypto_provider();
+        let text = config_text(collector_url, canary_port, spool_dir, "canary-ok");
         let config = Config::parse(&text, &HostInfo::default()).unwrap();
         let mut service = Service::from_config(config).unwrap();
         service.final_upload = Duration::from_secs(2);
         service
     }
 
-    /// A service loop running in a task, with the switch that stops it.
+    /// A service loop running in a task, with the switches that stop and reload it.
     struct Running {
         stop: watch::Sender<bool>,
+        reload: Arc<Notify>,
         task: tokio::task::JoinHandle<Result<(), RunError>>,
     }
 
     impl Running {
-        fn start(svc: Service<HickoryTransport, HttpChecker>) -> Running {
+        fn start<D, H>(svc: Service<D, H>) -> Running
+        where
+            D: DnsTransport + 'static,
+            H: HttpTransport + 'static,
+            Prober<D, H>: Reprobe,
+        {
             let (stop, stop_rx) = watch::channel(false);
+            let reload = Arc::new(Notify::new());
             Running {
                 stop,
-                task: tokio::spawn(svc.run(stop_rx)),
+                reload: reload.clone(),
+                task: tokio::spawn(svc.run(stop_rx, reload)),
             }
         }
 
@@ -529,5 +882,302 @@ expect_text = "canary-ok"
         running.stop().await;
         let first = &spooled(&rejected)[0];
         assert!(!spooled(tmp.path()).contains(first), "moved, not copied");
+    }
+
+    /// The next datagram the fake service manager got (within 5 s).
+    fn next_note(manager: &FakeManager) -> String {
+        tokio::task::block_in_place(|| manager.recv())
+    }
+
+    /// The next datagram that is not a watchdog ping or a cycle's status.
+    fn next_event(manager: &FakeManager) -> String {
+        loop {
+            let note = next_note(manager);
+            if note != "WATCHDOG=1\n" && !note.starts_with("STATUS=web-01: cycle: ") {
+                return note;
+            }
+        }
+    }
+
+    /// The next report the collector got that started after `after_ms`.
+    async fn report_after(
+        received: &mut mpsc::UnboundedReceiver<Vec<u8>>,
+        after_ms: i64,
+    ) -> Report {
+        loop {
+            let body = tokio::time::timeout(Duration::from_secs(10), received.recv())
+                .await
+                .expect("a report within 10 s")
+                .unwrap();
+            let report: Report = serde_json::from_slice(&body).unwrap();
+            if report.started_at_ms > after_ms {
+                return report;
+            }
+        }
+    }
+
+    /// A service reading its config from a file in `dir`, notifying `manager`.
+    fn service_from_file(
+        path: &Path,
+        text: &str,
+        manager: &FakeManager,
+    ) -> Service<HickoryTransport, HttpChecker> {
+        crate::install_crypto_provider();
+        std::fs::write(path, text).unwrap();
+        let mut service = Service::from_config(Config::load(path).unwrap()).unwrap();
+        service.final_upload = Duration::from_secs(2);
+        service.notifier = Notifier::to_socket(&manager.path);
+        service.config_path = Some(path.to_owned());
+        service
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_service_manager_hears_ready_status_watchdog_and_stopping() {
+        let tmp = tempfile::tempdir().unwrap();
+        let site = canary_site().await;
+        let (url, _received) = collector(200).await;
+        let manager = FakeManager::new();
+        let mut svc = service(&url, site, tmp.path());
+        svc.notifier = Notifier::to_socket(&manager.path).with_watchdog(Duration::from_millis(400));
+        let running = Running::start(svc);
+
+        assert_eq!(next_note(&manager), "READY=1\n", "ready first");
+        let (mut pings, mut status) = (0, None);
+        while pings < 2 || status.is_none() {
+            match next_note(&manager) {
+                n if n == "WATCHDOG=1\n" => pings += 1,
+                n if n.starts_with("STATUS=") => status = Some(n),
+                n => panic!("unexpected {n:?}"),
+            }
+        }
+        assert_eq!(
+            status.unwrap(),
+            "STATUS=web-01: cycle: 1/1 checks ok\n",
+            "the cycle's summary line, for the server"
+        );
+
+        running.stop().await;
+        let mut after = Vec::new();
+        manager.sock.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = manager.sock.recv(&mut buf) {
+            after.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        assert_eq!(
+            after.last().map(String::as_str),
+            Some("STOPPING=1\n"),
+            "{after:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_broken_config_on_reload_is_refused_and_the_running_one_goes_on() {
+        let tmp = tempfile::tempdir().unwrap();
+        let site = canary_site().await;
+        let (url, mut received) = collector(200).await;
+        let manager = FakeManager::new();
+        let path = tmp.path().join("probe.toml");
+        let text = config_text(&url, site, tmp.path(), "canary-ok");
+        let running = Running::start(service_from_file(&path, &text, &manager));
+        assert_eq!(next_event(&manager), "READY=1\n");
+        assert!(report_after(&mut received, 0).await.results[0].ok);
+
+        std::fs::write(
+            &path,
+            text.replace("interval = \"1s\"", "interval = \"soon\""),
+        )
+        .unwrap();
+        let reloaded = crate::now_ms();
+        running.reload.notify_one();
+        let reloading = next_event(&manager);
+        assert!(
+            reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+            "{reloading:?}"
+        );
+        let refused = next_event(&manager);
+        let expected = format!(
+            "STATUS=web-01: config reload refused, keeping the running config: {}: interval:",
+            path.display()
+        );
+        assert!(refused.starts_with(&expected), "{refused:?}");
+        assert_eq!(next_event(&manager), "READY=1\n");
+
+        // Checks go on with the running config.
+        for _ in 0..2 {
+            let report = report_after(&mut received, reloaded).await;
+            assert!(report.results[0].ok, "{report:?}");
+        }
+        // A file that cannot be read is refused the same way.
+        std::fs::remove_file(&path).unwrap();
+        running.reload.notify_one();
+        assert!(next_event(&manager).starts_with("RELOADING=1\n"));
+        let refused = next_event(&manager);
+        assert!(refused.contains("cannot read the file"), "{refused:?}");
+        assert_eq!(next_event(&manager), "READY=1\n");
+        running.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_good_config_on_reload_replaces_the_prober_and_the_uploader_not_the_spool() {
+        let tmp = tempfile::tempdir().unwrap();
+        let site = canary_site().await;
+        let (url, mut received) = collector(200).await;
+        let manager = FakeManager::new();
+        let path = tmp.path().join("probe.toml");
+        let text = config_text(&url, site, tmp.path(), "canary-ok");
+        let running = Running::start(service_from_file(&path, &text, &manager));
+        assert_eq!(next_event(&manager), "READY=1\n");
+        assert!(report_after(&mut received, 0).await.results[0].ok);
+
+        // Another collector, text the page lacks, another spool directory.
+        let (url2, mut received2) = collector(200).await;
+        let other_spool = tmp.path().join("other-spool");
+        let spool_line = format!("spool_dir = \"{}\"", tmp.path().display());
+        let new_text = text
+            .replace(&url, &url2)
+            .replace("canary-ok", "not-on-the-page")
+            .replace(
+                &spool_line,
+                &format!("spool_dir = \"{}\"", other_spool.display()),
+            );
+        assert_ne!(new_text, text);
+        std::fs::write(&path, &new_text).unwrap();
+        let reloaded = crate::now_ms();
+        running.reload.notify_one();
+        assert!(next_event(&manager).starts_with("RELOADING=1\n"));
+        assert_eq!(next_event(&manager), "READY=1\n", "no refusal in between");
+
+        let report = report_after(&mut received2, reloaded).await;
+        let result = &report.results[0];
+        assert!(!result.ok, "{report:?}");
+        assert_eq!(result.cause().map(|c| c.id()), Some("content_mismatch"));
+        running.stop().await;
+        assert!(
+            !other_spool.exists(),
+            "the spool stays where it was until a restart"
+        );
+    }
+
+    /// An HTTP transport whose requests never end: a hung cycle.
+    struct Hang;
+
+    impl HttpTransport for Hang {
+        fn fetch(
+            &self,
+            _: &crate::config::Canary,
+            _: std::net::IpAddr,
+        ) -> impl Future<Output = crate::checks::http::HttpOutcome> + Send {
+            std::future::pending()
+        }
+    }
+
+    impl Reprobe for Prober<HickoryTransport, Hang> {
+        fn reprobe(mut self, config: Arc<Config>) -> Self {
+            self.config = config;
+            self
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_cycle_is_fed_for_its_allowance_and_then_starves_the_watchdog() {
+        crate::install_crypto_provider();
+        let tmp = tempfile::tempdir().unwrap();
+        let manager = FakeManager::new();
+        let sock = tokio::net::UnixDatagram::from_std({
+            manager.sock.set_nonblocking(true).unwrap();
+            manager.sock.try_clone().unwrap()
+        })
+        .unwrap();
+        let text = config_text("http://127.0.0.1:9", 9, tmp.path(), "canary-ok");
+        let config = Config::parse(&text, &HostInfo::default()).unwrap();
+        let svc = Service {
+            spool: Arc::new(Mutex::new(Spool::open(&config.spool_dir, 10).unwrap())),
+            uploader: Uploader::new(&config.collector_url, &config.token).unwrap(),
+            prober: Prober::new(Arc::new(config), HickoryTransport, Hang),
+            final_upload: Duration::from_secs(1),
+            notifier: Notifier::to_socket(&manager.path).with_watchdog(Duration::from_millis(200)),
+            config_path: None,
+            min_cycle_allowance: Duration::ZERO,
+        };
+        // Interval 1 s: the cycle is fed for 4 s, pinged every 100 ms (virtual time).
+        let allowance = cycle_allowance(Duration::from_secs(1), Duration::ZERO);
+        assert_eq!(allowance, Duration::from_secs(4));
+        let running = Running::start(svc);
+
+        let mut buf = [0u8; 4096];
+        let mut next = async || {
+            let n = sock.recv(&mut buf).await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        };
+        assert_eq!(next().await, "READY=1\n");
+        let mut pings = 0;
+        let starving = async {
+            loop {
+                match next().await {
+                    n if n == "WATCHDOG=1\n" => pings += 1,
+                    n => break n,
+                }
+            }
+        };
+        let starved = tokio::time::timeout(allowance * 3, starving)
+            .await
+            .expect("the watchdog starves once the allowance is over");
+        assert_eq!(
+            starved,
+            "STATUS=a cycle has run for more than 4s: no longer feeding the watchdog\n"
+        );
+        // One at the loop's first turn, then every 100 ms of the cycle's 4 s.
+        assert!((40..=42).contains(&pings), "{pings} pings");
+        // Long after: no ping since.
+        tokio::time::sleep(allowance * 3).await;
+        let late = sock.try_recv(&mut buf);
+        assert!(
+            late.is_err(),
+            "{:?}",
+            late.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+        );
+        running.task.abort();
+    }
+
+    #[test]
+    fn a_reload_keeps_the_parts_its_changes_leave_alone() {
+        crate::install_crypto_provider();
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(
+            state.join("state.json"),
+            r#"{"version": 1, "boot_id": "an-earlier-boot"}"#,
+        )
+        .unwrap();
+        let text = config_text("http://127.0.0.1:9", 9, tmp.path(), "canary-ok");
+        let parse = |t: &str| Arc::new(Config::parse(t, &HostInfo::default()).unwrap());
+        let prober = Prober::on_host(parse(&text));
+        let reboot =
+            |p: &Prober<HickoryTransport, HttpChecker>| p.memory.as_ref().unwrap().reboot();
+        assert!(
+            reboot(&prober).is_some(),
+            "the state file's boot id is not this boot's"
+        );
+
+        // Only the expected text changes: the state (and the reboot found at start) stays.
+        let text = text.replace("canary-ok", "canary-fine");
+        let prober = prober.reprobe(parse(&text));
+        assert_eq!(
+            prober.config.canaries[0].expect_text.as_deref(),
+            Some("canary-fine")
+        );
+        assert!(reboot(&prober).is_some(), "kept");
+        assert!(prober.listeners.is_some() && prober.host.is_some());
+
+        // Another state directory: read afresh (it has no boot id, so no reboot).
+        let state_line = format!("state_dir = \"{}\"", state.display());
+        let text = text.replace(
+            &state_line,
+            &format!("state_dir = \"{}\"", tmp.path().join("state2").display()),
+        );
+        let prober = prober.reprobe(parse(&text));
+        assert!(reboot(&prober).is_none(), "rebuilt");
+        assert!(tmp.path().join("state2").join("state.json").exists());
     }
 }
