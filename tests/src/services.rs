@@ -626,6 +626,35 @@ fn is_report_file(name: &str) -> bool {
     time.len() == 13 && time.bytes().all(|b| b.is_ascii_digit()) && id.len() == 36
 }
 
+/// `causeway-probe run` as the unprivileged user `nobody` with exactly the capabilities
+/// `caps` (setpriv's names: `net_raw`, `syslog`, ...) as ambient ones, and as the only ones it
+/// could ever get (the bounding set), as systemd's `AmbientCapabilities=` and
+/// `CapabilityBoundingSet=` give; its spool and state directory (the lab's `state`) owned by
+/// that user.
+pub fn start_probe_with_capabilities(
+    lab: &Lab,
+    host: &Host,
+    config: &Path,
+    spool: &Path,
+    caps: &[&str],
+) -> Result<Service> {
+    for dir in [spool.to_owned(), lab.path("state")] {
+        std::fs::create_dir_all(&dir)?;
+        run(std::process::Command::new("chown")
+            .arg("nobody:nogroup")
+            .arg(&dir))?;
+    }
+    let set: String = caps.iter().map(|c| format!(",+{c}")).collect();
+    let mut cmd = host.command("setpriv");
+    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(format!("--inh-caps=-all{set}"))
+        .arg(format!("--ambient-caps=-all{set}"))
+        .arg(format!("--bounding-set=-all{set}"))
+        .arg("--no-new-privs")
+        .arg(bin("causeway-probe")?);
+    start_probe_with(lab, &mut cmd, config)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
