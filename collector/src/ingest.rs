@@ -94,7 +94,8 @@ pub async fn store(
         sqlx::query(
             "UPDATE servers SET last_report_id = ?2, last_started_at_ms = ?3, interval_s = ?4,
                     probe_host = ?5, probe_version = ?6, spool_queued = ?7,
-                    spool_dropped_total = ?8, last_received_at_ms = ?9
+                    spool_dropped_total = ?8, last_received_at_ms = ?9,
+                    last_checks_total = ?10, last_checks_ok = ?11
              WHERE id = ?1",
         )
         .bind(server_id)
@@ -106,6 +107,8 @@ pub async fn store(
         .bind(clamp_i64(report.spool.queued))
         .bind(clamp_i64(report.spool.dropped_total))
         .bind(received_at_ms)
+        .bind(report.results.len() as i64)
+        .bind(checks_ok)
         .execute(&mut *tx)
         .await?;
         update_incidents(&mut tx, server_id, report, &result_ids).await?;

@@ -90,8 +90,17 @@ async fn the_overview_shows_the_fleet_and_each_server() {
     );
     assert_eq!(html.matches("<svg class=\"heartbeat\"").count(), 2);
     let web = html.split("data-name=\"web-01\"").nth(1).unwrap();
-    let bars = web.split("</svg>").next().unwrap().matches("<rect").count();
-    assert_eq!(bars, 6, "a bar per check");
+    let bar = web.split("</svg>").next().unwrap();
+    assert_eq!(
+        bar.matches("<rect").count(),
+        3,
+        "ok, refused, ok: a bar per run"
+    );
+    assert!(bar.contains("width=\"36\""), "as wide as six checks: {bar}");
+    assert!(
+        bar.contains("<title>2 checks: connection_refused, "),
+        "{bar}"
+    );
     let (_, filtered) = h.get("/?q=db").await;
     assert!(!text(&filtered).contains("data-name=\"web-01\""));
 }

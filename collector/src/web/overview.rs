@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::charts::{self, Beat};
 use super::layout::{self, esc, server_href};
+use crate::ingest::rollups::RECENT_MAX;
 use crate::read::{FLEET_WINDOWS, Fleet, FleetServer};
 use crate::timefmt;
 use crate::views::ServerState;
@@ -146,8 +147,8 @@ fn row(body: &mut String, s: &FleetServer, now_ms: i64) {
     for a in &s.availability {
         let _ = write!(body, "<td class=\"num\">{}</td>", a.percent());
     }
-    let beats: Vec<Beat<'_>> = s
-        .recent
+    let from = s.recent.len().saturating_sub(RECENT_MAX);
+    let beats: Vec<Beat<'_>> = s.recent[from..]
         .iter()
         .map(|c| Beat {
             at_ms: c.t,
@@ -165,7 +166,7 @@ fn row(body: &mut String, s: &FleetServer, now_ms: i64) {
         body,
         "<td>{failure_text}</td><td><a href=\"{}\" title=\"{seen}\">{}</a></td></tr>",
         server_href(&s.name),
-        charts::heartbeat(&beats)
+        charts::heartbeat_runs(&beats)
     );
 }
 
