@@ -514,6 +514,7 @@ pub fn start_unprivileged_probe(
     config: &Path,
     spool: &Path,
 ) -> Result<Service> {
+    check_nobody_can_run(config)?;
     std::fs::create_dir_all(spool)?;
     run(std::process::Command::new("chown")
         .arg("nobody:nogroup")
@@ -529,6 +530,35 @@ pub fn start_unprivileged_probe(
     ])
     .arg(bin("causeway-probe")?);
     start_probe_with(lab, &mut cmd, config)
+}
+
+/// Fails with the reason when `nobody` cannot run the probe's binary or read its config: a
+/// checkout under a private directory (root's 0700 home) would otherwise only show as a probe
+/// that never reports.
+fn check_nobody_can_run(config: &Path) -> Result<()> {
+    let binary = bin("causeway-probe")?;
+    let status = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "sh",
+            "-c",
+        ])
+        .arg(r#"test -x "$0" && test -r "$1""#)
+        .arg(&binary)
+        .arg(config)
+        .status()?;
+    if !status.success() {
+        bail!(
+            "the user nobody cannot run {} or read {}: a directory above them is private \
+             (e.g. /root is 0700); put the checkout where other users can reach it \
+             (/tmp, /work, /srv)",
+            binary.display(),
+            config.display()
+        );
+    }
+    Ok(())
 }
 
 fn start_probe_with(lab: &Lab, cmd: &mut std::process::Command, config: &Path) -> Result<Service> {
@@ -638,6 +668,7 @@ pub fn start_probe_with_capabilities(
     spool: &Path,
     caps: &[&str],
 ) -> Result<Service> {
+    check_nobody_can_run(config)?;
     for dir in [spool.to_owned(), lab.path("state")] {
         std::fs::create_dir_all(&dir)?;
         run(std::process::Command::new("chown")
