@@ -461,3 +461,29 @@ fn lab_is_stale(name: &str) -> bool {
     };
     pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists()
 }
+
+/// Sets kernel.dmesg_restrict to 1 for as long as it lives, and puts back what was there: a
+/// test that takes the kernel log away from an unprivileged probe needs it on, and a machine
+/// that lets everyone read the kernel log gets the setting for the test only.
+pub struct DmesgRestrict(Option<String>);
+
+const DMESG_RESTRICT: &str = "/proc/sys/kernel/dmesg_restrict";
+
+impl DmesgRestrict {
+    pub fn on() -> Result<DmesgRestrict> {
+        let was = std::fs::read_to_string(DMESG_RESTRICT)?.trim().to_owned();
+        if was == "1" {
+            return Ok(DmesgRestrict(None));
+        }
+        std::fs::write(DMESG_RESTRICT, "1").context("setting kernel.dmesg_restrict=1")?;
+        Ok(DmesgRestrict(Some(was)))
+    }
+}
+
+impl Drop for DmesgRestrict {
+    fn drop(&mut self) {
+        if let Some(was) = &self.0 {
+            let _ = std::fs::write(DMESG_RESTRICT, was);
+        }
+    }
+}

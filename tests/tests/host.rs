@@ -136,7 +136,7 @@ fn the_oom_kill_of_the_serving_process_is_the_cause() -> Result<()> {
 fn a_probe_that_may_not_read_the_kernel_log_says_why_and_keeps_checking() -> Result<()> {
     // As `nobody` without CAP_SYSLOG, where kernel.dmesg_restrict=1 (Debian's default) refuses
     // the kernel log. A machine that lets everyone read it gets the setting for the test.
-    let _restricted = DmesgRestrict::on()?;
+    let _restricted = causeway_e2e::lab::DmesgRestrict::on()?;
     let site = site("oom-denied", services::OOM_ONLY_HOST, true)?;
     let start = now_ms();
     let r = wait_result(&site, start, |r| r["ok"] == true)?;
@@ -165,28 +165,4 @@ fn a_probe_that_may_not_read_the_kernel_log_says_why_and_keeps_checking() -> Res
             .map(str::to_owned))
     })?;
     Ok(())
-}
-
-/// Sets kernel.dmesg_restrict to 1 for as long as it lives, and puts back what was there.
-struct DmesgRestrict(Option<String>);
-
-const DMESG_RESTRICT: &str = "/proc/sys/kernel/dmesg_restrict";
-
-impl DmesgRestrict {
-    fn on() -> Result<DmesgRestrict> {
-        let was = std::fs::read_to_string(DMESG_RESTRICT)?.trim().to_owned();
-        if was == "1" {
-            return Ok(DmesgRestrict(None));
-        }
-        std::fs::write(DMESG_RESTRICT, "1").context("setting kernel.dmesg_restrict=1")?;
-        Ok(DmesgRestrict(Some(was)))
-    }
-}
-
-impl Drop for DmesgRestrict {
-    fn drop(&mut self) {
-        if let Some(was) = &self.0 {
-            let _ = std::fs::write(DMESG_RESTRICT, was);
-        }
-    }
 }

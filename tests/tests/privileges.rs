@@ -69,7 +69,7 @@ fn a_probe_with_exactly_the_four_ambient_capabilities_captures_reads_the_kernel_
 -> Result<()> {
     // Where everyone may read the kernel log, CAP_SYSLOG would prove nothing: restrict it, as
     // Debian does by default.
-    let _restricted = DmesgRestrict::on()?;
+    let _restricted = causeway_e2e::lab::DmesgRestrict::on()?;
     let Site {
         mut lab,
         web,
@@ -257,28 +257,4 @@ fn report_id_of(file: &str) -> Result<String> {
         .split_once('-')
         .context("no report id in the file name")?;
     Ok(id.to_owned())
-}
-
-/// Sets kernel.dmesg_restrict to 1 for as long as it lives, and puts back what was there.
-struct DmesgRestrict(Option<String>);
-
-const DMESG_RESTRICT: &str = "/proc/sys/kernel/dmesg_restrict";
-
-impl DmesgRestrict {
-    fn on() -> Result<DmesgRestrict> {
-        let was = std::fs::read_to_string(DMESG_RESTRICT)?.trim().to_owned();
-        if was == "1" {
-            return Ok(DmesgRestrict(None));
-        }
-        std::fs::write(DMESG_RESTRICT, "1").context("setting kernel.dmesg_restrict=1")?;
-        Ok(DmesgRestrict(Some(was)))
-    }
-}
-
-impl Drop for DmesgRestrict {
-    fn drop(&mut self) {
-        if let Some(was) = &self.0 {
-            let _ = std::fs::write(DMESG_RESTRICT, was);
-        }
-    }
 }
