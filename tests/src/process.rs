@@ -71,6 +71,12 @@ impl Service {
     /// Stops the process: SIGTERM, then SIGKILL if it has not exited within 5 s. Returns its
     /// exit status, when it exited by itself.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        self.stop_within(Duration::from_secs(5))
+    }
+
+    /// [`Service::stop`] with `grace` between SIGTERM and SIGKILL, for a process whose clean
+    /// exit is allowed to take a while (the probe's last upload attempt).
+    pub fn stop_within(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         if let Ok(Some(status)) = child.try_wait() {
             return Some(status);
@@ -78,11 +84,9 @@ impl Service {
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-        let exited = wait_for(
-            &format!("{} to exit", self.name),
-            Duration::from_secs(5),
-            || Ok(child.try_wait()?),
-        );
+        let exited = wait_for(&format!("{} to exit", self.name), grace, || {
+            Ok(child.try_wait()?)
+        });
         match exited {
             Ok(status) => Some(status),
             Err(_) => {

@@ -1,6 +1,6 @@
 //! The probe as it is deployed: an unprivileged user with exactly the four capabilities of
-//! deploy/systemd/causeway-probe.service, seeing everything root sees; and a SIGTERM in the
-//! middle of an upload, which loses no report.
+//! deploy/systemd/causeway-probe.service, seeing everything root sees; and SIGTERM in the
+//! middle of uploads (a draining spool, a stalled collector), which loses no report.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -147,7 +147,7 @@ fn a_probe_with_exactly_the_four_ambient_capabilities_captures_reads_the_kernel_
 }
 
 #[test]
-fn sigterm_during_an_upload_loses_nothing() -> Result<()> {
+fn sigterm_while_the_spool_drains_loses_nothing_and_doubles_nothing() -> Result<()> {
     let Site {
         mut lab,
         web,
@@ -236,6 +236,93 @@ fn sigterm_during_an_upload_loses_nothing() -> Result<()> {
         ensure!(*n == 1, "report {id} is stored {n} times after the restart");
     }
     Ok(())
+}
+
+#[test]
+fn sigterm_while_the_collector_stalls_keeps_the_reports_for_the_next_start() -> Result<()> {
+    let Site {
+        mut lab,
+        web,
+        collector,
+        config,
+        spool,
+        ..
+    } = site("sigterm-stall", "")?;
+    let probe = services::start_probe(&lab, &web, &config)?;
+    lab.adopt(probe);
+    services::wait_results(&collector, SERVER, 0, 2, PATIENCE, |_| true)?;
+    let uploaded = stored_ids(&collector)?;
+
+    // The collector stalls: its kernel still accepts connections and takes the request bytes,
+    // but nothing answers. Uploads hang in flight and reports pile up behind them.
+    collector.service.signal("STOP")?;
+    let _resume = Resume(&collector);
+    wait_for(
+        "3 reports spooled behind a stalled upload",
+        PATIENCE,
+        || Ok((services::spooled_reports(&spool)?.len() >= 3).then_some(())),
+    )?;
+
+    // SIGTERM with an upload in flight: the last attempt gives up after its 5 s and the
+    // probe still exits 0, leaving the reports in the spool.
+    let mut probe = lab.take("probe").context("no probe")?;
+    let status = probe
+        .stop_within(Duration::from_secs(30))
+        .context("the probe did not exit within 30 s of SIGTERM")?;
+    let log = probe.log_text();
+    ensure!(status.success(), "the probe exited with {status}:\n{log}");
+    let left: BTreeSet<String> = services::spooled_reports(&spool)?
+        .iter()
+        .map(|f| report_id_of(f))
+        .collect::<Result<_>>()?;
+    ensure!(
+        left.len() >= 3,
+        "{} report(s) in the spool after SIGTERM, expected at least 3:\n{log}",
+        left.len()
+    );
+    let said = format!("{} report(s) stay in the spool", left.len());
+    ensure!(
+        log.lines()
+            .any(|l| l.contains("last upload attempt took longer than") && l.contains(&said)),
+        "no line saying {said:?}:\n{log}"
+    );
+    drop(probe);
+
+    // The collector wakes up. It may now read requests the probe sent before it gave up and
+    // store them, unacknowledged: those reports are both stored and spooled, which is why
+    // the collector stores a report id once.
+    drop(_resume);
+    let known: BTreeSet<String> = uploaded.keys().cloned().chain(left).collect();
+
+    // The next start sends everything that was left, and nothing is stored twice.
+    let probe = services::start_probe(&lab, &web, &config)?;
+    lab.adopt(probe);
+    wait_for("the spool to drain", PATIENCE, || {
+        Ok(services::spooled_reports(&spool)?.is_empty().then_some(()))
+    })?;
+    let stored = stored_ids(&collector)?;
+    for id in &known {
+        let n = stored.get(id).copied().unwrap_or(0);
+        ensure!(n == 1, "report {id} is stored {n} times after the restart");
+    }
+    for (id, n) in &stored {
+        ensure!(*n == 1, "report {id} is stored {n} times after the restart");
+    }
+    println!(
+        "{} report(s) uploaded before the stall, {} left in the spool at SIGTERM, all stored once",
+        uploaded.len(),
+        known.len() - uploaded.len()
+    );
+    Ok(())
+}
+
+/// Lets a SIGSTOPped collector go on when dropped, whatever the test's outcome.
+struct Resume<'a>(&'a Collector);
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.service.signal("CONT");
+    }
 }
 
 /// How many results the collector holds per report id (one canary, one address: one each).

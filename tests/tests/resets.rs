@@ -337,6 +337,18 @@ fn unprivileged_probe_checks_and_says_once_what_evidence_is_off() -> Result<()> 
         let log = probe_log(&mut lab)?;
         Ok(log.contains("packet capture is off").then_some(log))
     })?;
+    // The start line says it all at once; the kernel log depends on kernel.dmesg_restrict.
+    let start = log
+        .lines()
+        .find(|l| l.contains("privileges:"))
+        .with_context(|| format!("no privileges line:\n{log}"))?;
+    ensure!(
+        start.contains(
+            "privileges: packet capture off: CAP_NET_RAW missing; listener owners off: \
+             CAP_DAC_READ_SEARCH, CAP_SYS_PTRACE missing; kernel log "
+        ),
+        "{start}"
+    );
     for (what, how) in [
         ("packet capture is off", "CAP_NET_RAW"),
         ("listener owners are off", "CAP_SYS_PTRACE"),
