@@ -2,6 +2,7 @@
 //! [`crate::ingest`] or [`crate::read`], and map errors through [`ApiError`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -29,6 +30,9 @@ use crate::{share, tokens};
 /// The default window of `incidents`, `why`, `resolvers` and `host`.
 const DEFAULT_WINDOW_MS: i64 = 86_400_000;
 
+/// The default [`AppState::body_timeout`]: twice the probe's whole upload timeout (15 s).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -36,6 +40,9 @@ pub struct AppState {
     pub clock: Clock,
     /// The largest report body accepted, in bytes.
     pub max_body: usize,
+    /// How long a report's body may take to arrive once its headers are in; a client that
+    /// sends it slower gets 408 (and a probe sends it again).
+    pub body_timeout: Duration,
     /// What `POST /api/v1/reports` answered since the collector started, for `/metrics`.
     pub ingest: Arc<IngestCounters>,
 }
@@ -80,6 +87,8 @@ pub enum ApiError {
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
+    RequestTimeout(String),
+    #[error("{0}")]
     InvalidReport(#[from] InvalidReport),
     #[error("unknown server {name:?}")]
     UnknownServer { name: String, closest: Vec<String> },
@@ -122,6 +131,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::InvalidReport(e) => {
                 body.fields = Some(
                     e.0.into_iter()
@@ -172,6 +182,7 @@ async fn post_report(
             ApiError::BadRequest(_)
             | ApiError::NotFound(_)
             | ApiError::PayloadTooLarge(_)
+            | ApiError::RequestTimeout(_)
             | ApiError::InvalidReport(_)
             | ApiError::UnknownServer { .. },
         ) => IngestOutcome::Rejected,
@@ -190,16 +201,24 @@ async fn receive_report(
     req: Request,
 ) -> Result<(Outcome, usize, Json<serde_json::Value>), ApiError> {
     let auth = authenticate(app, req.headers()).await?;
-    let bytes = Bytes::from_request(req, app).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(format!(
-                "the report is larger than this collector's limit of {} bytes (--max-body)",
-                app.max_body
+    let body = tokio::time::timeout(app.body_timeout, Bytes::from_request(req, app)).await;
+    let bytes = body
+        .map_err(|_| {
+            ApiError::RequestTimeout(format!(
+                "the report's body did not arrive within {} s (--body-timeout)",
+                app.body_timeout.as_secs()
             ))
-        } else {
-            ApiError::BadRequest(rejection.body_text())
-        }
-    })?;
+        })?
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(format!(
+                    "the report is larger than this collector's limit of {} bytes (--max-body)",
+                    app.max_body
+                ))
+            } else {
+                ApiError::BadRequest(rejection.body_text())
+            }
+        })?;
     // `from_bytes` rather than the `Json` extractor: no Content-Type requirement, and both
     // syntax and type errors are a 400 here (422 is kept for values `validate` refuses).
     let Json(report) = Json::<Report>::from_bytes(&bytes)

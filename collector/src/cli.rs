@@ -3,16 +3,21 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::api::AppState;
 use crate::clock::{Clock, system_now_ms};
 use crate::db::{Db, DbError};
+use crate::duration;
 use crate::serve::{self, ServeError};
 use crate::share::{self, ShareError};
 use crate::timefmt::rfc3339;
 use crate::tokens::{self, TokenError};
+
+/// How long `serve` waits for the database to close once the server has stopped.
+const DB_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Receives Causeway probes' reports, stores them in SQLite and serves the API and web page.
 #[derive(Debug, Parser)]
@@ -63,6 +68,16 @@ pub struct ServeArgs {
     /// The largest report body accepted, in bytes; larger ones get 413.
     #[arg(long, default_value_t = 1_048_576, value_parser = clap::value_parser!(u32).range(1024..))]
     pub max_body: u32,
+    /// How long a report's body may take to arrive after its headers; slower ones get 408.
+    #[arg(long, default_value = "30s", value_parser = duration::parse)]
+    pub body_timeout: Duration,
+    /// A connection that sends and receives nothing for this long is closed (a silent client,
+    /// half-sent headers, an unused keep-alive connection).
+    #[arg(long, default_value = "75s", value_parser = duration::parse)]
+    pub idle_timeout: Duration,
+    /// On SIGTERM, how long requests in flight may take before their connections are closed.
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
+    pub shutdown_grace: Duration,
 }
 
 impl ServeArgs {
@@ -126,12 +141,24 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
             db: db.clone(),
             clock: Clock::system(),
             max_body: serve_args.max_body as usize,
+            body_timeout: serve_args.body_timeout,
             ingest: Default::default(),
         };
-        serve::run(listener, state, serve::shutdown_signal()).await
+        let limits = serve::Limits {
+            idle: serve_args.idle_timeout,
+            shutdown_grace: serve_args.shutdown_grace,
+        };
+        serve::run(listener, state, limits, serve::shutdown_signal()).await
     }
     .await;
-    db.close().await;
+    // A request cut off at the end of the grace may still hold a connection to the database:
+    // it is waited for, but not for ever (SQLite's journal keeps the file whole either way).
+    if tokio::time::timeout(DB_CLOSE_WAIT, db.close()).await.is_err() {
+        tracing::warn!(
+            "the database was still busy {} s after the server stopped; exiting anyway",
+            DB_CLOSE_WAIT.as_secs()
+        );
+    }
     tracing::info!("stopped");
     Ok(result?)
 }
@@ -262,6 +289,10 @@ mod tests {
         assert!(cli.command.is_none());
         let serve = ServeArgs::from_env().unwrap();
         assert_eq!(serve.max_body, 1_048_576);
+        // The flags' defaults are the library's.
+        assert_eq!(serve.body_timeout, crate::api::BODY_TIMEOUT);
+        assert_eq!(serve.idle_timeout, serve::Limits::IDLE);
+        assert_eq!(serve.shutdown_grace, serve::Limits::SHUTDOWN_GRACE);
         let cli = Cli::try_parse_from([
             "causeway-collector",
             "serve",
@@ -276,6 +307,25 @@ mod tests {
             panic!("serve expected")
         };
         assert_eq!(args.listen, "0.0.0.0:9000".parse().unwrap());
+    }
+
+    #[test]
+    fn a_bad_timeout_names_the_flag_the_value_and_the_forms() {
+        for (flag, value) in [
+            ("--idle-timeout", "0s"),
+            ("--body-timeout", "30"),
+            ("--shutdown-grace", "ten"),
+        ] {
+            let err = Cli::try_parse_from(["causeway-collector", "serve", flag, value])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(flag), "{err}");
+            assert!(err.contains(&format!("{value:?}")), "{err}");
+            assert!(
+                err.contains("a whole number followed by s, m, h or d"),
+                "{err}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod ctl;
 pub mod db;
 pub mod duration;
+pub mod idle;
 pub mod ingest;
 pub mod metrics;
 pub mod names;

@@ -33,7 +33,7 @@ pub enum IngestOutcome {
     Stored,
     /// Already stored (200, `duplicate`).
     Duplicate,
-    /// Refused as malformed, invalid or too large (a 4xx other than 401 and 403).
+    /// Refused as malformed, invalid, too large or too slow (a 4xx other than 401 and 403).
     Rejected,
     /// No valid token, or a token of another server (401, 403).
     Unauthorized,

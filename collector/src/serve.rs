@@ -1,5 +1,5 @@
-//! Running the HTTP server until SIGTERM or Ctrl-C, then finishing in-flight requests, and
-//! telling systemd about it (`Type=notify`, `WatchdogSec=`: see
+//! Running the HTTP server until SIGTERM or Ctrl-C, then finishing in-flight requests for at most
+//! the shutdown grace, and telling systemd about it (`Type=notify`, `WatchdogSec=`: see
 //! deploy/systemd/causeway-collector.service).
 //!
 //! The notifications follow sd_notify(3): datagrams to the socket named by `NOTIFY_SOCKET`,
@@ -10,7 +10,7 @@
 //! shutdown. Without `NOTIFY_SOCKET` (not under systemd) none of it happens.
 
 use std::ffi::{OsStr, OsString};
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +21,7 @@ use sqlx::SqlitePool;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
+use crate::idle::IdleListener;
 use crate::metrics::{IngestCounters, IngestOutcome};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,15 +43,43 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
+/// How long the server waits on its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A connection that moves no byte either way for this long is closed ([`crate::idle`]).
+    pub idle: Duration,
+    /// After the stop signal, requests in flight get this long to finish; then their
+    /// connections are closed. An unacknowledged report is not lost: its probe sends it again.
+    pub shutdown_grace: Duration,
+}
+
+impl Limits {
+    /// Longer than any client's keep-alive pause between two reports would matter, as
+    /// nginx's `keepalive_timeout` (75 s).
+    pub const IDLE: Duration = Duration::from_secs(75);
+    /// Well within the unit's `TimeoutStopSec=30`.
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            idle: Limits::IDLE,
+            shutdown_grace: Limits::SHUTDOWN_GRACE,
+        }
+    }
+}
+
 /// Serves the application on `listener` until `shutdown` completes, then lets in-flight
-/// requests finish. The caller closes the database afterwards. Notifies systemd when run by
-/// it (see [`Systemd::from_env`]).
+/// requests finish for at most `limits.shutdown_grace`. The caller closes the database
+/// afterwards. Notifies systemd when run by it (see [`Systemd::from_env`]).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    run_notifying(listener, state, shutdown, Systemd::from_env()).await
+    run_notifying(listener, state, limits, shutdown, Systemd::from_env()).await
 }
 
 /// [`run`], notifying `systemd`: `READY=1` at once (the listener is bound and the database
@@ -59,6 +88,7 @@ pub async fn run(
 pub async fn run_notifying(
     listener: TcpListener,
     state: AppState,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
     systemd: Systemd,
 ) -> Result<(), ServeError> {
@@ -74,15 +104,34 @@ pub async fn run_notifying(
     let _stop_keepalive = AbortOnDrop(keepalive.abort_handle());
     let stop_keepalive = keepalive.abort_handle();
     let notifier = systemd.notifier;
+    let (stopping, stop_began) = tokio::sync::oneshot::channel();
     let shutdown = async move {
         shutdown.await;
         stop_keepalive.abort();
         notifier.send("STOPPING=1\nSTATUS=stopping: finishing the requests in flight");
+        let _ = stopping.send(());
     };
-    axum::serve(listener, api::app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServeError::Serve)
+    let listener = IdleListener::new(listener, limits.idle);
+    let server = axum::serve(listener, api::app(state)).with_graceful_shutdown(shutdown);
+    // The graceful shutdown waits for every connection to end; the grace bounds that.
+    let grace_over = async {
+        match stop_began.await {
+            Ok(()) => tokio::time::sleep(limits.shutdown_grace).await,
+            // The server ended without a stop signal: the select has its result already.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = server.into_future() => served.map_err(ServeError::Serve),
+        () = grace_over => {
+            tracing::warn!(
+                "requests still in flight {} s after the stop signal: closing their connections \
+                 (a probe sends an unanswered report again)",
+                limits.shutdown_grace.as_secs()
+            );
+            Ok(())
+        }
+    }
 }
 
 /// What the collector tells systemd and how often.
@@ -423,6 +472,7 @@ mod tests {
             db: Db::open(&dir.join("c.db")).await.unwrap(),
             clock: Clock::system(),
             max_body: 1 << 20,
+            body_timeout: crate::api::BODY_TIMEOUT,
             ingest: Default::default(),
         }
     }
@@ -442,7 +492,13 @@ mod tests {
         let shutdown = async {
             let _ = stopped.await;
         };
-        let server = tokio::spawn(run_notifying(listener, state, shutdown, systemd));
+        let server = tokio::spawn(run_notifying(
+            listener,
+            state,
+            Limits::default(),
+            shutdown,
+            systemd,
+        ));
         (addr, stop, server)
     }
 

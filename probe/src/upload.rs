@@ -6,6 +6,8 @@ use crate::checks::http::{chain, cut};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const TOTAL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Under the collector's default `--idle-timeout` (75 s).
+const POOL_IDLE: Duration = Duration::from_secs(60);
 /// Bytes of the collector's answer kept for the log: its error message, not a whole page.
 const MAX_ANSWER: usize = 2048;
 const USER_AGENT: &str = concat!("causeway-probe/", env!("CARGO_PKG_VERSION"));
@@ -53,6 +55,9 @@ impl Uploader {
             // reqwest 0.13 honours the system proxy by default; a probe talks to its collector
             // directly, whatever the environment of the service says.
             .no_proxy()
+            // The collector closes a connection idle for 75 s (--idle-timeout); dropping ours
+            // first means a report never goes out on a connection the collector is closing.
+            .pool_idle_timeout(POOL_IDLE)
             .connect_timeout(connect)
             .timeout(total)
             .user_agent(USER_AGENT)

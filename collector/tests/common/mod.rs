@@ -55,6 +55,7 @@ impl Harness {
             db: self.db.clone(),
             clock: Clock::from_fn(move || now.load(Ordering::SeqCst)),
             max_body: self.max_body,
+            body_timeout: causeway_collector::api::BODY_TIMEOUT,
             ingest: Default::default(),
         }
     }
@@ -390,9 +391,14 @@ impl Running {
             clock: Clock::fixed(NOW),
             ..h.state()
         };
-        let server = tokio::spawn(serve::run(listener, state, async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(serve::run(
+            listener,
+            state,
+            serve::Limits::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Running {
             base: format!("http://{addr}"),
             stop,

@@ -1,0 +1,262 @@
+//! The `causeway-collector serve` process against clients that go quiet: a connection that
+//! sends nothing or half its headers is closed after `--idle-timeout`, a report whose body
+//! stalls gets 408 after `--body-timeout`, and SIGTERM with a stalled upload in flight still
+//! ends in `--shutdown-grace` with exit 0, every acknowledged report stored.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use causeway_collector::db::Db;
+use common::{ok_check, report};
+
+const BIN: &str = env!("CARGO_BIN_EXE_causeway-collector");
+const SERVER: &str = "web-01";
+/// How long a test waits for what must happen; a slow machine must not fail a right test.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A collector process serving on a free port of 127.0.0.1, with a token for [`SERVER`].
+struct Serving {
+    child: Child,
+    addr: SocketAddr,
+    token: String,
+    db: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Serving {
+    fn start(flags: &[&str]) -> Serving {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("causeway.db");
+        let out = Command::new(BIN)
+            .arg("--db")
+            .arg(&db)
+            .args(["token", "add", SERVER])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let log = dir.path().join("collector.log");
+        let child = Command::new(BIN)
+            .arg("--db")
+            .arg(&db)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(flags)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let addr = wait_for("the collector's listening line", || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            text.split_once("listening on http://")
+                .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        });
+        Serving {
+            child,
+            addr,
+            token,
+            db,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Opens a connection and sends the start of a report upload: all of its headers (a
+    /// valid token, a 5,000-byte body announced) and one byte of the body.
+    fn stalled_upload(&self) -> TcpStream {
+        let mut conn = TcpStream::connect(self.addr).unwrap();
+        write!(
+            conn,
+            "POST /api/v1/reports HTTP/1.1\r\nHost: collector\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n{{",
+            self.token
+        )
+        .unwrap();
+        conn
+    }
+
+    fn wait_exit(&mut self) -> Option<ExitStatus> {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `what` every 50 ms until it gives a value, for at most [`PATIENCE`].
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "no {what} within {PATIENCE:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reads until the collector closes the connection; `PATIENCE` without that fails the test.
+fn read_until_closed(conn: &mut TcpStream) -> String {
+    conn.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) => panic!(
+                "the connection is still open after {PATIENCE:?} ({e}); got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Uploads one report over its own connection; the HTTP status, or the I/O error.
+fn upload(addr: SocketAddr, token: &str, body: &[u8]) -> std::io::Result<u16> {
+    let mut conn = TcpStream::connect(addr)?;
+    conn.set_read_timeout(Some(PATIENCE))?;
+    write!(
+        conn,
+        "POST /api/v1/reports HTTP/1.1\r\nHost: collector\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    conn.write_all(body)?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)?;
+    answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3)?.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {answer:?}")))
+}
+
+fn new_report() -> (String, Vec<u8>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let r = report(SERVER, now, vec![ok_check(now)]);
+    (r.report_id.to_string(), serde_json::to_vec(&r).unwrap())
+}
+
+fn stored_report_ids(db: &Path) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let db = Db::open(db).await.unwrap();
+        let ids = sqlx::query_scalar("SELECT report_id FROM reports")
+            .fetch_all(&db.read)
+            .await
+            .unwrap();
+        db.close().await;
+        ids
+    })
+}
+
+#[test]
+fn a_silent_connection_and_half_sent_headers_are_closed_after_the_idle_timeout() {
+    let serving = Serving::start(&["--idle-timeout", "1s"]);
+    let mut silent = TcpStream::connect(serving.addr).unwrap();
+    let mut half = TcpStream::connect(serving.addr).unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: col")
+        .unwrap();
+    read_until_closed(&mut silent);
+    read_until_closed(&mut half);
+    // A client that keeps talking is served as before.
+    let (_, body) = new_report();
+    assert_eq!(upload(serving.addr, &serving.token, &body).unwrap(), 200);
+}
+
+#[test]
+fn a_report_body_that_stalls_gets_408_naming_the_flag() {
+    let serving = Serving::start(&["--body-timeout", "1s"]);
+    let mut conn = serving.stalled_upload();
+    let answer = read_until_closed(&mut conn);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(
+        answer.contains("the report's body did not arrive within 1 s (--body-timeout)"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn sigterm_with_a_stalled_upload_ends_within_the_grace_and_keeps_every_acknowledged_report() {
+    let mut serving = Serving::start(&["--shutdown-grace", "2s"]);
+    // Held open over the stop: its body would take the default 30 s to time out.
+    let mut stalled = serving.stalled_upload();
+
+    // Uploads keep coming while the collector stops; each one it answered 200 must be kept.
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let uploader = {
+        let (addr, token, acked) = (serving.addr, serving.token.clone(), acked.clone());
+        std::thread::spawn(move || {
+            loop {
+                let (id, body) = new_report();
+                match upload(addr, &token, &body) {
+                    Ok(200) => acked.lock().unwrap().push(id),
+                    Ok(status) => panic!("report {id} got HTTP {status}"),
+                    // The listener is closed: the collector is stopping.
+                    Err(_) => return,
+                }
+            }
+        })
+    };
+    wait_for("10 acknowledged uploads", || {
+        (acked.lock().unwrap().len() >= 10).then_some(())
+    });
+
+    Command::new("kill")
+        .args(["-TERM", &serving.child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = serving.wait_exit();
+    let log = serving.log_text();
+    let status =
+        status.unwrap_or_else(|| panic!("still running {PATIENCE:?} after SIGTERM:\n{log}"));
+    assert!(status.success(), "exited with {status}:\n{log}");
+    assert!(
+        log.contains(
+            "requests still in flight 2 s after the stop signal: closing their connections"
+        ),
+        "{log}"
+    );
+    read_until_closed(&mut stalled);
+    uploader.join().unwrap();
+
+    let acked = acked.lock().unwrap().clone();
+    let stored = stored_report_ids(&serving.db);
+    let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged but not stored: {lost:?} ({} acknowledged)",
+        acked.len()
+    );
+    println!(
+        "{} report(s) acknowledged before and during the stop, all stored",
+        acked.len()
+    );
+}
