@@ -118,8 +118,9 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status and body this error answers with, as JSON or as a page.
+    fn answer(self) -> (StatusCode, ErrorBody) {
         let mut body = ErrorBody {
             error: self.to_string(),
             closest: None,
@@ -154,6 +155,13 @@ impl IntoResponse for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
+        (status, body)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.answer();
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response
@@ -164,8 +172,52 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn no_route(method: Method, uri: Uri) -> ApiError {
-    ApiError::NotFound(format!("no route for {method} {}", uri.path()))
+/// An error on a page people open in a browser: the API's status and message, as a page. An
+/// operator's page suggests the closest server names; a customer's names nothing.
+#[derive(Debug)]
+pub struct PageError {
+    error: ApiError,
+    audience: Audience,
+}
+
+impl<E: Into<ApiError>> From<E> for PageError {
+    fn from(e: E) -> PageError {
+        PageError {
+            error: e.into(),
+            audience: Audience::Operator,
+        }
+    }
+}
+
+impl PageError {
+    fn for_customer(e: impl Into<ApiError>) -> PageError {
+        PageError {
+            error: e.into(),
+            audience: Audience::Customer,
+        }
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.error.answer();
+        let html = match self.audience {
+            Audience::Operator => web::layout::error_page(status, &body.error, body.closest),
+            // A customer's link leads nowhere else, and names no other server.
+            Audience::Customer => web::layout::error_page_for(status, &body.error, None, false),
+        };
+        (status, Html(html)).into_response()
+    }
+}
+
+/// `GET` of anything else: the API's JSON under `/api/`, a page elsewhere.
+async fn no_route(method: Method, uri: Uri) -> Response {
+    let error = ApiError::NotFound(format!("no route for {method} {}", uri.path()));
+    if uri.path().starts_with("/api/") || method != Method::GET {
+        error.into_response()
+    } else {
+        PageError::from(error).into_response()
+    }
 }
 
 /// `POST /api/v1/reports`, counted by outcome for `/metrics`.
@@ -282,7 +334,7 @@ async fn metrics_text(State(app): State<AppState>) -> Result<Response, ApiError>
 async fn index(
     State(app): State<AppState>,
     query: Result<Query<OverviewQuery>, QueryRejection>,
-) -> Result<Html<String>, ApiError> {
+) -> Result<Html<String>, PageError> {
     let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     let now_ms = app.clock.now_ms();
     let fleet = read::fleet(&app.db.read, now_ms).await?;
@@ -292,7 +344,7 @@ async fn index(
 async fn server_page(
     State(app): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Html<String>, ApiError> {
+) -> Result<Html<String>, PageError> {
     let page = web::server::load(&app.db.read, &name, app.clock.now_ms()).await?;
     Ok(Html(web::server::render(&page, Audience::Operator)))
 }
@@ -308,9 +360,13 @@ async fn shared_server(app: &AppState, secret: &str) -> Result<String, ApiError>
 async fn shared_page(
     State(app): State<AppState>,
     Path(secret): Path<String>,
-) -> Result<Html<String>, ApiError> {
-    let name = shared_server(&app, &secret).await?;
-    let page = web::server::load(&app.db.read, &name, app.clock.now_ms()).await?;
+) -> Result<Html<String>, PageError> {
+    let name = shared_server(&app, &secret)
+        .await
+        .map_err(PageError::for_customer)?;
+    let page = web::server::load(&app.db.read, &name, app.clock.now_ms())
+        .await
+        .map_err(PageError::for_customer)?;
     Ok(Html(web::server::render(&page, Audience::Customer)))
 }
 
@@ -342,7 +398,7 @@ async fn shared_summary(
 async fn check_page(
     State(app): State<AppState>,
     Path((name, id)): Path<(String, String)>,
-) -> Result<Html<String>, ApiError> {
+) -> Result<Html<String>, PageError> {
     let not_found = || ApiError::NotFound(format!("server {name:?} has no check {id:?}"));
     let id: i64 = id.parse().map_err(|_| not_found())?;
     let result = read::result_of(&app.db.read, &name, id)

@@ -153,7 +153,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
     .await;
     // A request cut off at the end of the grace may still hold a connection to the database:
     // it is waited for, but not for ever (SQLite's journal keeps the file whole either way).
-    if tokio::time::timeout(DB_CLOSE_WAIT, db.close()).await.is_err() {
+    if tokio::time::timeout(DB_CLOSE_WAIT, db.close())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             "the database was still busy {} s after the server stopped; exiting anyway",
             DB_CLOSE_WAIT.as_secs()

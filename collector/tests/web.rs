@@ -134,6 +134,45 @@ async fn a_server_page_and_a_check_page() {
 }
 
 #[tokio::test]
+async fn a_page_that_does_not_exist_is_a_page_and_the_api_answers_json() {
+    let (h, _) = filled().await;
+    // A mistyped server: a page with links to the closest names, not JSON in a browser.
+    let (status, page) = h.get("/servers/web-1").await;
+    assert_eq!(status, 404);
+    let page = text(&page);
+    assert!(page.starts_with("<!doctype html>"), "{page}");
+    assert!(page.contains("<h1>404 Not Found</h1>"), "{page}");
+    assert!(page.contains("unknown server &quot;web-1&quot;"), "{page}");
+    assert!(
+        page.contains("Did you mean <a href=\"/servers/web-01\">web-01</a>"),
+        "{page}"
+    );
+    // Markup in a path comes back as text.
+    let (status, page) = h.get("/servers/%3Cb%3Ex/checks/1").await;
+    assert_eq!(status, 404);
+    assert!(text(&page).contains("&lt;b&gt;x"), "{page}");
+    assert!(!text(&page).contains("<b>"), "{page}");
+    let (status, page) = h.get("/nowhere").await;
+    assert_eq!(status, 404);
+    assert!(text(&page).contains("no route for GET /nowhere"), "{page}");
+    // A wrong share link: a page that leads nowhere and names no server.
+    let (status, page) = h.get("/s/cws_0000").await;
+    assert_eq!(status, 404);
+    let page = text(&page);
+    assert!(page.contains("no such link"), "{page}");
+    assert!(
+        !page.contains("href=") && !page.contains("web-01"),
+        "{page}"
+    );
+    // The API stays JSON.
+    for path in ["/api/v1/servers/web-1", "/api/v1/nowhere"] {
+        let (status, body) = h.get(path).await;
+        assert_eq!(status, 404);
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+}
+
+#[tokio::test]
 async fn a_share_link_opens_one_server_read_only_until_revoked() {
     let (h, _) = filled().await;
     let secret = share::add(&h.db.write, "db-01", NOW).await.unwrap();

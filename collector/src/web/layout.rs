@@ -1,6 +1,8 @@
-//! The page shell: head, stylesheet, script, and the colours of outcomes and causes.
+//! The page shell: head, stylesheet, script, error pages, and the colours of outcomes and causes.
 
 use std::fmt::Write;
+
+use axum::http::StatusCode;
 
 /// Text safe inside HTML elements and double-quoted attributes: every string that came from a
 /// probe goes through here, so that a probe's token is not enough to run script in an
@@ -109,6 +111,39 @@ pub fn page_for(title: &str, header_extra: &str, body: &str, home: bool) -> Stri
         esc(title)
     );
     html
+}
+
+/// The page of an error: its status, the message (escaped here) and, for an unknown server,
+/// links to the closest names.
+pub fn error_page(status: StatusCode, message: &str, closest: Option<Vec<String>>) -> String {
+    error_page_for(status, message, closest, true)
+}
+
+/// [`error_page`], with the header's link to the overview or without it (a customer's).
+pub fn error_page_for(
+    status: StatusCode,
+    message: &str,
+    closest: Option<Vec<String>>,
+    home: bool,
+) -> String {
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("error")
+    );
+    let mut body = format!("<h1>{}</h1>\n<p>{}</p>", esc(&title), esc(message));
+    let closest = closest.unwrap_or_default();
+    if !closest.is_empty() {
+        let links: Vec<String> = closest
+            .iter()
+            .map(|name| format!("<a href=\"{}\">{}</a>", server_href(name), esc(name)))
+            .collect();
+        let _ = write!(body, "\n<p>Did you mean {}?</p>", links.join(", "));
+    }
+    if home {
+        body.push_str("\n<p><a href=\"/\">All servers</a></p>");
+    }
+    page_for(&title, "", &body, home)
 }
 
 /// The colour class of a check: `c-ok`, or the family of its cause.
