@@ -3,7 +3,7 @@
 //! middle of uploads (a draining spool, a stalled collector), which loses no report.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -222,20 +222,7 @@ fn sigterm_while_the_spool_drains_loses_nothing_and_doubles_nothing() -> Result<
     drop(probe);
 
     // The next start sends what was left, and nothing twice.
-    let probe = services::start_probe(&lab, &web, &config)?;
-    lab.adopt(probe);
-    wait_for("the spool to drain", PATIENCE, || {
-        Ok(services::spooled_reports(&spool)?.is_empty().then_some(()))
-    })?;
-    let stored = stored_ids(&collector)?;
-    for id in &all {
-        let n = stored.get(id).copied().unwrap_or(0);
-        ensure!(n == 1, "report {id} is stored {n} times after the restart");
-    }
-    for (id, n) in &stored {
-        ensure!(*n == 1, "report {id} is stored {n} times after the restart");
-    }
-    Ok(())
+    restart_and_drain(&mut lab, &web, &config, &spool, &collector, &all)
 }
 
 #[test]
@@ -295,19 +282,7 @@ fn sigterm_while_the_collector_stalls_keeps_the_reports_for_the_next_start() -> 
     let known: BTreeSet<String> = uploaded.keys().cloned().chain(left).collect();
 
     // The next start sends everything that was left, and nothing is stored twice.
-    let probe = services::start_probe(&lab, &web, &config)?;
-    lab.adopt(probe);
-    wait_for("the spool to drain", PATIENCE, || {
-        Ok(services::spooled_reports(&spool)?.is_empty().then_some(()))
-    })?;
-    let stored = stored_ids(&collector)?;
-    for id in &known {
-        let n = stored.get(id).copied().unwrap_or(0);
-        ensure!(n == 1, "report {id} is stored {n} times after the restart");
-    }
-    for (id, n) in &stored {
-        ensure!(*n == 1, "report {id} is stored {n} times after the restart");
-    }
+    restart_and_drain(&mut lab, &web, &config, &spool, &collector, &known)?;
     println!(
         "{} report(s) uploaded before the stall, {} left in the spool at SIGTERM, all stored once",
         uploaded.len(),
@@ -323,6 +298,32 @@ impl Drop for Resume<'_> {
     fn drop(&mut self) {
         let _ = self.0.service.signal("CONT");
     }
+}
+
+/// Starts the probe again, waits for its spool to drain, and checks that every report of
+/// `known`, and every report at the collector, is stored exactly once.
+fn restart_and_drain(
+    lab: &mut Lab,
+    web: &Host,
+    config: &Path,
+    spool: &Path,
+    collector: &Collector,
+    known: &BTreeSet<String>,
+) -> Result<()> {
+    let probe = services::start_probe(lab, web, config)?;
+    lab.adopt(probe);
+    wait_for("the spool to drain", PATIENCE, || {
+        Ok(services::spooled_reports(spool)?.is_empty().then_some(()))
+    })?;
+    let stored = stored_ids(collector)?;
+    for id in known {
+        let n = stored.get(id).copied().unwrap_or(0);
+        ensure!(n == 1, "report {id} is stored {n} times after the restart");
+    }
+    for (id, n) in &stored {
+        ensure!(*n == 1, "report {id} is stored {n} times after the restart");
+    }
+    Ok(())
 }
 
 /// How many results the collector holds per report id (one canary, one address: one each).
