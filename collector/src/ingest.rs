@@ -16,6 +16,7 @@
 //! nor the server's latest state: grouping it would close or split an incident at a time before
 //! its own events.
 
+mod conditions;
 mod host;
 mod resolvers;
 pub mod rollups;

@@ -2,6 +2,7 @@
 //! request cannot pull a whole table into memory. Resolvers have their own [`resolvers`], the
 //! probes' hosts [`host`].
 
+mod conditions;
 mod fleet;
 mod host;
 mod resolvers;

@@ -177,18 +177,12 @@ pub struct WhyView {
     pub host_conditions: Vec<HostConditionView>,
 }
 
-/// Consecutive observations of one resolver, for one canary's name, with the same cause. Not
-/// an incident: the canary may well answer through the other resolvers meanwhile.
+/// Consecutive observations of one thing (a resolver, a probe's host) with the same cause:
+/// what resolver and host conditions share. Not an incident: the canary may well answer
+/// meanwhile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ResolverConditionView {
+pub struct Condition<E> {
     pub id: i64,
-    pub canary: String,
-    /// The canary's name, as last resolved.
-    pub name: String,
-    /// The resolver as the probe's config names it: `system` or an address.
-    pub resolver: String,
-    /// The name server that was asked (`10.0.0.53:53`).
-    pub address: String,
     pub cause: String,
     /// What the cause means, for people (`Cause::summary`).
     pub summary: String,
@@ -196,14 +190,45 @@ pub struct ResolverConditionView {
     pub last_seen_at_ms: i64,
     pub ended_at_ms: Option<i64>,
     pub open: bool,
-    /// Cycles in which the resolver had this cause.
+    /// Cycles in which the cause was found.
     pub observations: u64,
     /// The explanation of the first observation.
     pub explanation: String,
-    /// What the resolver said at the first and at the latest observation; null when the stored
+    /// The explanation of the latest: figures move while a condition lasts. Empty from a
+    /// collector that did not keep it.
+    #[serde(default)]
+    pub last_explanation: String,
+    /// What was observed at the first and at the latest observation; null when the stored
     /// JSON no longer reads.
-    pub evidence: Option<ResolverOutcome>,
-    pub last_evidence: Option<ResolverOutcome>,
+    pub evidence: Option<E>,
+    pub last_evidence: Option<E>,
+}
+
+impl<E> Condition<E> {
+    /// The latest explanation, or the first from a collector that kept only that.
+    pub fn latest_explanation(&self) -> &str {
+        if self.last_explanation.is_empty() {
+            &self.explanation
+        } else {
+            &self.last_explanation
+        }
+    }
+}
+
+/// A resolver's condition, for one canary's name: the canary may well answer through the
+/// other resolvers meanwhile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolverConditionView {
+    pub canary: String,
+    /// The canary's name, as last resolved.
+    pub name: String,
+    /// The resolver as the probe's config names it: `system` or an address.
+    pub resolver: String,
+    /// The name server that was asked (`10.0.0.53:53`).
+    pub address: String,
+    /// Its evidence is what the resolver said.
+    #[serde(flatten)]
+    pub condition: Condition<ResolverOutcome>,
 }
 
 /// How one resolver did for one canary's name over a window.
@@ -279,30 +304,10 @@ impl From<ResolverList> for ResolverOverview {
     }
 }
 
-/// Consecutive reports of one server's probe finding the same thing wrong with its own host.
-/// Not an incident: the canary may well answer meanwhile.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HostConditionView {
-    pub id: i64,
-    /// `oom_kill`, `kernel_memory_leak`, `host_overload` or `host_rebooted`.
-    pub cause: String,
-    /// What the cause means, for people (`Cause::summary`).
-    pub summary: String,
-    pub started_at_ms: i64,
-    pub last_seen_at_ms: i64,
-    pub ended_at_ms: Option<i64>,
-    pub open: bool,
-    /// Cycles in which the probe found this cause.
-    pub observations: u64,
-    /// The explanation of the first observation.
-    pub explanation: String,
-    /// The explanation of the latest: the figures move while a condition lasts.
-    pub last_explanation: String,
-    /// The condition as the probe reported it at the first and at the latest observation;
-    /// null when the stored JSON no longer reads.
-    pub evidence: Option<HostCondition>,
-    pub last_evidence: Option<HostCondition>,
-}
+/// Consecutive reports of one server's probe finding the same thing wrong with its own host
+/// (`oom_kill`, `kernel_memory_leak`, `host_overload` or `host_rebooted`); its evidence is the
+/// condition as the probe reported it.
+pub type HostConditionView = Condition<HostCondition>;
 
 /// One cycle's readings of a probe's host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

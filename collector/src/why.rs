@@ -20,7 +20,7 @@ pub use resolvers::render_resolvers;
 
 use crate::table;
 use crate::timefmt::{ago, clock_ms, compact_duration, rfc3339};
-use crate::views::{Availability, IncidentView, ResultView, ServerList, WhyView};
+use crate::views::{Availability, Condition, IncidentView, ResultView, ServerList, WhyView};
 
 /// Longest body excerpt printed, in characters.
 const BODY_SHOWN: usize = 120;
@@ -129,6 +129,36 @@ fn labelled(out: &mut String, label: &str, lines: &[String]) {
     for (n, line) in lines.iter().enumerate() {
         let label = if n == 0 { label } else { "" };
         let _ = writeln!(out, "    {label:<9} {line}");
+    }
+}
+
+/// A resolver or host condition told like an incident: the heading, `about` (what it is a
+/// condition of, when it says more than the cause), when, how often, the latest explanation,
+/// and `evidence` of the latest observation; the first stands in when the latest no longer
+/// reads.
+fn render_condition<E>(
+    out: &mut String,
+    c: &Condition<E>,
+    about: Option<(&str, String)>,
+    now_ms: i64,
+    evidence: impl Fn(&E) -> Vec<String>,
+) {
+    heading(out, c.open, &c.cause, &c.summary);
+    if let Some((label, line)) = about {
+        labelled(out, label, &[line]);
+    }
+    let plural = if c.observations == 1 { "" } else { "s" };
+    let lines = [
+        ("when:", span(c.started_at_ms, c.ended_at_ms, now_ms)),
+        ("seen:", format!("{} cycle{plural}", c.observations)),
+        // The latest: a leak's size and a count of kills grow while the condition lasts.
+        ("why:", clean(c.latest_explanation())),
+    ];
+    for (label, line) in lines {
+        labelled(out, label, &[line]);
+    }
+    if let Some(e) = c.last_evidence.as_ref().or(c.evidence.as_ref()) {
+        labelled(out, "evidence:", &evidence(e));
     }
 }
 
@@ -438,7 +468,7 @@ Incidents (1):
         let mut view: WhyView = serde_json::from_str(WHY_DNS).unwrap();
         view.incidents.clear();
         view.resolver_conditions.truncate(1);
-        let c = &mut view.resolver_conditions[0];
+        let c = &mut view.resolver_conditions[0].condition;
         // The latest does not read: the first stands in; neither reads: no evidence line.
         c.last_evidence = None;
         c.evidence.as_mut().unwrap().queries.truncate(1);
@@ -447,7 +477,7 @@ Incidents (1):
             \x20             ping: reply in 0.3 ms\n\
             \x20             tcp 53: reply in 0.5 ms\n";
         assert!(text.ends_with(evidence), "{text}");
-        view.resolver_conditions[0].evidence = None;
+        view.resolver_conditions[0].condition.evidence = None;
         let text = render_why(&view, 3_600_000);
         assert!(!text.contains("evidence:"), "{text}");
         assert!(text.ends_with("10.0.0.53 answers 10.77.0.2\n"), "{text}");
@@ -460,8 +490,8 @@ Incidents (1):
         let c = &mut view.resolver_conditions[0];
         c.resolver = format!("r{esc}");
         c.canary = format!("c{esc}");
-        c.explanation = format!("e{esc}");
-        let evidence = c.last_evidence.as_mut().unwrap();
+        c.condition.last_explanation = format!("e{esc}");
+        let evidence = c.condition.last_evidence.as_mut().unwrap();
         evidence.queries[0].outcome = causeway_schema::DnsOutcome::NetworkError;
         evidence.queries[0].error = Some(format!("q{esc}"));
         evidence.reachability.as_mut().unwrap().icmp.detail = Some(format!("p{esc}"));

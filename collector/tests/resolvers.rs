@@ -343,3 +343,76 @@ async fn the_fixtures_are_what_the_api_answers() {
         );
     }
 }
+
+/// A database from before migration 0007, with an open resolver condition: opened by this
+/// collector, the condition's latest explanation is its first, and the next report of the
+/// same cause replaces it.
+#[tokio::test]
+async fn migration_0007_gives_old_conditions_their_latest_explanation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let old = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true),
+        )
+        .await
+        .unwrap();
+    let mut before = sqlx::migrate::Migrator::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"),
+    )
+    .await
+    .unwrap();
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 7)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&old).await.unwrap();
+    for sql in [
+        "INSERT INTO servers (id, name, created_at_ms) VALUES (1, 'web-01', 0)",
+        "INSERT INTO resolvers (id, server_id, canary, resolver, address, name,
+                                first_seen_at_ms, last_seen_at_ms)
+         VALUES (1, 1, 'site', '10.0.0.54', '10.0.0.54:53', 'canary.test', 0, 0)",
+        "INSERT INTO resolver_conditions (resolver_id, cause, started_at_ms, last_seen_at_ms,
+                                          observations, explanation, evidence, last_evidence)
+         VALUES (1, 'dns_upstream_block', 0, 0, 1, 'refused then', '{}', '{}')",
+    ] {
+        sqlx::query(sql).execute(&old).await.unwrap();
+    }
+    old.close().await;
+
+    let db = causeway_collector::db::Db::open(&path).await.unwrap();
+    let (first, latest): (String, String) =
+        sqlx::query_as("SELECT explanation, last_explanation FROM resolver_conditions")
+            .fetch_one(&db.read)
+            .await
+            .unwrap();
+    assert_eq!(
+        (first.as_str(), latest.as_str()),
+        ("refused then", "refused then")
+    );
+    db.close().await;
+}
+
+#[tokio::test]
+async fn a_condition_keeps_its_first_explanation_and_its_latest() {
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    let mut reports = b_says(&[(1, refusing), (2, refusing)]);
+    let later = reports[1].resolutions[0].resolvers[1]
+        .condition
+        .as_mut()
+        .unwrap();
+    later.explanation = "10.0.0.54 still refuses".to_owned();
+    post_all(&h, &token, &reports).await;
+    let (status, why) = h.get("/api/v1/servers/web-01/why").await;
+    assert_eq!(status, StatusCode::OK, "{why}");
+    let c = &why["resolver_conditions"][0];
+    assert_eq!(c["observations"], 2, "{c}");
+    assert_eq!(c["last_explanation"], "10.0.0.54 still refuses", "{c}");
+    assert_ne!(c["explanation"], c["last_explanation"], "{c}");
+}

@@ -15,10 +15,14 @@
 use causeway_schema::{HostCondition, HostEvidence, Report};
 use sqlx::{Sqlite, Transaction};
 
-use super::{IngestError, clamp_i64, close, encode};
+use super::conditions::{ConditionTable, Observation, extend, start};
+use super::{IngestError, clamp_i64, close};
 
-/// Where the conditions are, for [`close`].
-const TABLE: &str = "host_conditions";
+const TABLE: ConditionTable = ConditionTable {
+    name: "host_conditions",
+    owner: "server_id",
+    evidence: "host condition",
+};
 
 /// The host conditions of a report that carries its host, each cause once; `None` for a
 /// report without `host`, which [`update_conditions`] leaves alone.
@@ -123,58 +127,22 @@ pub(super) async fn update_conditions(
     .await?;
     for c in found {
         match open.iter().find(|o| o.cause == c.cause.id()) {
-            Some(o) => extend(tx, o.id, at_ms, c).await?,
-            None => start(tx, server_id, at_ms, c).await?,
+            Some(o) => extend(tx, &TABLE, o.id, at_ms, &seen(c)).await?,
+            None => start(tx, &TABLE, server_id, at_ms, &seen(c)).await?,
         }
     }
     for o in &open {
         if !found.iter().any(|c| c.cause.id() == o.cause) {
-            close(tx, TABLE, o.id, at_ms).await?;
+            close(tx, TABLE.name, o.id, at_ms).await?;
         }
     }
     Ok(())
 }
 
-async fn start(
-    tx: &mut Transaction<'static, Sqlite>,
-    server_id: i64,
-    at_ms: i64,
-    condition: &HostCondition,
-) -> Result<(), IngestError> {
-    let evidence = encode("host condition", condition)?;
-    sqlx::query(
-        "INSERT INTO host_conditions (server_id, cause, started_at_ms, last_seen_at_ms,
-                                      observations, explanation, last_explanation, evidence,
-                                      last_evidence)
-         VALUES (?1, ?2, ?3, ?3, 1, ?4, ?4, ?5, ?5)",
-    )
-    .bind(server_id)
-    .bind(condition.cause.id())
-    .bind(at_ms)
-    .bind(&condition.explanation)
-    .bind(evidence)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn extend(
-    tx: &mut Transaction<'static, Sqlite>,
-    condition_id: i64,
-    at_ms: i64,
-    condition: &HostCondition,
-) -> Result<(), IngestError> {
-    sqlx::query(
-        "UPDATE host_conditions SET observations = observations + 1,
-                last_seen_at_ms = max(last_seen_at_ms, ?2), last_explanation = ?3,
-                last_evidence = ?4
-         WHERE id = ?1",
-    )
-    .bind(condition_id)
-    .bind(at_ms)
-    .bind(&condition.explanation)
-    .bind(encode("host condition", condition)?)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+fn seen(c: &HostCondition) -> Observation<'_, HostCondition> {
+    Observation {
+        cause: c.cause.id(),
+        explanation: &c.explanation,
+        evidence: c,
+    }
 }

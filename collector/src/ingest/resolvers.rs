@@ -19,14 +19,18 @@ use std::net::SocketAddr;
 use causeway_schema::{Diagnosis, Report, ResolverOutcome};
 use sqlx::{Sqlite, Transaction};
 
-use super::{IngestError, close, encode};
+use super::conditions::{ConditionTable, Observation, extend, start};
+use super::{IngestError, close};
 
 /// Longest outcome text kept per observation, in characters. The brief of two queries is far
 /// shorter; a long answer list is cut rather than stored again every cycle.
 const OUTCOME_MAX: usize = 200;
 
-/// Where the conditions are, for [`close`].
-const TABLE: &str = "resolver_conditions";
+const TABLE: ConditionTable = ConditionTable {
+    name: "resolver_conditions",
+    owner: "resolver_id",
+    evidence: "resolver evidence",
+};
 
 /// One resolver seen in a report, with its stored id.
 pub(super) struct Observed<'a> {
@@ -174,66 +178,36 @@ pub(super) async fn update_conditions(
         let current = open.iter().find(|c| c.resolver_id == o.resolver_id);
         match (&o.outcome.condition, current) {
             (None, None) => {}
-            (None, Some(c)) => close(tx, TABLE, c.id, at_ms).await?,
+            (None, Some(c)) => close(tx, TABLE.name, c.id, at_ms).await?,
             (Some(d), Some(c)) if c.cause == d.cause.id() => {
-                extend(tx, c.id, at_ms, o.outcome).await?;
+                extend(tx, &TABLE, c.id, at_ms, &seen(d, o.outcome)).await?;
             }
             (Some(d), current) => {
                 if let Some(c) = current {
-                    close(tx, TABLE, c.id, at_ms).await?;
+                    close(tx, TABLE.name, c.id, at_ms).await?;
                 }
-                start(tx, o.resolver_id, at_ms, d, o.outcome).await?;
+                start(tx, &TABLE, o.resolver_id, at_ms, &seen(d, o.outcome)).await?;
             }
         }
     }
     for c in &open {
         if !observed.iter().any(|o| o.resolver_id == c.resolver_id) {
-            close(tx, TABLE, c.id, at_ms).await?;
+            close(tx, TABLE.name, c.id, at_ms).await?;
         }
     }
     Ok(())
 }
 
-async fn start(
-    tx: &mut Transaction<'static, Sqlite>,
-    resolver_id: i64,
-    at_ms: i64,
-    diagnosis: &Diagnosis,
-    outcome: &ResolverOutcome,
-) -> Result<(), IngestError> {
-    let evidence = encode("resolver evidence", outcome)?;
-    sqlx::query(
-        "INSERT INTO resolver_conditions (resolver_id, cause, started_at_ms, last_seen_at_ms,
-                                          observations, explanation, evidence, last_evidence)
-         VALUES (?1, ?2, ?3, ?3, 1, ?4, ?5, ?5)",
-    )
-    .bind(resolver_id)
-    .bind(diagnosis.cause.id())
-    .bind(at_ms)
-    .bind(&diagnosis.explanation)
-    .bind(evidence)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn extend(
-    tx: &mut Transaction<'static, Sqlite>,
-    condition_id: i64,
-    at_ms: i64,
-    outcome: &ResolverOutcome,
-) -> Result<(), IngestError> {
-    sqlx::query(
-        "UPDATE resolver_conditions SET observations = observations + 1,
-                last_seen_at_ms = max(last_seen_at_ms, ?2), last_evidence = ?3
-         WHERE id = ?1",
-    )
-    .bind(condition_id)
-    .bind(at_ms)
-    .bind(encode("resolver evidence", outcome)?)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// What a resolver's verdict `diagnosis` says, with its answers as evidence.
+fn seen<'a>(
+    diagnosis: &'a Diagnosis,
+    outcome: &'a ResolverOutcome,
+) -> Observation<'a, ResolverOutcome> {
+    Observation {
+        cause: diagnosis.cause.id(),
+        explanation: &diagnosis.explanation,
+        evidence: outcome,
+    }
 }
 
 #[cfg(test)]

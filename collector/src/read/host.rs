@@ -1,10 +1,11 @@
 //! A probe's host: the queries behind the `host` endpoint and the host part of `why`. Bounded
 //! like every list of [`super`].
 
-use causeway_schema::{HostCondition, MemorySample, Pressure};
+use causeway_schema::{MemorySample, Pressure};
 use sqlx::SqlitePool;
 
-use super::{ReadError, cause_summary, decode, server_row};
+use super::conditions::{CONDITION_COLUMNS, ConditionRow};
+use super::{ReadError, server_row};
 use crate::views::{HostConditionView, HostObservationView, HostView};
 
 /// Host conditions per request, like incidents.
@@ -27,60 +28,26 @@ pub async fn host(
     })
 }
 
-#[derive(sqlx::FromRow)]
-struct ConditionRow {
-    id: i64,
-    cause: String,
-    started_at_ms: i64,
-    last_seen_at_ms: i64,
-    ended_at_ms: Option<i64>,
-    observations: i64,
-    explanation: String,
-    last_explanation: String,
-    evidence: String,
-    last_evidence: String,
-}
-
-impl From<ConditionRow> for HostConditionView {
-    fn from(r: ConditionRow) -> Self {
-        let evidence =
-            |column, json: &str| decode::<HostCondition>("host_conditions", r.id, column, json);
-        HostConditionView {
-            id: r.id,
-            summary: cause_summary(&r.cause).to_owned(),
-            evidence: evidence("evidence", &r.evidence),
-            last_evidence: evidence("last_evidence", &r.last_evidence),
-            cause: r.cause,
-            started_at_ms: r.started_at_ms,
-            last_seen_at_ms: r.last_seen_at_ms,
-            ended_at_ms: r.ended_at_ms,
-            open: r.ended_at_ms.is_none(),
-            observations: u64::try_from(r.observations).unwrap_or(0),
-            explanation: r.explanation,
-            last_explanation: r.last_explanation,
-        }
-    }
-}
-
 /// A server's host conditions overlapping `since_ms ..= now`, newest first.
 pub(super) async fn conditions_of(
     pool: &SqlitePool,
     server_id: i64,
     since_ms: i64,
 ) -> Result<Vec<HostConditionView>, ReadError> {
-    let rows: Vec<ConditionRow> = sqlx::query_as(
-        "SELECT id, cause, started_at_ms, last_seen_at_ms, ended_at_ms, observations,
-                explanation, last_explanation, evidence, last_evidence
-         FROM host_conditions
-         WHERE server_id = ?1 AND (ended_at_ms IS NULL OR ended_at_ms >= ?2)
-         ORDER BY started_at_ms DESC, id DESC LIMIT ?3",
-    )
+    let rows: Vec<ConditionRow> = sqlx::query_as(&format!(
+        "SELECT {CONDITION_COLUMNS} FROM host_conditions c
+         WHERE c.server_id = ?1 AND (c.ended_at_ms IS NULL OR c.ended_at_ms >= ?2)
+         ORDER BY c.started_at_ms DESC, c.id DESC LIMIT ?3"
+    ))
     .bind(server_id)
     .bind(since_ms)
     .bind(MAX_HOST_CONDITIONS)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().map(HostConditionView::from).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| r.into_view("host_conditions"))
+        .collect())
 }
 
 #[derive(sqlx::FromRow)]

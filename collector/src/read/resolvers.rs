@@ -3,10 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use causeway_schema::ResolverOutcome;
 use sqlx::SqlitePool;
 
-use super::{MAX_SERVERS, ReadError, cause_summary, decode, server_row};
+use super::conditions::{CONDITION_COLUMNS, ConditionRow};
+use super::{MAX_SERVERS, ReadError, server_row};
 use crate::views::{
     Availability, ObservationView, ResolverConditionView, ResolverHealth, ResolverList,
     ResolverOverview, ServerResolvers,
@@ -60,50 +60,31 @@ pub async fn all_resolvers(
 }
 
 #[derive(sqlx::FromRow)]
-struct ConditionRow {
-    id: i64,
+struct ResolverConditionRow {
     resolver_id: i64,
     canary: String,
     name: String,
     resolver: String,
     address: String,
-    cause: String,
-    started_at_ms: i64,
-    last_seen_at_ms: i64,
-    ended_at_ms: Option<i64>,
-    observations: i64,
-    explanation: String,
-    evidence: String,
-    last_evidence: String,
+    #[sqlx(flatten)]
+    condition: ConditionRow,
 }
 
-const CONDITION_SELECT: &str = "
-    SELECT c.id, c.resolver_id, r.canary, r.name, r.resolver, r.address, c.cause,
-           c.started_at_ms, c.last_seen_at_ms, c.ended_at_ms, c.observations, c.explanation,
-           c.evidence, c.last_evidence
-    FROM resolver_conditions c JOIN resolvers r ON r.id = c.resolver_id";
+fn condition_select() -> String {
+    format!(
+        "SELECT {CONDITION_COLUMNS}, c.resolver_id, r.canary, r.name, r.resolver, r.address
+         FROM resolver_conditions c JOIN resolvers r ON r.id = c.resolver_id"
+    )
+}
 
-impl From<ConditionRow> for ResolverConditionView {
-    fn from(r: ConditionRow) -> Self {
-        let evidence = |column, json: &str| {
-            decode::<ResolverOutcome>("resolver_conditions", r.id, column, json)
-        };
+impl From<ResolverConditionRow> for ResolverConditionView {
+    fn from(r: ResolverConditionRow) -> Self {
         ResolverConditionView {
-            id: r.id,
-            summary: cause_summary(&r.cause).to_owned(),
-            evidence: evidence("evidence", &r.evidence),
-            last_evidence: evidence("last_evidence", &r.last_evidence),
             canary: r.canary,
             name: r.name,
             resolver: r.resolver,
             address: r.address,
-            cause: r.cause,
-            started_at_ms: r.started_at_ms,
-            last_seen_at_ms: r.last_seen_at_ms,
-            ended_at_ms: r.ended_at_ms,
-            open: r.ended_at_ms.is_none(),
-            observations: u64::try_from(r.observations).unwrap_or(0),
-            explanation: r.explanation,
+            condition: r.condition.into_view("resolver_conditions"),
         }
     }
 }
@@ -114,10 +95,11 @@ pub(super) async fn conditions_of(
     server_id: i64,
     since_ms: i64,
 ) -> Result<Vec<ResolverConditionView>, ReadError> {
-    let rows: Vec<ConditionRow> = sqlx::query_as(&format!(
-        "{CONDITION_SELECT}
+    let rows: Vec<ResolverConditionRow> = sqlx::query_as(&format!(
+        "{}
          WHERE r.server_id = ?1 AND (c.ended_at_ms IS NULL OR c.ended_at_ms >= ?2)
-         ORDER BY c.started_at_ms DESC, c.id DESC LIMIT ?3"
+         ORDER BY c.started_at_ms DESC, c.id DESC LIMIT ?3",
+        condition_select()
     ))
     .bind(server_id)
     .bind(since_ms)
@@ -173,8 +155,9 @@ async fn health_of(
     .bind(since_ms)
     .fetch_all(pool)
     .await?;
-    let open: Vec<ConditionRow> = sqlx::query_as(&format!(
-        "{CONDITION_SELECT} WHERE r.server_id = ?1 AND c.ended_at_ms IS NULL"
+    let open: Vec<ResolverConditionRow> = sqlx::query_as(&format!(
+        "{} WHERE r.server_id = ?1 AND c.ended_at_ms IS NULL",
+        condition_select()
     ))
     .bind(server_id)
     .fetch_all(pool)

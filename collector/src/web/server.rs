@@ -11,7 +11,7 @@ use super::charts::{self, Beat, Phases, Span};
 use super::layout::{self, esc, server_href};
 use crate::read::{self, DAY_MS, ReadError};
 use crate::timefmt;
-use crate::views::{Availability, IncidentView, ResultView, WhyView};
+use crate::views::{Availability, Condition, IncidentView, ResultView, WhyView};
 
 /// Days in the availability strip.
 pub const STRIP_DAYS: i64 = 90;
@@ -201,13 +201,7 @@ fn conditions_html(body: &mut String, why: &WhyView) {
             .resolver_conditions
             .iter()
             .zip(&rows)
-            .map(|(c, row)| Span {
-                row,
-                cause: &c.cause,
-                start_ms: c.started_at_ms,
-                end_ms: c.ended_at_ms,
-                text: &c.explanation,
-            })
+            .map(|(c, row)| span(&c.condition, row))
             .collect();
         body.push_str(&charts::timeline(&spans, since, now));
         body.push_str("<ul>");
@@ -215,11 +209,15 @@ fn conditions_html(body: &mut String, why: &WhyView) {
             let _ = write!(
                 body,
                 "<li><b>{}</b> {} for {}: {}{}</li>",
-                esc(&c.cause),
+                esc(&c.condition.cause),
                 esc(&c.resolver),
                 esc(&c.name),
-                esc(&c.explanation),
-                if c.open { " <b>(open)</b>" } else { "" }
+                esc(c.condition.latest_explanation()),
+                if c.condition.open {
+                    " <b>(open)</b>"
+                } else {
+                    ""
+                }
             );
         }
         body.push_str("</ul>\n");
@@ -236,13 +234,7 @@ fn conditions_html(body: &mut String, why: &WhyView) {
     let spans: Vec<Span<'_>> = why
         .host_conditions
         .iter()
-        .map(|c| Span {
-            row: &c.cause,
-            cause: &c.cause,
-            start_ms: c.started_at_ms,
-            end_ms: c.ended_at_ms,
-            text: &c.last_explanation,
-        })
+        .map(|c| span(c, &c.cause))
         .collect();
     body.push_str(&charts::timeline(&spans, since, now));
     body.push_str("<ul>");
@@ -253,10 +245,21 @@ fn conditions_html(body: &mut String, why: &WhyView) {
             esc(&c.cause),
             timefmt::rfc3339(c.started_at_ms),
             c.ended_at_ms.map_or("now".to_owned(), timefmt::rfc3339),
-            esc(&c.last_explanation)
+            esc(c.latest_explanation())
         );
     }
     body.push_str("</ul>\n");
+}
+
+/// A condition on a timeline's `row`, with its latest explanation.
+fn span<'a, E>(c: &'a Condition<E>, row: &'a str) -> Span<'a> {
+    Span {
+        row,
+        cause: &c.cause,
+        start_ms: c.started_at_ms,
+        end_ms: c.ended_at_ms,
+        text: c.latest_explanation(),
+    }
 }
 
 /// One check's page.

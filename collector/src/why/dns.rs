@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use causeway_schema::ResolverOutcome;
 
-use super::{clean, heading, labelled, span};
+use super::{clean, render_condition};
 use crate::views::ResolverConditionView;
 
 /// `Resolver conditions (N):` and each condition; nothing when there is none.
@@ -19,38 +19,29 @@ pub(super) fn render_conditions(
     }
     let _ = writeln!(out, "Resolver conditions ({}):", conditions.len());
     for c in conditions {
-        render_condition(out, c, now_ms);
+        render_resolver_condition(out, c, now_ms);
     }
 }
 
-fn render_condition(out: &mut String, c: &ResolverConditionView, now_ms: i64) {
-    heading(out, c.open, &c.cause, &c.summary);
-    let plural = if c.observations == 1 { "" } else { "s" };
-    let lines = [
-        (
-            "resolver:",
-            format!(
-                "{} ({}) for {} (canary {})",
-                clean(&c.resolver),
-                clean(&c.address),
-                clean(&c.name),
-                clean(&c.canary)
-            ),
-        ),
-        ("when:", span(c.started_at_ms, c.ended_at_ms, now_ms)),
-        ("seen:", format!("{} cycle{plural}", c.observations)),
-        ("why:", clean(&c.explanation)),
-    ];
-    for (label, line) in lines {
-        labelled(out, label, &[line]);
-    }
-    // The latest evidence says what the resolver does now; the first stands in when the
-    // latest no longer reads.
-    if let Some(e) = c.last_evidence.as_ref().or(c.evidence.as_ref()) {
-        let mut evidence: Vec<String> = e.queries.iter().map(|q| clean(&q.to_string())).collect();
-        evidence.extend(reach_lines(e));
-        labelled(out, "evidence:", &evidence);
-    }
+fn render_resolver_condition(out: &mut String, c: &ResolverConditionView, now_ms: i64) {
+    let resolver = format!(
+        "{} ({}) for {} (canary {})",
+        clean(&c.resolver),
+        clean(&c.address),
+        clean(&c.name),
+        clean(&c.canary)
+    );
+    render_condition(
+        out,
+        &c.condition,
+        Some(("resolver:", resolver)),
+        now_ms,
+        |e| {
+            let mut lines: Vec<String> = e.queries.iter().map(|q| clean(&q.to_string())).collect();
+            lines.extend(reach_lines(e));
+            lines
+        },
+    );
 }
 
 /// `ping: reply in 0.3 ms` and `tcp 53: no_reply after 1000 ms`, when reachability was

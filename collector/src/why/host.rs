@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use causeway_schema::{HostEvidence, MemorySample, Pressure, memory_line, pressure_lines};
 
-use super::{clean, heading, labelled, span};
+use super::{clean, labelled, render_condition};
 use crate::timefmt::{ago, clock_ms, compact_duration, rfc3339};
 use crate::views::{HostConditionView, HostView};
 
@@ -20,26 +20,9 @@ pub(super) fn render_conditions(out: &mut String, conditions: &[HostConditionVie
     }
     let _ = writeln!(out, "Host conditions ({}):", conditions.len());
     for c in conditions {
-        render_condition(out, c, now_ms);
-    }
-}
-
-fn render_condition(out: &mut String, c: &HostConditionView, now_ms: i64) {
-    heading(out, c.open, &c.cause, &c.summary);
-    let plural = if c.observations == 1 { "" } else { "s" };
-    let lines = [
-        ("when:", span(c.started_at_ms, c.ended_at_ms, now_ms)),
-        ("seen:", format!("{} cycle{plural}", c.observations)),
-        // The latest: a leak's size and a count of kills grow while the condition lasts.
-        ("why:", clean(&c.last_explanation)),
-    ];
-    for (label, line) in lines {
-        labelled(out, label, &[line]);
-    }
-    // The first stands in when the latest no longer reads.
-    if let Some(e) = c.last_evidence.as_ref().or(c.evidence.as_ref()) {
-        let evidence: Vec<String> = e.evidence.iter().map(|l| clean(l)).collect();
-        labelled(out, "evidence:", &evidence);
+        render_condition(out, c, None, now_ms, |e| {
+            e.evidence.iter().map(|l| clean(l)).collect()
+        });
     }
 }
 

@@ -50,6 +50,7 @@ fn row(server: &str, r: &ResolverHealth, now_ms: i64) -> [String; 7] {
         l.cause.as_deref().map_or("ok".to_owned(), clean)
     });
     let since = r.open_condition.as_ref().map_or("-".to_owned(), |c| {
+        let c = &c.condition;
         format!(
             "{} ({})",
             short_time(c.started_at_ms, now_ms),
@@ -122,7 +123,7 @@ web-01  site    10.0.0.54   33.33% (2/6)  dns_upstream_block  11:56:00 (8m30s)  
             server: web.server,
             since_ms: view.since_ms,
             // Two days after the condition started: its date shows.
-            now_ms: b.open_condition.as_ref().unwrap().started_at_ms + 2 * 86_400_000,
+            now_ms: b.open_condition.as_ref().unwrap().condition.started_at_ms + 2 * 86_400_000,
             resolvers: vec![b],
             conditions: vec![],
         };
