@@ -32,6 +32,9 @@ struct State {
     reboot_reported: bool,
     /// The warnings of the last cycle, so that each change is logged once, not every cycle.
     logged: BTreeSet<String>,
+    /// How often the kernel log had overwritten records before they were read, as of the
+    /// last cycle.
+    overwritten: u64,
 }
 
 impl HostWatch {
@@ -47,6 +50,7 @@ impl HostWatch {
                 reboot,
                 reboot_reported: false,
                 logged: BTreeSet::new(),
+                overwritten: 0,
             }),
         }
     }
@@ -78,8 +82,14 @@ impl HostWatch {
         let since_ms = now_ms - i64::from(window_s) * 1000;
         let (oom_kills, kernel_lines) = match &self.kernel_log {
             Some(log) => {
-                if let KmsgStatus::Unavailable(why) = log.status() {
-                    warnings.push(format!("OOM kills are not seen: {why}"));
+                match log.status() {
+                    KmsgStatus::Unavailable(why) => {
+                        warnings.push(format!("OOM kills are not seen: {why}"));
+                    }
+                    KmsgStatus::Following { overwritten, .. } => {
+                        warnings.extend(overwritten_warning(state.overwritten, overwritten));
+                        state.overwritten = overwritten;
+                    }
                 }
                 let mut kills = log.oom_kills_since(since_ms);
                 let drop = kills.len().saturating_sub(OOM_KILLS_MAX);
@@ -121,6 +131,17 @@ pub fn for_report(evidence: &HostEvidence) -> HostEvidence {
     }
 }
 
+/// A warning for the cycle in which the kernel's ring buffer overwrote records the probe had
+/// not read yet (a flood of kernel messages): an OOM kill among them is missing.
+fn overwritten_warning(before: u64, now: u64) -> Option<String> {
+    let lost = now.checked_sub(before).filter(|n| *n > 0)?;
+    let times = if lost == 1 { "once" } else { "several times" };
+    Some(format!(
+        "the kernel log overwrote records before the probe read them ({times} since the last \
+         cycle): an OOM kill among them is not seen"
+    ))
+}
+
 /// Logs each warning when it first appears and once when they all clear.
 fn log_changes(logged: &mut BTreeSet<String>, warnings: &[String]) {
     let now: BTreeSet<String> = warnings.iter().cloned().collect();
@@ -138,6 +159,24 @@ mod tests {
     use causeway_schema::Cause;
 
     use super::*;
+
+    #[test]
+    fn lost_kernel_records_are_a_warning_of_the_cycle_they_were_lost_in() {
+        assert_eq!(overwritten_warning(0, 0), None);
+        assert_eq!(overwritten_warning(3, 3), None);
+        assert_eq!(
+            overwritten_warning(0, 1).as_deref(),
+            Some(
+                "the kernel log overwrote records before the probe read them (once since the \
+                 last cycle): an OOM kill among them is not seen"
+            )
+        );
+        let several = overwritten_warning(1, 4).unwrap();
+        assert!(
+            several.contains("(several times since the last cycle)"),
+            "{several}"
+        );
+    }
 
     fn reboot() -> Reboot {
         Reboot {
