@@ -134,6 +134,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
     };
     let db = Db::open(&cli.db).await?;
     let result = async {
+        // Before the "listening on" line: from then on a SIGHUP must find its handler.
+        serve::explain_hangups();
         let listener = serve::bind(serve_args.listen).await?;
         let addr = listener.local_addr().unwrap_or(serve_args.listen);
         tracing::info!(db = %cli.db.display(), "listening on http://{addr}");

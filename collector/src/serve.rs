@@ -370,6 +370,29 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// SIGHUP would end the collector (its default action): a habit of log rotation scripts and
+/// of `kill -HUP` to reload. The collector has no file to read again, so it says so and goes
+/// on. The task ends with the runtime.
+pub fn explain_hangups() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hangups) => {
+                tokio::spawn(async move {
+                    while hangups.recv().await.is_some() {
+                        tracing::info!(
+                            "SIGHUP: nothing to reload (settings come from the command line and \
+                             the environment; restart the collector to change them)"
+                        );
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP"),
+        }
+    }
+}
+
 /// Completes on SIGTERM (systemd, docker stop) or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

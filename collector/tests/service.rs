@@ -1,7 +1,8 @@
-//! The `causeway-collector serve` process against clients that go quiet: a connection that
-//! sends nothing or half its headers is closed after `--idle-timeout`, a report whose body
-//! stalls gets 408 after `--body-timeout`, and SIGTERM with a stalled upload in flight still
-//! ends in `--shutdown-grace` with exit 0, every acknowledged report stored.
+//! The `causeway-collector serve` process as a service, against clients that go quiet: a
+//! connection that sends nothing or half its headers is closed after `--idle-timeout`, a
+//! report whose body stalls gets 408 after `--body-timeout`, SIGTERM with a stalled upload in
+//! flight still ends in `--shutdown-grace` with exit 0, every acknowledged report stored, and
+//! SIGHUP does not end it.
 
 mod common;
 
@@ -259,4 +260,26 @@ fn sigterm_with_a_stalled_upload_ends_within_the_grace_and_keeps_every_acknowled
         "{} report(s) acknowledged before and during the stop, all stored",
         acked.len()
     );
+}
+
+#[test]
+fn sighup_is_not_fatal_and_says_there_is_nothing_to_reload() {
+    let mut serving = Serving::start(&[]);
+    Command::new("kill")
+        .args(["-HUP", &serving.child.id().to_string()])
+        .status()
+        .unwrap();
+    wait_for("the SIGHUP line", || {
+        serving
+            .log_text()
+            .contains("SIGHUP: nothing to reload")
+            .then_some(())
+    });
+    assert!(
+        serving.child.try_wait().unwrap().is_none(),
+        "the collector exited on SIGHUP:\n{}",
+        serving.log_text()
+    );
+    let (_, body) = new_report();
+    assert_eq!(upload(serving.addr, &serving.token, &body).unwrap(), 200);
 }
