@@ -4,6 +4,8 @@
 use causeway_schema::{Cause, CheckResult, classify};
 use serde::Deserialize;
 
+mod support;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Scenario {
@@ -70,21 +72,10 @@ const SCENARIOS: &[(&str, &str)] = &scenarios![
 
 #[test]
 fn every_scenario_file_is_listed() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios");
-    let mut on_disk: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            e.unwrap()
-                .file_name()
-                .to_string_lossy()
-                .trim_end_matches(".toml")
-                .to_owned()
-        })
-        .collect();
-    on_disk.sort();
-    let mut listed: Vec<String> = SCENARIOS.iter().map(|(n, _)| n.to_string()).collect();
-    listed.sort();
-    assert_eq!(on_disk, listed);
+    support::assert_every_file_listed(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios"),
+        SCENARIOS,
+    );
 }
 
 #[test]

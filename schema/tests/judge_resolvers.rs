@@ -5,6 +5,8 @@
 use causeway_schema::{AddressCheck, Cause, ResolverOutcome, judge_resolvers};
 use serde::Deserialize;
 
+mod support;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Scenario {
@@ -50,21 +52,10 @@ const SCENARIOS: &[(&str, &str)] = &scenarios![
 
 #[test]
 fn every_scenario_file_is_listed() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/resolvers");
-    let mut on_disk: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            e.unwrap()
-                .file_name()
-                .to_string_lossy()
-                .trim_end_matches(".toml")
-                .to_owned()
-        })
-        .collect();
-    on_disk.sort();
-    let mut listed: Vec<String> = SCENARIOS.iter().map(|(n, _)| n.to_string()).collect();
-    listed.sort();
-    assert_eq!(on_disk, listed);
+    support::assert_every_file_listed(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/resolvers"),
+        SCENARIOS,
+    );
 }
 
 #[test]
