@@ -444,12 +444,39 @@ pub const OOM_ONLY_HOST: &str = "kernel_log = true\nwindow = \"5m\"\nleak_share 
 /// kernel: its log holds the OOM kills of the OOM tests (run in parallel), and its load is
 /// the whole test run's. Neither belongs to a lab host, so these probes do not follow the
 /// kernel log and judge with thresholds that are never reached.
-pub const CALM_HOST: &str = "kernel_log = false
-leak_share = 100
-load_per_cpu = 1000
-                             cpu_pressure = 100
-memory_pressure = 100
-io_pressure = 100";
+pub const CALM_HOST: &str = "kernel_log = false\nleak_share = 100\nload_per_cpu = 1000\n\
+                             cpu_pressure = 100\nmemory_pressure = 100\nio_pressure = 100";
+
+/// Where most probe tests start: a collector on `coll` with a token for `server`, and the
+/// config of a probe checking `canary_url` every second (800 ms timeout) through the system
+/// resolver, with the rest of `setup` (its server, collector, token, canary, resolvers,
+/// interval and timeout are these). Returns the collector, the config and the spool; the
+/// probe is not started.
+pub fn collector_and_probe_config(
+    lab: &Lab,
+    coll: &Host,
+    server: &str,
+    canary_url: &str,
+    setup: ProbeSetup<'_>,
+) -> Result<(Collector, PathBuf, PathBuf)> {
+    let db = lab.path("causeway.db");
+    let token = add_token(&db, server)?;
+    let collector = start_collector(lab, coll, &db)?;
+    let (config, spool) = write_probe_config(
+        lab,
+        &ProbeSetup {
+            server,
+            collector_url: &collector.url,
+            token: &token,
+            canary_url,
+            resolvers: &["system".to_owned()],
+            interval: "1s",
+            timeout: "800ms",
+            ..setup
+        },
+    )?;
+    Ok((collector, config, spool))
+}
 
 /// The probe's config file for `setup`, written into the lab.
 pub fn write_probe_config(lab: &Lab, setup: &ProbeSetup) -> Result<(PathBuf, PathBuf)> {

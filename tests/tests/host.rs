@@ -34,19 +34,12 @@ fn site(test: &str, host_table: &str, unprivileged: bool) -> Result<Site> {
     let server = services::start_hungry_server(&lab, &web, &cgroup, PORT)?;
     let pid = server.pid().context("the server's pid")?;
     lab.adopt(server);
-    let db = lab.path("causeway.db");
-    let token = services::add_token(&db, SERVER)?;
-    let collector = services::start_collector(&lab, &coll_host, &db)?;
-    let (config, spool) = services::write_probe_config(
+    let (collector, config, spool) = services::collector_and_probe_config(
         &lab,
-        &ProbeSetup {
-            server: SERVER,
-            collector_url: &collector.url,
-            token: &token,
-            canary_url: &format!("http://{}:{PORT}/", web.addr),
-            resolvers: &["system".to_owned()],
-            interval: "1s",
-            timeout: "800ms",
+        &coll_host,
+        SERVER,
+        &format!("http://{}:{PORT}/", web.addr),
+        ProbeSetup {
             canary_extra: "serving_process = \"python3\"",
             host_table,
             ..Default::default()

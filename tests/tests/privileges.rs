@@ -37,19 +37,12 @@ fn site(test: &str, host_table: &str) -> Result<Site> {
     let nginx = services::start_nginx(&mut lab, &web, "nginx")?;
     let nginx_pid = nginx.pid().context("nginx's pid")?;
     lab.adopt(nginx);
-    let db = lab.path("causeway.db");
-    let token = services::add_token(&db, SERVER)?;
-    let collector = services::start_collector(&lab, &coll_host, &db)?;
-    let (config, spool) = services::write_probe_config(
+    let (collector, config, spool) = services::collector_and_probe_config(
         &lab,
-        &ProbeSetup {
-            server: SERVER,
-            collector_url: &collector.url,
-            token: &token,
-            canary_url: &format!("http://{}/", web.addr),
-            resolvers: &["system".to_owned()],
-            interval: "1s",
-            timeout: "800ms",
+        &coll_host,
+        SERVER,
+        &format!("http://{}/", web.addr),
+        ProbeSetup {
             host_table,
             ..Default::default()
         },

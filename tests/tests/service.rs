@@ -35,21 +35,12 @@ fn site(test: &str, notify: bool) -> Result<Site> {
     let web = lab.add_host("web", 2)?;
     let nginx = services::start_nginx(&mut lab, &web, "nginx")?;
     lab.adopt(nginx);
-    let db = lab.path("causeway.db");
-    let token = services::add_token(&db, SERVER)?;
-    let collector = services::start_collector(&lab, &coll_host, &db)?;
-    let (config, _spool) = services::write_probe_config(
+    let (collector, config, _spool) = services::collector_and_probe_config(
         &lab,
-        &ProbeSetup {
-            server: SERVER,
-            collector_url: &collector.url,
-            token: &token,
-            canary_url: &format!("http://{}/", web.addr),
-            resolvers: &["system".to_owned()],
-            interval: "1s",
-            timeout: "800ms",
-            ..Default::default()
-        },
+        &coll_host,
+        SERVER,
+        &format!("http://{}/", web.addr),
+        ProbeSetup::default(),
     )?;
     let (probe, notify) = match notify {
         false => (services::start_probe(&lab, &web, &config)?, None),

@@ -33,25 +33,18 @@ fn the_pages_render_the_fleet_the_server_and_its_incident_in_chromium() -> Resul
         Some(MARKUP_COMM),
     )?;
     lab.adopt(server);
-    let db = lab.path("causeway.db");
-    let token = services::add_token(&db, SERVER)?;
-    // A second server that never reported: the overview lists it as unknown.
-    services::add_token(&db, "db-01")?;
-    let collector = services::start_collector(&lab, &coll_host, &db)?;
-    let (config, _spool) = services::write_probe_config(
+    let (collector, config, _spool) = services::collector_and_probe_config(
         &lab,
-        &ProbeSetup {
-            server: SERVER,
-            collector_url: &collector.url,
-            token: &token,
-            canary_url: &format!("http://{}:{PORT}/", web.addr),
-            resolvers: &["system".to_owned()],
-            interval: "1s",
-            timeout: "800ms",
+        &coll_host,
+        SERVER,
+        &format!("http://{}:{PORT}/", web.addr),
+        ProbeSetup {
             host_table: services::OOM_ONLY_HOST,
             ..Default::default()
         },
     )?;
+    // A second server that never reported: the overview lists it as unknown.
+    services::add_token(&collector.db, "db-01")?;
     let probe = services::start_probe(&lab, &web, &config)?;
     lab.adopt(probe);
     let start = now_ms();
@@ -155,7 +148,7 @@ fn the_pages_render_the_fleet_the_server_and_its_incident_in_chromium() -> Resul
     println!("screenshot: {}", shot.display());
 
     // The customer's view through a share link: this server only, no way to the fleet.
-    let link = services::add_share_link(&db, SERVER)?;
+    let link = services::add_share_link(&collector.db, SERVER)?;
     browser.open(&format!("{}{link}", collector.url))?;
     let text = browser.text()?;
     ensure!(text.contains(SERVER) && text.contains("oom_kill"), "{text}");
