@@ -42,13 +42,16 @@ use causeway_collector::read;
 use causeway_collector::web::overview::{self, OverviewQuery};
 use causeway_collector::web::server::{self, Audience};
 use causeway_schema::{
-    Cause, CheckResult, Direction, DnsOutcome, DnsQuery, Evidence, Failure, FailureKind,
-    HostCondition, HostEvidence, HostThresholds, KernelLine, Listener, ListenerEvidence,
-    MemorySample, OomKill, PacketTrace, Pressure, ReachOutcome, ReachProbe, Reachability,
-    ResolverOutcome, ServerTtl, SocketOwner, TcpFlags, Timings, TracePacket, TtlSource, classify,
-    host_conditions, judge_resolvers,
+    Cause, CheckResult, Direction, Evidence, Failure, FailureKind, HostCondition, PacketTrace,
+    ResolverOutcome, ServerTtl, TcpFlags, Timings, TracePacket, TtlSource, classify,
+    judge_resolvers,
 };
 use sqlx::SqliteConnection;
+
+// The evidence builders of the collector's tests: the pages timed show what the tests check.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{ProbeHost, nginx_listener_gone, refusing};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
@@ -71,9 +74,6 @@ const OPEN_EVERY: i64 = 20;
 const PLAIN_SERVER: &str = "web-0042";
 /// The system resolvers of every server.
 const RESOLVERS: [&str; 2] = ["10.0.0.53", "10.0.0.54"];
-const NGINX_PID: u32 = 812;
-const GIB: u64 = 1024 * 1024;
-const MIB: u64 = 1024;
 
 struct Options {
     interval_min: i64,
@@ -1347,8 +1347,10 @@ fn failed_check(cause: Cause, name: &str, address: IpAddr, at: i64) -> CheckResu
                 at,
                 &[(0.0, "out", "SYN", 0), (0.05, "in", "RST,ACK", 0)],
             ));
-            c.evidence.listeners = Some(listeners(remote, at));
-            c.evidence.host = Some(host(at));
+            // nginx's listener gone 25 s before the check, killed by the OOM killer 30 s
+            // before it.
+            c.evidence.listeners = Some(nginx_listener_gone(remote, at - 3_600_000, at - 25_000));
+            c.evidence.host = Some(ProbeHost::at(at).killed(at - 30_000).evidence());
         }
         Cause::DnsUpstreamBlock => {
             c.address = None;
@@ -1358,8 +1360,14 @@ fn failed_check(cause: Cause, name: &str, address: IpAddr, at: i64) -> CheckResu
                 ..Timings::default()
             };
             let fqdn = format!("{name}.example.net");
-            let mut resolvers: Vec<ResolverOutcome> =
-                RESOLVERS.iter().map(|r| refusing(r)).collect();
+            // The system resolver's name servers, each refusing.
+            let mut resolvers: Vec<ResolverOutcome> = RESOLVERS
+                .iter()
+                .map(|r| ResolverOutcome {
+                    resolver: "system".into(),
+                    ..refusing(r)
+                })
+                .collect();
             let verdicts = judge_resolvers(&fqdn, &resolvers, &[]);
             for (r, v) in resolvers.iter_mut().zip(verdicts) {
                 r.condition = v;
@@ -1419,127 +1427,5 @@ fn trace(remote: SocketAddr, at: i64, packets: &[(f64, &str, &str, u32)]) -> Pac
             .collect(),
         truncated: 0,
         server_ttl: None,
-    }
-}
-
-/// nginx's listener on the canary's port, gone 25 s before the check.
-fn listeners(remote: SocketAddr, at: i64) -> ListenerEvidence {
-    ListenerEvidence {
-        port: remote.port(),
-        serving: "unit nginx.service".into(),
-        poll_ms: 100,
-        owners_visible: true,
-        listeners: vec![Listener {
-            inode: 3001,
-            address: remote,
-            uid: 0,
-            group_size: 1,
-            owners: vec![SocketOwner {
-                pid: NGINX_PID,
-                name: "nginx".into(),
-                cmdline: "nginx: worker process".into(),
-                cgroup: Some("/system.slice/nginx.service".into()),
-                unit: Some("nginx.service".into()),
-            }],
-            serving: true,
-            first_seen_ms: at - 3_600_000,
-            last_seen_ms: at - 25_000,
-            gone: true,
-        }],
-    }
-}
-
-/// The probe's host 30 s after the OOM killer killed nginx: 16 GiB, little available, six
-/// memory samples 30 s apart, the kill and its kernel lines.
-fn host(at: i64) -> HostEvidence {
-    let kill_at = at - 30_000;
-    let mut host = HostEvidence {
-        boot_id: "4c6e0f2a-9d1b-4e57-8a3c-2b7d9e1f0a65".into(),
-        uptime_s: 3 * 86_400 + 4 * 3600,
-        reboot: None,
-        memory: (0..6)
-            .map(|n| MemorySample {
-                at_ms: at - (5 - n) * 30_000,
-                total_kb: 16 * GIB,
-                available_kb: Some(if n < 5 { 300 * MIB } else { 2 * GIB }),
-                slab_kb: Some(500 * MIB),
-                s_unreclaim_kb: Some(200 * MIB),
-            })
-            .collect(),
-        pressure: Some(Pressure {
-            at_ms: at,
-            cpus: 4,
-            load1: Some(1.4),
-            load5: Some(0.9),
-            load15: Some(0.6),
-            runnable: Some(2),
-            cpu_some: Some(3.0),
-            memory_some: Some(6.5),
-            memory_full: Some(2.1),
-            io_some: Some(0.5),
-            io_full: Some(0.1),
-        }),
-        oom_kills: vec![OomKill {
-            at_ms: kill_at,
-            pid: NGINX_PID,
-            command: "nginx".into(),
-            memcg: Some("/system.slice/nginx.service".into()),
-            cgroup_oom: false,
-            total_vm_kb: Some(2 * GIB + 100 * MIB),
-            anon_rss_kb: Some(GIB + 900 * MIB),
-            file_rss_kb: Some(0),
-            shmem_rss_kb: Some(0),
-            uid: Some(33),
-        }],
-        kernel_lines: vec![
-            KernelLine {
-                at_ms: kill_at - 40,
-                level: 4,
-                text: "nginx invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|\
-                       __GFP_COMP), order=0, oom_score_adj=0"
-                    .into(),
-            },
-            KernelLine {
-                at_ms: kill_at,
-                level: 3,
-                text: format!(
-                    "Out of memory: Killed process {NGINX_PID} (nginx) total-vm:2199552kB, \
-                     anon-rss:1914880kB, file-rss:0kB, shmem-rss:0kB, UID:33 pgtables:4100kB \
-                     oom_score_adj:0"
-                ),
-            },
-        ],
-        thresholds: HostThresholds::default(),
-        conditions: vec![],
-        warnings: vec![],
-    };
-    host.conditions = host_conditions(&host, at);
-    host
-}
-
-/// A name server that refuses both queries, though it answers ping and TCP on port 53.
-fn refusing(address: &str) -> ResolverOutcome {
-    let query = |record_type: &str, elapsed_ms| DnsQuery {
-        record_type: record_type.into(),
-        outcome: DnsOutcome::Refused,
-        rcode: Some("REFUSED".into()),
-        answers: vec![],
-        elapsed_ms,
-        error: None,
-    };
-    let reach = |elapsed_ms| ReachProbe {
-        outcome: ReachOutcome::Reply,
-        elapsed_ms,
-        detail: None,
-    };
-    ResolverOutcome {
-        resolver: "system".into(),
-        server: format!("{address}:53").parse().expect("valid address"),
-        queries: vec![query("A", 0.8), query("AAAA", 0.7)],
-        reachability: Some(Reachability {
-            icmp: reach(0.3),
-            tcp: reach(0.5),
-        }),
-        condition: None,
     }
 }

@@ -612,19 +612,21 @@ pub fn with_host(mut r: Report, host: &ProbeHost) -> Report {
     r
 }
 
-/// A check of the canary refused because nginx is gone: its listener on 10.77.0.2:80 vanished
-/// at `gone_ms`; the host's evidence attached and the check classified (an `oom_kill` when the
-/// host shows nginx killed).
-pub fn refused_on(at: i64, host: &ProbeHost, gone_ms: i64) -> CheckResult {
-    let mut c = refused(at);
-    c.evidence.listeners = Some(ListenerEvidence {
-        port: 80,
+/// The listener evidence of a canary whose nginx (unit nginx.service, pid [`NGINX_PID`])
+/// listened on `address` from `first_seen_ms` and was last seen at `last_seen_ms`: gone.
+pub fn nginx_listener_gone(
+    address: std::net::SocketAddr,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+) -> ListenerEvidence {
+    ListenerEvidence {
+        port: address.port(),
         serving: "unit nginx.service".into(),
         poll_ms: 100,
         owners_visible: true,
         listeners: vec![Listener {
             inode: 3001,
-            address: "10.77.0.2:80".parse().unwrap(),
+            address,
             uid: 0,
             group_size: 1,
             owners: vec![SocketOwner {
@@ -635,11 +637,23 @@ pub fn refused_on(at: i64, host: &ProbeHost, gone_ms: i64) -> CheckResult {
                 unit: Some("nginx.service".into()),
             }],
             serving: true,
-            first_seen_ms: NOW - HOUR,
-            last_seen_ms: gone_ms,
+            first_seen_ms,
+            last_seen_ms,
             gone: true,
         }],
-    });
+    }
+}
+
+/// A check of the canary refused because nginx is gone: its listener on 10.77.0.2:80 vanished
+/// at `gone_ms`; the host's evidence attached and the check classified (an `oom_kill` when the
+/// host shows nginx killed).
+pub fn refused_on(at: i64, host: &ProbeHost, gone_ms: i64) -> CheckResult {
+    let mut c = refused(at);
+    c.evidence.listeners = Some(nginx_listener_gone(
+        "10.77.0.2:80".parse().unwrap(),
+        NOW - HOUR,
+        gone_ms,
+    ));
     c.evidence.host = Some(host.evidence());
     c.diagnosis = classify(&c);
     c
