@@ -282,6 +282,21 @@ impl KernelLog {
     }
 }
 
+#[cfg(test)]
+impl KernelLog {
+    /// A log no thread follows, for the tests of what reads it.
+    pub(crate) fn unfollowed() -> KernelLog {
+        KernelLog {
+            shared: Arc::default(),
+        }
+    }
+
+    /// As if the follower had found records overwritten `times` more times.
+    pub(crate) fn lose_records(&self, times: u64) {
+        lock(&self.shared.state).overwritten += times;
+    }
+}
+
 impl Drop for KernelLog {
     fn drop(&mut self) {
         self.stop();

@@ -178,6 +178,22 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_cycle_in_which_kernel_records_were_lost_warns_and_the_next_one_does_not() {
+        let mut w = watch(600, None);
+        w.kernel_log = Some(KernelLog::unfollowed());
+        let lost = |e: &HostEvidence| {
+            e.warnings
+                .iter()
+                .any(|w| w.starts_with("the kernel log overwrote records"))
+        };
+        assert!(!lost(&w.observe(1_000)));
+        w.kernel_log.as_ref().unwrap().lose_records(2);
+        let cycle = w.observe(2_000);
+        assert!(lost(&cycle), "{:?}", cycle.warnings);
+        assert!(!lost(&w.observe(3_000)));
+    }
+
     fn reboot() -> Reboot {
         Reboot {
             previous_boot_id: "8a1f0c3e-0000-4000-8000-000000000001".into(),
