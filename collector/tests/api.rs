@@ -517,3 +517,78 @@ async fn the_database_is_durable_and_checked() {
         .await;
     assert!(write.is_err());
 }
+
+/// A client that gives up while its report waits for the write lock (here another process
+/// holds it, as a `token add` may) must not wedge ingest: the report is still stored, and the
+/// next one too. sqlx leaves a connection whose BEGIN was cancelled inside its transaction,
+/// and the collector has one write connection.
+#[tokio::test]
+async fn a_client_that_gives_up_during_a_write_does_not_wedge_ingest() {
+    use sqlx::Connection;
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    let mut other = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        h.dir.path().join("collector.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+
+    let first = report("web-01", NOW - MIN, vec![ok_check(NOW - MIN)]);
+    let body = serde_json::to_vec(&first).unwrap();
+    let request = Request::post("/api/v1/reports")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::from(body))
+        .unwrap();
+    // The client gives up: the request's future is dropped while its write waits.
+    let gave_up = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        send(h.app(), request),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the write did not wait for the lock");
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+
+    let second = report("web-01", NOW, vec![ok_check(NOW)]);
+    let (status, body) = h.post_report(&token, &second).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The first report went in too: the client left, the write did not.
+    let (status, body) = h.post_report(&token, &first).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["duplicate"], true, "{body}");
+}
+
+/// The same, whenever the client gives up: at every point of a report's write in turn.
+#[tokio::test]
+async fn a_client_that_gives_up_at_any_point_of_a_write_does_not_wedge_ingest() {
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    let mut at = NOW - 24 * HOUR;
+    for step in 0..200u64 {
+        at += 30_000;
+        let r = report("web-01", at, vec![refused(at)]);
+        let request = Request::post("/api/v1/reports")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::from(serde_json::to_vec(&r).unwrap()))
+            .unwrap();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_micros(step * 50),
+            send(h.app(), request),
+        )
+        .await;
+        at += 30_000;
+        let next = report("web-01", at, vec![ok_check(at)]);
+        let (status, body) = h.post_report(&token, &next).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "after giving up at {} us: {body}",
+            step * 50
+        );
+    }
+}

@@ -288,10 +288,10 @@ impl Lab {
         let failed = std::thread::panicking();
         for mut service in self.services.drain(..).rev() {
             service.stop();
-            if failed {
-                service.print_log_tail(40);
-            }
         }
+        // Always: the test runner shows what a test printed only when it fails, and a test
+        // that fails by returning an error is not panicking here, so this cannot tell.
+        self.print_log_tails(40);
         for host in self.hosts.drain(..) {
             delete_netns(&host.netns);
         }
@@ -303,6 +303,30 @@ impl Lab {
             eprintln!("lab files kept in {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Lab {
+    /// The last `lines` lines of every log in the lab's directory (services taken back with
+    /// [`Lab::take`] included), to stderr.
+    fn print_log_tails(&self, lines: usize) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut logs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        logs.sort();
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let all: Vec<&str> = text.lines().collect();
+            let tail = &all[all.len().saturating_sub(lines)..];
+            eprintln!("----- last {} lines of {} -----", tail.len(), log.display());
+            for line in tail {
+                eprintln!("{line}");
+            }
         }
     }
 }

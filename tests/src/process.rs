@@ -106,22 +106,6 @@ impl Service {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
-
-    /// Prints the end of the log to stderr (for a failed test's output).
-    pub fn print_log_tail(&self, lines: usize) {
-        let text = self.log_text();
-        let all: Vec<&str> = text.lines().collect();
-        let tail = &all[all.len().saturating_sub(lines)..];
-        eprintln!(
-            "----- last {} lines of {} ({}) -----",
-            tail.len(),
-            self.name,
-            self.log.display()
-        );
-        for line in tail {
-            eprintln!("{line}");
-        }
-    }
 }
 
 impl Drop for Service {
