@@ -539,11 +539,7 @@ async fn a_client_that_gives_up_during_a_write_does_not_wedge_ingest() {
         .unwrap();
 
     let first = report("web-01", NOW - MIN, vec![ok_check(NOW - MIN)]);
-    let body = serde_json::to_vec(&first).unwrap();
-    let request = Request::post("/api/v1/reports")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::from(body))
-        .unwrap();
+    let request = report_request(Some(&token), serde_json::to_vec(&first).unwrap());
     // The client gives up: the request's future is dropped while its write waits.
     let gave_up = tokio::time::timeout(
         std::time::Duration::from_millis(300),
@@ -586,10 +582,7 @@ async fn a_client_that_gives_up_at_any_point_of_a_write_does_not_wedge_ingest() 
             );
             at += 5_000;
             let r = report("web-01", at, vec![refused(at)]);
-            let request = Request::post("/api/v1/reports")
-                .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                .body(Body::from(serde_json::to_vec(&r).unwrap()))
-                .unwrap();
+            let request = report_request(Some(&token), serde_json::to_vec(&r).unwrap());
             match give_up_after(polls, send(h.app(), request)).await {
                 Some(_) => done_in_a_row += 1,
                 None => (done_in_a_row, given_up) = (0, given_up + 1),

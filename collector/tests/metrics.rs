@@ -24,12 +24,7 @@ struct Collector {
 
 impl Collector {
     async fn post(&self, token: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
-        let mut req =
-            Request::post("/api/v1/reports").header(header::CONTENT_TYPE, "application/json");
-        if let Some(token) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        send(self.app.clone(), req.body(Body::from(body)).unwrap()).await
+        send(self.app.clone(), report_request(token, body)).await
     }
 
     async fn post_report(&self, token: &str, r: &causeway_schema::Report) -> (StatusCode, Value) {

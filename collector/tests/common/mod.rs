@@ -82,12 +82,7 @@ impl Harness {
     }
 
     pub async fn post(&self, token: Option<&str>, body: Vec<u8>) -> (StatusCode, Value) {
-        let mut req =
-            Request::post("/api/v1/reports").header(header::CONTENT_TYPE, "application/json");
-        if let Some(token) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        send(self.app(), req.body(Body::from(body)).unwrap()).await
+        send(self.app(), report_request(token, body)).await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -103,6 +98,15 @@ impl Harness {
 }
 
 /// Sends a request through the Router; answers JSON when it is JSON, else a JSON string.
+/// A report upload as a probe sends it, with `Authorization: Bearer <token>` when given.
+pub fn report_request(token: Option<&str>, body: Vec<u8>) -> Request<Body> {
+    let mut req = Request::post("/api/v1/reports").header(header::CONTENT_TYPE, "application/json");
+    if let Some(token) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    req.body(Body::from(body)).unwrap()
+}
+
 pub async fn send(app: Router, req: Request<Body>) -> (StatusCode, Value) {
     let response = app.oneshot(req).await.unwrap();
     let status = response.status();
