@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::db::Db;
-use crate::ingest::{self, IngestError, Outcome};
+use crate::ingest::{IngestError, Outcome};
 use crate::metrics::{self, IngestCounters, IngestOutcome};
 use crate::read::{self, DEFAULT_RESULTS, MAX_RESULTS, ReadError};
 use crate::views::{
@@ -283,13 +283,12 @@ async fn receive_report(
     }
     let now_ms = app.clock.now_ms();
     report.validate(now_ms)?;
-    let (db, server_id) = (app.db.write.clone(), auth.server_id);
-    let (outcome, report) = to_the_end(async move {
-        let outcome = ingest::store(&db, server_id, &report, now_ms).await;
-        (outcome, report)
-    })
-    .await?;
-    let outcome = outcome?;
+    let report = Arc::new(report);
+    let outcome = app
+        .db
+        .reports
+        .store(auth.server_id, report.clone(), now_ms)
+        .await?;
     let report_id = report.report_id.to_string();
     let answer = Json(match outcome {
         Outcome::Stored => {
@@ -302,21 +301,6 @@ async fn receive_report(
         }
     });
     Ok((outcome, report.results.len(), answer))
-}
-
-/// Runs `work` to its end even when the request is dropped (its client went away or timed
-/// out). sqlx 0.8's `begin_with` cancelled before it returns leaves its connection inside the
-/// transaction: the next `begin_with` on it fails ("attempted to call begin_with at non-zero
-/// transaction depth"), and with the one write connection every later report did, until a
-/// restart (found by the e2e SIGTERM test: a stalled collector woke up to requests whose
-/// clients were gone). Finished, a report whose client left is stored; the probe sends it
-/// again and gets `duplicate`.
-async fn to_the_end<T: Send + 'static>(
-    work: impl Future<Output = T> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::spawn(work)
-        .await
-        .map_err(|e| ApiError::Internal(Box::new(e)))
 }
 
 async fn authenticate(

@@ -1,13 +1,16 @@
 //! The SQLite database: connection options, the two pools and the embedded migrations.
 //!
-//! SQLite has a single writer, so writes go through a pool of exactly one connection: they are
-//! serialised in the process instead of failing with SQLITE_BUSY. Reads use a few read-only
-//! connections, which WAL lets run while a write is in progress.
+//! SQLite has a single writer. Reports are written by [`Writer`], a thread with a connection of
+//! its own that stores them in batches; the few other writes (tokens, share links) go through
+//! a pool of exactly one connection, and SQLite's busy timeout lets the two take turns. Reads
+//! use a few read-only connections, which WAL lets run while a write is in progress.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::SqlitePool;
+
+use crate::ingest::{Writer, WriterError};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 /// Read connections: the API's queries are short; a few cover a 2-core machine.
@@ -39,13 +42,17 @@ pub enum DbError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    #[error(transparent)]
+    Writer(#[from] WriterError),
 }
 
 /// The database's pools. Cloning is cheap (pools are reference-counted).
 #[derive(Debug, Clone)]
 pub struct Db {
-    /// Exactly one connection: every write transaction goes through it.
+    /// Exactly one connection, for the writes other than reports.
     pub write: SqlitePool,
+    /// The writer of reports.
+    pub reports: Writer,
     /// Read-only connections for the API and the page.
     pub read: SqlitePool,
 }
@@ -90,11 +97,18 @@ impl Db {
             .connect_with(base.read_only(true))
             .await
             .map_err(open_err)?;
-        Ok(Db { write, read })
+        let reports = Writer::start(path)?;
+        Ok(Db {
+            write,
+            read,
+            reports,
+        })
     }
 
-    /// Closes both pools, waiting for their connections (a checkpoint on the last close).
+    /// Stores the reports queued, then closes the writer and both pools, waiting for their
+    /// connections (a checkpoint on the last close).
     pub async fn close(&self) {
+        self.reports.close().await;
         self.read.close().await;
         self.write.close().await;
     }

@@ -184,8 +184,8 @@ async fn metrics_after_a_known_history() {
     let ancient = report("db-01", 1_000, vec![ok_check(1_000)]);
     let (status, _) = c.post_report(&db, &ancient).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    // The database refuses writes (500).
-    h.db.write.close().await;
+    // The database writer has stopped (500).
+    h.db.reports.close().await;
     let (status, body) = c.post_report(&db, &fresh).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
 

@@ -1,8 +1,9 @@
 //! The `causeway-collector serve` process as a service, against clients that go quiet: a
 //! connection that sends nothing or half its headers is closed after `--idle-timeout`, a
 //! report whose body stalls gets 408 after `--body-timeout`, SIGTERM with a stalled upload in
-//! flight still ends in `--shutdown-grace` with exit 0, every acknowledged report stored, and
-//! SIGHUP does not end it.
+//! flight still ends in `--shutdown-grace` with exit 0, every acknowledged report stored,
+//! SIGKILL in the middle of the writer's batches loses no acknowledged report and stores none
+//! twice, and SIGHUP does not end it.
 
 mod common;
 
@@ -44,9 +45,19 @@ impl Serving {
         assert!(out.status.success(), "{out:?}");
         let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
         let log = dir.path().join("collector.log");
+        Serving::spawn(&db, token, log, dir, flags)
+    }
+
+    fn spawn(
+        db: &Path,
+        token: String,
+        log: PathBuf,
+        dir: tempfile::TempDir,
+        flags: &[&str],
+    ) -> Serving {
         let child = Command::new(BIN)
             .arg("--db")
-            .arg(&db)
+            .arg(db)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(flags)
             .env("RUST_LOG", "info")
@@ -63,10 +74,18 @@ impl Serving {
             child,
             addr,
             token,
-            db,
+            db: db.to_owned(),
             log,
             _dir: dir,
         }
+    }
+
+    /// Another `serve` on `stopped`'s database (its token still valid), on a new port. The
+    /// returned value's own directory holds only its log.
+    fn restart(stopped: &Serving) -> Serving {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("collector.log");
+        Serving::spawn(&stopped.db, stopped.token.clone(), log, dir, &[])
     }
 
     fn log_text(&self) -> String {
@@ -259,6 +278,98 @@ fn sigterm_with_a_stalled_upload_ends_within_the_grace_and_keeps_every_acknowled
     println!(
         "{} report(s) acknowledged before and during the stop, all stored",
         acked.len()
+    );
+}
+
+/// `SELECT count(*)`-like figures of the database at `db`: `(reports, results, checks counted
+/// in the daily rollups)`. All three agree when every report was stored whole, once.
+fn stored_counts(db: &Path) -> (i64, i64, i64) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let db = Db::open(db).await.unwrap();
+        let counts = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM reports), (SELECT count(*) FROM results),
+                    (SELECT coalesce(sum(checks_total), 0) FROM availability_days)",
+        )
+        .fetch_one(&db.read)
+        .await
+        .unwrap();
+        db.close().await;
+        counts
+    })
+}
+
+#[test]
+fn sigkill_during_batched_writes_loses_no_acknowledged_report_and_doubles_none() {
+    const UPLOADERS: usize = 8;
+    const BEFORE_KILL: usize = 200;
+    let mut serving = Serving::start(&[]);
+    // Every report sent, answered or not, and those answered 200.
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let uploaders: Vec<_> = (0..UPLOADERS)
+        .map(|_| {
+            let (addr, token) = (serving.addr, serving.token.clone());
+            let (sent, acked) = (sent.clone(), acked.clone());
+            std::thread::spawn(move || {
+                loop {
+                    let (id, body) = new_report();
+                    sent.lock().unwrap().push((id.clone(), body.clone()));
+                    match upload(addr, &token, &body) {
+                        Ok(200) => acked.lock().unwrap().push(id),
+                        Ok(status) => panic!("report {id} got HTTP {status}"),
+                        // Killed: the connection was reset or refused.
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_for("acknowledged uploads before the kill", || {
+        (acked.lock().unwrap().len() >= BEFORE_KILL).then_some(())
+    });
+    Command::new("kill")
+        .args(["-KILL", &serving.child.id().to_string()])
+        .status()
+        .unwrap();
+    serving.wait_exit().expect("the collector survived SIGKILL");
+    for u in uploaders {
+        u.join().unwrap();
+    }
+
+    let acked = acked.lock().unwrap().clone();
+    let stored = stored_report_ids(&serving.db);
+    let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged but not stored: {lost:?} ({} acknowledged)",
+        acked.len()
+    );
+    let (reports, results, rolled_up) = stored_counts(&serving.db);
+    assert_eq!(
+        (results, rolled_up),
+        (reports, reports),
+        "every stored report has one check: results and rollups must match the reports"
+    );
+
+    // The probes send again what was not acknowledged (and some of what was, whose answer
+    // they missed): after a restart each report is stored exactly once.
+    let restarted = Serving::restart(&serving);
+    let sent = sent.lock().unwrap().clone();
+    for (id, body) in &sent {
+        let status = upload(restarted.addr, &serving.token, body).unwrap();
+        assert_eq!(status, 200, "report {id} sent again");
+    }
+    let (reports, results, rolled_up) = stored_counts(&serving.db);
+    assert_eq!(
+        (reports, results, rolled_up),
+        (sent.len() as i64, reports, reports)
+    );
+    println!(
+        "{} acknowledged before SIGKILL, {} stored then, {} sent in all, each stored once",
+        acked.len(),
+        stored.len(),
+        sent.len()
     );
 }
 

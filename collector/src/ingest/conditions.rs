@@ -1,19 +1,27 @@
-//! Starting and extending a condition: the same for resolver conditions (one per resolver)
-//! and host conditions (one per server and cause). Closing is [`super::close`], shared with
-//! incidents. Which condition a report extends is each kind's own rule.
+//! Carrying out a [`ConditionStep`] on a condition table: the same for resolver conditions
+//! (one per resolver) and host conditions (one per server and cause). Which condition a report
+//! touches is each kind's own rule ([`super::resolvers`], [`super::host`]).
 
+use rusqlite::{Connection, params};
 use serde::Serialize;
-use sqlx::{Sqlite, Transaction};
 
+use super::grouping::{ConditionStep, Open};
+use super::server::OpenCondition;
 use super::{IngestError, encode};
 
-/// A condition table: its name and the column of what its conditions belong to.
+/// A condition table's statements. Written out per table rather than spliced together, so
+/// each is a plain string the reader can search for.
 pub(super) struct ConditionTable {
-    pub name: &'static str,
-    /// `resolver_id` or `server_id`.
-    pub owner: &'static str,
     /// What its evidence is, for an encoding error.
     pub evidence: &'static str,
+    /// `(owner id, cause, at, explanation, evidence)`, returning the new id.
+    pub insert: &'static str,
+    /// `(id, at, last explanation, last evidence)`.
+    pub extend: &'static str,
+    /// `(id, at, last explanation)`: the latest evidence is the one already stored.
+    pub extend_same: &'static str,
+    /// `(id, ended at)`.
+    pub close: &'static str,
 }
 
 /// What one report observed of a condition.
@@ -23,52 +31,78 @@ pub(super) struct Observation<'a, E> {
     pub evidence: &'a E,
 }
 
-/// Opens a condition of `owner_id` at `at_ms` with this first observation.
-pub(super) async fn start<E: Serialize>(
-    tx: &mut Transaction<'static, Sqlite>,
+/// Carries out `step` for the condition of `owner_id` and returns what is open afterwards
+/// (the caller keeps it in the server's state).
+pub(super) fn apply<E: Serialize>(
+    conn: &Connection,
     table: &ConditionTable,
     owner_id: i64,
     at_ms: i64,
-    seen: &Observation<'_, E>,
-) -> Result<(), IngestError> {
-    let evidence = encode(table.evidence, seen.evidence)?;
-    sqlx::query(&format!(
-        "INSERT INTO {} ({}, cause, started_at_ms, last_seen_at_ms, observations, explanation,
-                         last_explanation, evidence, last_evidence)
-         VALUES (?1, ?2, ?3, ?3, 1, ?4, ?4, ?5, ?5)",
-        table.name, table.owner
-    ))
-    .bind(owner_id)
-    .bind(seen.cause)
-    .bind(at_ms)
-    .bind(seen.explanation)
-    .bind(evidence)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    step: ConditionStep,
+    open: Option<OpenCondition>,
+    seen: Option<&Observation<'_, E>>,
+) -> Result<Option<OpenCondition>, IngestError> {
+    match (step, seen) {
+        (ConditionStep::Nothing, _) => Ok(open),
+        (ConditionStep::Close { id }, _) => {
+            close(conn, table.close, id, at_ms)?;
+            Ok(None)
+        }
+        (ConditionStep::Extend { id }, Some(seen)) => {
+            let evidence = encode(table.evidence, seen.evidence)?;
+            let unchanged = open.as_ref().is_some_and(|o| o.last_evidence == evidence);
+            if unchanged {
+                conn.prepare_cached(table.extend_same)?.execute(params![
+                    id,
+                    at_ms,
+                    seen.explanation
+                ])?;
+            } else {
+                conn.prepare_cached(table.extend)?.execute(params![
+                    id,
+                    at_ms,
+                    seen.explanation,
+                    evidence
+                ])?;
+            }
+            Ok(Some(OpenCondition {
+                open: Open {
+                    id,
+                    cause: seen.cause.to_owned(),
+                },
+                last_evidence: evidence,
+            }))
+        }
+        (ConditionStep::Open { close: previous }, Some(seen)) => {
+            if let Some(id) = previous {
+                close(conn, table.close, id, at_ms)?;
+            }
+            let evidence = encode(table.evidence, seen.evidence)?;
+            let id = conn.prepare_cached(table.insert)?.query_row(
+                params![owner_id, seen.cause, at_ms, seen.explanation, evidence],
+                |r| r.get(0),
+            )?;
+            Ok(Some(OpenCondition {
+                open: Open {
+                    id,
+                    cause: seen.cause.to_owned(),
+                },
+                last_evidence: evidence,
+            }))
+        }
+        // Extending or opening needs what was seen; the rules never ask for it without.
+        (ConditionStep::Extend { .. } | ConditionStep::Open { .. }, None) => Ok(open),
+    }
 }
 
-/// Counts one more observation of the open condition `id`, seen at `at_ms`: the latest
-/// explanation and evidence replace the previous latest, the first stay.
-pub(super) async fn extend<E: Serialize>(
-    tx: &mut Transaction<'static, Sqlite>,
-    table: &ConditionTable,
+/// Ends an incident or condition with one of the tables' `close` statements.
+pub(super) fn close(
+    conn: &Connection,
+    sql: &'static str,
     id: i64,
-    at_ms: i64,
-    seen: &Observation<'_, E>,
+    ended_at_ms: i64,
 ) -> Result<(), IngestError> {
-    sqlx::query(&format!(
-        "UPDATE {} SET observations = observations + 1,
-                last_seen_at_ms = max(last_seen_at_ms, ?2), last_explanation = ?3,
-                last_evidence = ?4
-         WHERE id = ?1",
-        table.name
-    ))
-    .bind(id)
-    .bind(at_ms)
-    .bind(seen.explanation)
-    .bind(encode(table.evidence, seen.evidence)?)
-    .execute(&mut **tx)
-    .await?;
+    conn.prepare_cached(sql)?
+        .execute(params![id, ended_at_ms])?;
     Ok(())
 }

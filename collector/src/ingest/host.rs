@@ -13,15 +13,27 @@
 //! alone: grouping them would close or split a condition at a time before its own events.
 
 use causeway_schema::{HostCondition, HostEvidence, Report};
-use sqlx::{Sqlite, Transaction};
+use rusqlite::{Connection, params};
 
-use super::conditions::{ConditionTable, Observation, extend, start};
-use super::{IngestError, clamp_i64, close};
+use super::conditions::{self, ConditionTable, Observation};
+use super::grouping::next_condition;
+use super::server::ServerState;
+use super::{IngestError, clamp_i64};
 
-const TABLE: ConditionTable = ConditionTable {
-    name: "host_conditions",
-    owner: "server_id",
+pub(super) const TABLE: ConditionTable = ConditionTable {
     evidence: "host condition",
+    insert: "INSERT INTO host_conditions (server_id, cause, started_at_ms, last_seen_at_ms,
+                                          observations, explanation, last_explanation, evidence,
+                                          last_evidence)
+             VALUES (?1, ?2, ?3, ?3, 1, ?4, ?4, ?5, ?5) RETURNING id",
+    extend: "UPDATE host_conditions SET observations = observations + 1,
+                    last_seen_at_ms = max(last_seen_at_ms, ?2), last_explanation = ?3,
+                    last_evidence = ?4
+             WHERE id = ?1",
+    extend_same: "UPDATE host_conditions SET observations = observations + 1,
+                         last_seen_at_ms = max(last_seen_at_ms, ?2), last_explanation = ?3
+                  WHERE id = ?1",
+    close: "UPDATE host_conditions SET ended_at_ms = ?2 WHERE id = ?1",
 };
 
 /// The host conditions of a report that carries its host, each cause once; `None` for a
@@ -30,8 +42,8 @@ pub(super) struct Observed<'a>(Option<Vec<&'a HostCondition>>);
 
 /// Stores the observation of `report`'s host, when it has one; returns its conditions for
 /// [`update_conditions`].
-pub(super) async fn observe<'a>(
-    tx: &mut Transaction<'static, Sqlite>,
+pub(super) fn observe<'a>(
+    conn: &Connection,
     server_id: i64,
     report_id: &str,
     report: &'a Report,
@@ -39,7 +51,7 @@ pub(super) async fn observe<'a>(
     let Some(host) = &report.host else {
         return Ok(Observed(None));
     };
-    let found = conditions(report_id, host);
+    let found = conditions_of(report_id, host);
     // A report carries only the latest sample; should a probe send its series, the latest is
     // still what this cycle read.
     let memory = host.latest_memory();
@@ -49,7 +61,7 @@ pub(super) async fn observe<'a>(
         .map(|c| c.cause.id())
         .collect::<Vec<_>>()
         .join(" ");
-    sqlx::query(
+    conn.prepare_cached(
         "INSERT INTO host_observations (server_id, report_id, started_at_ms, boot_id, uptime_s,
                                         mem_total_kb, mem_available_kb, slab_kb,
                                         s_unreclaim_kb, cpus, load1, load5, load15, runnable,
@@ -57,37 +69,37 @@ pub(super) async fn observe<'a>(
                                         causes, warnings)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
                  ?18, ?19, ?20, ?21)",
-    )
-    .bind(server_id)
-    .bind(report_id)
-    .bind(report.started_at_ms)
-    .bind(&host.boot_id)
-    .bind(clamp_i64(host.uptime_s))
-    .bind(memory.map(|m| clamp_i64(m.total_kb)))
-    .bind(memory.and_then(|m| m.available_kb).map(clamp_i64))
-    .bind(memory.and_then(|m| m.slab_kb).map(clamp_i64))
-    .bind(memory.and_then(|m| m.s_unreclaim_kb).map(clamp_i64))
-    .bind(pressure.map(|p| p.cpus))
-    .bind(pressure.and_then(|p| p.load1))
-    .bind(pressure.and_then(|p| p.load5))
-    .bind(pressure.and_then(|p| p.load15))
-    .bind(pressure.and_then(|p| p.runnable))
-    .bind(pressure.and_then(|p| p.cpu_some))
-    .bind(pressure.and_then(|p| p.memory_some))
-    .bind(pressure.and_then(|p| p.memory_full))
-    .bind(pressure.and_then(|p| p.io_some))
-    .bind(pressure.and_then(|p| p.io_full))
-    .bind((!causes.is_empty()).then_some(causes))
-    .bind((!host.warnings.is_empty()).then(|| host.warnings.join("\n")))
-    .execute(&mut **tx)
-    .await?;
+    )?
+    .execute(params![
+        server_id,
+        report_id,
+        report.started_at_ms,
+        &host.boot_id,
+        clamp_i64(host.uptime_s),
+        memory.map(|m| clamp_i64(m.total_kb)),
+        memory.and_then(|m| m.available_kb).map(clamp_i64),
+        memory.and_then(|m| m.slab_kb).map(clamp_i64),
+        memory.and_then(|m| m.s_unreclaim_kb).map(clamp_i64),
+        pressure.map(|p| p.cpus),
+        pressure.and_then(|p| p.load1),
+        pressure.and_then(|p| p.load5),
+        pressure.and_then(|p| p.load15),
+        pressure.and_then(|p| p.runnable),
+        pressure.and_then(|p| p.cpu_some),
+        pressure.and_then(|p| p.memory_some),
+        pressure.and_then(|p| p.memory_full),
+        pressure.and_then(|p| p.io_some),
+        pressure.and_then(|p| p.io_full),
+        (!causes.is_empty()).then_some(causes),
+        (!host.warnings.is_empty()).then(|| host.warnings.join("\n")),
+    ])?;
     Ok(Observed(Some(found)))
 }
 
 /// The host's conditions, each cause once. A probe judges each cause once per cycle; should one
 /// repeat, a second would count the cycle twice, and [`update_conditions`] relies on one open
 /// condition per cause.
-fn conditions<'a>(report_id: &str, host: &'a HostEvidence) -> Vec<&'a HostCondition> {
+fn conditions_of<'a>(report_id: &str, host: &'a HostEvidence) -> Vec<&'a HostCondition> {
     let mut out: Vec<&HostCondition> = Vec::new();
     for c in &host.conditions {
         if out.iter().any(|kept| kept.cause == c.cause) {
@@ -103,15 +115,10 @@ fn conditions<'a>(report_id: &str, host: &'a HostEvidence) -> Vec<&'a HostCondit
     out
 }
 
-#[derive(sqlx::FromRow)]
-struct OpenCondition {
-    id: i64,
-    cause: String,
-}
-
 /// Groups the host conditions of an in-order report (rules at the top).
-pub(super) async fn update_conditions(
-    tx: &mut Transaction<'static, Sqlite>,
+pub(super) fn update_conditions(
+    conn: &Connection,
+    state: &mut ServerState,
     server_id: i64,
     at_ms: i64,
     observed: &Observed<'_>,
@@ -119,30 +126,31 @@ pub(super) async fn update_conditions(
     let Observed(Some(found)) = observed else {
         return Ok(());
     };
-    let open: Vec<OpenCondition> = sqlx::query_as(
-        "SELECT id, cause FROM host_conditions WHERE server_id = ?1 AND ended_at_ms IS NULL",
-    )
-    .bind(server_id)
-    .fetch_all(&mut **tx)
-    .await?;
     for c in found {
-        match open.iter().find(|o| o.cause == c.cause.id()) {
-            Some(o) => extend(tx, &TABLE, o.id, at_ms, &seen(c)).await?,
-            None => start(tx, &TABLE, server_id, at_ms, &seen(c)).await?,
+        let cause = c.cause.id();
+        let open = state.host_conditions.remove(cause);
+        let step = next_condition(open.as_ref().map(|o| &o.open), Some(cause));
+        let seen = Observation {
+            cause,
+            explanation: &c.explanation,
+            evidence: *c,
+        };
+        let after = conditions::apply(conn, &TABLE, server_id, at_ms, step, open, Some(&seen))?;
+        if let Some(after) = after {
+            state.host_conditions.insert(cause.to_owned(), after);
         }
     }
-    for o in &open {
-        if !found.iter().any(|c| c.cause.id() == o.cause) {
-            close(tx, TABLE.name, o.id, at_ms).await?;
+    // The probe looked and no longer found these.
+    let gone: Vec<String> = state
+        .host_conditions
+        .keys()
+        .filter(|cause| !found.iter().any(|c| c.cause.id() == cause.as_str()))
+        .cloned()
+        .collect();
+    for cause in gone {
+        if let Some(c) = state.host_conditions.remove(&cause) {
+            conditions::close(conn, TABLE.close, c.open.id, at_ms)?;
         }
     }
     Ok(())
-}
-
-fn seen(c: &HostCondition) -> Observation<'_, HostCondition> {
-    Observation {
-        cause: c.cause.id(),
-        explanation: &c.explanation,
-        evidence: c,
-    }
 }

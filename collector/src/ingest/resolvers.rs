@@ -16,20 +16,32 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use causeway_schema::{Diagnosis, Report, ResolverOutcome};
-use sqlx::{Sqlite, Transaction};
+use causeway_schema::{Report, ResolverOutcome};
+use rusqlite::{Connection, params};
 
-use super::conditions::{ConditionTable, Observation, extend, start};
-use super::{IngestError, close};
+use super::IngestError;
+use super::conditions::{self, ConditionTable, Observation};
+use super::grouping::next_condition;
+use super::server::ServerState;
 
 /// Longest outcome text kept per observation, in characters. The brief of two queries is far
 /// shorter; a long answer list is cut rather than stored again every cycle.
 const OUTCOME_MAX: usize = 200;
 
-const TABLE: ConditionTable = ConditionTable {
-    name: "resolver_conditions",
-    owner: "resolver_id",
+pub(super) const TABLE: ConditionTable = ConditionTable {
     evidence: "resolver evidence",
+    insert: "INSERT INTO resolver_conditions (resolver_id, cause, started_at_ms, last_seen_at_ms,
+                                              observations, explanation, last_explanation,
+                                              evidence, last_evidence)
+             VALUES (?1, ?2, ?3, ?3, 1, ?4, ?4, ?5, ?5) RETURNING id",
+    extend: "UPDATE resolver_conditions SET observations = observations + 1,
+                    last_seen_at_ms = max(last_seen_at_ms, ?2), last_explanation = ?3,
+                    last_evidence = ?4
+             WHERE id = ?1",
+    extend_same: "UPDATE resolver_conditions SET observations = observations + 1,
+                         last_seen_at_ms = max(last_seen_at_ms, ?2), last_explanation = ?3
+                  WHERE id = ?1",
+    close: "UPDATE resolver_conditions SET ended_at_ms = ?2 WHERE id = ?1",
 };
 
 /// One resolver seen in a report, with its stored id.
@@ -39,8 +51,9 @@ pub(super) struct Observed<'a> {
 }
 
 /// Stores one observation per resolver of `report`; returns them for [`update_conditions`].
-pub(super) async fn observe<'a>(
-    tx: &mut Transaction<'static, Sqlite>,
+pub(super) fn observe<'a>(
+    conn: &Connection,
+    state: &mut ServerState,
     server_id: i64,
     report_id: &str,
     report: &'a Report,
@@ -67,14 +80,14 @@ pub(super) async fn observe<'a>(
                 continue;
             }
             let resolver_id = upsert_resolver(
-                tx,
+                conn,
+                state,
                 server_id,
                 (&resolution.canary, &resolution.name),
                 outcome,
                 report.started_at_ms,
-            )
-            .await?;
-            insert_observation(tx, resolver_id, report_id, report.started_at_ms, outcome).await?;
+            )?;
+            insert_observation(conn, resolver_id, report_id, report.started_at_ms, outcome)?;
             observed.push(Observed {
                 resolver_id,
                 outcome,
@@ -86,37 +99,47 @@ pub(super) async fn observe<'a>(
 
 /// The resolver's id, its row created on first sight. The name and the first and last
 /// sightings follow the report's start, so an old report does not undo a newer one's name.
-async fn upsert_resolver(
-    tx: &mut Transaction<'static, Sqlite>,
+fn upsert_resolver(
+    conn: &Connection,
+    state: &mut ServerState,
     server_id: i64,
     (canary, name): (&str, &str),
     outcome: &ResolverOutcome,
     at_ms: i64,
 ) -> Result<i64, IngestError> {
-    let id = sqlx::query_scalar(
-        "INSERT INTO resolvers (server_id, canary, resolver, address, name, first_seen_at_ms,
-                                last_seen_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
-         ON CONFLICT (server_id, canary, resolver, address) DO UPDATE SET
-             name = CASE WHEN excluded.last_seen_at_ms >= last_seen_at_ms
-                         THEN excluded.name ELSE name END,
-             first_seen_at_ms = min(first_seen_at_ms, excluded.first_seen_at_ms),
-             last_seen_at_ms = max(last_seen_at_ms, excluded.last_seen_at_ms)
-         RETURNING id",
-    )
-    .bind(server_id)
-    .bind(canary)
-    .bind(&outcome.resolver)
-    .bind(outcome.server.to_string())
-    .bind(name)
-    .bind(at_ms)
-    .fetch_one(&mut **tx)
-    .await?;
+    let address = outcome.server.to_string();
+    let key = (canary.to_owned(), outcome.resolver.clone(), address);
+    // The common case, a known resolver in a newer report: one plain update.
+    if let Some((id, last_seen)) = state.resolvers.get_mut(&key)
+        && at_ms >= *last_seen
+    {
+        conn.prepare_cached("UPDATE resolvers SET name = ?2, last_seen_at_ms = ?3 WHERE id = ?1")?
+            .execute(params![*id, name, at_ms])?;
+        *last_seen = at_ms;
+        return Ok(*id);
+    }
+    let (id, last_seen): (i64, i64) = conn
+        .prepare_cached(
+            "INSERT INTO resolvers (server_id, canary, resolver, address, name,
+                                    first_seen_at_ms, last_seen_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+             ON CONFLICT (server_id, canary, resolver, address) DO UPDATE SET
+                 name = CASE WHEN excluded.last_seen_at_ms >= last_seen_at_ms
+                             THEN excluded.name ELSE name END,
+                 first_seen_at_ms = min(first_seen_at_ms, excluded.first_seen_at_ms),
+                 last_seen_at_ms = max(last_seen_at_ms, excluded.last_seen_at_ms)
+             RETURNING id, last_seen_at_ms",
+        )?
+        .query_row(
+            params![server_id, canary, &outcome.resolver, &key.2, name, at_ms],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+    state.resolvers.insert(key, (id, last_seen));
     Ok(id)
 }
 
-async fn insert_observation(
-    tx: &mut Transaction<'static, Sqlite>,
+fn insert_observation(
+    conn: &Connection,
     resolver_id: i64,
     report_id: &str,
     at_ms: i64,
@@ -127,19 +150,19 @@ async fn insert_observation(
         .iter()
         .map(|q| q.elapsed_ms)
         .reduce(f64::max);
-    sqlx::query(
+    conn.prepare_cached(
         "INSERT INTO resolver_observations (resolver_id, report_id, started_at_ms, cause,
                                             outcome, elapsed_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )
-    .bind(resolver_id)
-    .bind(report_id)
-    .bind(at_ms)
-    .bind(outcome.condition.as_ref().map(|d| d.cause.id()))
-    .bind(cut(outcome.brief(), OUTCOME_MAX))
-    .bind(slowest)
-    .execute(&mut **tx)
-    .await?;
+    )?
+    .execute(params![
+        resolver_id,
+        report_id,
+        at_ms,
+        outcome.condition.as_ref().map(|d| d.cause.id()),
+        cut(outcome.brief(), OUTCOME_MAX),
+        slowest,
+    ])?;
     Ok(())
 }
 
@@ -152,62 +175,51 @@ fn cut(mut text: String, max: usize) -> String {
     text
 }
 
-#[derive(sqlx::FromRow)]
-struct OpenCondition {
-    id: i64,
-    resolver_id: i64,
-    cause: String,
-}
-
 /// Groups the observations of an in-order report into conditions (rules at the top).
-pub(super) async fn update_conditions(
-    tx: &mut Transaction<'static, Sqlite>,
-    server_id: i64,
+pub(super) fn update_conditions(
+    conn: &Connection,
+    state: &mut ServerState,
     at_ms: i64,
     observed: &[Observed<'_>],
 ) -> Result<(), IngestError> {
-    let open: Vec<OpenCondition> = sqlx::query_as(
-        "SELECT c.id, c.resolver_id, c.cause
-         FROM resolver_conditions c JOIN resolvers r ON r.id = c.resolver_id
-         WHERE r.server_id = ?1 AND c.ended_at_ms IS NULL",
-    )
-    .bind(server_id)
-    .fetch_all(&mut **tx)
-    .await?;
     for o in observed {
-        let current = open.iter().find(|c| c.resolver_id == o.resolver_id);
-        match (&o.outcome.condition, current) {
-            (None, None) => {}
-            (None, Some(c)) => close(tx, TABLE.name, c.id, at_ms).await?,
-            (Some(d), Some(c)) if c.cause == d.cause.id() => {
-                extend(tx, &TABLE, c.id, at_ms, &seen(d, o.outcome)).await?;
-            }
-            (Some(d), current) => {
-                if let Some(c) = current {
-                    close(tx, TABLE.name, c.id, at_ms).await?;
-                }
-                start(tx, &TABLE, o.resolver_id, at_ms, &seen(d, o.outcome)).await?;
-            }
+        let open = state.resolver_conditions.remove(&o.resolver_id);
+        let diagnosis = o.outcome.condition.as_ref();
+        let step = next_condition(
+            open.as_ref().map(|c| &c.open),
+            diagnosis.map(|d| d.cause.id()),
+        );
+        let seen = diagnosis.map(|d| Observation {
+            cause: d.cause.id(),
+            explanation: &d.explanation,
+            evidence: o.outcome,
+        });
+        let after = conditions::apply(
+            conn,
+            &TABLE,
+            o.resolver_id,
+            at_ms,
+            step,
+            open,
+            seen.as_ref(),
+        )?;
+        if let Some(after) = after {
+            state.resolver_conditions.insert(o.resolver_id, after);
         }
     }
-    for c in &open {
-        if !observed.iter().any(|o| o.resolver_id == c.resolver_id) {
-            close(tx, TABLE.name, c.id, at_ms).await?;
+    // A resolver missing from the report: no later observation would ever close its condition.
+    let absent: Vec<i64> = state
+        .resolver_conditions
+        .keys()
+        .filter(|id| !observed.iter().any(|o| o.resolver_id == **id))
+        .copied()
+        .collect();
+    for resolver_id in absent {
+        if let Some(c) = state.resolver_conditions.remove(&resolver_id) {
+            conditions::close(conn, TABLE.close, c.open.id, at_ms)?;
         }
     }
     Ok(())
-}
-
-/// What a resolver's verdict `diagnosis` says, with its answers as evidence.
-fn seen<'a>(
-    diagnosis: &'a Diagnosis,
-    outcome: &'a ResolverOutcome,
-) -> Observation<'a, ResolverOutcome> {
-    Observation {
-        cause: diagnosis.cause.id(),
-        explanation: &diagnosis.explanation,
-        evidence: outcome,
-    }
 }
 
 #[cfg(test)]

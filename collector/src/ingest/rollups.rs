@@ -3,8 +3,8 @@
 //! checks for the heartbeat bar.
 
 use causeway_schema::{Cause, Report};
+use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
-use sqlx::{Sqlite, Transaction};
 
 use super::IngestError;
 
@@ -30,33 +30,27 @@ pub struct RecentCheck {
     pub n: String,
 }
 
-/// Adds `report` to the hour, day and cause counts and to the server's recent checks.
-pub(super) async fn add(
-    tx: &mut Transaction<'static, Sqlite>,
-    server_id: i64,
-    report: &Report,
-) -> Result<(), IngestError> {
+/// Adds `report` to the hour, day and cause counts.
+pub(super) fn add(conn: &Connection, server_id: i64, report: &Report) -> Result<(), IngestError> {
     let total = report.results.len() as i64;
     let ok = report.results.iter().filter(|r| r.ok).count() as i64;
     let at = report.started_at_ms;
-    for (table, column, start) in [
-        ("availability_hours", "hour_ms", at - at.rem_euclid(HOUR_MS)),
-        ("availability_days", "day_ms", at - at.rem_euclid(DAY_MS)),
-    ] {
-        sqlx::query(&format!(
-            "INSERT INTO {table} (server_id, {column}, checks_total, checks_ok)
-             VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (server_id, {column}) DO UPDATE SET
-                 checks_total = checks_total + excluded.checks_total,
-                 checks_ok = checks_ok + excluded.checks_ok"
-        ))
-        .bind(server_id)
-        .bind(start)
-        .bind(total)
-        .bind(ok)
-        .execute(&mut **tx)
-        .await?;
-    }
+    conn.prepare_cached(
+        "INSERT INTO availability_hours (server_id, hour_ms, checks_total, checks_ok)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (server_id, hour_ms) DO UPDATE SET
+             checks_total = checks_total + excluded.checks_total,
+             checks_ok = checks_ok + excluded.checks_ok",
+    )?
+    .execute(params![server_id, at - at.rem_euclid(HOUR_MS), total, ok])?;
+    conn.prepare_cached(
+        "INSERT INTO availability_days (server_id, day_ms, checks_total, checks_ok)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (server_id, day_ms) DO UPDATE SET
+             checks_total = checks_total + excluded.checks_total,
+             checks_ok = checks_ok + excluded.checks_ok",
+    )?
+    .execute(params![server_id, at - at.rem_euclid(DAY_MS), total, ok])?;
     let mut by_cause: Vec<(&str, i64)> = Vec::new();
     for r in &report.results {
         let cause = r.cause().map_or("ok", Cause::id);
@@ -65,31 +59,22 @@ pub(super) async fn add(
             None => by_cause.push((cause, 1)),
         }
     }
+    let mut count = conn.prepare_cached(
+        "INSERT INTO result_counts (server_id, cause, n) VALUES (?1, ?2, ?3)
+         ON CONFLICT (server_id, cause) DO UPDATE SET n = n + excluded.n",
+    )?;
     for (cause, n) in by_cause {
-        sqlx::query(
-            "INSERT INTO result_counts (server_id, cause, n) VALUES (?1, ?2, ?3)
-             ON CONFLICT (server_id, cause) DO UPDATE SET n = n + excluded.n",
-        )
-        .bind(server_id)
-        .bind(cause)
-        .bind(n)
-        .execute(&mut **tx)
-        .await?;
+        count.execute(params![server_id, cause, n])?;
     }
-    add_recent(tx, server_id, report).await
+    Ok(())
 }
 
-async fn add_recent(
-    tx: &mut Transaction<'static, Sqlite>,
-    server_id: i64,
+/// Adds `report`'s checks to a server's `recent` checks: a replay of an old report lands among
+/// the others by its time, or falls off the end. Returns them as stored.
+pub(super) fn add_recent(
+    recent: &mut Vec<RecentCheck>,
     report: &Report,
-) -> Result<(), IngestError> {
-    let stored: Option<String> =
-        sqlx::query_scalar("SELECT recent_checks FROM servers WHERE id = ?1")
-            .bind(server_id)
-            .fetch_one(&mut **tx)
-            .await?;
-    let mut recent = parse_recent(stored.as_deref());
+) -> Result<String, IngestError> {
     recent.extend(report.results.iter().map(|r| RecentCheck {
         t: r.started_at_ms,
         ok: r.ok,
@@ -97,20 +82,10 @@ async fn add_recent(
         ms: r.timings.total_ms.round().clamp(0.0, f64::from(u32::MAX)) as u32,
         n: r.canary.clone(),
     }));
-    // A replay of an old report lands among the others by its time, or falls off the end.
     recent.sort_by_key(|c| c.t);
     let drop = recent.len().saturating_sub(RECENT_MAX);
     recent.drain(..drop);
-    let json = serde_json::to_string(&recent).map_err(|source| IngestError::Encode {
-        what: "recent checks",
-        source,
-    })?;
-    sqlx::query("UPDATE servers SET recent_checks = ?2 WHERE id = ?1")
-        .bind(server_id)
-        .bind(json)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    super::encode("recent checks", recent)
 }
 
 /// `servers.recent_checks` as stored; empty when NULL or unreadable (it is rebuilt by the
