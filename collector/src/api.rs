@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::clock::Clock;
 use crate::db::Db;
-use crate::ingest::{IngestError, Outcome};
+use crate::ingest::{IngestError, Outcome, Retention};
 use crate::metrics::{self, IngestCounters, IngestOutcome};
 use crate::read::{self, DEFAULT_RESULTS, MAX_RESULTS, ReadError};
 use crate::views::{
@@ -45,6 +45,8 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// What `POST /api/v1/reports` answered since the collector started, for `/metrics`.
     pub ingest: Arc<IngestCounters>,
+    /// How long data is kept; a report older than the raw retention is not stored.
+    pub retention: Retention,
 }
 
 /// The whole application, without a socket (tests call it with `oneshot`).
@@ -283,6 +285,9 @@ async fn receive_report(
     }
     let now_ms = app.clock.now_ms();
     report.validate(now_ms)?;
+    if let Some(answer) = expired(app, &report, now_ms) {
+        return Ok((Outcome::Duplicate, 0, answer));
+    }
     let report = Arc::new(report);
     let outcome = app
         .db
@@ -301,6 +306,28 @@ async fn receive_report(
         }
     });
     Ok((outcome, report.results.len(), answer))
+}
+
+/// The answer to a report older than the raw retention: acknowledged, not stored. Its report
+/// id may be pruned already, so storing it could count a replay twice; and its checks would be
+/// pruned at once. The probe drops it from its spool.
+fn expired(app: &AppState, report: &Report, now_ms: i64) -> Option<Json<serde_json::Value>> {
+    let raw_ms = i64::try_from(app.retention.raw.as_millis()).unwrap_or(i64::MAX);
+    if report.started_at_ms >= now_ms.saturating_sub(raw_ms) {
+        return None;
+    }
+    tracing::warn!(
+        report_id = %report.report_id,
+        server = %report.server,
+        started_at_ms = report.started_at_ms,
+        "report older than the raw retention ({} d, --retain-raw): acknowledged, not stored",
+        app.retention.raw.as_secs() / 86_400
+    );
+    Some(Json(json!({
+        "report_id": report.report_id.to_string(),
+        "stored": false,
+        "expired": true,
+    })))
 }
 
 async fn authenticate(

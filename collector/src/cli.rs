@@ -11,6 +11,7 @@ use crate::api::AppState;
 use crate::clock::{Clock, system_now_ms};
 use crate::db::{Db, DbError};
 use crate::duration;
+use crate::ingest::Retention;
 use crate::serve::{self, ServeError};
 use crate::share::{self, ShareError};
 use crate::timefmt::rfc3339;
@@ -78,9 +79,42 @@ pub struct ServeArgs {
     /// On SIGTERM, how long requests in flight may take before their connections are closed.
     #[arg(long, default_value = "10s", value_parser = duration::parse)]
     pub shutdown_grace: Duration,
+    /// How long raw checks, host readings and resolver answers are kept; older reports are
+    /// acknowledged and not stored.
+    #[arg(long, env = "CAUSEWAY_RETAIN_RAW", default_value = "14d", value_parser = duration::parse_retention)]
+    pub retain_raw: Duration,
+    /// How long failed checks keep their evidence (at least --retain-raw).
+    #[arg(long, env = "CAUSEWAY_RETAIN_EVIDENCE", default_value = "90d", value_parser = duration::parse_retention)]
+    pub retain_evidence: Duration,
+    /// How long hourly rollups, incidents and conditions are kept (daily rollups: for ever).
+    #[arg(long, env = "CAUSEWAY_RETAIN_HOURLY", default_value = "400d", value_parser = duration::parse_retention)]
+    pub retain_hourly: Duration,
 }
 
 impl ServeArgs {
+    /// The retention flags, checked against each other.
+    pub fn retention(&self) -> Result<Retention, clap::Error> {
+        let r = Retention {
+            raw: self.retain_raw,
+            evidence: self.retain_evidence,
+            hourly: self.retain_hourly,
+        };
+        let days = |d: Duration| d.as_secs() / 86_400;
+        if r.evidence < r.raw || r.hourly < r.evidence {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "retention: --retain-raw {}d <= --retain-evidence {}d <= --retain-hourly {}d \
+                     is required (evidence outlives raw checks, rollups outlive evidence)\n",
+                    days(r.raw),
+                    days(r.evidence),
+                    days(r.hourly)
+                ),
+            ));
+        }
+        Ok(r)
+    }
+
     /// The defaults (and environment) of `serve`, for when no subcommand is given.
     pub fn from_env() -> Result<ServeArgs, clap::Error> {
         #[derive(Parser)]
@@ -132,6 +166,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
         Some(Command::Token(cmd)) => return token(&cli.db, cmd, out, err).await,
         Some(Command::Share(cmd)) => return share_cmd(&cli.db, cmd, out, err).await,
     };
+    let retention = serve_args.retention()?;
     let db = Db::open(&cli.db).await?;
     let result = async {
         // Before the "listening on" line: from then on a SIGHUP must find its handler.
@@ -145,6 +180,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
             max_body: serve_args.max_body as usize,
             body_timeout: serve_args.body_timeout,
             ingest: Default::default(),
+            retention,
         };
         let limits = serve::Limits {
             idle: serve_args.idle_timeout,

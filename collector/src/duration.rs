@@ -2,22 +2,35 @@
 
 use std::time::Duration;
 
-/// The forms accepted, for error messages.
-pub const ACCEPTED: &str =
-    "a whole number followed by s, m, h or d (e.g. 90s, 30m, 1h, 24h, 7d), at most 366d";
+/// The forms accepted, for error messages (followed by the longest allowed).
+pub const ACCEPTED: &str = "a whole number followed by s, m, h or d (e.g. 90s, 30m, 1h, 24h, 7d)";
 
 /// The longest window: the API keeps no more than that in view.
-const MAX_SECS: u64 = 366 * 86_400;
+const MAX_DAYS: u64 = 366;
+/// The longest retention: ten years.
+const MAX_RETENTION_DAYS: u64 = 3650;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {value:?}: expected {ACCEPTED}")]
+#[error("invalid duration {value:?}: expected {ACCEPTED}, at most {max_days}d")]
 pub struct BadDuration {
     pub value: String,
+    pub max_days: u64,
 }
 
+/// A window or a timeout: at most [`MAX_DAYS`].
 pub fn parse(text: &str) -> Result<Duration, BadDuration> {
+    parse_up_to(text, MAX_DAYS)
+}
+
+/// How long something is kept: at most [`MAX_RETENTION_DAYS`].
+pub fn parse_retention(text: &str) -> Result<Duration, BadDuration> {
+    parse_up_to(text, MAX_RETENTION_DAYS)
+}
+
+fn parse_up_to(text: &str, max_days: u64) -> Result<Duration, BadDuration> {
     let bad = || BadDuration {
         value: text.to_owned(),
+        max_days,
     };
     let t = text.trim();
     let unit_at = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
@@ -31,7 +44,7 @@ pub fn parse(text: &str) -> Result<Duration, BadDuration> {
         _ => return Err(bad()),
     };
     let secs = n.checked_mul(scale).ok_or_else(bad)?;
-    if secs == 0 || secs > MAX_SECS {
+    if secs == 0 || secs > max_days * 86_400 {
         return Err(bad());
     }
     Ok(Duration::from_secs(secs))
@@ -68,6 +81,17 @@ mod tests {
             let msg = err.to_string();
             assert!(msg.contains(&format!("{bad:?}")), "{msg}");
             assert!(msg.contains("30m, 1h"), "{msg}");
+            assert!(msg.contains("at most 366d"), "{msg}");
         }
+    }
+
+    #[test]
+    fn retentions_may_be_years() {
+        assert_eq!(
+            parse_retention("400d"),
+            Ok(Duration::from_secs(400 * 86_400))
+        );
+        let err = parse_retention("4000d").unwrap_err().to_string();
+        assert!(err.contains("at most 3650d"), "{err}");
     }
 }

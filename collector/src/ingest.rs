@@ -20,18 +20,20 @@
 mod conditions;
 mod grouping;
 mod host;
+pub mod prune;
 mod resolvers;
 pub mod rollups;
 mod server;
 mod writer;
 
 pub use grouping::primary_cause;
+pub use prune::{Pruned, Retention};
 pub use writer::{Writer, WriterError};
 
 use std::sync::Arc;
 
 use causeway_schema::{Cause, CheckResult, Report};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use grouping::{IncidentStep, Open, next_incident};
 use server::Servers;
@@ -74,42 +76,50 @@ fn store(
     report: &Report,
     received_at_ms: i64,
 ) -> Result<Outcome, IngestError> {
-    let report_id = report.report_id.to_string();
     let checks_ok = report.results.iter().filter(|r| r.ok).count() as i64;
-    let inserted = conn
+    let stored_id: Option<i64> = conn
         .prepare_cached(
-            "INSERT INTO reports (report_id, server_id, started_at_ms, received_at_ms,
-                                  probe_host, probe_version, checks_total, checks_ok)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (report_id) DO NOTHING",
+            "INSERT INTO reports (uuid, server_id, started_at_ms, received_at_ms, checks_total,
+                                  checks_ok)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (uuid) DO NOTHING
+             RETURNING id",
         )?
-        .execute(params![
-            &report_id,
-            server_id,
-            report.started_at_ms,
-            received_at_ms,
-            &report.probe.host,
-            &report.probe.version,
-            report.results.len() as i64,
-            checks_ok,
-        ])?;
-    if inserted == 0 {
+        .query_row(
+            params![
+                report.report_id.as_bytes().as_slice(),
+                server_id,
+                report.started_at_ms,
+                received_at_ms,
+                report.results.len() as i64,
+                checks_ok,
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(stored_id) = stored_id else {
         return Ok(Outcome::Duplicate);
-    }
+    };
+    let report_id = report.report_id.to_string();
     let state = servers.get(conn, server_id)?;
-
-    let mut result_ids = Vec::with_capacity(report.results.len());
-    for result in &report.results {
-        result_ids.push(insert_result(conn, server_id, &report_id, result)?);
-    }
-    rollups::add(conn, server_id, report)?;
-    let recent = rollups::add_recent(&mut state.recent, report)?;
-    let observed = resolvers::observe(conn, state, server_id, &report_id, report)?;
-    let host = host::observe(conn, server_id, &report_id, report)?;
-
     let in_order = state
         .last_started_at_ms
         .is_none_or(|newest| report.started_at_ms >= newest);
+
+    let mut result_ids = Vec::with_capacity(report.results.len());
+    for result in &report.results {
+        let canary_id = canary_id(conn, state, server_id, result)?;
+        result_ids.push(insert_result(
+            conn,
+            (server_id, stored_id, canary_id),
+            result,
+        )?);
+    }
+    rollups::add(conn, server_id, report)?;
+    let recent = rollups::add_recent(&mut state.recent, report)?;
+    let observed = resolvers::observe(conn, state, server_id, &report_id, report, in_order)?;
+    let host = host::observe(conn, state, (server_id, stored_id), report, in_order)?;
+
     if in_order {
         conn.prepare_cached(
             "UPDATE servers SET last_report_id = ?2, last_started_at_ms = ?3, interval_s = ?4,
@@ -157,10 +167,40 @@ fn clamp_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// The id of a check's canary (its name and URL), its row made on first sight.
+fn canary_id(
+    conn: &Connection,
+    state: &mut server::ServerState,
+    server_id: i64,
+    r: &CheckResult,
+) -> Result<i64, IngestError> {
+    // Looked up by reference: a key is built only for a canary seen the first time.
+    if let Some((_, id)) = state
+        .canaries
+        .iter()
+        .find(|((name, url), _)| *name == r.canary && *url == r.url)
+    {
+        return Ok(*id);
+    }
+    let id = conn
+        .prepare_cached(
+            "INSERT INTO canaries (server_id, name, url) VALUES (?1, ?2, ?3)
+             ON CONFLICT (server_id, name, url) DO UPDATE SET name = excluded.name
+             RETURNING id",
+        )?
+        .query_row(params![server_id, &r.canary, &r.url], |row| row.get(0))?;
+    state.canaries.insert((r.canary.clone(), r.url.clone()), id);
+    Ok(id)
+}
+
+/// Milliseconds as whole microseconds, as results store timings.
+fn micros(ms: f64) -> i64 {
+    (ms * 1000.0).round() as i64
+}
+
 fn insert_result(
     conn: &Connection,
-    server_id: i64,
-    report_id: &str,
+    (server_id, report_id, canary_id): (i64, i64, i64),
     r: &CheckResult,
 ) -> Result<i64, IngestError> {
     let diagnosis = r.diagnosis.as_ref();
@@ -177,20 +217,19 @@ fn insert_result(
     };
     let id = conn
         .prepare_cached(
-            "INSERT INTO results (report_id, server_id, canary, url, address, started_at_ms, ok,
+            "INSERT INTO results (report_id, server_id, canary_id, address, started_at_ms, ok,
                                   status, cause, contributing, explanation, failure_kind,
-                                  failure_message, resolve_ms, connect_ms, tls_ms, first_byte_ms,
-                                  total_ms, evidence)
+                                  failure_message, resolve_us, connect_us, tls_us, first_byte_us,
+                                  total_us, evidence)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                     ?18, ?19)
+                     ?18)
              RETURNING id",
         )?
         .query_row(
             params![
                 report_id,
                 server_id,
-                &r.canary,
-                &r.url,
+                canary_id,
                 r.address.map(|a| a.to_string()),
                 r.started_at_ms,
                 r.ok,
@@ -200,11 +239,11 @@ fn insert_result(
                 diagnosis.map(|d| d.explanation.as_str()),
                 r.failure.as_ref().map(|f| f.kind.id()),
                 r.failure.as_ref().map(|f| f.message.as_str()),
-                r.timings.resolve_ms,
-                r.timings.connect_ms,
-                r.timings.tls_ms,
-                r.timings.first_byte_ms,
-                r.timings.total_ms,
+                r.timings.resolve_ms.map(micros),
+                r.timings.connect_ms.map(micros),
+                r.timings.tls_ms.map(micros),
+                r.timings.first_byte_ms.map(micros),
+                micros(r.timings.total_ms),
                 evidence,
             ],
             |row| row.get(0),

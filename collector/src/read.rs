@@ -2,6 +2,7 @@
 //! request cannot pull a whole table into memory. Resolvers have their own [`resolvers`], the
 //! probes' hosts [`host`].
 
+mod availability;
 mod conditions;
 mod fleet;
 mod host;
@@ -11,7 +12,7 @@ pub use fleet::{DAY_MS, FLEET_WINDOWS, Fleet, FleetServer, days, fleet, server_i
 pub use host::{MAX_HOST_CONDITIONS, host};
 pub use resolvers::{MAX_RESOLVER_CONDITIONS, all_resolvers, resolvers};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use causeway_schema::{Cause, Evidence, Timings};
 use sqlx::SqlitePool;
@@ -72,11 +73,39 @@ pub async fn servers(pool: &SqlitePool, now_ms: i64) -> Result<Vec<ServerView>, 
         .bind(MAX_SERVERS)
         .fetch_all(pool)
         .await?;
+    // Two statements for every server together: the windows' sums and the open incidents.
+    let mut sums = availability::windows(pool, None, &window_starts(now_ms), now_ms).await?;
+    let open: Vec<IncidentRow> = sqlx::query_as(&format!(
+        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE ended_at_ms IS NULL"
+    ))
+    .fetch_all(pool)
+    .await?;
+    let mut open: HashMap<i64, IncidentRow> = open.into_iter().map(|i| (i.server_id, i)).collect();
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        out.push(server_view(pool, row, now_ms).await?);
+        let availability = named_windows(sums.remove(&row.id));
+        let open_incident = match open.remove(&row.id) {
+            Some(i) => Some(incident_view(pool, i).await?),
+            None => None,
+        };
+        out.push(view_of(row, availability, open_incident, now_ms));
     }
     Ok(out)
+}
+
+/// Where each of [`WINDOWS`] starts.
+fn window_starts(now_ms: i64) -> Vec<i64> {
+    WINDOWS.iter().map(|(_, len)| now_ms - len).collect()
+}
+
+/// Sums in [`WINDOWS`] order, by window name; `None` (no checks at all) gives zeros.
+fn named_windows(sums: Option<Vec<availability::Counts>>) -> BTreeMap<String, Availability> {
+    let sums = sums.unwrap_or_else(|| vec![(0, 0); WINDOWS.len()]);
+    WINDOWS
+        .iter()
+        .zip(sums)
+        .map(|((name, _), (ok, total))| ((*name).to_owned(), counts(ok, total)))
+        .collect()
 }
 
 /// One server by name; [`ReadError::UnknownServer`] with suggestions when there is none.
@@ -113,9 +142,19 @@ async fn server_view(
     row: ServerRow,
     now_ms: i64,
 ) -> Result<ServerView, ReadError> {
-    let availability = windows(pool, row.id, now_ms).await?;
+    let sums = availability::windows(pool, Some(row.id), &window_starts(now_ms), now_ms).await?;
+    let availability = named_windows(sums.into_values().next());
     let open_incident = open_incident(pool, row.id).await?;
-    Ok(ServerView {
+    Ok(view_of(row, availability, open_incident, now_ms))
+}
+
+fn view_of(
+    row: ServerRow,
+    availability: BTreeMap<String, Availability>,
+    open_incident: Option<IncidentView>,
+    now_ms: i64,
+) -> ServerView {
+    ServerView {
         state: state(&row, now_ms),
         current_cause: open_incident.as_ref().map(|i| i.cause.clone()),
         name: row.name,
@@ -126,7 +165,7 @@ async fn server_view(
         open_incident,
         spool_dropped_total: u64::try_from(row.spool_dropped_total).unwrap_or(0),
         spool_queued: u64::try_from(row.spool_queued).unwrap_or(0),
-    })
+    }
 }
 
 pub(crate) fn state(row: &ServerRow, now_ms: i64) -> ServerState {
@@ -150,73 +189,30 @@ pub(crate) fn state(row: &ServerRow, now_ms: i64) -> ServerState {
     }
 }
 
-/// Availability over each of [`WINDOWS`], in one pass over the covering index.
-async fn windows(
-    pool: &SqlitePool,
-    server_id: i64,
-    now_ms: i64,
-) -> Result<BTreeMap<String, Availability>, ReadError> {
-    let since: Vec<i64> = WINDOWS.iter().map(|(_, len)| now_ms - len).collect();
-    let row: (i64, i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT
-           COALESCE(SUM(CASE WHEN started_at_ms >= ?2 THEN checks_ok END), 0),
-           COALESCE(SUM(CASE WHEN started_at_ms >= ?2 THEN checks_total END), 0),
-           COALESCE(SUM(CASE WHEN started_at_ms >= ?3 THEN checks_ok END), 0),
-           COALESCE(SUM(CASE WHEN started_at_ms >= ?3 THEN checks_total END), 0),
-           COALESCE(SUM(CASE WHEN started_at_ms >= ?4 THEN checks_ok END), 0),
-           COALESCE(SUM(CASE WHEN started_at_ms >= ?4 THEN checks_total END), 0),
-           COALESCE(SUM(checks_ok), 0),
-           COALESCE(SUM(checks_total), 0)
-         FROM reports WHERE server_id = ?1 AND started_at_ms >= ?5",
-    )
-    .bind(server_id)
-    .bind(since[0])
-    .bind(since[1])
-    .bind(since[2])
-    .bind(since[3])
-    .fetch_one(pool)
-    .await?;
-    let pairs = [
-        (row.0, row.1),
-        (row.2, row.3),
-        (row.4, row.5),
-        (row.6, row.7),
-    ];
-    Ok(WINDOWS
-        .iter()
-        .zip(pairs)
-        .map(|((name, _), (ok, total))| ((*name).to_owned(), availability(ok, total)))
-        .collect())
-}
-
-fn availability(ok: i64, total: i64) -> Availability {
+fn counts(ok: i64, total: i64) -> Availability {
     Availability::new(
         u64::try_from(ok).unwrap_or(0),
         u64::try_from(total).unwrap_or(0),
     )
 }
 
-/// Availability of a server since `since_ms`.
+/// Availability of a server since `since_ms`, from the rollups (see [`availability`]).
 pub async fn availability_since(
     pool: &SqlitePool,
     server_id: i64,
     since_ms: i64,
+    now_ms: i64,
 ) -> Result<Availability, ReadError> {
-    let (ok, total): (i64, i64) = sqlx::query_as(
-        "SELECT COALESCE(SUM(checks_ok), 0), COALESCE(SUM(checks_total), 0)
-         FROM reports WHERE server_id = ?1 AND started_at_ms >= ?2",
-    )
-    .bind(server_id)
-    .bind(since_ms)
-    .fetch_one(pool)
-    .await?;
-    Ok(availability(ok, total))
+    let sums = availability::windows(pool, Some(server_id), &[since_ms], now_ms).await?;
+    let (ok, total) = sums.into_values().next().map_or((0, 0), |s| s[0]);
+    Ok(counts(ok, total))
 }
 
 #[derive(sqlx::FromRow)]
 struct ResultRow {
     id: i64,
-    report_id: String,
+    /// The report's UUID; `None` once the report was pruned.
+    report_uuid: Option<Vec<u8>>,
     canary: String,
     url: String,
     address: Option<String>,
@@ -228,17 +224,25 @@ struct ResultRow {
     explanation: Option<String>,
     failure_kind: Option<String>,
     failure_message: Option<String>,
-    resolve_ms: Option<f64>,
-    connect_ms: Option<f64>,
-    tls_ms: Option<f64>,
-    first_byte_ms: Option<f64>,
-    total_ms: f64,
+    resolve_us: Option<i64>,
+    connect_us: Option<i64>,
+    tls_us: Option<i64>,
+    first_byte_us: Option<i64>,
+    total_us: i64,
     evidence: Option<String>,
 }
 
-const RESULT_COLUMNS: &str = "id, report_id, canary, url, address, started_at_ms, ok, status,
-    cause, contributing, explanation, failure_kind, failure_message, resolve_ms, connect_ms,
-    tls_ms, first_byte_ms, total_ms, evidence";
+/// A result with its canary and its report's UUID (migration 0008), as `r`.
+const RESULT_SELECT: &str = "SELECT r.id, p.uuid AS report_uuid, c.name AS canary, c.url,
+    r.address, r.started_at_ms, r.ok, r.status, r.cause, r.contributing, r.explanation,
+    r.failure_kind, r.failure_message, r.resolve_us, r.connect_us, r.tls_us, r.first_byte_us,
+    r.total_us, r.evidence
+    FROM results r JOIN canaries c ON c.id = r.canary_id LEFT JOIN reports p ON p.id = r.report_id";
+
+/// Whole microseconds, as stored, in milliseconds.
+fn millis(us: i64) -> f64 {
+    us as f64 / 1000.0
+}
 
 impl From<ResultRow> for ResultView {
     fn from(r: ResultRow) -> Self {
@@ -262,7 +266,11 @@ impl From<ResultRow> for ResultView {
         };
         ResultView {
             id: r.id,
-            report_id: r.report_id,
+            report_id: r
+                .report_uuid
+                .and_then(|b| uuid::Uuid::from_slice(&b).ok())
+                .map(|u| u.to_string())
+                .unwrap_or_default(),
             canary: r.canary,
             url: r.url,
             address: r.address,
@@ -274,11 +282,11 @@ impl From<ResultRow> for ResultView {
             explanation: r.explanation,
             failure,
             timings: Timings {
-                resolve_ms: r.resolve_ms,
-                connect_ms: r.connect_ms,
-                tls_ms: r.tls_ms,
-                first_byte_ms: r.first_byte_ms,
-                total_ms: r.total_ms,
+                resolve_ms: r.resolve_us.map(millis),
+                connect_ms: r.connect_us.map(millis),
+                tls_ms: r.tls_us.map(millis),
+                first_byte_ms: r.first_byte_us.map(millis),
+                total_ms: millis(r.total_us),
             },
             evidence,
         }
@@ -311,9 +319,9 @@ pub async fn results(
 ) -> Result<Vec<ResultView>, ReadError> {
     let row = server_row(pool, name).await?;
     let rows: Vec<ResultRow> = sqlx::query_as(&format!(
-        "SELECT {RESULT_COLUMNS} FROM results
-         WHERE server_id = ?1 AND started_at_ms >= ?2
-         ORDER BY started_at_ms DESC, id DESC LIMIT ?3"
+        "{RESULT_SELECT}
+         WHERE r.server_id = ?1 AND r.started_at_ms >= ?2
+         ORDER BY r.started_at_ms DESC, r.id DESC LIMIT ?3"
     ))
     .bind(row.id)
     .bind(since_ms)
@@ -331,7 +339,7 @@ pub async fn result_of(
 ) -> Result<Option<ResultView>, ReadError> {
     let server = server_row(pool, name).await?;
     let row: Option<ResultRow> = sqlx::query_as(&format!(
-        "SELECT {RESULT_COLUMNS} FROM results WHERE id = ?1 AND server_id = ?2"
+        "{RESULT_SELECT} WHERE r.id = ?1 AND r.server_id = ?2"
     ))
     .bind(id)
     .bind(server.id)
@@ -341,18 +349,17 @@ pub async fn result_of(
 }
 
 async fn result_by_id(pool: &SqlitePool, id: i64) -> Result<Option<ResultView>, ReadError> {
-    let row: Option<ResultRow> = sqlx::query_as(&format!(
-        "SELECT {RESULT_COLUMNS} FROM results WHERE id = ?1"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<ResultRow> = sqlx::query_as(&format!("{RESULT_SELECT} WHERE r.id = ?1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
     Ok(row.map(ResultView::from))
 }
 
 #[derive(sqlx::FromRow)]
 struct IncidentRow {
     id: i64,
+    server_id: i64,
     cause: String,
     started_at_ms: i64,
     last_failure_at_ms: i64,
@@ -363,7 +370,8 @@ struct IncidentRow {
     explanation: String,
 }
 
-const INCIDENT_COLUMNS: &str = "id, cause, started_at_ms, last_failure_at_ms, ended_at_ms,
+const INCIDENT_COLUMNS: &str =
+    "id, server_id, cause, started_at_ms, last_failure_at_ms, ended_at_ms,
     failed_checks, first_result_id, last_result_id, explanation";
 
 async fn incident_view(pool: &SqlitePool, row: IncidentRow) -> Result<IncidentView, ReadError> {
@@ -451,7 +459,7 @@ pub async fn why(
 ) -> Result<WhyView, ReadError> {
     let row = server_row(pool, name).await?;
     let server_id = row.id;
-    let availability = availability_since(pool, server_id, since_ms).await?;
+    let availability = availability_since(pool, server_id, since_ms, now_ms).await?;
     let incidents = incidents_of(pool, server_id, since_ms).await?;
     let resolver_conditions = resolvers::conditions_of(pool, server_id, since_ms).await?;
     let host_conditions = host::conditions_of(pool, server_id, since_ms).await?;

@@ -100,6 +100,8 @@ pub async fn run_notifying(
         .notifier
         .send(&format!("READY=1\nSTATUS={}", status.line()));
     let keepalive = tokio::spawn(keepalive(systemd.clone(), state.db.read.clone(), status));
+    let pruner = tokio::spawn(prune(state.clone()));
+    let _stop_pruner = AbortOnDrop(pruner.abort_handle());
     // The task ends with the server however the server ends.
     let _stop_keepalive = AbortOnDrop(keepalive.abort_handle());
     let stop_keepalive = keepalive.abort_handle();
@@ -309,6 +311,27 @@ impl Status {
 
 /// Pings systemd's watchdog at half its period while the database answers, and keeps the
 /// status line current. Runs until aborted.
+/// Between two passes of the pruner over every server.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Deletes what is older than the retention: steps back to back while a pass finds work (a
+/// backlog goes at the writer's pace, interleaved with reports), then a pause.
+async fn prune(state: AppState) {
+    loop {
+        match state
+            .db
+            .reports
+            .prune(state.retention, state.clock.now_ms())
+            .await
+        {
+            Ok(pruned) if !pruned.done => continue,
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "pruning failed; trying again later"),
+        }
+        tokio::time::sleep(PRUNE_EVERY).await;
+    }
+}
+
 async fn keepalive(systemd: Systemd, read: SqlitePool, status: Status) {
     if !systemd.notifier.is_enabled() {
         return;
@@ -497,6 +520,7 @@ mod tests {
             max_body: 1 << 20,
             body_timeout: crate::api::BODY_TIMEOUT,
             ingest: Default::default(),
+            retention: Default::default(),
         }
     }
 

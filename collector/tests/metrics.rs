@@ -130,6 +130,8 @@ async fn metrics_after_a_known_history() {
     let c = Collector {
         app: api::app(AppState {
             ingest: Arc::new(IngestCounters::new(NOW - HOUR)),
+            // Its history reaches 40 days back.
+            retention: KEEP_ALL,
             ..h.state()
         }),
     };

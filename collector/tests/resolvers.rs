@@ -63,7 +63,9 @@ async fn a_refused_resolver_makes_one_condition_until_it_answers_again() {
     let (_, server) = h.get("/api/v1/servers/web-01").await;
     assert_eq!(server["state"], "up", "{server}");
     assert_eq!(h.count("incidents").await, 0);
-    assert_eq!(h.count("resolver_observations").await, 10);
+    assert_eq!(observations(&h).await, 10);
+    // Kept as changes: A answered all along (one); B answered, refused three times, answered.
+    assert_eq!(h.count("resolver_changes").await, 4);
 
     let body = resolvers_of(&h, "").await;
     assert_eq!(body["server"], "web-01");
@@ -220,7 +222,7 @@ async fn a_replay_or_a_repeated_resolver_counts_once() {
     assert_eq!(answer["duplicate"], true, "{answer}");
 
     assert_eq!(h.count("resolvers").await, 2);
-    assert_eq!(h.count("resolver_observations").await, 2);
+    assert_eq!(observations(&h).await, 2);
     let body = resolvers_of(&h, "").await;
     assert_eq!(health(&body, B)["observations"], 1, "{body}");
     assert_eq!(body["conditions"][0]["observations"], 1, "{body}");
@@ -244,26 +246,37 @@ async fn every_server_is_listed_and_the_window_counts() {
     assert_eq!(health(web, A)["observations"], 6, "{web}");
     assert_eq!(health(web, B)["healthy"], 2, "{web}");
 
-    // From cycle 3 on: 10.0.0.54 refused every time; the condition that ended at cycle 2 is
-    // outside the window.
+    // Counts are kept per hour: a window counts from the hour it starts in. Every cycle is in
+    // the hour before NOW's, so a window from cycle 3 still counts all six of 10.0.0.54's
+    // observations; the condition that ended at cycle 2 is outside it all the same.
     let (_, body) = h
         .get(&format!("/api/v1/resolvers?since_ms={}", cycle(3)))
         .await;
     let b = health(&body["servers"][1], B);
-    assert_eq!(b["observations"], 3, "{b}");
-    assert_eq!(b["ratio"], 0.0);
+    assert_eq!(b["observations"], 6, "{b}");
+    assert_eq!(b["healthy"], 2, "{b}");
     let body = resolvers_of(&h, &format!("?since_ms={}", cycle(3))).await;
     assert_eq!(body["conditions"].as_array().unwrap().len(), 1, "{body}");
 
-    // After the last report only the resolver with an open condition shows, with no
-    // observations in the window.
-    let body = resolvers_of(&h, &format!("?since_ms={}", cycle(5) + 1)).await;
+    // From NOW's hour on, after the last report, only the resolver with an open condition
+    // shows, with no observations in the window.
+    let this_hour = NOW - NOW % HOUR;
+    assert!(this_hour > cycle(5));
+    let body = resolvers_of(&h, &format!("?since_ms={this_hour}")).await;
     let listed = body["resolvers"].as_array().unwrap();
     assert_eq!(listed.len(), 1, "{body}");
     assert_eq!(listed[0]["resolver"], B);
     assert_eq!(listed[0]["observations"], 0);
     assert_eq!(listed[0]["ratio"], Value::Null);
     assert_eq!(listed[0]["open_condition"]["open"], true);
+}
+
+/// Every observation stored, from the hourly counts.
+async fn observations(h: &Harness) -> i64 {
+    sqlx::query_scalar("SELECT COALESCE(SUM(n), 0) FROM resolver_hours")
+        .fetch_one(&h.db.read)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -351,27 +364,7 @@ async fn the_fixtures_are_what_the_api_answers() {
 async fn migration_0007_gives_old_conditions_their_latest_explanation() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
-    let old = sqlx::sqlite::SqlitePoolOptions::new()
-        .connect_with(
-            sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(&path)
-                .create_if_missing(true),
-        )
-        .await
-        .unwrap();
-    let mut before = sqlx::migrate::Migrator::new(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"),
-    )
-    .await
-    .unwrap();
-    before.migrations = before
-        .migrations
-        .iter()
-        .filter(|m| m.version < 7)
-        .cloned()
-        .collect::<Vec<_>>()
-        .into();
-    before.run(&old).await.unwrap();
+    let old = database_before(&path, 7).await;
     for sql in [
         "INSERT INTO servers (id, name, created_at_ms) VALUES (1, 'web-01', 0)",
         "INSERT INTO resolvers (id, server_id, canary, resolver, address, name,

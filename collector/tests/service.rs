@@ -188,12 +188,14 @@ fn stored_report_ids(db: &Path) -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let db = Db::open(db).await.unwrap();
-        let ids = sqlx::query_scalar("SELECT report_id FROM reports")
+        let ids: Vec<Vec<u8>> = sqlx::query_scalar("SELECT uuid FROM reports")
             .fetch_all(&db.read)
             .await
             .unwrap();
         db.close().await;
-        ids
+        ids.iter()
+            .map(|b| uuid::Uuid::from_slice(b).unwrap().to_string())
+            .collect()
     })
 }
 

@@ -1,5 +1,11 @@
-//! A report's host: one observation per stored report that carries `host`, and the host
-//! conditions grouped from the reports that arrive in order.
+//! A report's host: its readings in `host_observations`, and the host conditions grouped from
+//! the reports that arrive in order.
+//!
+//! Readings: the newest row always holds the newest reading of an in-order report. A new row
+//! starts when the boot id, the causes found or the probe's warnings change, or when the row
+//! is a minute old; otherwise the reading replaces the newest row's. So the history costs a row
+//! a minute whatever the interval, and every change of state has its own row. An old report's
+//! reading is not kept: it is not the newest, and its minute has its row.
 //!
 //! Grouping, per server and cause:
 //! - a condition in a report extends the open condition of its cause, or opens one at the
@@ -17,8 +23,11 @@ use rusqlite::{Connection, params};
 
 use super::conditions::{self, ConditionTable, Observation};
 use super::grouping::next_condition;
-use super::server::ServerState;
+use super::server::{HostRow, ServerState};
 use super::{IngestError, clamp_i64};
+
+/// How long one row of host readings covers before a new one starts.
+const ROW_SPAN_MS: i64 = 60_000;
 
 pub(super) const TABLE: ConditionTable = ConditionTable {
     evidence: "host condition",
@@ -40,40 +49,44 @@ pub(super) const TABLE: ConditionTable = ConditionTable {
 /// report without `host`, which [`update_conditions`] leaves alone.
 pub(super) struct Observed<'a>(Option<Vec<&'a HostCondition>>);
 
-/// Stores the observation of `report`'s host, when it has one; returns its conditions for
-/// [`update_conditions`].
+/// Keeps the readings of `report`'s host, when it has one (rules at the top); returns its
+/// conditions for [`update_conditions`].
 pub(super) fn observe<'a>(
     conn: &Connection,
-    server_id: i64,
-    report_id: &str,
+    state: &mut ServerState,
+    (server_id, report_id): (i64, i64),
     report: &'a Report,
+    in_order: bool,
 ) -> Result<Observed<'a>, IngestError> {
     let Some(host) = &report.host else {
         return Ok(Observed(None));
     };
-    let found = conditions_of(report_id, host);
-    // A report carries only the latest sample; should a probe send its series, the latest is
-    // still what this cycle read.
-    let memory = host.latest_memory();
-    let pressure = host.pressure.as_ref();
+    let found = conditions_of(&report.report_id.to_string(), host);
+    if !in_order {
+        return Ok(Observed(Some(found)));
+    }
+    let at_ms = report.started_at_ms;
     let causes = found
         .iter()
         .map(|c| c.cause.id())
         .collect::<Vec<_>>()
         .join(" ");
-    conn.prepare_cached(
-        "INSERT INTO host_observations (server_id, report_id, started_at_ms, boot_id, uptime_s,
-                                        mem_total_kb, mem_available_kb, slab_kb,
-                                        s_unreclaim_kb, cpus, load1, load5, load15, runnable,
-                                        cpu_some, memory_some, memory_full, io_some, io_full,
-                                        causes, warnings)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                 ?18, ?19, ?20, ?21)",
-    )?
-    .execute(params![
+    let causes = (!causes.is_empty()).then_some(causes);
+    let warnings = (!host.warnings.is_empty()).then(|| host.warnings.join("\n"));
+    let same_row = state.host_row.as_ref().filter(|row| {
+        at_ms.saturating_sub(row.first_at_ms) < ROW_SPAN_MS
+            && row.boot_id == host.boot_id
+            && row.causes == causes
+            && row.warnings == warnings
+    });
+    // A report carries only the latest sample; should a probe send its series, the latest is
+    // still what this cycle read.
+    let memory = host.latest_memory();
+    let pressure = host.pressure.as_ref();
+    let readings = params![
         server_id,
         report_id,
-        report.started_at_ms,
+        at_ms,
         &host.boot_id,
         clamp_i64(host.uptime_s),
         memory.map(|m| clamp_i64(m.total_kb)),
@@ -90,9 +103,48 @@ pub(super) fn observe<'a>(
         pressure.and_then(|p| p.memory_full),
         pressure.and_then(|p| p.io_some),
         pressure.and_then(|p| p.io_full),
-        (!causes.is_empty()).then_some(causes),
-        (!host.warnings.is_empty()).then(|| host.warnings.join("\n")),
-    ])?;
+        &causes,
+        &warnings,
+    ];
+    if let Some(row) = same_row {
+        // ?1 (the server) is the row's already; the statement leaves it.
+        conn.prepare_cached(
+            "UPDATE host_observations SET report_id = ?2, started_at_ms = ?3, boot_id = ?4,
+                    uptime_s = ?5, mem_total_kb = ?6, mem_available_kb = ?7, slab_kb = ?8,
+                    s_unreclaim_kb = ?9, cpus = ?10, load1 = ?11, load5 = ?12, load15 = ?13,
+                    runnable = ?14, cpu_some = ?15, memory_some = ?16, memory_full = ?17,
+                    io_some = ?18, io_full = ?19, causes = ?20, warnings = ?21
+             WHERE rowid = ?22 AND server_id = ?1",
+        )?
+        .execute(
+            readings
+                .iter()
+                .copied()
+                .chain([&row.rowid as &dyn rusqlite::ToSql])
+                .collect::<Vec<_>>()
+                .as_slice(),
+        )?;
+    } else {
+        let rowid = conn
+            .prepare_cached(
+                "INSERT INTO host_observations (server_id, report_id, started_at_ms, boot_id,
+                                                uptime_s, mem_total_kb, mem_available_kb,
+                                                slab_kb, s_unreclaim_kb, cpus, load1, load5,
+                                                load15, runnable, cpu_some, memory_some,
+                                                memory_full, io_some, io_full, causes, warnings)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                         ?17, ?18, ?19, ?20, ?21)
+                 RETURNING rowid",
+            )?
+            .query_row(readings, |r| r.get(0))?;
+        state.host_row = Some(HostRow {
+            rowid,
+            first_at_ms: at_ms,
+            boot_id: host.boot_id.clone(),
+            causes,
+            warnings,
+        });
+    }
     Ok(Observed(Some(found)))
 }
 

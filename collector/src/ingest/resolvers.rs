@@ -1,5 +1,6 @@
-//! A report's resolutions: one observation per resolver in every stored report, and the
-//! resolver conditions grouped from the reports that arrive in order.
+//! A report's resolutions: every resolver's observation counted per hour and cause
+//! (`resolver_hours`), its answer kept when it changed (`resolver_changes`), and the resolver
+//! conditions grouped from the reports that arrive in order.
 //!
 //! A resolver here is one name server asked for one canary's name (see migration 0002).
 //! Grouping, per resolver:
@@ -22,7 +23,8 @@ use rusqlite::{Connection, params};
 use super::IngestError;
 use super::conditions::{self, ConditionTable, Observation};
 use super::grouping::next_condition;
-use super::server::ServerState;
+use super::rollups::HOUR_MS;
+use super::server::{KnownResolver, ServerState};
 
 /// Longest outcome text kept per observation, in characters. The brief of two queries is far
 /// shorter; a long answer list is cut rather than stored again every cycle.
@@ -50,13 +52,16 @@ pub(super) struct Observed<'a> {
     outcome: &'a ResolverOutcome,
 }
 
-/// Stores one observation per resolver of `report`; returns them for [`update_conditions`].
+/// Counts one observation per resolver of `report`, and keeps the answers that changed (of an
+/// `in_order` report: an old one's answer is not the resolver's newest); returns them for
+/// [`update_conditions`].
 pub(super) fn observe<'a>(
     conn: &Connection,
     state: &mut ServerState,
     server_id: i64,
     report_id: &str,
     report: &'a Report,
+    in_order: bool,
 ) -> Result<Vec<Observed<'a>>, IngestError> {
     let mut seen: HashSet<(&str, &str, SocketAddr)> = HashSet::new();
     let mut observed = Vec::new();
@@ -79,7 +84,7 @@ pub(super) fn observe<'a>(
                 );
                 continue;
             }
-            let resolver_id = upsert_resolver(
+            let known = upsert_resolver(
                 conn,
                 state,
                 server_id,
@@ -87,7 +92,8 @@ pub(super) fn observe<'a>(
                 outcome,
                 report.started_at_ms,
             )?;
-            insert_observation(conn, resolver_id, report_id, report.started_at_ms, outcome)?;
+            observe_one(conn, known, report.started_at_ms, outcome, in_order)?;
+            let resolver_id = known.id;
             observed.push(Observed {
                 resolver_id,
                 outcome,
@@ -99,26 +105,29 @@ pub(super) fn observe<'a>(
 
 /// The resolver's id, its row created on first sight. The name and the first and last
 /// sightings follow the report's start, so an old report does not undo a newer one's name.
-fn upsert_resolver(
+fn upsert_resolver<'s>(
     conn: &Connection,
-    state: &mut ServerState,
+    state: &'s mut ServerState,
     server_id: i64,
     (canary, name): (&str, &str),
     outcome: &ResolverOutcome,
     at_ms: i64,
-) -> Result<i64, IngestError> {
+) -> Result<&'s mut KnownResolver, IngestError> {
     let address = outcome.server.to_string();
     let key = (canary.to_owned(), outcome.resolver.clone(), address);
     // The common case, a known resolver in a newer report: one plain update.
-    if let Some((id, last_seen)) = state.resolvers.get_mut(&key)
-        && at_ms >= *last_seen
-    {
+    let newer = state
+        .resolvers
+        .get(&key)
+        .is_some_and(|k| at_ms >= k.last_seen_at_ms);
+    if newer {
+        let known = state.resolvers.get_mut(&key).expect("found above");
         conn.prepare_cached("UPDATE resolvers SET name = ?2, last_seen_at_ms = ?3 WHERE id = ?1")?
-            .execute(params![*id, name, at_ms])?;
-        *last_seen = at_ms;
-        return Ok(*id);
+            .execute(params![known.id, name, at_ms])?;
+        known.last_seen_at_ms = at_ms;
+        return Ok(known);
     }
-    let (id, last_seen): (i64, i64) = conn
+    let (id, last_seen_at_ms): (i64, i64) = conn
         .prepare_cached(
             "INSERT INTO resolvers (server_id, canary, resolver, address, name,
                                     first_seen_at_ms, last_seen_at_ms)
@@ -134,35 +143,55 @@ fn upsert_resolver(
             params![server_id, canary, &outcome.resolver, &key.2, name, at_ms],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-    state.resolvers.insert(key, (id, last_seen));
-    Ok(id)
+    let last_change = state.resolvers.remove(&key).and_then(|k| k.last_change);
+    Ok(state.resolvers.entry(key).or_insert(KnownResolver {
+        id,
+        last_seen_at_ms,
+        last_change,
+    }))
 }
 
-fn insert_observation(
+/// Counts the observation in its hour and keeps it as a change when the resolver's cause or
+/// answer differs from its newest change.
+fn observe_one(
     conn: &Connection,
-    resolver_id: i64,
-    report_id: &str,
+    known: &mut KnownResolver,
     at_ms: i64,
     outcome: &ResolverOutcome,
+    in_order: bool,
 ) -> Result<(), IngestError> {
+    let cause = outcome.condition.as_ref().map(|d| d.cause.id());
+    conn.prepare_cached(
+        "INSERT INTO resolver_hours (resolver_id, hour_ms, cause, n) VALUES (?1, ?2, ?3, 1)
+         ON CONFLICT (resolver_id, hour_ms, cause) DO UPDATE SET n = n + 1",
+    )?
+    .execute(params![
+        known.id,
+        at_ms - at_ms.rem_euclid(HOUR_MS),
+        cause.unwrap_or("")
+    ])?;
+    if !in_order {
+        return Ok(());
+    }
+    let brief = cut(outcome.brief(), OUTCOME_MAX);
+    let unchanged = known
+        .last_change
+        .as_ref()
+        .is_some_and(|(c, o)| c.as_deref() == cause && *o == brief);
+    if unchanged {
+        return Ok(());
+    }
     let slowest = outcome
         .queries
         .iter()
         .map(|q| q.elapsed_ms)
         .reduce(f64::max);
     conn.prepare_cached(
-        "INSERT INTO resolver_observations (resolver_id, report_id, started_at_ms, cause,
-                                            outcome, elapsed_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO resolver_changes (resolver_id, started_at_ms, cause, outcome, elapsed_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![
-        resolver_id,
-        report_id,
-        at_ms,
-        outcome.condition.as_ref().map(|d| d.cause.id()),
-        cut(outcome.brief(), OUTCOME_MAX),
-        slowest,
-    ])?;
+    .execute(params![known.id, at_ms, cause, &brief, slowest])?;
+    known.last_change = Some((cause.map(str::to_owned), brief));
     Ok(())
 }
 

@@ -1,5 +1,5 @@
-//! The rollups of migration 0004, kept up to date with every stored report (in its
-//! transaction): checks per hour and per day, checks per cause, and each server's newest
+//! The rollups of migrations 0004 and 0008, kept up to date with every stored report (in its
+//! transaction): checks per minute, hour and day, checks per cause, and each server's newest
 //! checks for the heartbeat bar.
 
 use causeway_schema::{Cause, Report};
@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::IngestError;
 
-const HOUR_MS: i64 = 3_600_000;
+const MINUTE_MS: i64 = 60_000;
+pub(super) const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
 /// Checks kept in `servers.recent_checks`: what the overview's heartbeat bar shows. Every
 /// overview decodes and draws them for every server: 30 keeps 1,000 servers under 100 ms.
@@ -35,6 +36,14 @@ pub(super) fn add(conn: &Connection, server_id: i64, report: &Report) -> Result<
     let total = report.results.len() as i64;
     let ok = report.results.iter().filter(|r| r.ok).count() as i64;
     let at = report.started_at_ms;
+    conn.prepare_cached(
+        "INSERT INTO availability_minutes (server_id, minute_ms, checks_total, checks_ok)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (server_id, minute_ms) DO UPDATE SET
+             checks_total = checks_total + excluded.checks_total,
+             checks_ok = checks_ok + excluded.checks_ok",
+    )?
+    .execute(params![server_id, at - at.rem_euclid(MINUTE_MS), total, ok])?;
     conn.prepare_cached(
         "INSERT INTO availability_hours (server_id, hour_ms, checks_total, checks_ok)
          VALUES (?1, ?2, ?3, ?4)

@@ -18,6 +18,29 @@ use super::rollups::{RecentCheck, parse_recent};
 /// A resolver of a server: canary, label and name server address (migration 0002).
 pub(super) type ResolverKey = (String, String, String);
 
+/// A resolver as the writer knows it.
+#[derive(Debug, Clone)]
+pub(super) struct KnownResolver {
+    pub id: i64,
+    /// The newest start its row records.
+    pub last_seen_at_ms: i64,
+    /// Its newest change: cause id and outcome; `None` before the first.
+    pub last_change: Option<(Option<String>, String)>,
+}
+
+/// The newest row of a server's host observations, which later readings update in place
+/// until something changes or a minute has passed (see [`super::host`]).
+#[derive(Debug, Clone)]
+pub(super) struct HostRow {
+    pub rowid: i64,
+    /// When the row was started: the first reading it took.
+    pub first_at_ms: i64,
+    /// What starts a new row when it changes: boot id, causes, warnings.
+    pub boot_id: String,
+    pub causes: Option<String>,
+    pub warnings: Option<String>,
+}
+
 /// An open condition with the latest evidence written, so an unchanged one is not written again.
 #[derive(Debug, Clone)]
 pub(super) struct OpenCondition {
@@ -31,8 +54,10 @@ pub(super) struct ServerState {
     pub last_started_at_ms: Option<i64>,
     pub incident: Option<Open>,
     pub recent: Vec<RecentCheck>,
-    /// Ids of the resolvers seen, with the newest start their row records.
-    pub resolvers: HashMap<ResolverKey, (i64, i64)>,
+    pub resolvers: HashMap<ResolverKey, KnownResolver>,
+    /// Ids of the canaries seen, by name and URL.
+    pub canaries: HashMap<(String, String), i64>,
+    pub host_row: Option<HostRow>,
     /// Open resolver conditions by resolver id.
     pub resolver_conditions: HashMap<i64, OpenCondition>,
     /// Open host conditions by cause id.
@@ -81,16 +106,51 @@ fn load(conn: &Connection, server_id: i64) -> Result<ServerState, IngestError> {
         .optional()?;
     let mut resolvers = HashMap::new();
     let mut stmt = conn.prepare_cached(
-        "SELECT id, canary, resolver, address, last_seen_at_ms FROM resolvers
-         WHERE server_id = ?1",
+        "SELECT r.id, r.canary, r.resolver, r.address, r.last_seen_at_ms,
+                c.cause, c.outcome
+         FROM resolvers r LEFT JOIN resolver_changes c ON c.rowid = (
+             SELECT rowid FROM resolver_changes WHERE resolver_id = r.id
+             ORDER BY started_at_ms DESC, rowid DESC LIMIT 1)
+         WHERE r.server_id = ?1",
     )?;
     let rows = stmt.query_map([server_id], |r| {
-        Ok(((r.get(1)?, r.get(2)?, r.get(3)?), (r.get(0)?, r.get(4)?)))
+        let outcome: Option<String> = r.get(6)?;
+        let known = KnownResolver {
+            id: r.get(0)?,
+            last_seen_at_ms: r.get(4)?,
+            last_change: match outcome {
+                Some(outcome) => Some((r.get(5)?, outcome)),
+                None => None,
+            },
+        };
+        Ok(((r.get(1)?, r.get(2)?, r.get(3)?), known))
     })?;
     for row in rows {
         let (key, value) = row?;
         resolvers.insert(key, value);
     }
+    let mut canaries = HashMap::new();
+    let mut stmt =
+        conn.prepare_cached("SELECT id, name, url FROM canaries WHERE server_id = ?1")?;
+    for row in stmt.query_map([server_id], |r| Ok(((r.get(1)?, r.get(2)?), r.get(0)?)))? {
+        let (key, id) = row?;
+        canaries.insert(key, id);
+    }
+    let host_row = conn
+        .prepare_cached(
+            "SELECT rowid, started_at_ms, boot_id, causes, warnings FROM host_observations
+             WHERE server_id = ?1 ORDER BY started_at_ms DESC, rowid DESC LIMIT 1",
+        )?
+        .query_row([server_id], |r| {
+            Ok(HostRow {
+                rowid: r.get(0)?,
+                first_at_ms: r.get(1)?,
+                boot_id: r.get(2)?,
+                causes: r.get(3)?,
+                warnings: r.get(4)?,
+            })
+        })
+        .optional()?;
     let mut resolver_conditions = HashMap::new();
     let mut stmt = conn.prepare_cached(
         "SELECT c.id, c.cause, c.last_evidence, c.resolver_id
@@ -118,6 +178,8 @@ fn load(conn: &Connection, server_id: i64) -> Result<ServerState, IngestError> {
         incident,
         recent: parse_recent(recent.as_deref()),
         resolvers,
+        canaries,
+        host_row,
         resolver_conditions,
         host_conditions,
     })

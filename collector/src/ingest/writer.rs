@@ -20,6 +20,7 @@ use causeway_schema::Report;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use super::prune::{self, Pruned, Retention};
 use super::server::Servers;
 use super::{IngestError, Outcome, store};
 
@@ -55,6 +56,12 @@ struct Job {
 
 enum Message {
     Store(Job),
+    /// One step of pruning, after what is queued before it.
+    Prune {
+        retention: Retention,
+        now_ms: i64,
+        answer: oneshot::Sender<Result<Pruned, IngestError>>,
+    },
     /// Store what is queued before this, then stop.
     Stop(oneshot::Sender<()>),
 }
@@ -103,6 +110,21 @@ impl Writer {
         answered.await.map_err(|_| IngestError::Stopped)?
     }
 
+    /// Deletes one step's worth of what is older than `retention` (see [`prune`]), between
+    /// batches of reports. `done` says a whole pass found nothing more to delete.
+    pub async fn prune(&self, retention: Retention, now_ms: i64) -> Result<Pruned, IngestError> {
+        let (answer, answered) = oneshot::channel();
+        self.queue
+            .send(Message::Prune {
+                retention,
+                now_ms,
+                answer,
+            })
+            .await
+            .map_err(|_| IngestError::Stopped)?;
+        answered.await.map_err(|_| IngestError::Stopped)?
+    }
+
     /// Stores what was queued before this call, then stops the thread and closes its
     /// connection. Later [`Writer::store`] calls answer [`IngestError::Stopped`].
     pub async fn close(&self) {
@@ -130,38 +152,58 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
 
 fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Message>) {
     let mut servers = Servers::default();
+    let mut cursor = prune::Cursor::default();
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut stop = None;
-    while stop.is_none() {
+    loop {
+        // A message that is not a report ends the batch: it runs after the reports before it.
+        let mut control = None;
         match receiver.blocking_recv() {
             None => break,
-            Some(Message::Stop(done)) => stop = Some(done),
             Some(Message::Store(job)) => batch.push(job),
+            Some(other) => control = Some(other),
         }
         // What queued up while the last batch was written goes into this one.
-        while stop.is_none() && batch.len() < MAX_BATCH {
+        while control.is_none() && batch.len() < MAX_BATCH {
             match receiver.try_recv() {
                 Ok(Message::Store(job)) => batch.push(job),
-                Ok(Message::Stop(done)) => stop = Some(done),
+                Ok(other) => control = Some(other),
                 Err(_) => break,
             }
         }
-        if batch.is_empty() {
-            continue;
+        if !batch.is_empty() {
+            let jobs = std::mem::take(&mut batch);
+            let written =
+                std::panic::catch_unwind(AssertUnwindSafe(|| write(&mut conn, &mut servers, jobs)));
+            if written.is_err() {
+                // The jobs' answers were dropped with the batch: their probes get an error
+                // and send the reports again. What is remembered may be half-updated: read
+                // it anew.
+                tracing::error!("the database writer panicked while storing a batch; carrying on");
+                servers.forget_all();
+            }
         }
-        let jobs = std::mem::take(&mut batch);
-        let written =
-            std::panic::catch_unwind(AssertUnwindSafe(|| write(&mut conn, &mut servers, jobs)));
-        if written.is_err() {
-            // The jobs' answers were dropped with the batch: their probes get an error and
-            // send the reports again. What is remembered may be half-updated: read it anew.
-            tracing::error!("the database writer panicked while storing a batch; carrying on");
-            servers.forget_all();
+        match control {
+            None | Some(Message::Store(_)) => {}
+            Some(Message::Prune {
+                retention,
+                now_ms,
+                answer,
+            }) => {
+                let pruned = prune::step(
+                    &mut conn,
+                    &mut cursor,
+                    &retention,
+                    now_ms,
+                    prune::ROWS_PER_STEP,
+                );
+                let _ = answer.send(pruned);
+            }
+            Some(Message::Stop(done)) => {
+                drop(conn);
+                let _ = done.send(());
+                return;
+            }
         }
-    }
-    drop(conn);
-    if let Some(done) = stop {
-        let _ = done.send(());
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sqlx::SqlitePool;
 
-use super::{ReadError, ServerRow, availability, state};
+use super::{ReadError, ServerRow, counts, state};
 use crate::ingest::rollups::{RecentCheck, parse_recent};
 use crate::views::{Availability, ServerState};
 
@@ -77,7 +77,7 @@ pub async fn fleet(pool: &SqlitePool, now_ms: i64) -> Result<Fleet, ReadError> {
         .await?;
         let by_server: HashMap<i64, Availability> = sums
             .into_iter()
-            .map(|(id, ok, total)| (id, availability(ok, total)))
+            .map(|(id, ok, total)| (id, counts(ok, total)))
             .collect();
         windows.push(by_server);
     }
@@ -144,7 +144,7 @@ pub async fn days(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(day, ok, total)| (day, availability(ok, total)))
+        .map(|(day, ok, total)| (day, counts(ok, total)))
         .collect())
 }
 

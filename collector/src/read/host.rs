@@ -52,7 +52,8 @@ pub(super) async fn conditions_of(
 
 #[derive(sqlx::FromRow)]
 struct ObservationRow {
-    report_id: String,
+    /// The report's UUID; `None` once the report was pruned.
+    report_uuid: Option<Vec<u8>>,
     started_at_ms: i64,
     boot_id: String,
     uptime_s: i64,
@@ -103,7 +104,11 @@ impl From<ObservationRow> for HostObservationView {
                 io_full: r.io_full,
             });
         HostObservationView {
-            report_id: r.report_id,
+            report_id: r
+                .report_uuid
+                .and_then(|b| uuid::Uuid::from_slice(&b).ok())
+                .map(|u| u.to_string())
+                .unwrap_or_default(),
             started_at_ms: r.started_at_ms,
             boot_id: r.boot_id,
             uptime_s: u64::try_from(r.uptime_s).unwrap_or(0),
@@ -133,11 +138,11 @@ async fn latest_observation(
     server_id: i64,
 ) -> Result<Option<HostObservationView>, ReadError> {
     let row: Option<ObservationRow> = sqlx::query_as(
-        "SELECT report_id, started_at_ms, boot_id, uptime_s, mem_total_kb, mem_available_kb,
-                slab_kb, s_unreclaim_kb, cpus, load1, load5, load15, runnable, cpu_some,
-                memory_some, memory_full, io_some, io_full, causes, warnings
-         FROM host_observations
-         WHERE server_id = ?1 ORDER BY started_at_ms DESC, rowid DESC LIMIT 1",
+        "SELECT p.uuid AS report_uuid, h.started_at_ms, boot_id, uptime_s, mem_total_kb,
+                mem_available_kb, slab_kb, s_unreclaim_kb, cpus, load1, load5, load15, runnable,
+                cpu_some, memory_some, memory_full, io_some, io_full, causes, warnings
+         FROM host_observations h LEFT JOIN reports p ON p.id = h.report_id
+         WHERE h.server_id = ?1 ORDER BY h.started_at_ms DESC, h.rowid DESC LIMIT 1",
     )
     .bind(server_id)
     .fetch_optional(pool)

@@ -12,6 +12,7 @@ use crate::views::{
     ResolverOverview, ServerResolvers,
 };
 
+const HOUR_MS: i64 = 3_600_000;
 /// Resolver conditions per request, like incidents.
 pub const MAX_RESOLVER_CONDITIONS: u32 = 500;
 /// Resolvers listed per server: a probe's canaries times its name servers, far fewer.
@@ -144,15 +145,16 @@ async fn health_of(
     .bind(MAX_RESOLVERS)
     .fetch_all(pool)
     .await?;
-    // Counts per resolver and cause, from the covering index.
-    let counts: Vec<(i64, Option<String>, i64)> = sqlx::query_as(
-        "SELECT o.resolver_id, o.cause, COUNT(*)
-         FROM resolver_observations o JOIN resolvers r ON r.id = o.resolver_id
-         WHERE r.server_id = ?1 AND o.started_at_ms >= ?2
+    // Counts per resolver and cause from the hourly counts (migration 0008): the window is
+    // counted from the start of the hour `since_ms` falls in.
+    let counts: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT o.resolver_id, o.cause, SUM(o.n)
+         FROM resolver_hours o JOIN resolvers r ON r.id = o.resolver_id
+         WHERE r.server_id = ?1 AND o.hour_ms >= ?2
          GROUP BY o.resolver_id, o.cause",
     )
     .bind(server_id)
-    .bind(since_ms)
+    .bind(since_ms - since_ms.rem_euclid(HOUR_MS))
     .fetch_all(pool)
     .await?;
     let open: Vec<ResolverConditionRow> = sqlx::query_as(&format!(
@@ -174,7 +176,7 @@ async fn health_of(
         for (_, cause, n) in counts.iter().filter(|(id, _, _)| *id == row.id) {
             let n = u64::try_from(*n).unwrap_or(0);
             observations += n;
-            if let Some(cause) = cause {
+            if !cause.is_empty() {
                 causes.insert(cause.clone(), n);
             }
         }
@@ -195,14 +197,17 @@ async fn health_of(
     Ok(out)
 }
 
-/// The newest observation of a resolver (by the report's start), through the index.
+/// The newest observation of a resolver: its newest change (what it answered since), dated by
+/// the resolver's last sighting. The elapsed time is the change's, the first answer of that
+/// kind.
 async fn last_observation(
     pool: &SqlitePool,
     resolver_id: i64,
 ) -> Result<Option<ObservationView>, ReadError> {
     let row: Option<ObservationRow> = sqlx::query_as(
-        "SELECT started_at_ms, cause, outcome, elapsed_ms FROM resolver_observations
-         WHERE resolver_id = ?1 ORDER BY started_at_ms DESC, rowid DESC LIMIT 1",
+        "SELECT r.last_seen_at_ms AS started_at_ms, c.cause, c.outcome, c.elapsed_ms
+         FROM resolver_changes c JOIN resolvers r ON r.id = c.resolver_id
+         WHERE c.resolver_id = ?1 ORDER BY c.started_at_ms DESC, c.rowid DESC LIMIT 1",
     )
     .bind(resolver_id)
     .fetch_optional(pool)

@@ -13,6 +13,7 @@ use causeway_collector::api::{self, AppState};
 use causeway_collector::clock::Clock;
 use causeway_collector::ctl::{self, Ctl};
 use causeway_collector::db::Db;
+use causeway_collector::ingest::Retention;
 use causeway_collector::{serve, tokens};
 use causeway_schema::*;
 use clap::Parser;
@@ -26,11 +27,20 @@ pub const MIN: i64 = 60_000;
 pub const HOUR: i64 = 3_600_000;
 pub const DAY: i64 = 86_400_000;
 
+/// A retention under which a test's history of months is stored as it comes.
+pub const KEEP_ALL: Retention = Retention {
+    raw: std::time::Duration::from_secs(3650 * 86_400),
+    evidence: std::time::Duration::from_secs(3650 * 86_400),
+    hourly: std::time::Duration::from_secs(3650 * 86_400),
+};
+
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub db: Db,
     pub now: Arc<AtomicI64>,
     pub max_body: usize,
+    /// What the app is told to keep; reports older than its `raw` are not stored.
+    pub retention: Retention,
 }
 
 impl Harness {
@@ -42,10 +52,19 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("collector.db")).await.unwrap();
         Harness {
+            max_body,
+            ..Harness::with_db(dir, db)
+        }
+    }
+
+    /// A harness on a database already open (made in `dir` by the test).
+    pub fn with_db(dir: tempfile::TempDir, db: Db) -> Harness {
+        Harness {
             dir,
             db,
             now: Arc::new(AtomicI64::new(NOW)),
-            max_body,
+            max_body: 1_048_576,
+            retention: Retention::default(),
         }
     }
 
@@ -57,6 +76,7 @@ impl Harness {
             max_body: self.max_body,
             body_timeout: causeway_collector::api::BODY_TIMEOUT,
             ingest: Default::default(),
+            retention: self.retention,
         }
     }
 
@@ -97,7 +117,33 @@ impl Harness {
     }
 }
 
-/// Sends a request through the Router; answers JSON when it is JSON, else a JSON string.
+/// A database at `path` migrated as a collector from before migration `version` left it, for
+/// tests of what that migration does to the data put in it.
+pub async fn database_before(path: &std::path::Path, version: i64) -> sqlx::SqlitePool {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true),
+        )
+        .await
+        .unwrap();
+    let mut before = sqlx::migrate::Migrator::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"),
+    )
+    .await
+    .unwrap();
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < version)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&pool).await.unwrap();
+    pool
+}
+
 /// A report upload as a probe sends it, with `Authorization: Bearer <token>` when given.
 pub fn report_request(token: Option<&str>, body: Vec<u8>) -> Request<Body> {
     let mut req = Request::post("/api/v1/reports").header(header::CONTENT_TYPE, "application/json");

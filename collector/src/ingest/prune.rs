@@ -1,0 +1,242 @@
+//! Retention: what is deleted when, in small steps run by the writer between batches of
+//! reports, so pruning a large backlog never holds ingest for long.
+//!
+//! - raw checks (healthy results, reports whose checks all passed), host readings and resolver
+//!   answers: `raw` (14 days);
+//! - failed checks with their evidence, and every report: `evidence` (90 days, as long as the
+//!   page shows an incident's evidence);
+//! - hourly rollups, resolver hourly counts, ended incidents and conditions: `hourly` (400 days);
+//! - per-minute availability: two days (windows read minutes for their last two days only);
+//! - daily rollups: for ever (a row per server and day).
+//!
+//! A resolver's newest answer is kept whatever its age: it says what the resolver answers now.
+//! Pages freed by deletes go to SQLite's freelist and are reused by the rows that come next,
+//! so at the retention's steady state the file stops growing.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior, params};
+
+use super::IngestError;
+
+const DAY_MS: i64 = 86_400_000;
+/// Per-minute availability is kept this long (see `read::availability::MINUTES_READ_MS`).
+const MINUTES_KEPT_MS: i64 = 2 * DAY_MS;
+/// Servers visited per step.
+const SERVERS_PER_STEP: i64 = 50;
+/// Rows deleted per step at most: a few milliseconds of work.
+pub const ROWS_PER_STEP: i64 = 2_000;
+
+/// How long each kind of data is kept (`--retain-raw`, `--retain-evidence`, `--retain-hourly`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub raw: Duration,
+    pub evidence: Duration,
+    pub hourly: Duration,
+}
+
+impl Retention {
+    pub const RAW: Duration = Duration::from_secs(14 * 86_400);
+    pub const EVIDENCE: Duration = Duration::from_secs(90 * 86_400);
+    pub const HOURLY: Duration = Duration::from_secs(400 * 86_400);
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            raw: Retention::RAW,
+            evidence: Retention::EVIDENCE,
+            hourly: Retention::HOURLY,
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub rows: u64,
+    /// The step reached the end of a pass over every server with nothing left to delete.
+    pub done: bool,
+}
+
+/// Cut-off times: what started before them goes.
+struct Cutoffs {
+    raw: i64,
+    evidence: i64,
+    hourly: i64,
+    minutes: i64,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Per server: `(server, cutoff, limit)`, each deleting at most `limit` rows. The tables'
+/// indexes by (owner, time) find the rows.
+const PER_SERVER: [(&str, Cut); 11] = [
+    (
+        "DELETE FROM results WHERE id IN (SELECT id FROM results
+             WHERE server_id = ?1 AND started_at_ms < ?2 AND ok = 1 LIMIT ?3)",
+        Cut::Raw,
+    ),
+    (
+        "DELETE FROM results WHERE id IN (SELECT id FROM results
+             WHERE server_id = ?1 AND started_at_ms < ?2 LIMIT ?3)",
+        Cut::Evidence,
+    ),
+    (
+        "DELETE FROM reports WHERE id IN (SELECT id FROM reports
+             WHERE server_id = ?1 AND started_at_ms < ?2 AND checks_ok = checks_total LIMIT ?3)",
+        Cut::Raw,
+    ),
+    (
+        "DELETE FROM reports WHERE id IN (SELECT id FROM reports
+             WHERE server_id = ?1 AND started_at_ms < ?2 LIMIT ?3)",
+        Cut::Evidence,
+    ),
+    (
+        "DELETE FROM host_observations WHERE rowid IN (SELECT rowid FROM host_observations
+             WHERE server_id = ?1 AND started_at_ms < ?2 LIMIT ?3)",
+        Cut::Raw,
+    ),
+    (
+        "DELETE FROM resolver_changes WHERE rowid IN (
+             SELECT c.rowid FROM resolvers r JOIN resolver_changes c ON c.resolver_id = r.id
+             WHERE r.server_id = ?1 AND c.started_at_ms < ?2
+               AND c.rowid <> (SELECT rowid FROM resolver_changes WHERE resolver_id = r.id
+                               ORDER BY started_at_ms DESC, rowid DESC LIMIT 1)
+             LIMIT ?3)",
+        Cut::Raw,
+    ),
+    (
+        "DELETE FROM resolver_hours WHERE (resolver_id, hour_ms, cause) IN (
+             SELECT o.resolver_id, o.hour_ms, o.cause
+             FROM resolvers r JOIN resolver_hours o ON o.resolver_id = r.id
+             WHERE r.server_id = ?1 AND o.hour_ms < ?2 LIMIT ?3)",
+        Cut::Hourly,
+    ),
+    (
+        "DELETE FROM availability_hours WHERE (server_id, hour_ms) IN (
+             SELECT server_id, hour_ms FROM availability_hours
+             WHERE server_id = ?1 AND hour_ms < ?2 LIMIT ?3)",
+        Cut::Hourly,
+    ),
+    (
+        "DELETE FROM availability_minutes WHERE (server_id, minute_ms) IN (
+             SELECT server_id, minute_ms FROM availability_minutes
+             WHERE server_id = ?1 AND minute_ms < ?2 LIMIT ?3)",
+        Cut::Minutes,
+    ),
+    (
+        "DELETE FROM incidents WHERE id IN (SELECT id FROM incidents
+             WHERE server_id = ?1 AND started_at_ms < ?2 AND ended_at_ms < ?2 LIMIT ?3)",
+        Cut::Hourly,
+    ),
+    (
+        "DELETE FROM host_conditions WHERE id IN (SELECT id FROM host_conditions
+             WHERE server_id = ?1 AND started_at_ms < ?2 AND ended_at_ms < ?2 LIMIT ?3)",
+        Cut::Hourly,
+    ),
+];
+
+/// Resolver conditions belong to a server through its resolvers.
+const RESOLVER_CONDITIONS: &str = "DELETE FROM resolver_conditions WHERE id IN (
+    SELECT c.id FROM resolvers r JOIN resolver_conditions c ON c.resolver_id = r.id
+    WHERE r.server_id = ?1 AND c.started_at_ms < ?2 AND c.ended_at_ms < ?2 LIMIT ?3)";
+
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    Raw,
+    Evidence,
+    Hourly,
+    Minutes,
+}
+
+impl Cutoffs {
+    fn new(retention: &Retention, now_ms: i64) -> Cutoffs {
+        Cutoffs {
+            raw: now_ms.saturating_sub(ms(retention.raw)),
+            evidence: now_ms.saturating_sub(ms(retention.evidence)),
+            hourly: now_ms.saturating_sub(ms(retention.hourly)),
+            minutes: now_ms.saturating_sub(MINUTES_KEPT_MS),
+        }
+    }
+
+    fn of(&self, cut: Cut) -> i64 {
+        match cut {
+            Cut::Raw => self.raw,
+            Cut::Evidence => self.evidence,
+            Cut::Hourly => self.hourly,
+            Cut::Minutes => self.minutes,
+        }
+    }
+}
+
+/// Where the pruner is in its pass over the servers.
+#[derive(Debug, Default)]
+pub(super) struct Cursor {
+    /// The last server whose old rows are all gone; the next step starts after it.
+    after_server: i64,
+    /// Rows deleted since the pass began, for the log line at its end.
+    pass_rows: u64,
+}
+
+/// Deletes at most about `max_rows` rows older than `retention`, in one transaction,
+/// continuing the pass where the last step left it.
+pub(super) fn step(
+    conn: &mut Connection,
+    cursor: &mut Cursor,
+    retention: &Retention,
+    now_ms: i64,
+    max_rows: i64,
+) -> Result<Pruned, IngestError> {
+    let cut = Cutoffs::new(retention, now_ms);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let servers: Vec<i64> = tx
+        .prepare_cached("SELECT id FROM servers WHERE id > ?1 ORDER BY id LIMIT ?2")?
+        .query_map(params![cursor.after_server, SERVERS_PER_STEP], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut rows: i64 = 0;
+    let mut budget_spent = false;
+    for &server in &servers {
+        let statements = PER_SERVER
+            .iter()
+            .map(|(sql, c)| (*sql, cut.of(*c)))
+            .chain([(RESOLVER_CONDITIONS, cut.hourly)]);
+        for (sql, cutoff) in statements {
+            let left = max_rows - rows;
+            let n = tx
+                .prepare_cached(sql)?
+                .execute(params![server, cutoff, left])?;
+            rows += n as i64;
+            if n as i64 >= left {
+                budget_spent = true;
+                break;
+            }
+        }
+        if budget_spent {
+            // This server may have more: the next step starts with it again.
+            break;
+        }
+        cursor.after_server = server;
+    }
+    tx.commit()?;
+    cursor.pass_rows += rows as u64;
+    let pass_over = !budget_spent && (servers.len() as i64) < SERVERS_PER_STEP;
+    if pass_over {
+        if cursor.pass_rows > 0 {
+            tracing::info!(
+                rows = cursor.pass_rows,
+                "pruned what is older than the retention (raw {} d, evidence {} d, hourly {} d)",
+                retention.raw.as_secs() / 86_400,
+                retention.evidence.as_secs() / 86_400,
+                retention.hourly.as_secs() / 86_400,
+            );
+        }
+        *cursor = Cursor::default();
+    }
+    Ok(Pruned {
+        rows: rows as u64,
+        done: pass_over,
+    })
+}

@@ -1,0 +1,169 @@
+//! Availability over any window from the rollups, never from raw checks: a window is cut into
+//! whole minutes up to the first full hour, whole hours up to the first full day, and days
+//! (migrations 0004 and 0008). Its cost is then at most 60 + 23 + one row per day of the
+//! window for each server, however many checks the window holds.
+//!
+//! Precision: a window starts at the minute its start falls in. Minutes are kept two days; a
+//! window that starts earlier starts at its hour instead (0.14 % of a 30-day window at most).
+
+use std::collections::HashMap;
+
+use sqlx::SqlitePool;
+
+use super::ReadError;
+
+const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 86_400_000;
+/// How far back minutes are read from. Retention keeps them two days; an hour less leaves the
+/// pruner its time.
+pub const MINUTES_READ_MS: i64 = 47 * HOUR_MS;
+
+/// `ok` and `total` checks.
+pub type Counts = (i64, i64);
+
+/// The rollup rows that make up the window `since_ms ..`, as `[start, end)` ranges of each
+/// table's time column (an empty range is skipped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Parts {
+    minutes: (i64, i64),
+    hours: (i64, i64),
+    days_from: i64,
+}
+
+fn floor(t: i64, unit: i64) -> i64 {
+    t - t.rem_euclid(unit)
+}
+
+fn ceil(t: i64, unit: i64) -> i64 {
+    floor(t + unit - 1, unit)
+}
+
+fn parts(since_ms: i64, now_ms: i64) -> Parts {
+    let (minutes, hours_from) = if since_ms >= now_ms - MINUTES_READ_MS {
+        let m0 = floor(since_ms, MINUTE_MS);
+        let h0 = ceil(m0, HOUR_MS);
+        ((m0, h0), h0)
+    } else {
+        let h0 = floor(since_ms, HOUR_MS);
+        ((h0, h0), h0)
+    };
+    let d0 = ceil(hours_from, DAY_MS);
+    Parts {
+        minutes,
+        hours: (hours_from, d0),
+        days_from: d0,
+    }
+}
+
+/// The checks of each server (or of `server` alone) since each of `since_ms`, by server id;
+/// a server without checks in a window has `(0, 0)` there, one without any is absent.
+pub async fn windows(
+    pool: &SqlitePool,
+    server: Option<i64>,
+    since_ms: &[i64],
+    now_ms: i64,
+) -> Result<HashMap<i64, Vec<Counts>>, ReadError> {
+    // Every part of every window, as one statement: `w` says which window a row adds to.
+    let mut sql = String::new();
+    let mut binds: Vec<i64> = Vec::new();
+    for (w, &since) in since_ms.iter().enumerate() {
+        let p = parts(since, now_ms);
+        let ranges = [
+            (
+                "availability_minutes",
+                "minute_ms",
+                p.minutes.0,
+                p.minutes.1,
+            ),
+            ("availability_hours", "hour_ms", p.hours.0, p.hours.1),
+            ("availability_days", "day_ms", p.days_from, i64::MAX),
+        ];
+        for (table, column, start, end) in ranges {
+            if start >= end {
+                continue;
+            }
+            if !sql.is_empty() {
+                sql.push_str(" UNION ALL ");
+            }
+            // One server: its primary key (server, time). All: the time-first covering index,
+            // which SQLite would otherwise pass over for a scan of every row (migration 0005).
+            let (index, filter) = match server {
+                Some(_) => (String::new(), "AND server_id = ?".to_owned()),
+                None => (format!("INDEXED BY {table}_by_time"), String::new()),
+            };
+            sql.push_str(&format!(
+                "SELECT {w}, server_id, SUM(checks_ok), SUM(checks_total) FROM {table} {index}
+                 WHERE {column} >= ? AND {column} < ? {filter} GROUP BY server_id"
+            ));
+            binds.extend([start, end]);
+            binds.extend(server);
+        }
+    }
+    let mut query = sqlx::query_as::<_, (i64, i64, i64, i64)>(&sql);
+    for b in binds {
+        query = query.bind(b);
+    }
+    let mut out: HashMap<i64, Vec<Counts>> = HashMap::new();
+    for (w, server_id, ok, total) in query.fetch_all(pool).await? {
+        let counts = out
+            .entry(server_id)
+            .or_insert_with(|| vec![(0, 0); since_ms.len()]);
+        if let Some(c) = usize::try_from(w).ok().and_then(|w| counts.get_mut(w)) {
+            *c = (c.0 + ok, c.1 + total);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_795_431_870_123;
+
+    #[test]
+    fn a_recent_window_is_minutes_then_hours_then_days() {
+        let p = parts(NOW - HOUR_MS, NOW);
+        let m0 = floor(NOW - HOUR_MS, MINUTE_MS);
+        assert_eq!(p.minutes, (m0, floor(NOW, HOUR_MS)));
+        // The window starts in the day it ends in: no hours before a whole day.
+        assert_eq!(p.hours.0, floor(NOW, HOUR_MS));
+        assert_eq!(p.days_from, ceil(floor(NOW, HOUR_MS), DAY_MS));
+        assert!(p.hours.1 > NOW, "the day after now: hours cover the rest");
+    }
+
+    #[test]
+    fn the_parts_meet_without_gap_or_overlap() {
+        for since in [
+            NOW - 25 * HOUR_MS,
+            NOW - 7 * DAY_MS,
+            NOW - 30 * DAY_MS,
+            NOW - 90_000,
+        ] {
+            let p = parts(since, NOW);
+            assert_eq!(p.minutes.1, p.hours.0, "{since}");
+            assert_eq!(p.hours.1, p.days_from, "{since}");
+            assert!(
+                p.minutes.0 <= since && since - p.minutes.0 < HOUR_MS,
+                "{since}"
+            );
+            assert_eq!(p.days_from % DAY_MS, 0);
+        }
+    }
+
+    #[test]
+    fn an_old_window_starts_at_its_hour() {
+        let since = NOW - 30 * DAY_MS;
+        let p = parts(since, NOW);
+        assert_eq!(p.minutes.0, p.minutes.1, "no minutes");
+        assert_eq!(p.hours.0, floor(since, HOUR_MS));
+    }
+
+    #[test]
+    fn whole_units_round_as_they_should() {
+        assert_eq!(ceil(HOUR_MS, HOUR_MS), HOUR_MS);
+        assert_eq!(ceil(HOUR_MS + 1, HOUR_MS), 2 * HOUR_MS);
+        assert_eq!(floor(-1, HOUR_MS), -HOUR_MS);
+    }
+}
