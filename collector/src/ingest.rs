@@ -24,6 +24,7 @@ pub mod prune;
 mod resolvers;
 pub mod rollups;
 mod server;
+mod values;
 mod writer;
 
 pub use grouping::primary_cause;
@@ -37,6 +38,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use grouping::{IncidentStep, Open, next_incident};
 use server::Servers;
+use values::{clamp_i64, encode, micros};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -163,10 +165,6 @@ fn store(
     Ok(Outcome::Stored)
 }
 
-fn clamp_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 /// The id of a check's canary (its name and URL), its row made on first sight.
 fn canary_id(
     conn: &Connection,
@@ -191,11 +189,6 @@ fn canary_id(
         .query_row(params![server_id, &r.canary, &r.url], |row| row.get(0))?;
     state.canaries.insert((r.canary.clone(), r.url.clone()), id);
     Ok(id)
-}
-
-/// Milliseconds as whole microseconds, as results store timings.
-fn micros(ms: f64) -> i64 {
-    (ms * 1000.0).round() as i64
 }
 
 fn insert_result(
@@ -249,13 +242,6 @@ fn insert_result(
             |row| row.get(0),
         )?;
     Ok(id)
-}
-
-fn encode<T: serde::Serialize + ?Sized>(
-    what: &'static str,
-    value: &T,
-) -> Result<String, IngestError> {
-    serde_json::to_string(value).map_err(|source| IngestError::Encode { what, source })
 }
 
 /// Carries out the incident rule ([`next_incident`]) for an in-order report; `open` is the

@@ -5,9 +5,10 @@
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
+use super::IngestError;
 use super::grouping::{ConditionStep, Open};
 use super::server::OpenCondition;
-use super::{IngestError, encode};
+use super::values::encode;
 
 /// A condition table's statements. Written out per table rather than spliced together, so
 /// each is a plain string the reader can search for.

@@ -21,10 +21,11 @@
 use causeway_schema::{HostCondition, HostEvidence, Report};
 use rusqlite::{Connection, params};
 
+use super::IngestError;
 use super::conditions::{self, ConditionTable, Observation};
 use super::grouping::next_condition;
 use super::server::{HostRow, ServerState};
-use super::{IngestError, clamp_i64};
+use super::values::clamp_i64;
 
 /// How long one row of host readings covers before a new one starts.
 const ROW_SPAN_MS: i64 = 60_000;

@@ -94,7 +94,7 @@ pub(super) fn add_recent(
     recent.sort_by_key(|c| c.t);
     let drop = recent.len().saturating_sub(RECENT_MAX);
     recent.drain(..drop);
-    super::encode("recent checks", recent)
+    super::values::encode("recent checks", recent)
 }
 
 /// `servers.recent_checks` as stored; empty when NULL or unreadable (it is rebuilt by the

@@ -1,0 +1,156 @@
+//! `POST /api/v1/reports`: a probe's report, authenticated by its token, validated, and
+//! handed to the writer; answered once it is durable.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::post;
+use axum::{Json, Router};
+use causeway_schema::Report;
+use serde_json::json;
+
+use super::{ApiError, AppState};
+use crate::ingest::Outcome;
+use crate::metrics::IngestOutcome;
+use crate::tokens;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/reports", post(post_report))
+}
+
+/// `POST /api/v1/reports`, counted by outcome for `/metrics`.
+async fn post_report(
+    State(app): State<AppState>,
+    req: Request,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let answer = receive_report(&app, req).await;
+    app.ingest.report(match &answer {
+        Ok((Outcome::Stored, _, _)) => IngestOutcome::Stored,
+        Ok((Outcome::Duplicate, _, _)) => IngestOutcome::Duplicate,
+        Err(ApiError::Unauthorized(_) | ApiError::Forbidden(_)) => IngestOutcome::Unauthorized,
+        Err(
+            ApiError::BadRequest(_)
+            | ApiError::NotFound(_)
+            | ApiError::PayloadTooLarge(_)
+            | ApiError::RequestTimeout(_)
+            | ApiError::InvalidReport(_)
+            | ApiError::UnknownServer { .. },
+        ) => IngestOutcome::Rejected,
+        Err(ApiError::Internal(_)) => IngestOutcome::Error,
+    });
+    if let Ok((Outcome::Stored, checks, _)) = &answer {
+        app.ingest.results_stored(*checks);
+    }
+    answer.map(|(_, _, json)| json)
+}
+
+/// A report received: its outcome, its checks and the answer. The token is checked before the
+/// body is read, so an unauthenticated client cannot make the collector buffer a megabyte.
+async fn receive_report(
+    app: &AppState,
+    req: Request,
+) -> Result<(Outcome, usize, Json<serde_json::Value>), ApiError> {
+    let auth = authenticate(app, req.headers()).await?;
+    let body = tokio::time::timeout(app.body_timeout, Bytes::from_request(req, app)).await;
+    let bytes = body
+        .map_err(|_| {
+            ApiError::RequestTimeout(format!(
+                "the report's body did not arrive within {} s (--body-timeout)",
+                app.body_timeout.as_secs()
+            ))
+        })?
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(format!(
+                    "the report is larger than this collector's limit of {} bytes (--max-body)",
+                    app.max_body
+                ))
+            } else {
+                ApiError::BadRequest(rejection.body_text())
+            }
+        })?;
+    // `from_bytes` rather than the `Json` extractor: no Content-Type requirement, and both
+    // syntax and type errors are a 400 here (422 is kept for values `validate` refuses).
+    let Json(report) = Json::<Report>::from_bytes(&bytes)
+        .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    if report.server != auth.server {
+        return Err(ApiError::Forbidden(format!(
+            "this token is for server {:?}, but the report is for server {:?}",
+            auth.server, report.server
+        )));
+    }
+    let now_ms = app.clock.now_ms();
+    report.validate(now_ms)?;
+    if let Some(answer) = expired(app, &report, now_ms) {
+        return Ok((Outcome::Duplicate, 0, answer));
+    }
+    let report = Arc::new(report);
+    let outcome = app
+        .db
+        .reports
+        .store(auth.server_id, report.clone(), now_ms)
+        .await?;
+    let report_id = report.report_id.to_string();
+    let answer = Json(match outcome {
+        Outcome::Stored => {
+            tracing::debug!(%report_id, server = %report.server, "report stored");
+            json!({ "report_id": report_id, "stored": true })
+        }
+        Outcome::Duplicate => {
+            tracing::debug!(%report_id, server = %report.server, "report already stored");
+            json!({ "report_id": report_id, "stored": false, "duplicate": true })
+        }
+    });
+    Ok((outcome, report.results.len(), answer))
+}
+
+/// The answer to a report older than the raw retention: acknowledged, not stored. Its report
+/// id may be pruned already, so storing it could count a replay twice; and its checks would be
+/// pruned at once. The probe drops it from its spool.
+fn expired(app: &AppState, report: &Report, now_ms: i64) -> Option<Json<serde_json::Value>> {
+    let raw_ms = i64::try_from(app.retention.raw.as_millis()).unwrap_or(i64::MAX);
+    if report.started_at_ms >= now_ms.saturating_sub(raw_ms) {
+        return None;
+    }
+    tracing::warn!(
+        report_id = %report.report_id,
+        server = %report.server,
+        started_at_ms = report.started_at_ms,
+        "report older than the raw retention ({} d, --retain-raw): acknowledged, not stored",
+        app.retention.raw.as_secs() / 86_400
+    );
+    Some(Json(json!({
+        "report_id": report.report_id.to_string(),
+        "stored": false,
+        "expired": true,
+    })))
+}
+
+async fn authenticate(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<tokens::Authenticated, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::Unauthorized(
+            "missing Authorization header: send `Authorization: Bearer <token>` with a token \
+             from `causeway-collector token add <server>`"
+                .to_owned(),
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "the Authorization header is not of the form `Bearer <token>`".to_owned(),
+            )
+        })?;
+    tokens::authenticate(&app.db.read, token)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("unknown or revoked token".to_owned()))
+}
