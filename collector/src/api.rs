@@ -24,6 +24,7 @@ use crate::db::Db;
 use crate::ingest::{IngestError, Retention};
 use crate::metrics::IngestCounters;
 use crate::read::ReadError;
+use crate::tokens;
 use crate::views::{ErrorBody, FieldView};
 use crate::web::{self, server::Audience};
 
@@ -44,6 +45,8 @@ pub struct AppState {
     pub ingest: Arc<IngestCounters>,
     /// How long data is kept; a report older than the raw retention is not stored.
     pub retention: Retention,
+    /// Probe tokens seen lately (see [`tokens::Cache`]).
+    pub tokens: Arc<tokens::Cache>,
 }
 
 /// The whole application, without a socket (tests call it with `oneshot`).

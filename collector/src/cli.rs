@@ -181,6 +181,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
             body_timeout: serve_args.body_timeout,
             ingest: Default::default(),
             retention,
+            tokens: Default::default(),
         };
         let limits = serve::Limits {
             idle: serve_args.idle_timeout,

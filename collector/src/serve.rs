@@ -521,6 +521,7 @@ mod tests {
             body_timeout: crate::api::BODY_TIMEOUT,
             ingest: Default::default(),
             retention: Default::default(),
+            tokens: Default::default(),
         }
     }
 

@@ -1,6 +1,9 @@
 //! Probe tokens: `cw_` and 64 hex digits (32 random bytes). Only their SHA-256 is stored, so
 //! the database (or a backup of it) cannot be used to send reports.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use causeway_schema::{SERVER_NAME_RULE, is_valid_server_name};
 use sha2::{Digest, Sha256};
 use sqlx::SqlitePool;
@@ -139,6 +142,55 @@ pub async fn revoke(pool: &SqlitePool, server: &str, now_ms: i64) -> Result<u64,
     Ok(done.rows_affected())
 }
 
+/// Tokens that authenticated in the last [`Cache::TTL`], by hash: a probe's report then costs
+/// no database read before its write. A token revoked (by `token revoke`, another process)
+/// keeps working until its entry is that old.
+#[derive(Debug, Default)]
+pub struct Cache {
+    entries: Mutex<HashMap<String, (Authenticated, i64)>>,
+}
+
+impl Cache {
+    /// How long a token stays trusted without a look at the database.
+    pub const TTL_MS: i64 = 10_000;
+    /// Entries kept at most (a fleet's tokens, with room): past it the cache starts again.
+    const MAX: usize = 100_000;
+
+    fn get(&self, hash: &str, now_ms: i64) -> Option<Authenticated> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(hash)
+            .filter(|(_, at)| (0..Cache::TTL_MS).contains(&(now_ms - at)))
+            .map(|(auth, _)| auth.clone())
+    }
+
+    fn put(&self, hash: String, auth: Authenticated, now_ms: i64) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= Cache::MAX {
+            entries.clear();
+        }
+        entries.insert(hash, (auth, now_ms));
+    }
+}
+
+/// [`authenticate`] through `cache`: a token seen in the last [`Cache::TTL_MS`] is not looked up.
+pub async fn authenticate_cached(
+    cache: &Cache,
+    pool: &SqlitePool,
+    token: &str,
+    now_ms: i64,
+) -> Result<Option<Authenticated>, sqlx::Error> {
+    let hash = hash(token);
+    if let Some(auth) = cache.get(&hash, now_ms) {
+        return Ok(Some(auth));
+    }
+    let found = lookup(pool, &hash).await?;
+    if let Some(auth) = &found {
+        cache.put(hash, auth.clone(), now_ms);
+    }
+    Ok(found)
+}
+
 /// The server a presented token belongs to, if the token is known and not revoked.
 ///
 /// The lookup is by hash, so its timing reveals nothing about the stored tokens' text.
@@ -146,11 +198,15 @@ pub async fn authenticate(
     pool: &SqlitePool,
     token: &str,
 ) -> Result<Option<Authenticated>, sqlx::Error> {
+    lookup(pool, &hash(token)).await
+}
+
+async fn lookup(pool: &SqlitePool, hash: &str) -> Result<Option<Authenticated>, sqlx::Error> {
     let row: Option<(i64, String)> = sqlx::query_as(
         "SELECT s.id, s.name FROM tokens t JOIN servers s ON s.id = t.server_id
          WHERE t.sha256 = ?1 AND t.revoked_at_ms IS NULL",
     )
-    .bind(hash(token))
+    .bind(hash)
     .fetch_optional(pool)
     .await?;
     Ok(row.map(|(server_id, server)| Authenticated { server_id, server }))

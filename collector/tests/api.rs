@@ -77,6 +77,27 @@ async fn missing_malformed_unknown_and_revoked_tokens_get_401() {
     assert_eq!(h.count("reports").await, 0);
 }
 
+/// A token is looked up once per `tokens::Cache::TTL_MS`: revoked by another process, it
+/// still works until then, and not after.
+#[tokio::test]
+async fn a_revoked_token_stops_working_within_the_cache_ttl() {
+    use causeway_collector::tokens::Cache;
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    let at = |ms| report("web-01", ms, vec![ok_check(ms)]);
+    let (status, _) = h.post_report(&token, &at(NOW)).await;
+    assert_eq!(status, StatusCode::OK);
+    causeway_collector::tokens::revoke(&h.db.write, "web-01", NOW)
+        .await
+        .unwrap();
+    h.set_now(NOW + Cache::TTL_MS - 1);
+    let (status, answer) = h.post_report(&token, &at(NOW + 1)).await;
+    assert_eq!(status, StatusCode::OK, "still cached: {answer}");
+    h.set_now(NOW + Cache::TTL_MS);
+    let (status, answer) = h.post_report(&token, &at(NOW + 2)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+}
+
 #[tokio::test]
 async fn a_token_of_another_server_gets_403_naming_both() {
     let h = Harness::new().await;

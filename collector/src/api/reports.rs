@@ -150,7 +150,7 @@ async fn authenticate(
                 "the Authorization header is not of the form `Bearer <token>`".to_owned(),
             )
         })?;
-    tokens::authenticate(&app.db.read, token)
+    tokens::authenticate_cached(&app.tokens, &app.db.read, token, app.clock.now_ms())
         .await?
         .ok_or_else(|| ApiError::Unauthorized("unknown or revoked token".to_owned()))
 }

@@ -41,6 +41,8 @@ pub struct Harness {
     pub max_body: usize,
     /// What the app is told to keep; reports older than its `raw` are not stored.
     pub retention: Retention,
+    /// Shared by every app of the harness, as by every request of a collector.
+    pub tokens: Arc<tokens::Cache>,
 }
 
 impl Harness {
@@ -65,6 +67,7 @@ impl Harness {
             now: Arc::new(AtomicI64::new(NOW)),
             max_body: 1_048_576,
             retention: Retention::default(),
+            tokens: Default::default(),
         }
     }
 
@@ -77,6 +80,7 @@ impl Harness {
             body_timeout: causeway_collector::api::BODY_TIMEOUT,
             ingest: Default::default(),
             retention: self.retention,
+            tokens: self.tokens.clone(),
         }
     }
 
