@@ -1,16 +1,18 @@
 -- Compact storage: what a healthy check costs on disk, and what pruning needs.
 --
--- - Reports get an integer key; their UUID is stored once, as 16 bytes, for idempotency.
---   Per-report copies of the probe's host name and version are dropped (the server's row has
---   the newest).
--- - Results refer to their report by that key and to their canary (name and URL, stored once
---   in `canaries`); timings are whole microseconds (a REAL is 8 bytes, these 2 to 4).
+-- - A report is its UUID, 16 bytes, kept for idempotency; nothing else of it is stored per
+--   report (the server's row has the newest report's figures, the rollups the counts).
+-- - Results carry their report's UUID and refer to their canary (name and URL, stored once in
+--   `canaries`); timings are whole microseconds (a REAL is 8 bytes, these 2 to 4). What only a
+--   failed check has (cause, explanation, failure, evidence) is in `failures`, so a healthy
+--   check's row has no empty columns.
 -- - Incidents no longer hold a foreign key to results: a failed check's evidence is pruned
 --   after --retain-evidence while the incident itself is kept with the hourly rollups.
 -- - Resolver observations become changes plus hourly counts: one row when a resolver's answer
 --   changes, one count per resolver, hour and cause.
 -- - Host observations are kept when something changes (boot, causes, warnings) or once a
---   minute, and refer to their report by its key.
+--   minute, refer to their report by its UUID, and keep load and pressure figures as whole
+--   hundredths (as /proc gives them) instead of REALs.
 -- - Availability per minute, kept two days, so that windows of any length are summed from
 --   rollups (minutes, hours, days) and never from raw checks.
 --
@@ -25,55 +27,53 @@ CREATE TABLE canaries (
 );
 
 CREATE TABLE reports_v8 (
-    id             INTEGER PRIMARY KEY,
-    uuid           BLOB    NOT NULL UNIQUE, -- the report id, 16 bytes
-    server_id      INTEGER NOT NULL REFERENCES servers (id),
-    started_at_ms  INTEGER NOT NULL,
-    received_at_ms INTEGER NOT NULL,
-    checks_total   INTEGER NOT NULL,
-    checks_ok      INTEGER NOT NULL
-);
-INSERT INTO reports_v8 (uuid, server_id, started_at_ms, received_at_ms, checks_total, checks_ok)
-    SELECT unhex(replace(report_id, '-', '')), server_id, started_at_ms, received_at_ms,
-           checks_total, checks_ok
-    FROM reports ORDER BY received_at_ms;
+    uuid BLOB PRIMARY KEY -- the report id, 16 bytes
+) WITHOUT ROWID;
+INSERT INTO reports_v8 (uuid) SELECT unhex(replace(report_id, '-', '')) FROM reports;
 
 INSERT INTO canaries (server_id, name, url)
     SELECT DISTINCT server_id, canary, url FROM results;
 
 CREATE TABLE results_v8 (
-    id              INTEGER PRIMARY KEY,
-    report_id       INTEGER NOT NULL,   -- reports.id; pruned with the report
-    server_id       INTEGER NOT NULL REFERENCES servers (id),
-    canary_id       INTEGER NOT NULL REFERENCES canaries (id),
-    address         TEXT,
-    started_at_ms   INTEGER NOT NULL,
-    ok              INTEGER NOT NULL CHECK (ok IN (0, 1)),
-    status          INTEGER,
-    total_us        INTEGER NOT NULL,
-    resolve_us      INTEGER,
-    connect_us      INTEGER,
-    tls_us          INTEGER,
-    first_byte_us   INTEGER,
-    -- A failed check's: NULL for a successful one.
-    cause           TEXT,
-    contributing    TEXT,               -- JSON array of cause ids, NULL when none
+    id            INTEGER PRIMARY KEY,
+    report_uuid   BLOB    NOT NULL,   -- reports.uuid; the report may be pruned before
+    server_id     INTEGER NOT NULL REFERENCES servers (id),
+    canary_id     INTEGER NOT NULL REFERENCES canaries (id),
+    address       TEXT,
+    started_at_ms INTEGER NOT NULL,
+    ok            INTEGER NOT NULL CHECK (ok IN (0, 1)),
+    status        INTEGER,
+    total_us      INTEGER NOT NULL,
+    resolve_us    INTEGER,
+    connect_us    INTEGER,
+    tls_us        INTEGER,
+    first_byte_us INTEGER
+);
+INSERT INTO results_v8 (id, report_uuid, server_id, canary_id, address, started_at_ms, ok,
+                        status, total_us, resolve_us, connect_us, tls_us, first_byte_us)
+    SELECT r.id, unhex(replace(r.report_id, '-', '')), r.server_id, c.id, r.address,
+           r.started_at_ms, r.ok, r.status,
+           CAST(round(r.total_ms * 1000) AS INTEGER), CAST(round(r.resolve_ms * 1000) AS INTEGER),
+           CAST(round(r.connect_ms * 1000) AS INTEGER), CAST(round(r.tls_ms * 1000) AS INTEGER),
+           CAST(round(r.first_byte_ms * 1000) AS INTEGER)
+    FROM results r
+    JOIN canaries c ON c.server_id = r.server_id AND c.name = r.canary AND c.url = r.url;
+
+-- What a failed check has beyond a healthy one's row; deleted with its result.
+CREATE TABLE failures (
+    result_id       INTEGER PRIMARY KEY, -- results.id
+    cause           TEXT    NOT NULL,
+    contributing    TEXT,                -- JSON array of cause ids, NULL when none
     explanation     TEXT,
     failure_kind    TEXT,
     failure_message TEXT,
-    evidence        TEXT                -- JSON
+    evidence        TEXT                 -- JSON
 );
-INSERT INTO results_v8 (id, report_id, server_id, canary_id, address, started_at_ms, ok, status,
-                        total_us, resolve_us, connect_us, tls_us, first_byte_us, cause,
-                        contributing, explanation, failure_kind, failure_message, evidence)
-    SELECT r.id, p.id, r.server_id, c.id, r.address, r.started_at_ms, r.ok, r.status,
-           CAST(round(r.total_ms * 1000) AS INTEGER), CAST(round(r.resolve_ms * 1000) AS INTEGER),
-           CAST(round(r.connect_ms * 1000) AS INTEGER), CAST(round(r.tls_ms * 1000) AS INTEGER),
-           CAST(round(r.first_byte_ms * 1000) AS INTEGER), r.cause, r.contributing,
-           r.explanation, r.failure_kind, r.failure_message, r.evidence
-    FROM results r
-    JOIN reports_v8 p ON p.uuid = unhex(replace(r.report_id, '-', ''))
-    JOIN canaries c ON c.server_id = r.server_id AND c.name = r.canary AND c.url = r.url;
+INSERT INTO failures (result_id, cause, contributing, explanation, failure_kind,
+                      failure_message, evidence)
+    SELECT id, coalesce(cause, 'unknown'), contributing, explanation, failure_kind,
+           failure_message, evidence
+    FROM results WHERE ok = 0;
 
 CREATE TABLE incidents_v8 (
     id                 INTEGER PRIMARY KEY,
@@ -92,7 +92,7 @@ INSERT INTO incidents_v8 SELECT id, server_id, cause, started_at_ms, last_failur
 
 CREATE TABLE host_observations_v8 (
     server_id        INTEGER NOT NULL REFERENCES servers (id),
-    report_id        INTEGER NOT NULL, -- reports.id
+    report_uuid      BLOB    NOT NULL, -- reports.uuid of the newest reading
     started_at_ms    INTEGER NOT NULL,
     boot_id          TEXT    NOT NULL,
     uptime_s         INTEGER NOT NULL,
@@ -101,24 +101,28 @@ CREATE TABLE host_observations_v8 (
     slab_kb          INTEGER,
     s_unreclaim_kb   INTEGER,
     cpus             INTEGER,
-    load1            REAL,
-    load5            REAL,
-    load15           REAL,
+    -- Hundredths: load averages and PSI percentages have two decimals in /proc.
+    load1_c          INTEGER,
+    load5_c          INTEGER,
+    load15_c         INTEGER,
     runnable         INTEGER,
-    cpu_some         REAL,
-    memory_some      REAL,
-    memory_full      REAL,
-    io_some          REAL,
-    io_full          REAL,
+    cpu_some_c       INTEGER,
+    memory_some_c    INTEGER,
+    memory_full_c    INTEGER,
+    io_some_c        INTEGER,
+    io_full_c        INTEGER,
     causes           TEXT,
     warnings         TEXT
 );
 INSERT INTO host_observations_v8
-    SELECT h.server_id, p.id, h.started_at_ms, h.boot_id, h.uptime_s, h.mem_total_kb,
-           h.mem_available_kb, h.slab_kb, h.s_unreclaim_kb, h.cpus, h.load1, h.load5, h.load15,
-           h.runnable, h.cpu_some, h.memory_some, h.memory_full, h.io_some, h.io_full, h.causes,
-           h.warnings
-    FROM host_observations h JOIN reports_v8 p ON p.uuid = unhex(replace(h.report_id, '-', ''));
+    SELECT server_id, unhex(replace(report_id, '-', '')), started_at_ms, boot_id, uptime_s,
+           mem_total_kb, mem_available_kb, slab_kb, s_unreclaim_kb, cpus,
+           CAST(round(load1 * 100) AS INTEGER), CAST(round(load5 * 100) AS INTEGER),
+           CAST(round(load15 * 100) AS INTEGER), runnable,
+           CAST(round(cpu_some * 100) AS INTEGER), CAST(round(memory_some * 100) AS INTEGER),
+           CAST(round(memory_full * 100) AS INTEGER), CAST(round(io_some * 100) AS INTEGER),
+           CAST(round(io_full * 100) AS INTEGER), causes, warnings
+    FROM host_observations;
 
 -- A resolver's answer, when it changed: the first observation of each outcome in a row.
 CREATE TABLE resolver_changes (
@@ -155,7 +159,7 @@ CREATE INDEX availability_minutes_by_time
     ON availability_minutes (minute_ms, server_id, checks_total, checks_ok);
 INSERT INTO availability_minutes
     SELECT server_id, started_at_ms - started_at_ms % 60000, sum(checks_total), sum(checks_ok)
-    FROM reports_v8 WHERE started_at_ms >= (SELECT max(started_at_ms) FROM reports_v8) - 172800000
+    FROM reports WHERE started_at_ms >= (SELECT max(started_at_ms) FROM reports) - 172800000
     GROUP BY 1, 2;
 
 DROP TABLE resolver_observations;
@@ -168,8 +172,6 @@ ALTER TABLE results_v8 RENAME TO results;
 ALTER TABLE incidents_v8 RENAME TO incidents;
 ALTER TABLE host_observations_v8 RENAME TO host_observations;
 
--- Pruning finds a server's old reports through it.
-CREATE INDEX reports_by_server_time ON reports (server_id, started_at_ms);
 CREATE INDEX results_by_server_time ON results (server_id, started_at_ms);
 CREATE INDEX incidents_by_server_time ON incidents (server_id, started_at_ms);
 CREATE UNIQUE INDEX incidents_one_open ON incidents (server_id) WHERE ended_at_ms IS NULL;

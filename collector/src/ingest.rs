@@ -33,8 +33,8 @@ pub use writer::{Writer, WriterError};
 
 use std::sync::Arc;
 
-use causeway_schema::{Cause, CheckResult, Report};
-use rusqlite::{Connection, OptionalExtension, params};
+use causeway_schema::{CheckResult, Report};
+use rusqlite::{Connection, params};
 
 use grouping::{IncidentStep, Open, next_incident};
 use server::Servers;
@@ -79,29 +79,13 @@ fn store(
     received_at_ms: i64,
 ) -> Result<Outcome, IngestError> {
     let checks_ok = report.results.iter().filter(|r| r.ok).count() as i64;
-    let stored_id: Option<i64> = conn
-        .prepare_cached(
-            "INSERT INTO reports (uuid, server_id, started_at_ms, received_at_ms, checks_total,
-                                  checks_ok)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (uuid) DO NOTHING
-             RETURNING id",
-        )?
-        .query_row(
-            params![
-                report.report_id.as_bytes().as_slice(),
-                server_id,
-                report.started_at_ms,
-                received_at_ms,
-                report.results.len() as i64,
-                checks_ok,
-            ],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let Some(stored_id) = stored_id else {
+    let uuid = report.report_id.as_bytes().as_slice();
+    let inserted = conn
+        .prepare_cached("INSERT INTO reports (uuid) VALUES (?1) ON CONFLICT (uuid) DO NOTHING")?
+        .execute([uuid])?;
+    if inserted == 0 {
         return Ok(Outcome::Duplicate);
-    };
+    }
     let report_id = report.report_id.to_string();
     let state = servers.get(conn, server_id)?;
     let in_order = state
@@ -111,16 +95,12 @@ fn store(
     let mut result_ids = Vec::with_capacity(report.results.len());
     for result in &report.results {
         let canary_id = canary_id(conn, state, server_id, result)?;
-        result_ids.push(insert_result(
-            conn,
-            (server_id, stored_id, canary_id),
-            result,
-        )?);
+        result_ids.push(insert_result(conn, (server_id, uuid, canary_id), result)?);
     }
     rollups::add(conn, server_id, report)?;
     let recent = rollups::add_recent(&mut state.recent, report)?;
     let observed = resolvers::observe(conn, state, server_id, &report_id, report, in_order)?;
-    let host = host::observe(conn, state, (server_id, stored_id), report, in_order)?;
+    let host = host::observe(conn, state, server_id, report, in_order)?;
 
     if in_order {
         conn.prepare_cached(
@@ -193,54 +173,55 @@ fn canary_id(
 
 fn insert_result(
     conn: &Connection,
-    (server_id, report_id, canary_id): (i64, i64, i64),
+    (server_id, report_uuid, canary_id): (i64, &[u8], i64),
     r: &CheckResult,
 ) -> Result<i64, IngestError> {
-    let diagnosis = r.diagnosis.as_ref();
-    let contributing = match diagnosis.map(|d| &d.contributing) {
-        Some(c) if !c.is_empty() => Some(encode("contributing causes", c)?),
-        _ => None,
-    };
-    // Successful checks carry no evidence worth keeping; storing `{}` for each would only
-    // grow the table.
-    let evidence = if r.ok {
-        None
-    } else {
-        Some(encode("evidence", &r.evidence)?)
-    };
     let id = conn
         .prepare_cached(
-            "INSERT INTO results (report_id, server_id, canary_id, address, started_at_ms, ok,
-                                  status, cause, contributing, explanation, failure_kind,
-                                  failure_message, resolve_us, connect_us, tls_us, first_byte_us,
-                                  total_us, evidence)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                     ?18)
+            "INSERT INTO results (report_uuid, server_id, canary_id, address, started_at_ms, ok,
+                                  status, resolve_us, connect_us, tls_us, first_byte_us, total_us)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              RETURNING id",
         )?
         .query_row(
             params![
-                report_id,
+                report_uuid,
                 server_id,
                 canary_id,
                 r.address.map(|a| a.to_string()),
                 r.started_at_ms,
                 r.ok,
                 r.status,
-                r.cause().map(Cause::id),
-                contributing,
-                diagnosis.map(|d| d.explanation.as_str()),
-                r.failure.as_ref().map(|f| f.kind.id()),
-                r.failure.as_ref().map(|f| f.message.as_str()),
                 r.timings.resolve_ms.map(micros),
                 r.timings.connect_ms.map(micros),
                 r.timings.tls_ms.map(micros),
                 r.timings.first_byte_ms.map(micros),
                 micros(r.timings.total_ms),
-                evidence,
             ],
             |row| row.get(0),
         )?;
+    // A failed check's cause, failure and evidence; a healthy one has none (its row stays short).
+    if let Some(cause) = r.cause().filter(|_| !r.ok) {
+        let diagnosis = r.diagnosis.as_ref();
+        let contributing = match diagnosis.map(|d| &d.contributing) {
+            Some(c) if !c.is_empty() => Some(encode("contributing causes", c)?),
+            _ => None,
+        };
+        conn.prepare_cached(
+            "INSERT INTO failures (result_id, cause, contributing, explanation, failure_kind,
+                                   failure_message, evidence)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            id,
+            cause.id(),
+            contributing,
+            diagnosis.map(|d| d.explanation.as_str()),
+            r.failure.as_ref().map(|f| f.kind.id()),
+            r.failure.as_ref().map(|f| f.message.as_str()),
+            encode("evidence", &r.evidence)?,
+        ])?;
+    }
     Ok(id)
 }
 

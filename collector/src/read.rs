@@ -211,8 +211,8 @@ pub async fn availability_since(
 #[derive(sqlx::FromRow)]
 struct ResultRow {
     id: i64,
-    /// The report's UUID; `None` once the report was pruned.
-    report_uuid: Option<Vec<u8>>,
+    /// The report's UUID, 16 bytes.
+    report_uuid: Vec<u8>,
     canary: String,
     url: String,
     address: Option<String>,
@@ -232,12 +232,19 @@ struct ResultRow {
     evidence: Option<String>,
 }
 
-/// A result with its canary and its report's UUID (migration 0008), as `r`.
-const RESULT_SELECT: &str = "SELECT r.id, p.uuid AS report_uuid, c.name AS canary, c.url,
-    r.address, r.started_at_ms, r.ok, r.status, r.cause, r.contributing, r.explanation,
-    r.failure_kind, r.failure_message, r.resolve_us, r.connect_us, r.tls_us, r.first_byte_us,
-    r.total_us, r.evidence
-    FROM results r JOIN canaries c ON c.id = r.canary_id LEFT JOIN reports p ON p.id = r.report_id";
+/// A result with its canary and, for a failed check, its failure (migration 0008), as `r`.
+const RESULT_SELECT: &str = "SELECT r.id, r.report_uuid, c.name AS canary, c.url,
+    r.address, r.started_at_ms, r.ok, r.status, f.cause, f.contributing, f.explanation,
+    f.failure_kind, f.failure_message, r.resolve_us, r.connect_us, r.tls_us, r.first_byte_us,
+    r.total_us, f.evidence
+    FROM results r JOIN canaries c ON c.id = r.canary_id LEFT JOIN failures f ON f.result_id = r.id";
+
+/// A stored UUID (16 bytes) as text; empty should a row hold anything else.
+pub(crate) fn uuid_text(bytes: &[u8]) -> String {
+    uuid::Uuid::from_slice(bytes)
+        .map(|u| u.to_string())
+        .unwrap_or_default()
+}
 
 /// Whole microseconds, as stored, in milliseconds.
 fn millis(us: i64) -> f64 {
@@ -266,11 +273,7 @@ impl From<ResultRow> for ResultView {
         };
         ResultView {
             id: r.id,
-            report_id: r
-                .report_uuid
-                .and_then(|b| uuid::Uuid::from_slice(&b).ok())
-                .map(|u| u.to_string())
-                .unwrap_or_default(),
+            report_id: uuid_text(&r.report_uuid),
             canary: r.canary,
             url: r.url,
             address: r.address,

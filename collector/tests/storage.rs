@@ -75,8 +75,13 @@ async fn retention_prunes_a_long_history_and_keeps_rollups_incidents_and_their_e
     let old_failed =
         format!("SELECT count(*) FROM results WHERE ok = 0 AND started_at_ms < {raw_cut}");
     assert_eq!(scalar(&h, &old_failed).await, 3);
-    let old_reports = format!("SELECT count(*) FROM reports WHERE started_at_ms < {raw_cut}");
+    // The ids of the failed checks' reports stay with them; the rest went with their checks.
+    let old_reports = format!(
+        "SELECT count(*) FROM reports WHERE uuid IN
+             (SELECT report_uuid FROM results WHERE started_at_ms < {raw_cut})"
+    );
     assert_eq!(scalar(&h, &old_reports).await, 3);
+    assert_eq!(h.count("reports").await, 14 * 24 + 3);
     let recent = format!("SELECT count(*) FROM results WHERE started_at_ms >= {raw_cut}");
     assert_eq!(scalar(&h, &recent).await, 14 * 24);
     let old_host =
@@ -120,6 +125,7 @@ async fn retention_prunes_a_long_history_and_keeps_rollups_incidents_and_their_e
         0,
         "failed checks older than 2 days are gone"
     );
+    assert_eq!(h.count("failures").await, 0, "with their evidence");
     let old_hours = format!(
         "SELECT count(*) FROM availability_hours WHERE hour_ms < {}",
         NOW - 10 * DAY - HOUR

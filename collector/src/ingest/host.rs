@@ -25,7 +25,7 @@ use super::IngestError;
 use super::conditions::{self, ConditionTable, Observation};
 use super::grouping::next_condition;
 use super::server::{HostRow, ServerState};
-use super::values::clamp_i64;
+use super::values::{clamp_i64, hundredths};
 
 /// How long one row of host readings covers before a new one starts.
 const ROW_SPAN_MS: i64 = 60_000;
@@ -55,7 +55,7 @@ pub(super) struct Observed<'a>(Option<Vec<&'a HostCondition>>);
 pub(super) fn observe<'a>(
     conn: &Connection,
     state: &mut ServerState,
-    (server_id, report_id): (i64, i64),
+    server_id: i64,
     report: &'a Report,
     in_order: bool,
 ) -> Result<Observed<'a>, IngestError> {
@@ -86,7 +86,7 @@ pub(super) fn observe<'a>(
     let pressure = host.pressure.as_ref();
     let readings = params![
         server_id,
-        report_id,
+        report.report_id.as_bytes().as_slice(),
         at_ms,
         &host.boot_id,
         clamp_i64(host.uptime_s),
@@ -95,26 +95,27 @@ pub(super) fn observe<'a>(
         memory.and_then(|m| m.slab_kb).map(clamp_i64),
         memory.and_then(|m| m.s_unreclaim_kb).map(clamp_i64),
         pressure.map(|p| p.cpus),
-        pressure.and_then(|p| p.load1),
-        pressure.and_then(|p| p.load5),
-        pressure.and_then(|p| p.load15),
+        pressure.and_then(|p| p.load1).map(hundredths),
+        pressure.and_then(|p| p.load5).map(hundredths),
+        pressure.and_then(|p| p.load15).map(hundredths),
         pressure.and_then(|p| p.runnable),
-        pressure.and_then(|p| p.cpu_some),
-        pressure.and_then(|p| p.memory_some),
-        pressure.and_then(|p| p.memory_full),
-        pressure.and_then(|p| p.io_some),
-        pressure.and_then(|p| p.io_full),
+        pressure.and_then(|p| p.cpu_some).map(hundredths),
+        pressure.and_then(|p| p.memory_some).map(hundredths),
+        pressure.and_then(|p| p.memory_full).map(hundredths),
+        pressure.and_then(|p| p.io_some).map(hundredths),
+        pressure.and_then(|p| p.io_full).map(hundredths),
         &causes,
         &warnings,
     ];
     if let Some(row) = same_row {
         // ?1 (the server) is the row's already; the statement leaves it.
         conn.prepare_cached(
-            "UPDATE host_observations SET report_id = ?2, started_at_ms = ?3, boot_id = ?4,
+            "UPDATE host_observations SET report_uuid = ?2, started_at_ms = ?3, boot_id = ?4,
                     uptime_s = ?5, mem_total_kb = ?6, mem_available_kb = ?7, slab_kb = ?8,
-                    s_unreclaim_kb = ?9, cpus = ?10, load1 = ?11, load5 = ?12, load15 = ?13,
-                    runnable = ?14, cpu_some = ?15, memory_some = ?16, memory_full = ?17,
-                    io_some = ?18, io_full = ?19, causes = ?20, warnings = ?21
+                    s_unreclaim_kb = ?9, cpus = ?10, load1_c = ?11, load5_c = ?12,
+                    load15_c = ?13, runnable = ?14, cpu_some_c = ?15, memory_some_c = ?16,
+                    memory_full_c = ?17, io_some_c = ?18, io_full_c = ?19, causes = ?20,
+                    warnings = ?21
              WHERE rowid = ?22 AND server_id = ?1",
         )?
         .execute(
@@ -128,11 +129,12 @@ pub(super) fn observe<'a>(
     } else {
         let rowid = conn
             .prepare_cached(
-                "INSERT INTO host_observations (server_id, report_id, started_at_ms, boot_id,
+                "INSERT INTO host_observations (server_id, report_uuid, started_at_ms, boot_id,
                                                 uptime_s, mem_total_kb, mem_available_kb,
-                                                slab_kb, s_unreclaim_kb, cpus, load1, load5,
-                                                load15, runnable, cpu_some, memory_some,
-                                                memory_full, io_some, io_full, causes, warnings)
+                                                slab_kb, s_unreclaim_kb, cpus, load1_c, load5_c,
+                                                load15_c, runnable, cpu_some_c, memory_some_c,
+                                                memory_full_c, io_some_c, io_full_c, causes,
+                                                warnings)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
                          ?17, ?18, ?19, ?20, ?21)
                  RETURNING rowid",

@@ -73,24 +73,31 @@ fn ms(d: Duration) -> i64 {
 
 /// Per server: `(server, cutoff, limit)`, each deleting at most `limit` rows. The tables'
 /// indexes by (owner, time) find the rows.
-const PER_SERVER: [(&str, Cut); 11] = [
+const PER_SERVER: [(&str, Cut); 12] = [
+    // A report's id goes with its healthy checks (it was needed to tell a replay; older
+    // reports are not stored at all), or with its failed ones when only those were left.
+    (
+        "DELETE FROM reports WHERE uuid IN (SELECT report_uuid FROM results
+             WHERE server_id = ?1 AND started_at_ms < ?2 AND ok = 1 LIMIT ?3)",
+        Cut::Raw,
+    ),
     (
         "DELETE FROM results WHERE id IN (SELECT id FROM results
              WHERE server_id = ?1 AND started_at_ms < ?2 AND ok = 1 LIMIT ?3)",
         Cut::Raw,
     ),
     (
-        "DELETE FROM results WHERE id IN (SELECT id FROM results
+        "DELETE FROM reports WHERE uuid IN (SELECT report_uuid FROM results
              WHERE server_id = ?1 AND started_at_ms < ?2 LIMIT ?3)",
         Cut::Evidence,
     ),
     (
-        "DELETE FROM reports WHERE id IN (SELECT id FROM reports
-             WHERE server_id = ?1 AND started_at_ms < ?2 AND checks_ok = checks_total LIMIT ?3)",
-        Cut::Raw,
+        "DELETE FROM failures WHERE result_id IN (SELECT id FROM results
+             WHERE server_id = ?1 AND started_at_ms < ?2 LIMIT ?3)",
+        Cut::Evidence,
     ),
     (
-        "DELETE FROM reports WHERE id IN (SELECT id FROM reports
+        "DELETE FROM results WHERE id IN (SELECT id FROM results
              WHERE server_id = ?1 AND started_at_ms < ?2 LIMIT ?3)",
         Cut::Evidence,
     ),

@@ -52,8 +52,8 @@ pub(super) async fn conditions_of(
 
 #[derive(sqlx::FromRow)]
 struct ObservationRow {
-    /// The report's UUID; `None` once the report was pruned.
-    report_uuid: Option<Vec<u8>>,
+    /// The newest reading's report, 16 bytes.
+    report_uuid: Vec<u8>,
     started_at_ms: i64,
     boot_id: String,
     uptime_s: i64,
@@ -62,15 +62,15 @@ struct ObservationRow {
     slab_kb: Option<i64>,
     s_unreclaim_kb: Option<i64>,
     cpus: Option<i64>,
-    load1: Option<f64>,
-    load5: Option<f64>,
-    load15: Option<f64>,
+    load1_c: Option<i64>,
+    load5_c: Option<i64>,
+    load15_c: Option<i64>,
     runnable: Option<i64>,
-    cpu_some: Option<f64>,
-    memory_some: Option<f64>,
-    memory_full: Option<f64>,
-    io_some: Option<f64>,
-    io_full: Option<f64>,
+    cpu_some_c: Option<i64>,
+    memory_some_c: Option<i64>,
+    memory_full_c: Option<i64>,
+    io_some_c: Option<i64>,
+    io_full_c: Option<i64>,
     causes: Option<String>,
     warnings: Option<String>,
 }
@@ -93,22 +93,18 @@ impl From<ObservationRow> for HostObservationView {
             .map(|cpus| Pressure {
                 at_ms: r.started_at_ms,
                 cpus,
-                load1: r.load1,
-                load5: r.load5,
-                load15: r.load15,
+                load1: r.load1_c.map(unhundredth),
+                load5: r.load5_c.map(unhundredth),
+                load15: r.load15_c.map(unhundredth),
                 runnable: r.runnable.and_then(|n| u32::try_from(n).ok()),
-                cpu_some: r.cpu_some,
-                memory_some: r.memory_some,
-                memory_full: r.memory_full,
-                io_some: r.io_some,
-                io_full: r.io_full,
+                cpu_some: r.cpu_some_c.map(unhundredth),
+                memory_some: r.memory_some_c.map(unhundredth),
+                memory_full: r.memory_full_c.map(unhundredth),
+                io_some: r.io_some_c.map(unhundredth),
+                io_full: r.io_full_c.map(unhundredth),
             });
         HostObservationView {
-            report_id: r
-                .report_uuid
-                .and_then(|b| uuid::Uuid::from_slice(&b).ok())
-                .map(|u| u.to_string())
-                .unwrap_or_default(),
+            report_id: super::uuid_text(&r.report_uuid),
             started_at_ms: r.started_at_ms,
             boot_id: r.boot_id,
             uptime_s: u64::try_from(r.uptime_s).unwrap_or(0),
@@ -132,17 +128,22 @@ impl From<ObservationRow> for HostObservationView {
     }
 }
 
+/// Whole hundredths, as stored, as the figure /proc gave.
+fn unhundredth(c: i64) -> f64 {
+    c as f64 / 100.0
+}
+
 /// The newest observation of a server's host (by the report's start), through the index.
 async fn latest_observation(
     pool: &SqlitePool,
     server_id: i64,
 ) -> Result<Option<HostObservationView>, ReadError> {
     let row: Option<ObservationRow> = sqlx::query_as(
-        "SELECT p.uuid AS report_uuid, h.started_at_ms, boot_id, uptime_s, mem_total_kb,
-                mem_available_kb, slab_kb, s_unreclaim_kb, cpus, load1, load5, load15, runnable,
-                cpu_some, memory_some, memory_full, io_some, io_full, causes, warnings
-         FROM host_observations h LEFT JOIN reports p ON p.id = h.report_id
-         WHERE h.server_id = ?1 ORDER BY h.started_at_ms DESC, h.rowid DESC LIMIT 1",
+        "SELECT report_uuid, started_at_ms, boot_id, uptime_s, mem_total_kb, mem_available_kb,
+                slab_kb, s_unreclaim_kb, cpus, load1_c, load5_c, load15_c, runnable, cpu_some_c,
+                memory_some_c, memory_full_c, io_some_c, io_full_c, causes, warnings
+         FROM host_observations
+         WHERE server_id = ?1 ORDER BY started_at_ms DESC, rowid DESC LIMIT 1",
     )
     .bind(server_id)
     .fetch_optional(pool)
