@@ -13,7 +13,7 @@
 -- - Host observations are kept when something changes (boot, causes, warnings) or once a
 --   minute, refer to their report by its UUID, and keep load and pressure figures as whole
 --   hundredths (as /proc gives them) instead of REALs.
--- - Availability per minute, kept two days, so that windows of any length are summed from
+-- - Availability per minute, kept a day, so that windows of any length are summed from
 --   rollups (minutes, hours, days) and never from raw checks.
 --
 -- Never edit this file once committed: add 0009_*.sql.
@@ -159,7 +159,7 @@ CREATE INDEX availability_minutes_by_time
     ON availability_minutes (minute_ms, server_id, checks_total, checks_ok);
 INSERT INTO availability_minutes
     SELECT server_id, started_at_ms - started_at_ms % 60000, sum(checks_total), sum(checks_ok)
-    FROM reports WHERE started_at_ms >= (SELECT max(started_at_ms) FROM reports) - 172800000
+    FROM reports WHERE started_at_ms >= (SELECT max(started_at_ms) FROM reports) - 86400000
     GROUP BY 1, 2;
 
 DROP TABLE resolver_observations;

@@ -73,7 +73,9 @@ pub async fn servers(pool: &SqlitePool, now_ms: i64) -> Result<Vec<ServerView>, 
         .bind(MAX_SERVERS)
         .fetch_all(pool)
         .await?;
-    // Two statements for every server together: the windows' sums and the open incidents.
+    // Two statements for every server together: the windows' sums and the open incidents,
+    // without their sample checks (a server's own view has them; the list would carry the
+    // evidence of every open incident, read a row at a time).
     let mut sums = availability::windows(pool, None, &window_starts(now_ms), now_ms).await?;
     let open: Vec<IncidentRow> = sqlx::query_as(&format!(
         "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE ended_at_ms IS NULL"
@@ -84,10 +86,7 @@ pub async fn servers(pool: &SqlitePool, now_ms: i64) -> Result<Vec<ServerView>, 
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let availability = named_windows(sums.remove(&row.id));
-        let open_incident = match open.remove(&row.id) {
-            Some(i) => Some(incident_view(pool, i).await?),
-            None => None,
-        };
+        let open_incident = open.remove(&row.id).map(incident_summary);
         out.push(view_of(row, availability, open_incident, now_ms));
     }
     Ok(out)
@@ -384,6 +383,14 @@ async fn incident_view(pool: &SqlitePool, row: IncidentRow) -> Result<IncidentVi
         samples.extend(result_by_id(pool, row.last_result_id).await?);
     }
     Ok(IncidentView {
+        samples,
+        ..incident_summary(row)
+    })
+}
+
+/// An incident without its sample checks: what a list of every server carries.
+fn incident_summary(row: IncidentRow) -> IncidentView {
+    IncidentView {
         id: row.id,
         summary: cause_summary(&row.cause).to_owned(),
         cause: row.cause,
@@ -393,8 +400,8 @@ async fn incident_view(pool: &SqlitePool, row: IncidentRow) -> Result<IncidentVi
         open: row.ended_at_ms.is_none(),
         failed_checks: u64::try_from(row.failed_checks).unwrap_or(0),
         explanation: row.explanation,
-        samples,
-    })
+        samples: Vec::new(),
+    }
 }
 
 /// What a stored cause id means, for people; ids written by a newer collector still answer.

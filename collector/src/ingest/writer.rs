@@ -14,7 +14,7 @@
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use causeway_schema::Report;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -32,6 +32,8 @@ const MAX_BATCH: usize = 256;
 const QUEUE: usize = 512;
 /// How long the writer waits for another process's lock (a `token add` while serving).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Under a load that never empties the queue, a step of pruning still runs this often.
+const PRUNE_UNDER_LOAD: Duration = Duration::from_secs(1);
 /// Prepared statements kept: every statement of ingest, with room to spare.
 const STATEMENT_CACHE: usize = 64;
 /// The writer's page cache, in KiB: the pages a batch touches (each server's rollup, index
@@ -158,11 +160,37 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// A step of pruning asked for, waiting for its turn.
+struct PruneRequest {
+    retention: Retention,
+    now_ms: i64,
+    answer: oneshot::Sender<Result<Pruned, IngestError>>,
+}
+
 fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Message>) {
     let mut servers = Servers::default();
     let mut cursor = prune::Cursor::default();
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Pruning gives way to reports: a step runs when none is waiting, or, under a load that
+    // never lets the queue empty, once per PRUNE_UNDER_LOAD so that old data still goes.
+    let mut prune: Option<PruneRequest> = None;
+    let mut last_prune = Instant::now();
     loop {
+        if let Some(request) = prune.take() {
+            if receiver.is_empty() || last_prune.elapsed() >= PRUNE_UNDER_LOAD {
+                let pruned = prune::step(
+                    &mut conn,
+                    &mut cursor,
+                    &request.retention,
+                    request.now_ms,
+                    prune::ROWS_PER_STEP,
+                );
+                let _ = request.answer.send(pruned);
+                last_prune = Instant::now();
+                continue;
+            }
+            prune = Some(request);
+        }
         // A message that is not a report ends the batch: it runs after the reports before it.
         let mut control = None;
         match receiver.blocking_recv() {
@@ -197,14 +225,11 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Message>) {
                 now_ms,
                 answer,
             }) => {
-                let pruned = prune::step(
-                    &mut conn,
-                    &mut cursor,
-                    &retention,
+                prune = Some(PruneRequest {
+                    retention,
                     now_ms,
-                    prune::ROWS_PER_STEP,
-                );
-                let _ = answer.send(pruned);
+                    answer,
+                })
             }
             Some(Message::Stop(done)) => {
                 drop(conn);
