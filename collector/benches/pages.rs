@@ -1982,8 +1982,9 @@ async fn resolvers(conn: &mut SqliteConnection, layout: &Layout) -> anyhow::Resu
     .await?;
     exec(
         conn,
-        "INSERT INTO resolver_hours (resolver_id, hour_ms, cause, n)
-         SELECT r.id, h.hour_ms, '', h.checks_total - coalesce(f.dns, 0)
+        "INSERT INTO resolver_hours (resolver_id, hour_ms, cause, n, last_at_ms)
+         SELECT r.id, h.hour_ms, '', h.checks_total - coalesce(f.dns, 0),
+                min(h.hour_ms + 3599999, r.last_seen_at_ms)
          FROM resolvers r JOIN availability_hours h ON h.server_id = r.server_id
          LEFT JOIN failed_hours f ON f.server_id = h.server_id AND f.b = h.hour_ms
          WHERE h.checks_total - coalesce(f.dns, 0) > 0
@@ -1992,8 +1993,8 @@ async fn resolvers(conn: &mut SqliteConnection, layout: &Layout) -> anyhow::Resu
     .await?;
     exec(
         conn,
-        "INSERT INTO resolver_hours (resolver_id, hour_ms, cause, n)
-         SELECT r.id, f.b, k.cause, f.dns
+        "INSERT INTO resolver_hours (resolver_id, hour_ms, cause, n, last_at_ms)
+         SELECT r.id, f.b, k.cause, f.dns, min(f.b + 3599999, r.last_seen_at_ms)
          FROM resolvers r JOIN resolver_kinds k ON k.address = r.address
          JOIN failed_hours f ON f.server_id = r.server_id
          WHERE f.dns > 0",

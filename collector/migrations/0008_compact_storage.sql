@@ -133,19 +133,24 @@ CREATE TABLE resolver_changes (
     elapsed_ms    REAL
 );
 CREATE INDEX resolver_changes_by_resolver_time ON resolver_changes (resolver_id, started_at_ms);
--- Every observation, counted per resolver, UTC hour and cause ('' when healthy).
+-- Every observation, counted per resolver, UTC hour and cause ('' when healthy), with the
+-- newest one's start: the resolver's last sighting, kept here because this row is written
+-- with every observation anyway (`resolvers` is then written only when its name changes or
+-- a minute has passed).
 CREATE TABLE resolver_hours (
     resolver_id INTEGER NOT NULL REFERENCES resolvers (id),
     hour_ms     INTEGER NOT NULL,
     cause       TEXT    NOT NULL,
     n           INTEGER NOT NULL,
+    last_at_ms  INTEGER NOT NULL,
     PRIMARY KEY (resolver_id, hour_ms, cause)
 ) WITHOUT ROWID;
 -- Each old observation is kept as a change (pruned with the raw checks), and counted.
 INSERT INTO resolver_changes SELECT resolver_id, started_at_ms, cause, outcome, elapsed_ms
     FROM resolver_observations;
 INSERT INTO resolver_hours
-    SELECT resolver_id, started_at_ms - started_at_ms % 3600000, coalesce(cause, ''), count(*)
+    SELECT resolver_id, started_at_ms - started_at_ms % 3600000, coalesce(cause, ''), count(*),
+           max(started_at_ms)
     FROM resolver_observations GROUP BY 1, 2, 3;
 
 CREATE TABLE availability_minutes (

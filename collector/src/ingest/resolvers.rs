@@ -26,6 +26,9 @@ use super::grouping::next_condition;
 use super::rollups::HOUR_MS;
 use super::server::{KnownResolver, ServerState};
 
+/// How far a resolver's row lags its newest sighting at most.
+const SIGHTING_STEP_MS: i64 = 60_000;
+
 /// Longest outcome text kept per observation, in characters. The brief of two queries is far
 /// shorter; a long answer list is cut rather than stored again every cycle.
 const OUTCOME_MAX: usize = 200;
@@ -122,12 +125,19 @@ fn upsert_resolver<'s>(
         .is_some_and(|k| at_ms >= k.last_seen_at_ms);
     if newer {
         let known = state.resolvers.get_mut(&key).expect("found above");
-        conn.prepare_cached("UPDATE resolvers SET name = ?2, last_seen_at_ms = ?3 WHERE id = ?1")?
+        // The row's sighting is kept to the minute (the exact one is in `resolver_hours`); a
+        // row rewritten for every report was a page written per resolver per batch.
+        if known.name != name || at_ms - known.last_seen_at_ms >= SIGHTING_STEP_MS {
+            conn.prepare_cached(
+                "UPDATE resolvers SET name = ?2, last_seen_at_ms = ?3 WHERE id = ?1",
+            )?
             .execute(params![known.id, name, at_ms])?;
-        known.last_seen_at_ms = at_ms;
+            known.last_seen_at_ms = at_ms;
+            known.name = name.to_owned();
+        }
         return Ok(known);
     }
-    let (id, last_seen_at_ms): (i64, i64) = conn
+    let (id, last_seen_at_ms, stored_name): (i64, i64, String) = conn
         .prepare_cached(
             "INSERT INTO resolvers (server_id, canary, resolver, address, name,
                                     first_seen_at_ms, last_seen_at_ms)
@@ -137,16 +147,17 @@ fn upsert_resolver<'s>(
                              THEN excluded.name ELSE name END,
                  first_seen_at_ms = min(first_seen_at_ms, excluded.first_seen_at_ms),
                  last_seen_at_ms = max(last_seen_at_ms, excluded.last_seen_at_ms)
-             RETURNING id, last_seen_at_ms",
+             RETURNING id, last_seen_at_ms, name",
         )?
         .query_row(
             params![server_id, canary, &outcome.resolver, &key.2, name, at_ms],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
     let last_change = state.resolvers.remove(&key).and_then(|k| k.last_change);
     Ok(state.resolvers.entry(key).or_insert(KnownResolver {
         id,
         last_seen_at_ms,
+        name: stored_name,
         last_change,
     }))
 }
@@ -162,13 +173,16 @@ fn observe_one(
 ) -> Result<(), IngestError> {
     let cause = outcome.condition.as_ref().map(|d| d.cause.id());
     conn.prepare_cached(
-        "INSERT INTO resolver_hours (resolver_id, hour_ms, cause, n) VALUES (?1, ?2, ?3, 1)
-         ON CONFLICT (resolver_id, hour_ms, cause) DO UPDATE SET n = n + 1",
+        "INSERT INTO resolver_hours (resolver_id, hour_ms, cause, n, last_at_ms)
+         VALUES (?1, ?2, ?3, 1, ?4)
+         ON CONFLICT (resolver_id, hour_ms, cause) DO UPDATE SET
+             n = n + 1, last_at_ms = max(last_at_ms, excluded.last_at_ms)",
     )?
     .execute(params![
         known.id,
         at_ms - at_ms.rem_euclid(HOUR_MS),
-        cause.unwrap_or("")
+        cause.unwrap_or(""),
+        at_ms
     ])?;
     if !in_order {
         return Ok(());

@@ -24,6 +24,8 @@ pub(super) struct KnownResolver {
     pub id: i64,
     /// The newest start its row records.
     pub last_seen_at_ms: i64,
+    /// The name its row records.
+    pub name: String,
     /// Its newest change: cause id and outcome; `None` before the first.
     pub last_change: Option<(Option<String>, String)>,
 }
@@ -107,7 +109,7 @@ fn load(conn: &Connection, server_id: i64) -> Result<ServerState, IngestError> {
     let mut resolvers = HashMap::new();
     let mut stmt = conn.prepare_cached(
         "SELECT r.id, r.canary, r.resolver, r.address, r.last_seen_at_ms,
-                c.cause, c.outcome
+                c.cause, c.outcome, r.name
          FROM resolvers r LEFT JOIN resolver_changes c ON c.rowid = (
              SELECT rowid FROM resolver_changes WHERE resolver_id = r.id
              ORDER BY started_at_ms DESC, rowid DESC LIMIT 1)
@@ -118,6 +120,7 @@ fn load(conn: &Connection, server_id: i64) -> Result<ServerState, IngestError> {
         let known = KnownResolver {
             id: r.get(0)?,
             last_seen_at_ms: r.get(4)?,
+            name: r.get(7)?,
             last_change: match outcome {
                 Some(outcome) => Some((r.get(5)?, outcome)),
                 None => None,

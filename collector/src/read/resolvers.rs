@@ -135,14 +135,17 @@ async fn health_of(
     since_ms: i64,
 ) -> Result<Vec<ResolverHealth>, ReadError> {
     let rows: Vec<ResolverRow> = sqlx::query_as(
-        "SELECT id, canary, name, resolver, address FROM resolvers
-         WHERE server_id = ?1 AND (last_seen_at_ms >= ?2 OR id IN (
-             SELECT resolver_id FROM resolver_conditions WHERE ended_at_ms IS NULL))
+        "SELECT id, canary, name, resolver, address FROM resolvers r
+         WHERE server_id = ?1 AND (
+             EXISTS (SELECT 1 FROM resolver_hours o
+                     WHERE o.resolver_id = r.id AND o.hour_ms >= ?4 AND o.last_at_ms >= ?2)
+             OR id IN (SELECT resolver_id FROM resolver_conditions WHERE ended_at_ms IS NULL))
          ORDER BY canary, resolver, address LIMIT ?3",
     )
     .bind(server_id)
     .bind(since_ms)
     .bind(MAX_RESOLVERS)
+    .bind(since_ms - since_ms.rem_euclid(HOUR_MS))
     .fetch_all(pool)
     .await?;
     // Counts per resolver and cause from the hourly counts (migration 0008): the window is
@@ -198,15 +201,18 @@ async fn health_of(
 }
 
 /// The newest observation of a resolver: its newest change (what it answered since), dated by
-/// the resolver's last sighting. The elapsed time is the change's, the first answer of that
+/// the resolver's last sighting (the newest of its latest hour's counts). The elapsed time is the change's, the first answer of that
 /// kind.
 async fn last_observation(
     pool: &SqlitePool,
     resolver_id: i64,
 ) -> Result<Option<ObservationView>, ReadError> {
     let row: Option<ObservationRow> = sqlx::query_as(
-        "SELECT r.last_seen_at_ms AS started_at_ms, c.cause, c.outcome, c.elapsed_ms
-         FROM resolver_changes c JOIN resolvers r ON r.id = c.resolver_id
+        "SELECT coalesce((SELECT max(last_at_ms) FROM (
+                     SELECT last_at_ms FROM resolver_hours WHERE resolver_id = ?1
+                     ORDER BY hour_ms DESC LIMIT 16)), c.started_at_ms) AS started_at_ms,
+                c.cause, c.outcome, c.elapsed_ms
+         FROM resolver_changes c
          WHERE c.resolver_id = ?1 ORDER BY c.started_at_ms DESC, c.rowid DESC LIMIT 1",
     )
     .bind(resolver_id)
