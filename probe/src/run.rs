@@ -681,14 +681,38 @@ mod tests {
         (url, rx)
     }
 
+    /// A /proc of a calm host (recorded files), so that a test of the service loop never
+    /// reads the real host's load: on a busy machine that made `host_overload` (issue 18).
+    fn calm_proc(dir: &Path) -> std::path::PathBuf {
+        macro_rules! fixture {
+            ($name:literal) => {
+                include_str!(concat!("../tests/fixtures/host/", $name))
+            };
+        }
+        let proc = dir.join("proc");
+        std::fs::create_dir_all(proc.join("pressure")).unwrap();
+        for (name, text) in [
+            ("meminfo", fixture!("meminfo-healthy.txt")),
+            ("loadavg", fixture!("loadavg.txt")),
+            ("stat", fixture!("stat.txt")),
+            ("pressure/cpu", fixture!("pressure-cpu.txt")),
+            ("pressure/memory", fixture!("pressure-memory.txt")),
+            ("pressure/io", fixture!("pressure-io.txt")),
+        ] {
+            std::fs::write(proc.join(name), text).unwrap();
+        }
+        proc
+    }
+
     /// The config of the test service: canary `http://127.0.0.1:<canary_port>/` expecting
-    /// `expect_text`, spool in `spool_dir`, state beside it.
+    /// `expect_text`, spool in `spool_dir`, state and a calm /proc ([`calm_proc`]) in it.
     fn config_text(
         collector_url: &str,
         canary_port: u16,
         spool_dir: &Path,
         expect_text: &str,
     ) -> String {
+        let proc_root = calm_proc(spool_dir);
         format!(
             r#"
 collector_url = "{collector_url}"
@@ -701,6 +725,7 @@ state_dir = "{}"
 
 [host]
 kernel_log = false
+proc_root = "{}"
 
 [[canary]]
 name = "site"
@@ -709,6 +734,7 @@ expect_text = "{expect_text}"
 "#,
             spool_dir.display(),
             spool_dir.join("state").display(),
+            proc_root.display(),
         )
     }
 
