@@ -270,17 +270,23 @@ fn sigterm_with_a_stalled_upload_ends_within_the_grace_and_keeps_every_acknowled
     uploader.join().unwrap();
 
     let acked = acked.lock().unwrap().clone();
-    let stored = stored_report_ids(&serving.db);
+    assert_every_acknowledged_report_stored(&acked, &serving.db);
+    println!(
+        "{} report(s) acknowledged before and during the stop, all stored",
+        acked.len()
+    );
+}
+
+/// Fails naming the reports of `acked` that the database at `db` lacks; the ids it holds.
+fn assert_every_acknowledged_report_stored(acked: &[String], db: &Path) -> Vec<String> {
+    let stored = stored_report_ids(db);
     let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(id)).collect();
     assert!(
         lost.is_empty(),
         "acknowledged but not stored: {lost:?} ({} acknowledged)",
         acked.len()
     );
-    println!(
-        "{} report(s) acknowledged before and during the stop, all stored",
-        acked.len()
-    );
+    stored
 }
 
 /// `SELECT count(*)`-like figures of the database at `db`: `(reports, results, checks counted
@@ -340,13 +346,7 @@ fn sigkill_during_batched_writes_loses_no_acknowledged_report_and_doubles_none()
     }
 
     let acked = acked.lock().unwrap().clone();
-    let stored = stored_report_ids(&serving.db);
-    let lost: Vec<&String> = acked.iter().filter(|id| !stored.contains(id)).collect();
-    assert!(
-        lost.is_empty(),
-        "acknowledged but not stored: {lost:?} ({} acknowledged)",
-        acked.len()
-    );
+    let stored = assert_every_acknowledged_report_stored(&acked, &serving.db);
     let (reports, results, rolled_up) = stored_counts(&serving.db);
     assert_eq!(
         (results, rolled_up),

@@ -31,35 +31,48 @@ pub struct RecentCheck {
     pub n: String,
 }
 
-/// Adds `report` to the hour, day and cause counts.
-pub(super) fn add(conn: &Connection, server_id: i64, report: &Report) -> Result<(), IngestError> {
-    let total = report.results.len() as i64;
-    let ok = report.results.iter().filter(|r| r.ok).count() as i64;
-    let at = report.started_at_ms;
-    conn.prepare_cached(
+/// The availability rollups, each with the length of its buckets: `(server, bucket start,
+/// checks, ok)` adds to a bucket.
+const AVAILABILITY: [(&str, i64); 3] = [
+    (
         "INSERT INTO availability_minutes (server_id, minute_ms, checks_total, checks_ok)
          VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (server_id, minute_ms) DO UPDATE SET
              checks_total = checks_total + excluded.checks_total,
              checks_ok = checks_ok + excluded.checks_ok",
-    )?
-    .execute(params![server_id, at - at.rem_euclid(MINUTE_MS), total, ok])?;
-    conn.prepare_cached(
+        MINUTE_MS,
+    ),
+    (
         "INSERT INTO availability_hours (server_id, hour_ms, checks_total, checks_ok)
          VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (server_id, hour_ms) DO UPDATE SET
              checks_total = checks_total + excluded.checks_total,
              checks_ok = checks_ok + excluded.checks_ok",
-    )?
-    .execute(params![server_id, at - at.rem_euclid(HOUR_MS), total, ok])?;
-    conn.prepare_cached(
+        HOUR_MS,
+    ),
+    (
         "INSERT INTO availability_days (server_id, day_ms, checks_total, checks_ok)
          VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (server_id, day_ms) DO UPDATE SET
              checks_total = checks_total + excluded.checks_total,
              checks_ok = checks_ok + excluded.checks_ok",
-    )?
-    .execute(params![server_id, at - at.rem_euclid(DAY_MS), total, ok])?;
+        DAY_MS,
+    ),
+];
+
+/// Adds `report` to the minute, hour, day and cause counts.
+pub(super) fn add(conn: &Connection, server_id: i64, report: &Report) -> Result<(), IngestError> {
+    let total = report.results.len() as i64;
+    let ok = report.results.iter().filter(|r| r.ok).count() as i64;
+    let at = report.started_at_ms;
+    for (sql, unit) in AVAILABILITY {
+        conn.prepare_cached(sql)?.execute(params![
+            server_id,
+            at - at.rem_euclid(unit),
+            total,
+            ok
+        ])?;
+    }
     let mut by_cause: Vec<(&str, i64)> = Vec::new();
     for r in &report.results {
         let cause = r.cause().map_or("ok", Cause::id);
