@@ -208,7 +208,14 @@ mod tests {
         let mut diag = SockDiag::open().unwrap();
         for l in [&v4, &v6] {
             let addr = l.local_addr().unwrap();
-            let found = diag.listeners(addr.port()).unwrap();
+            // The two ephemeral ports can be the same (IPv4 and IPv6 sockets do not clash):
+            // the other family's listener is then on the port too.
+            let found: Vec<_> = diag
+                .listeners(addr.port())
+                .unwrap()
+                .into_iter()
+                .filter(|d| d.address.is_ipv4() == addr.is_ipv4())
+                .collect();
             assert_eq!(found.len(), 1, "{found:?}");
             assert_eq!(found[0].address, addr);
             assert_eq!(found[0].inode, inode_of(l.as_raw_fd()));
