@@ -578,3 +578,98 @@ async fn a_client_that_gives_up_during_a_write_does_not_wedge_ingest() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["duplicate"], true, "{body}");
 }
+
+/// Reports that wait together are stored in one batch, each in its own savepoint: one whose
+/// statements fail is answered 500 and undone, and the others of its batch are kept. A
+/// trigger stands in for the failure (a constraint, a value SQLite refuses). Another
+/// process's write lock holds the writer on a first report while three more queue up behind
+/// it: those three are the next batch.
+#[tokio::test]
+async fn a_report_that_fails_to_store_costs_only_itself_in_its_batch() {
+    use sqlx::Connection;
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    let mut other = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        h.dir.path().join("collector.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_599 BEFORE INSERT ON results WHEN NEW.status = 599
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    )
+    .execute(&mut other)
+    .await
+    .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+
+    let post = |r: &causeway_schema::Report| {
+        let request = report_request(Some(&token), serde_json::to_vec(r).unwrap());
+        tokio::spawn(send(h.app(), request))
+    };
+    let first = post(&report(
+        "web-01",
+        NOW - 2 * MIN,
+        vec![ok_check(NOW - 2 * MIN)],
+    ));
+    queued(&h, 0).await; // taken by the writer, which waits for the lock
+    let three: Vec<_> = (0..3)
+        .map(|i| {
+            let at = NOW - MIN + i * 1_000;
+            let mut check = ok_check(at);
+            if i == 1 {
+                check.status = Some(599);
+            }
+            post(&report("web-01", at, vec![check]))
+        })
+        .collect();
+    queued(&h, 3).await;
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    assert_eq!(first.await.unwrap().0, StatusCode::OK);
+    let mut answers = Vec::new();
+    for s in three {
+        answers.push(s.await.unwrap().0);
+    }
+    assert_eq!(
+        answers,
+        [
+            StatusCode::OK,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::OK
+        ]
+    );
+    assert_eq!(h.count("reports").await, 3);
+    assert_eq!(h.count("results").await, 3);
+    assert_eq!(
+        scalar_i64(&h, "SELECT sum(checks_total) FROM availability_days").await,
+        3,
+        "the failed report's rollups are undone with it"
+    );
+    // The writer goes on, from what the database holds.
+    let next = report("web-01", NOW, vec![refused(NOW)]);
+    let (status, body) = h.post_report(&token, &next).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, server) = h.get("/api/v1/servers/web-01").await;
+    assert_eq!(server["state"], "down", "{server}");
+}
+
+/// Waits (at most 10 s) until the writer's queue holds `n`.
+async fn queued(h: &Harness, n: usize) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while h.db.reports.queued() != n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} queued, not {n}",
+            h.db.reports.queued()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+async fn scalar_i64(h: &Harness, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&h.db.read).await.unwrap()
+}

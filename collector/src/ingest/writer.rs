@@ -133,6 +133,11 @@ impl Writer {
         answered.await.map_err(|_| IngestError::Stopped)?
     }
 
+    /// Reports and other work waiting for the writer.
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
     /// Stores what was queued before this call, then stops the thread and closes its
     /// connection. Later [`Writer::store`] calls answer [`IngestError::Stopped`].
     pub async fn close(&self) {
