@@ -248,10 +248,11 @@ fn escape_label_value(out: &mut String, value: &str) {
 pub async fn render(
     pool: &SqlitePool,
     ingest: &IngestCounters,
+    queued: usize,
     now_ms: i64,
 ) -> Result<String, read::ReadError> {
     let mut x = Exposition::new();
-    write_collector(&mut x, ingest);
+    write_collector(&mut x, ingest, queued);
     // The servers, their states and availability as the overview page reads them.
     write_servers(&mut x, &read::fleet(pool, now_ms).await?);
     // A deferred transaction on a read-only connection: one snapshot for the counts.
@@ -262,7 +263,7 @@ pub async fn render(
     Ok(x.finish())
 }
 
-fn write_collector(x: &mut Exposition, ingest: &IngestCounters) {
+fn write_collector(x: &mut Exposition, ingest: &IngestCounters, queued: usize) {
     let name = "causeway_collector_start_time_seconds";
     x.family(
         name,
@@ -294,6 +295,15 @@ fn write_collector(x: &mut Exposition, ingest: &IngestCounters) {
         "Checks of the reports stored since the collector started.",
     );
     x.sample(name, &[], ingest.results());
+
+    let name = "causeway_ingest_queue";
+    x.family(
+        name,
+        Kind::Gauge,
+        "Reports (and pruning steps) waiting for the database writer; near its bound of 512, \
+         probes wait for their answers.",
+    );
+    x.sample(name, &[], queued as u64);
 }
 
 fn write_servers(x: &mut Exposition, fleet: &read::Fleet) {

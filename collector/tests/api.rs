@@ -628,6 +628,12 @@ async fn a_report_that_fails_to_store_costs_only_itself_in_its_batch() {
         })
         .collect();
     queued(&h, 3).await;
+    let (_, metrics) = h.get("/metrics").await;
+    let metrics = metrics.as_str().unwrap_or_default();
+    assert!(
+        metrics.contains("\ncauseway_ingest_queue 3\n"),
+        "the writer's queue on /metrics:\n{metrics}"
+    );
     sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
     assert_eq!(first.await.unwrap().0, StatusCode::OK);
     let mut answers = Vec::new();

@@ -294,6 +294,7 @@ async fn an_empty_collector_has_every_family_and_passes_promtool() {
         r#"causeway_ingest_reports_total{outcome="stored"} 0"#,
     );
     assert_has(&text, "causeway_ingest_results_total 0");
+    assert_has(&text, "causeway_ingest_queue 0");
     for family in [
         "causeway_server_up",
         "causeway_server_state",
@@ -306,6 +307,7 @@ async fn an_empty_collector_has_every_family_and_passes_promtool() {
         "causeway_server_last_report_timestamp_seconds",
         "causeway_ingest_reports_total",
         "causeway_ingest_results_total",
+        "causeway_ingest_queue",
         "causeway_collector_start_time_seconds",
     ] {
         assert!(

@@ -15,6 +15,7 @@ pub(super) fn router() -> Router<AppState> {
 
 /// `GET /metrics`: the Prometheus text exposition.
 async fn metrics_text(State(app): State<AppState>) -> Result<Response, ApiError> {
-    let text = metrics::render(&app.db.read, &app.ingest, app.clock.now_ms()).await?;
+    let queued = app.db.reports.queued();
+    let text = metrics::render(&app.db.read, &app.ingest, queued, app.clock.now_ms()).await?;
     Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
 }
