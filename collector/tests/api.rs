@@ -547,12 +547,7 @@ async fn a_client_that_gives_up_during_a_write_does_not_wedge_ingest() {
     use sqlx::Connection;
     let h = Harness::new().await;
     let token = h.token("web-01").await;
-    let mut other = sqlx::SqliteConnection::connect(&format!(
-        "sqlite://{}",
-        h.dir.path().join("collector.db").display()
-    ))
-    .await
-    .unwrap();
+    let mut other = another_process(&h).await;
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut other)
         .await
@@ -586,15 +581,9 @@ async fn a_client_that_gives_up_during_a_write_does_not_wedge_ingest() {
 /// it: those three are the next batch.
 #[tokio::test]
 async fn a_report_that_fails_to_store_costs_only_itself_in_its_batch() {
-    use sqlx::Connection;
     let h = Harness::new().await;
     let token = h.token("web-01").await;
-    let mut other = sqlx::SqliteConnection::connect(&format!(
-        "sqlite://{}",
-        h.dir.path().join("collector.db").display()
-    ))
-    .await
-    .unwrap();
+    let mut other = another_process(&h).await;
     sqlx::query(
         "CREATE TRIGGER refuse_599 BEFORE INSERT ON results WHEN NEW.status = 599
          BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
@@ -661,6 +650,13 @@ async fn a_report_that_fails_to_store_costs_only_itself_in_its_batch() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, server) = h.get("/api/v1/servers/web-01").await;
     assert_eq!(server["state"], "down", "{server}");
+}
+
+/// A connection to the harness's database as another process (a `token add`) would open it.
+async fn another_process(h: &Harness) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", h.dir.path().join("collector.db").display());
+    sqlx::SqliteConnection::connect(&url).await.unwrap()
 }
 
 /// Waits (at most 10 s) until the writer's queue holds `n`.
