@@ -248,11 +248,11 @@ fn escape_label_value(out: &mut String, value: &str) {
 pub async fn render(
     pool: &SqlitePool,
     ingest: &IngestCounters,
-    queued: usize,
+    writer: &crate::ingest::Writer,
     now_ms: i64,
 ) -> Result<String, read::ReadError> {
     let mut x = Exposition::new();
-    write_collector(&mut x, ingest, queued);
+    write_collector(&mut x, ingest, writer);
     // The servers, their states and availability as the overview page reads them.
     write_servers(&mut x, &read::fleet(pool, now_ms).await?);
     // A deferred transaction on a read-only connection: one snapshot for the counts.
@@ -263,7 +263,7 @@ pub async fn render(
     Ok(x.finish())
 }
 
-fn write_collector(x: &mut Exposition, ingest: &IngestCounters, queued: usize) {
+fn write_collector(x: &mut Exposition, ingest: &IngestCounters, writer: &crate::ingest::Writer) {
     let name = "causeway_collector_start_time_seconds";
     x.family(
         name,
@@ -303,7 +303,16 @@ fn write_collector(x: &mut Exposition, ingest: &IngestCounters, queued: usize) {
         "Reports (and pruning steps) waiting for the database writer; near its bound of 512, \
          probes wait for their answers.",
     );
-    x.sample(name, &[], queued as u64);
+    x.sample(name, &[], writer.queued() as u64);
+
+    let name = "causeway_ingest_batches_total";
+    x.family(
+        name,
+        Kind::Counter,
+        "Transactions the database writer began since the collector started: with the reports \
+         stored, how many reports share a commit.",
+    );
+    x.sample(name, &[], writer.batches());
 }
 
 fn write_servers(x: &mut Exposition, fleet: &read::Fleet) {

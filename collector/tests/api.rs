@@ -605,7 +605,12 @@ async fn a_report_that_fails_to_store_costs_only_itself_in_its_batch() {
         NOW - 2 * MIN,
         vec![ok_check(NOW - 2 * MIN)],
     ));
-    queued(&h, 0).await; // taken by the writer, which waits for the lock
+    // Its batch begun, the writer waits for the lock.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while h.db.reports.batches() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no batch begun");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     let three: Vec<_> = (0..3)
         .map(|i| {
             let at = NOW - MIN + i * 1_000;

@@ -295,6 +295,7 @@ async fn an_empty_collector_has_every_family_and_passes_promtool() {
     );
     assert_has(&text, "causeway_ingest_results_total 0");
     assert_has(&text, "causeway_ingest_queue 0");
+    assert_has(&text, "causeway_ingest_batches_total 0");
     for family in [
         "causeway_server_up",
         "causeway_server_state",
@@ -308,6 +309,7 @@ async fn an_empty_collector_has_every_family_and_passes_promtool() {
         "causeway_ingest_reports_total",
         "causeway_ingest_results_total",
         "causeway_ingest_queue",
+        "causeway_ingest_batches_total",
         "causeway_collector_start_time_seconds",
     ] {
         assert!(

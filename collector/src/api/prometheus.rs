@@ -15,7 +15,12 @@ pub(super) fn router() -> Router<AppState> {
 
 /// `GET /metrics`: the Prometheus text exposition.
 async fn metrics_text(State(app): State<AppState>) -> Result<Response, ApiError> {
-    let queued = app.db.reports.queued();
-    let text = metrics::render(&app.db.read, &app.ingest, queued, app.clock.now_ms()).await?;
+    let text = metrics::render(
+        &app.db.read,
+        &app.ingest,
+        &app.db.reports,
+        app.clock.now_ms(),
+    )
+    .await?;
     Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
 }

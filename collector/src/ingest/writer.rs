@@ -14,6 +14,7 @@
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use causeway_schema::Report;
@@ -78,6 +79,8 @@ enum Message {
 #[derive(Debug, Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Message>,
+    /// Batches the thread has begun to write since it started.
+    batches: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -88,11 +91,15 @@ impl Writer {
             source,
         })?;
         let (queue, receiver) = mpsc::channel(QUEUE);
+        let batches = Arc::new(AtomicU64::new(0));
         std::thread::Builder::new()
             .name("causeway-writer".into())
-            .spawn(move || run(conn, receiver))
+            .spawn({
+                let batches = batches.clone();
+                move || run(conn, receiver, &batches)
+            })
             .map_err(WriterError::Thread)?;
-        Ok(Writer { queue })
+        Ok(Writer { queue, batches })
     }
 
     /// Stores `report` and answers once it is durable. The work is done whether or not the
@@ -131,6 +138,12 @@ impl Writer {
             .await
             .map_err(|_| IngestError::Stopped)?;
         answered.await.map_err(|_| IngestError::Stopped)?
+    }
+
+    /// Batches of reports begun since the writer started: with the reports stored, how well
+    /// commits are shared.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
     }
 
     /// Reports and other work waiting for the writer.
@@ -172,7 +185,7 @@ struct PruneRequest {
     answer: oneshot::Sender<Result<Pruned, IngestError>>,
 }
 
-fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Message>) {
+fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Message>, batches: &AtomicU64) {
     let mut servers = Servers::default();
     let mut cursor = prune::Cursor::default();
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -213,6 +226,7 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Message>) {
         }
         if !batch.is_empty() {
             let jobs = std::mem::take(&mut batch);
+            batches.fetch_add(1, Ordering::Relaxed);
             let written =
                 std::panic::catch_unwind(AssertUnwindSafe(|| write(&mut conn, &mut servers, jobs)));
             if written.is_err() {
