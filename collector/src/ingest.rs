@@ -99,7 +99,7 @@ fn store(
     }
     rollups::add(conn, server_id, report)?;
     let recent = rollups::add_recent(&mut state.recent, report)?;
-    let observed = resolvers::observe(conn, state, server_id, &report_id, report, in_order)?;
+    let observed = resolvers::observe(conn, state, server_id, report, in_order)?;
     let host = host::observe(conn, state, server_id, report, in_order)?;
 
     if in_order {
@@ -152,11 +152,10 @@ fn canary_id(
     server_id: i64,
     r: &CheckResult,
 ) -> Result<i64, IngestError> {
-    // Looked up by reference: a key is built only for a canary seen the first time.
-    if let Some((_, id)) = state
+    if let Some((_, _, id)) = state
         .canaries
         .iter()
-        .find(|((name, url), _)| *name == r.canary && *url == r.url)
+        .find(|(name, url, _)| *name == r.canary && *url == r.url)
     {
         return Ok(*id);
     }
@@ -167,7 +166,7 @@ fn canary_id(
              RETURNING id",
         )?
         .query_row(params![server_id, &r.canary, &r.url], |row| row.get(0))?;
-    state.canaries.insert((r.canary.clone(), r.url.clone()), id);
+    state.canaries.push((r.canary.clone(), r.url.clone(), id));
     Ok(id)
 }
 

@@ -20,6 +20,7 @@
 
 use causeway_schema::{HostCondition, HostEvidence, Report};
 use rusqlite::{Connection, params};
+use uuid::Uuid;
 
 use super::IngestError;
 use super::conditions::{self, ConditionTable, Observation};
@@ -62,7 +63,7 @@ pub(super) fn observe<'a>(
     let Some(host) = &report.host else {
         return Ok(Observed(None));
     };
-    let found = conditions_of(&report.report_id.to_string(), host);
+    let found = conditions_of(&report.report_id, host);
     if !in_order {
         return Ok(Observed(Some(found)));
     }
@@ -154,12 +155,12 @@ pub(super) fn observe<'a>(
 /// The host's conditions, each cause once. A probe judges each cause once per cycle; should one
 /// repeat, a second would count the cycle twice, and [`update_conditions`] relies on one open
 /// condition per cause.
-fn conditions_of<'a>(report_id: &str, host: &'a HostEvidence) -> Vec<&'a HostCondition> {
+fn conditions_of<'a>(report_id: &Uuid, host: &'a HostEvidence) -> Vec<&'a HostCondition> {
     let mut out: Vec<&HostCondition> = Vec::new();
     for c in &host.conditions {
         if out.iter().any(|kept| kept.cause == c.cause) {
             tracing::warn!(
-                report_id,
+                %report_id,
                 cause = c.cause.id(),
                 "a host condition is listed twice in one report: the first is kept"
             );

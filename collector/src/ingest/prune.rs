@@ -77,7 +77,7 @@ fn ms(d: Duration) -> i64 {
 
 /// Per server: `(server, cutoff, limit)`, each deleting at most `limit` rows. The tables'
 /// indexes by (owner, time) find the rows.
-const PER_SERVER: [(&str, Cut); 12] = [
+const PER_SERVER: [(&str, Cut); 13] = [
     // A report's id goes with its healthy checks (it was needed to tell a replay; older
     // reports are not stored at all), or with its failed ones when only those were left.
     (
@@ -148,12 +148,14 @@ const PER_SERVER: [(&str, Cut); 12] = [
              WHERE server_id = ?1 AND started_at_ms < ?2 AND ended_at_ms < ?2 LIMIT ?3)",
         Cut::Hourly,
     ),
+    // Resolver conditions belong to a server through its resolvers.
+    (
+        "DELETE FROM resolver_conditions WHERE id IN (
+             SELECT c.id FROM resolvers r JOIN resolver_conditions c ON c.resolver_id = r.id
+             WHERE r.server_id = ?1 AND c.started_at_ms < ?2 AND c.ended_at_ms < ?2 LIMIT ?3)",
+        Cut::Hourly,
+    ),
 ];
-
-/// Resolver conditions belong to a server through its resolvers.
-const RESOLVER_CONDITIONS: &str = "DELETE FROM resolver_conditions WHERE id IN (
-    SELECT c.id FROM resolvers r JOIN resolver_conditions c ON c.resolver_id = r.id
-    WHERE r.server_id = ?1 AND c.started_at_ms < ?2 AND c.ended_at_ms < ?2 LIMIT ?3)";
 
 #[derive(Debug, Clone, Copy)]
 enum Cut {
@@ -210,11 +212,8 @@ pub(super) fn step(
     let mut rows: i64 = 0;
     let mut budget_spent = false;
     for &server in &servers {
-        let statements = PER_SERVER
-            .iter()
-            .map(|(sql, c)| (*sql, cut.of(*c)))
-            .chain([(RESOLVER_CONDITIONS, cut.hourly)]);
-        for (sql, cutoff) in statements {
+        for &(sql, c) in &PER_SERVER {
+            let cutoff = cut.of(c);
             let left = max_rows - rows;
             let n = tx
                 .prepare_cached(sql)?

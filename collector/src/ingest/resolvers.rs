@@ -62,7 +62,6 @@ pub(super) fn observe<'a>(
     conn: &Connection,
     state: &mut ServerState,
     server_id: i64,
-    report_id: &str,
     report: &'a Report,
     in_order: bool,
 ) -> Result<Vec<Observed<'a>>, IngestError> {
@@ -79,7 +78,7 @@ pub(super) fn observe<'a>(
             // observation in the same cycle would count the cycle twice.
             if !seen.insert(key) {
                 tracing::warn!(
-                    report_id,
+                    report_id = %report.report_id,
                     canary = %resolution.canary,
                     resolver = %outcome.resolver,
                     address = %outcome.server,

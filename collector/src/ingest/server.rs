@@ -57,8 +57,8 @@ pub(super) struct ServerState {
     pub incident: Option<Open>,
     pub recent: Vec<RecentCheck>,
     pub resolvers: HashMap<ResolverKey, KnownResolver>,
-    /// Ids of the canaries seen, by name and URL.
-    pub canaries: HashMap<(String, String), i64>,
+    /// The canaries seen: name, URL and id (a server has a few).
+    pub canaries: Vec<(String, String, i64)>,
     pub host_row: Option<HostRow>,
     /// Open resolver conditions by resolver id.
     pub resolver_conditions: HashMap<i64, OpenCondition>,
@@ -132,12 +132,11 @@ fn load(conn: &Connection, server_id: i64) -> Result<ServerState, IngestError> {
         let (key, value) = row?;
         resolvers.insert(key, value);
     }
-    let mut canaries = HashMap::new();
+    let mut canaries = Vec::new();
     let mut stmt =
         conn.prepare_cached("SELECT id, name, url FROM canaries WHERE server_id = ?1")?;
-    for row in stmt.query_map([server_id], |r| Ok(((r.get(1)?, r.get(2)?), r.get(0)?)))? {
-        let (key, id) = row?;
-        canaries.insert(key, id);
+    for row in stmt.query_map([server_id], |r| Ok((r.get(1)?, r.get(2)?, r.get(0)?)))? {
+        canaries.push(row?);
     }
     let host_row = conn
         .prepare_cached(
