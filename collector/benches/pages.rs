@@ -82,7 +82,7 @@ use axum::http::{Request, StatusCode};
 use causeway_collector::api::{self, AppState};
 use causeway_collector::clock::Clock;
 use causeway_collector::ctl::{self, Ctl};
-use causeway_collector::db::Db;
+use causeway_collector::db::{Db, Location};
 use causeway_collector::ingest::Retention;
 use causeway_collector::ingest::rollups::{RECENT_MAX, parse_recent};
 use causeway_collector::views::{ServerList, ServerView};
@@ -96,7 +96,7 @@ use causeway_schema::{
 };
 use clap::Parser;
 use http_body_util::BodyExt;
-use sqlx::SqliteConnection;
+use sqlx::{Connection, SqliteConnection};
 use tower::ServiceExt;
 
 // The evidence builders of the collector's tests: the pages timed show what the tests check.
@@ -1523,10 +1523,18 @@ async fn fill(db: &Db, o: &Options) -> anyhow::Result<()> {
         (n - layout.raw_from) as f64 * o.interval_s as f64 / 86_400.0,
         n - layout.raw_from
     );
-    // One connection for the whole build: pragmas for a bulk load on it (the data is made
-    // again if the machine fails meanwhile), put back before it returns to the pool.
-    let mut conn = db.write.acquire().await?;
-    let conn: &mut SqliteConnection = &mut conn;
+    // One connection of its own for the whole build, with pragmas for a bulk load (the data
+    // is made again if the machine fails meanwhile).
+    let Location::Sqlite(path) = &db.location else {
+        anyhow::bail!("the pages bench builds a SQLite database");
+    };
+    let mut conn = SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(std::time::Duration::from_secs(5)),
+    )
+    .await?;
+    let conn = &mut conn;
     exec(conn, "PRAGMA synchronous = OFF").await?;
     exec(conn, "PRAGMA cache_size = -1048576").await?;
     exec(conn, "PRAGMA temp_store = MEMORY").await?;
@@ -1576,8 +1584,6 @@ async fn fill(db: &Db, o: &Options) -> anyhow::Result<()> {
         exec(conn, &format!("DROP TABLE temp.{table}")).await?;
     }
     exec(conn, "PRAGMA wal_checkpoint(TRUNCATE)").await?;
-    exec(conn, "PRAGMA synchronous = FULL").await?;
-    exec(conn, "PRAGMA cache_size = -2000").await?;
     steps.done("checkpoint");
     Ok(())
 }

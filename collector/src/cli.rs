@@ -2,16 +2,17 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::api::AppState;
 use crate::clock::{Clock, system_now_ms};
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, Location};
 use crate::duration;
 use crate::ingest::Retention;
+use crate::migrate_to::{self, MigrateToError};
 use crate::serve::{self, ServeError};
 use crate::share::{self, ShareError};
 use crate::timefmt::rfc3339;
@@ -20,18 +21,21 @@ use crate::tokens::{self, TokenError};
 /// How long `serve` waits for the database to close once the server has stopped.
 const DB_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-/// Receives Causeway probes' reports, stores them in SQLite and serves the API and web page.
+/// Receives Causeway probes' reports, stores them in SQLite (or PostgreSQL) and serves the API
+/// and web page.
 #[derive(Debug, Parser)]
 #[command(name = "causeway-collector", version)]
 pub struct Cli {
-    /// The SQLite database file; created (with its tables) if missing.
+    /// The database: a SQLite file, created (with its tables) if missing, or a PostgreSQL URL
+    /// (`postgres://user:password@host/database`), whose tables are created on first use.
     #[arg(
         long,
         global = true,
         env = "CAUSEWAY_DB",
-        default_value = "causeway.db"
+        default_value = "causeway.db",
+        value_parser = Location::from_str
     )]
-    pub db: PathBuf,
+    pub db: Location,
     /// What to do; `serve` when omitted.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -47,6 +51,12 @@ pub enum Command {
     /// Manage read-only links to one server's page, badge and summary, for its customer.
     #[command(subcommand)]
     Share(ShareCommand),
+    /// Copy this SQLite database (--db), history and all, into an empty PostgreSQL database;
+    /// then run the collector with --db set to that URL.
+    MigrateTo {
+        /// The target: postgres://user:password@host/database (its tables are created).
+        url: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +161,8 @@ pub enum CliError {
     #[error(transparent)]
     Share(#[from] ShareError),
     #[error(transparent)]
+    MigrateTo(#[from] MigrateToError),
+    #[error(transparent)]
     Serve(#[from] ServeError),
     #[error(transparent)]
     Args(#[from] clap::Error),
@@ -165,15 +177,21 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
         Some(Command::Serve(args)) => args,
         Some(Command::Token(cmd)) => return token(&cli.db, cmd, out, err).await,
         Some(Command::Share(cmd)) => return share_cmd(&cli.db, cmd, out, err).await,
+        Some(Command::MigrateTo { url }) => {
+            let copied = migrate_to::migrate_to(&cli.db, &url).await?;
+            let target: Location = url.parse().map_err(MigrateToError::TargetNotPostgres)?;
+            out.write_all(migrate_to::summary(&copied, &target).as_bytes())?;
+            return Ok(());
+        }
     };
     let retention = serve_args.retention()?;
-    let db = Db::open(&cli.db).await?;
+    let db = Db::open_at(&cli.db).await?;
     let result = async {
         // Before the "listening on" line: from then on a SIGHUP must find its handler.
         serve::explain_hangups();
         let listener = serve::bind(serve_args.listen).await?;
         let addr = listener.local_addr().unwrap_or(serve_args.listen);
-        tracing::info!(db = %cli.db.display(), "listening on http://{addr}");
+        tracing::info!(db = %cli.db, "listening on http://{addr}");
         let state = AppState {
             db: db.clone(),
             clock: Clock::system(),
@@ -206,12 +224,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
 }
 
 async fn share_cmd(
-    path: &std::path::Path,
+    location: &Location,
     cmd: ShareCommand,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let db = Db::open(path).await?;
+    let db = Db::open_at(location).await?;
     let now_ms = system_now_ms();
     let result = async {
         match cmd {
@@ -237,7 +255,7 @@ async fn share_cmd(
 }
 
 async fn token(
-    path: &std::path::Path,
+    location: &Location,
     cmd: TokenCommand,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -251,7 +269,7 @@ async fn token(
         }
         .into());
     }
-    let db = Db::open(path).await?;
+    let db = Db::open_at(location).await?;
     let result = token_with(&db, cmd, out, err).await;
     db.close().await;
     result
@@ -344,7 +362,7 @@ mod tests {
             "/tmp/x.db",
         ])
         .unwrap();
-        assert_eq!(cli.db, PathBuf::from("/tmp/x.db"));
+        assert_eq!(cli.db, Location::Sqlite("/tmp/x.db".into()));
         let Some(Command::Serve(args)) = cli.command else {
             panic!("serve expected")
         };

@@ -1,17 +1,25 @@
-//! The SQLite database: connection options, the two pools and the embedded migrations.
+//! The database: where it is ([`Location`]: a SQLite file, the embedded default, or a
+//! PostgreSQL URL), its pools and its embedded migrations.
 //!
-//! SQLite has a single writer. Reports are written by [`Writer`], a thread with a connection of
-//! its own that stores them in batches; the few other writes (tokens, share links) go through
-//! a pool of exactly one connection, and SQLite's busy timeout lets the two take turns. Reads
-//! use a few read-only connections, which WAL lets run while a write is in progress.
+//! Reports are written by [`Writer`], a thread with a connection of its own that stores them
+//! in batches. The few other writes (tokens, share links) go through a pool of exactly one
+//! connection, and reads through a few more; both are sqlx `Any` pools, so the queries behind
+//! the API and the page are written once for both databases (`$1` placeholders, which SQLite
+//! accepts too). SQLite has a single writer: its busy timeout lets the two writers take
+//! turns, and WAL lets reads run while a write is in progress. PostgreSQL may be shared by
+//! several collectors (see `ingest::sql::Conn::lock_servers`).
 
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::ingest::{Writer, WriterError};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 /// Read connections: the API's queries are short; a few cover a 2-core machine.
 const READ_CONNECTIONS: u32 = 4;
@@ -20,13 +28,69 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a request waits for a pooled connection before it fails.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-pg");
+
+/// Where the database is: `--db` (and `CAUSEWAY_DB`), a path or a `postgres://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl FromStr for Location {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Location, String> {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            PgConnectOptions::from_str(s)
+                .map_err(|e| format!("--db {}: not a PostgreSQL URL ({e})", redact(s)))?;
+            return Ok(Location::Postgres(s.to_owned()));
+        }
+        if s.contains("://") {
+            return Err(format!(
+                "--db {}: a SQLite file path or a postgres:// URL is allowed",
+                redact(s)
+            ));
+        }
+        if s.is_empty() {
+            return Err("--db is empty: give a SQLite file path or a postgres:// URL".into());
+        }
+        Ok(Location::Sqlite(PathBuf::from(s)))
+    }
+}
+
+impl fmt::Display for Location {
+    /// The path, or the URL without its password: this goes to logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Sqlite(path) => write!(f, "{}", path.display()),
+            Location::Postgres(url) => f.write_str(&redact(url)),
+        }
+    }
+}
+
+/// `url` with the password of its user info replaced by `***`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("cannot open the database {path}: {source}")]
+    #[error("cannot open the database {db}: {source}")]
     Open {
-        path: PathBuf,
+        db: String,
         #[source]
         source: sqlx::Error,
     },
@@ -36,9 +100,9 @@ pub enum DbError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot migrate the database {path}: {source}")]
+    #[error("cannot migrate the database {db}: {source}")]
     Migrate {
-        path: PathBuf,
+        db: String,
         #[source]
         source: sqlx::migrate::MigrateError,
     },
@@ -50,58 +114,70 @@ pub enum DbError {
 #[derive(Debug, Clone)]
 pub struct Db {
     /// Exactly one connection, for the writes other than reports.
-    pub write: SqlitePool,
+    pub write: AnyPool,
     /// The writer of reports.
     pub reports: Writer,
-    /// Read-only connections for the API and the page.
-    pub read: SqlitePool,
+    /// Connections for the API and the page (read-only on SQLite).
+    pub read: AnyPool,
+    pub location: Location,
 }
 
 impl Db {
-    /// Opens (creating it if missing) and migrates the database at `path`.
+    /// Opens (creating it if missing) and migrates the SQLite database at `path`.
     pub async fn open(path: &Path) -> Result<Db, DbError> {
+        Db::open_at(&Location::Sqlite(path.to_owned())).await
+    }
+
+    /// Opens and migrates the database at `location`; a SQLite file is created if missing.
+    pub async fn open_at(location: &Location) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
         let open_err = |source| DbError::Open {
-            path: path.to_owned(),
+            db: location.to_string(),
             source,
         };
-        let base = SqliteConnectOptions::new()
-            .filename(path)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: an acknowledged report must survive a power loss, and WAL with NORMAL
-            // may lose the last transactions.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        // One process at a time creates and migrates the file: see `MigrationLock`.
-        let write = {
-            let _lock = MigrationLock::acquire(path).await?;
-            let write = SqlitePoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_with(base.clone().create_if_missing(true))
-                .await
-                .map_err(open_err)?;
-            MIGRATOR
-                .run(&write)
-                .await
-                .map_err(|source| DbError::Migrate {
-                    path: path.to_owned(),
-                    source,
-                })?;
-            write
+        let (write_url, read_url) = match location {
+            Location::Sqlite(path) => {
+                migrate_sqlite(path).await?;
+                let url = sqlite_url(path);
+                (url.clone(), format!("{url}?mode=ro"))
+            }
+            Location::Postgres(url) => {
+                migrate_postgres(location, url).await?;
+                (url.clone(), url.clone())
+            }
         };
-        // Opened after the migration, so the file and its WAL exist.
-        let read = SqlitePoolOptions::new()
-            .max_connections(READ_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(base.read_only(true))
+        let is_sqlite = matches!(location, Location::Sqlite(_));
+        let pool = |connections: u32| {
+            AnyPoolOptions::new()
+                .max_connections(connections)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if is_sqlite {
+                            use sqlx::Executor;
+                            // As the writer's connection: FULL because an acknowledged write
+                            // must survive a power loss.
+                            conn.execute(
+                                "PRAGMA busy_timeout = 5000; PRAGMA synchronous = FULL;
+                                 PRAGMA foreign_keys = ON",
+                            )
+                            .await?;
+                        }
+                        Ok(())
+                    })
+                })
+        };
+        let write = pool(1).connect(&write_url).await.map_err(open_err)?;
+        let read = pool(READ_CONNECTIONS)
+            .connect(&read_url)
             .await
             .map_err(open_err)?;
-        let reports = Writer::start(path)?;
+        let reports = Writer::start(location)?;
         Ok(Db {
             write,
             read,
             reports,
+            location: location.clone(),
         })
     }
 
@@ -112,6 +188,75 @@ impl Db {
         self.read.close().await;
         self.write.close().await;
     }
+}
+
+/// `INDEXED BY index` on SQLite, whose planner needs the hint for some of the page's sums
+/// (migration 0005); nothing on PostgreSQL, which has no such clause.
+pub fn indexed_by(pool: &AnyPool, index: &str) -> String {
+    if pool.connect_options().database_url.scheme() == "sqlite" {
+        format!("INDEXED BY {index}")
+    } else {
+        String::new()
+    }
+}
+
+/// `sqlite://` and the path, percent-encoded so that `?` and `#` in a file name stay in it.
+fn sqlite_url(path: &Path) -> String {
+    let mut url = String::from("sqlite://");
+    for b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'?' | b'#' | b'%' | b' ' | 0x80.. => url.push_str(&format!("%{b:02X}")),
+            _ => url.push(*b as char),
+        }
+    }
+    url
+}
+
+/// Creates and migrates the SQLite file at `path`, one process at a time.
+pub(crate) async fn migrate_sqlite(path: &Path) -> Result<(), DbError> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT)
+        .create_if_missing(true);
+    let _lock = MigrationLock::acquire(path).await?;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(|source| DbError::Open {
+            db: path.display().to_string(),
+            source,
+        })?;
+    let migrated = SQLITE_MIGRATIONS.run(&pool).await;
+    pool.close().await;
+    migrated.map_err(|source| DbError::Migrate {
+        db: path.display().to_string(),
+        source,
+    })
+}
+
+/// Migrates the PostgreSQL database at `url`. sqlx holds an advisory lock while it migrates,
+/// so collectors starting together take turns.
+pub(crate) async fn migrate_postgres(location: &Location, url: &str) -> Result<(), DbError> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect(url)
+        .await
+        .map_err(|source| DbError::Open {
+            db: location.to_string(),
+            source,
+        })?;
+    let migrated = POSTGRES_MIGRATIONS.run(&pool).await;
+    pool.close().await;
+    migrated.map_err(|source| DbError::Migrate {
+        db: location.to_string(),
+        source,
+    })
 }
 
 /// An exclusive lock on a file beside the database, held while the database is created,

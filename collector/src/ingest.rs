@@ -24,6 +24,7 @@ pub mod prune;
 mod resolvers;
 pub mod rollups;
 mod server;
+pub mod sql;
 mod values;
 mod writer;
 
@@ -34,16 +35,16 @@ pub use writer::{Writer, WriterError};
 use std::sync::Arc;
 
 use causeway_schema::{CheckResult, Report};
-use rusqlite::{Connection, params};
 
 use grouping::{IncidentStep, Open, next_incident};
 use server::Servers;
+use sql::{Conn, SqlError, values};
 use values::{clamp_i64, encode, micros};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("database error while storing a report: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[source] SqlError),
     #[error("cannot encode a report's {what} as JSON: {source}")]
     Encode {
         what: &'static str,
@@ -52,7 +53,7 @@ pub enum IngestError {
     },
     /// The report was stored with others in one transaction, and that transaction failed.
     #[error("database error while committing a batch of reports: {0}")]
-    Batch(#[source] Arc<rusqlite::Error>),
+    Batch(#[source] Arc<SqlError>),
     /// The writer has stopped (the collector is shutting down) or died.
     #[error("the database writer is not running")]
     Stopped,
@@ -67,12 +68,12 @@ pub enum Outcome {
 }
 
 /// Statements that end an incident: `(id, ended at)`.
-const CLOSE_INCIDENT: &str = "UPDATE incidents SET ended_at_ms = ?2 WHERE id = ?1";
+const CLOSE_INCIDENT: &str = "UPDATE incidents SET ended_at_ms = $2 WHERE id = $1";
 
 /// Stores `report` for the server `server_id` (already authenticated to send it), inside the
 /// writer's open transaction.
 fn store(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     servers: &mut Servers,
     server_id: i64,
     report: &Report,
@@ -80,9 +81,10 @@ fn store(
 ) -> Result<Outcome, IngestError> {
     let checks_ok = report.results.iter().filter(|r| r.ok).count() as i64;
     let uuid = report.report_id.as_bytes().as_slice();
-    let inserted = conn
-        .prepare_cached("INSERT INTO reports (uuid) VALUES (?1) ON CONFLICT (uuid) DO NOTHING")?
-        .execute([uuid])?;
+    let inserted = conn.execute(
+        "INSERT INTO reports (uuid) VALUES ($1) ON CONFLICT (uuid) DO NOTHING",
+        values![uuid],
+    )?;
     if inserted == 0 {
         return Ok(Outcome::Duplicate);
     }
@@ -103,27 +105,28 @@ fn store(
     let host = host::observe(conn, state, server_id, report, in_order)?;
 
     if in_order {
-        conn.prepare_cached(
-            "UPDATE servers SET last_report_id = ?2, last_started_at_ms = ?3, interval_s = ?4,
-                    probe_host = ?5, probe_version = ?6, spool_queued = ?7,
-                    spool_dropped_total = ?8, last_received_at_ms = ?9,
-                    last_checks_total = ?10, last_checks_ok = ?11, recent_checks = ?12
-             WHERE id = ?1",
-        )?
-        .execute(params![
-            server_id,
-            &report_id,
-            report.started_at_ms,
-            report.interval_s,
-            &report.probe.host,
-            &report.probe.version,
-            clamp_i64(report.spool.queued),
-            clamp_i64(report.spool.dropped_total),
-            received_at_ms,
-            report.results.len() as i64,
-            checks_ok,
-            recent,
-        ])?;
+        conn.execute(
+            "UPDATE servers SET last_report_id = $2, last_started_at_ms = $3, interval_s = $4,
+                    probe_host = $5, probe_version = $6, spool_queued = $7,
+                    spool_dropped_total = $8, last_received_at_ms = $9,
+                    last_checks_total = $10, last_checks_ok = $11, recent_checks = $12,
+                    generation = generation + 1
+             WHERE id = $1",
+            values![
+                server_id,
+                &report_id,
+                report.started_at_ms,
+                report.interval_s,
+                &report.probe.host,
+                &report.probe.version,
+                clamp_i64(report.spool.queued),
+                clamp_i64(report.spool.dropped_total),
+                received_at_ms,
+                report.results.len() as i64,
+                checks_ok,
+                &recent,
+            ],
+        )?;
         state.last_started_at_ms = Some(report.started_at_ms);
         update_incidents(conn, &mut state.incident, server_id, report, &result_ids)?;
         resolvers::update_conditions(conn, state, report.started_at_ms, &observed)?;
@@ -137,17 +140,20 @@ fn store(
             "report older than the newest one of its server: stored, incidents, resolver and \
              host conditions unchanged"
         );
-        conn.prepare_cached(
-            "UPDATE servers SET last_received_at_ms = ?2, recent_checks = ?3 WHERE id = ?1",
-        )?
-        .execute(params![server_id, received_at_ms, recent])?;
+        conn.execute(
+            "UPDATE servers SET last_received_at_ms = $2, recent_checks = $3,
+                    generation = generation + 1
+             WHERE id = $1",
+            values![server_id, received_at_ms, &recent],
+        )?;
     }
+    state.generation += 1;
     Ok(Outcome::Stored)
 }
 
 /// The id of a check's canary (its name and URL), its row made on first sight.
 fn canary_id(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     state: &mut server::ServerState,
     server_id: i64,
     r: &CheckResult,
@@ -159,46 +165,43 @@ fn canary_id(
     {
         return Ok(*id);
     }
-    let id = conn
-        .prepare_cached(
-            "INSERT INTO canaries (server_id, name, url) VALUES (?1, ?2, ?3)
+    let id = conn.returning(
+        "INSERT INTO canaries (server_id, name, url) VALUES ($1, $2, $3)
              ON CONFLICT (server_id, name, url) DO UPDATE SET name = excluded.name
              RETURNING id",
-        )?
-        .query_row(params![server_id, &r.canary, &r.url], |row| row.get(0))?;
+        values![server_id, &r.canary, &r.url],
+        |row| row.i64(0),
+    )?;
     state.canaries.push((r.canary.clone(), r.url.clone(), id));
     Ok(id)
 }
 
 fn insert_result(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     (server_id, report_uuid, canary_id): (i64, &[u8], i64),
     r: &CheckResult,
 ) -> Result<i64, IngestError> {
-    let id = conn
-        .prepare_cached(
-            "INSERT INTO results (report_uuid, server_id, canary_id, address, started_at_ms, ok,
+    let id = conn.returning(
+        "INSERT INTO results (report_uuid, server_id, canary_id, address, started_at_ms, ok,
                                   status, resolve_us, connect_us, tls_us, first_byte_us, total_us)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              RETURNING id",
-        )?
-        .query_row(
-            params![
-                report_uuid,
-                server_id,
-                canary_id,
-                r.address.map(|a| a.to_string()),
-                r.started_at_ms,
-                r.ok,
-                r.status,
-                r.timings.resolve_ms.map(micros),
-                r.timings.connect_ms.map(micros),
-                r.timings.tls_ms.map(micros),
-                r.timings.first_byte_ms.map(micros),
-                micros(r.timings.total_ms),
-            ],
-            |row| row.get(0),
-        )?;
+        values![
+            report_uuid,
+            server_id,
+            canary_id,
+            r.address.map(|a| a.to_string()).as_deref(),
+            r.started_at_ms,
+            r.ok,
+            r.status,
+            r.timings.resolve_ms.map(micros),
+            r.timings.connect_ms.map(micros),
+            r.timings.tls_ms.map(micros),
+            r.timings.first_byte_ms.map(micros),
+            micros(r.timings.total_ms),
+        ],
+        |row| row.i64(0),
+    )?;
     // A failed check's cause, failure and evidence; a healthy one has none (its row stays short).
     if let Some(cause) = r.cause().filter(|_| !r.ok) {
         let diagnosis = r.diagnosis.as_ref();
@@ -206,20 +209,20 @@ fn insert_result(
             Some(c) if !c.is_empty() => Some(encode("contributing causes", c)?),
             _ => None,
         };
-        conn.prepare_cached(
+        conn.execute(
             "INSERT INTO failures (result_id, cause, contributing, explanation, failure_kind,
                                    failure_message, evidence)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
-            id,
-            cause.id(),
-            contributing,
-            diagnosis.map(|d| d.explanation.as_str()),
-            r.failure.as_ref().map(|f| f.kind.id()),
-            r.failure.as_ref().map(|f| f.message.as_str()),
-            encode("evidence", &r.evidence)?,
-        ])?;
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            values![
+                id,
+                cause.id(),
+                contributing.as_deref(),
+                diagnosis.map(|d| d.explanation.as_str()),
+                r.failure.as_ref().map(|f| f.kind.id()),
+                r.failure.as_ref().map(|f| f.message.as_str()),
+                encode("evidence", &r.evidence)?.as_str(),
+            ],
+        )?;
     }
     Ok(id)
 }
@@ -227,7 +230,7 @@ fn insert_result(
 /// Carries out the incident rule ([`next_incident`]) for an in-order report; `open` is the
 /// server's open incident before and after.
 fn update_incidents(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     open: &mut Option<Open>,
     server_id: i64,
     report: &Report,
@@ -241,17 +244,17 @@ fn update_incidents(
         }
         IncidentStep::Extend { id, failures } => {
             let last = failures.checks[failures.checks.len() - 1];
-            conn.prepare_cached(
-                "UPDATE incidents SET failed_checks = failed_checks + ?2,
-                        last_failure_at_ms = max(last_failure_at_ms, ?3), last_result_id = ?4
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                id,
-                failures.checks.len() as i64,
-                failures.last_failure_at_ms,
-                result_ids[last],
-            ])?;
+            conn.execute(
+                "UPDATE incidents SET failed_checks = failed_checks + $2,
+                        last_failure_at_ms = greatest(last_failure_at_ms, $3), last_result_id = $4
+                 WHERE id = $1",
+                values![
+                    id,
+                    failures.checks.len() as i64,
+                    failures.last_failure_at_ms,
+                    result_ids[last],
+                ],
+            )?;
         }
         IncidentStep::Open { close, failures } => {
             if let Some(id) = close {
@@ -268,27 +271,24 @@ fn update_incidents(
                 .map(|d| d.explanation.clone())
                 .or_else(|| first_check.failure.as_ref().map(|f| f.message.clone()))
                 .unwrap_or_else(|| failures.cause.summary().to_owned());
-            let id = conn
-                .prepare_cached(
-                    "INSERT INTO incidents (server_id, cause, started_at_ms, last_failure_at_ms,
+            let id = conn.returning(
+                "INSERT INTO incidents (server_id, cause, started_at_ms, last_failure_at_ms,
                                             failed_checks, first_result_id, last_result_id,
                                             explanation)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                      RETURNING id",
-                )?
-                .query_row(
-                    params![
-                        server_id,
-                        failures.cause.id(),
-                        first_check.started_at_ms,
-                        failures.last_failure_at_ms,
-                        failures.checks.len() as i64,
-                        result_ids[first],
-                        result_ids[last],
-                        explanation,
-                    ],
-                    |r| r.get(0),
-                )?;
+                values![
+                    server_id,
+                    failures.cause.id(),
+                    first_check.started_at_ms,
+                    failures.last_failure_at_ms,
+                    failures.checks.len() as i64,
+                    result_ids[first],
+                    result_ids[last],
+                    &explanation,
+                ],
+                |r| r.i64(0),
+            )?;
             *open = Some(Open {
                 id,
                 cause: failures.cause.id().to_owned(),

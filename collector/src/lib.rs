@@ -18,6 +18,7 @@ pub mod duration;
 pub mod idle;
 pub mod ingest;
 pub mod metrics;
+pub mod migrate_to;
 pub mod names;
 pub mod read;
 pub mod serve;

@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Any, AnyPool, Transaction};
 
 use crate::clock;
 use crate::read;
@@ -246,7 +246,7 @@ fn escape_label_value(out: &mut String, value: &str) {
 
 /// The whole exposition at `now_ms`.
 pub async fn render(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     ingest: &IngestCounters,
     writer: &crate::ingest::Writer,
     now_ms: i64,
@@ -374,7 +374,7 @@ fn write_servers(x: &mut Exposition, fleet: &read::Fleet) {
 
 async fn write_results(
     x: &mut Exposition,
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
 ) -> Result<(), sqlx::Error> {
     let name = "causeway_results_total";
     x.family(
@@ -400,7 +400,7 @@ pub const INCIDENTS_OPEN_ALL: &str = "causeway_incidents_open_all";
 
 async fn write_open(
     x: &mut Exposition,
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
 ) -> Result<(), sqlx::Error> {
     let incidents = write_open_family(
         x,
@@ -409,7 +409,7 @@ async fn write_open(
         "Open incidents of the server (consecutive failed checks), by primary cause.",
         "SELECT s.name, i.cause, COUNT(*) FROM incidents i JOIN servers s ON s.id = i.server_id
          WHERE i.ended_at_ms IS NULL
-         GROUP BY i.server_id, i.cause ORDER BY s.name, i.cause",
+         GROUP BY s.name, i.cause ORDER BY s.name, i.cause",
     )
     .await?;
     x.family(
@@ -426,7 +426,7 @@ async fn write_open(
          it runs on), by cause.",
         "SELECT s.name, c.cause, COUNT(*) FROM host_conditions c JOIN servers s ON s.id = c.server_id
          WHERE c.ended_at_ms IS NULL
-         GROUP BY c.server_id, c.cause ORDER BY s.name, c.cause",
+         GROUP BY s.name, c.cause ORDER BY s.name, c.cause",
     )
     .await?;
     write_open_family(
@@ -439,7 +439,7 @@ async fn write_open(
          FROM resolver_conditions c JOIN resolvers r ON r.id = c.resolver_id
               JOIN servers s ON s.id = r.server_id
          WHERE c.ended_at_ms IS NULL
-         GROUP BY r.server_id, c.cause ORDER BY s.name, c.cause",
+         GROUP BY s.name, c.cause ORDER BY s.name, c.cause",
     )
     .await?;
     Ok(())
@@ -448,7 +448,7 @@ async fn write_open(
 /// The gauge `name` from `query`'s `(server, cause, count)` rows; answers the counts' sum.
 async fn write_open_family(
     x: &mut Exposition,
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'static, Any>,
     name: &str,
     help: &str,
     query: &str,

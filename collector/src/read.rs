@@ -15,7 +15,7 @@ pub use resolvers::{MAX_RESOLVER_CONDITIONS, all_resolvers, resolvers};
 use std::collections::{BTreeMap, HashMap};
 
 use causeway_schema::{Cause, Evidence, Timings};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 use crate::names;
 use crate::views::{
@@ -68,8 +68,8 @@ pub(crate) const SERVER_SELECT: &str = "
     FROM servers s";
 
 /// Every server, by name.
-pub async fn servers(pool: &SqlitePool, now_ms: i64) -> Result<Vec<ServerView>, ReadError> {
-    let rows: Vec<ServerRow> = sqlx::query_as(&format!("{SERVER_SELECT} ORDER BY s.name LIMIT ?1"))
+pub async fn servers(pool: &AnyPool, now_ms: i64) -> Result<Vec<ServerView>, ReadError> {
+    let rows: Vec<ServerRow> = sqlx::query_as(&format!("{SERVER_SELECT} ORDER BY s.name LIMIT $1"))
         .bind(MAX_SERVERS)
         .fetch_all(pool)
         .await?;
@@ -108,13 +108,13 @@ fn named_windows(sums: Option<Vec<availability::Counts>>) -> BTreeMap<String, Av
 }
 
 /// One server by name; [`ReadError::UnknownServer`] with suggestions when there is none.
-pub async fn server(pool: &SqlitePool, name: &str, now_ms: i64) -> Result<ServerView, ReadError> {
+pub async fn server(pool: &AnyPool, name: &str, now_ms: i64) -> Result<ServerView, ReadError> {
     let row = server_row(pool, name).await?;
     server_view(pool, row, now_ms).await
 }
 
-async fn server_row(pool: &SqlitePool, name: &str) -> Result<ServerRow, ReadError> {
-    let row: Option<ServerRow> = sqlx::query_as(&format!("{SERVER_SELECT} WHERE s.name = ?1"))
+async fn server_row(pool: &AnyPool, name: &str) -> Result<ServerRow, ReadError> {
+    let row: Option<ServerRow> = sqlx::query_as(&format!("{SERVER_SELECT} WHERE s.name = $1"))
         .bind(name)
         .fetch_optional(pool)
         .await?;
@@ -125,8 +125,8 @@ async fn server_row(pool: &SqlitePool, name: &str) -> Result<ServerRow, ReadErro
 }
 
 /// The error for a name no server has, with the closest known names.
-async fn unknown_server(pool: &SqlitePool, name: &str) -> Result<ReadError, sqlx::Error> {
-    let known: Vec<String> = sqlx::query_scalar("SELECT name FROM servers LIMIT ?1")
+async fn unknown_server(pool: &AnyPool, name: &str) -> Result<ReadError, sqlx::Error> {
+    let known: Vec<String> = sqlx::query_scalar("SELECT name FROM servers LIMIT $1")
         .bind(MAX_SERVERS)
         .fetch_all(pool)
         .await?;
@@ -136,11 +136,7 @@ async fn unknown_server(pool: &SqlitePool, name: &str) -> Result<ReadError, sqlx
     })
 }
 
-async fn server_view(
-    pool: &SqlitePool,
-    row: ServerRow,
-    now_ms: i64,
-) -> Result<ServerView, ReadError> {
+async fn server_view(pool: &AnyPool, row: ServerRow, now_ms: i64) -> Result<ServerView, ReadError> {
     let sums = availability::windows(pool, Some(row.id), &window_starts(now_ms), now_ms).await?;
     let availability = named_windows(sums.into_values().next());
     let open_incident = open_incident(pool, row.id).await?;
@@ -197,7 +193,7 @@ fn counts(ok: i64, total: i64) -> Availability {
 
 /// Availability of a server since `since_ms`, from the rollups (see [`availability`]).
 pub async fn availability_since(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     server_id: i64,
     since_ms: i64,
     now_ms: i64,
@@ -216,7 +212,8 @@ struct ResultRow {
     url: String,
     address: Option<String>,
     started_at_ms: i64,
-    ok: bool,
+    /// 0 or 1: both databases store it as an integer.
+    ok: i64,
     status: Option<i64>,
     cause: Option<String>,
     contributing: Option<String>,
@@ -277,7 +274,7 @@ impl From<ResultRow> for ResultView {
             url: r.url,
             address: r.address,
             started_at_ms: r.started_at_ms,
-            ok: r.ok,
+            ok: r.ok != 0,
             status: r.status.and_then(|s| u16::try_from(s).ok()),
             cause: r.cause,
             contributing,
@@ -314,7 +311,7 @@ fn decode<T: serde::de::DeserializeOwned>(
 
 /// A server's results since `since_ms`, newest first, at most `limit` (≤ [`MAX_RESULTS`]).
 pub async fn results(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     name: &str,
     since_ms: i64,
     limit: u32,
@@ -322,12 +319,12 @@ pub async fn results(
     let row = server_row(pool, name).await?;
     let rows: Vec<ResultRow> = sqlx::query_as(&format!(
         "{RESULT_SELECT}
-         WHERE r.server_id = ?1 AND r.started_at_ms >= ?2
-         ORDER BY r.started_at_ms DESC, r.id DESC LIMIT ?3"
+         WHERE r.server_id = $1 AND r.started_at_ms >= $2
+         ORDER BY r.started_at_ms DESC, r.id DESC LIMIT $3"
     ))
     .bind(row.id)
     .bind(since_ms)
-    .bind(limit.min(MAX_RESULTS))
+    .bind(i64::from(limit.min(MAX_RESULTS)))
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(ResultView::from).collect())
@@ -335,13 +332,13 @@ pub async fn results(
 
 /// The check `id` of the server `name`; `None` when that server has no such check.
 pub async fn result_of(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     name: &str,
     id: i64,
 ) -> Result<Option<ResultView>, ReadError> {
     let server = server_row(pool, name).await?;
     let row: Option<ResultRow> = sqlx::query_as(&format!(
-        "{RESULT_SELECT} WHERE r.id = ?1 AND r.server_id = ?2"
+        "{RESULT_SELECT} WHERE r.id = $1 AND r.server_id = $2"
     ))
     .bind(id)
     .bind(server.id)
@@ -350,8 +347,8 @@ pub async fn result_of(
     Ok(row.map(ResultView::from))
 }
 
-async fn result_by_id(pool: &SqlitePool, id: i64) -> Result<Option<ResultView>, ReadError> {
-    let row: Option<ResultRow> = sqlx::query_as(&format!("{RESULT_SELECT} WHERE r.id = ?1"))
+async fn result_by_id(pool: &AnyPool, id: i64) -> Result<Option<ResultView>, ReadError> {
+    let row: Option<ResultRow> = sqlx::query_as(&format!("{RESULT_SELECT} WHERE r.id = $1"))
         .bind(id)
         .fetch_optional(pool)
         .await?;
@@ -376,7 +373,7 @@ const INCIDENT_COLUMNS: &str =
     "id, server_id, cause, started_at_ms, last_failure_at_ms, ended_at_ms,
     failed_checks, first_result_id, last_result_id, explanation";
 
-async fn incident_view(pool: &SqlitePool, row: IncidentRow) -> Result<IncidentView, ReadError> {
+async fn incident_view(pool: &AnyPool, row: IncidentRow) -> Result<IncidentView, ReadError> {
     let mut samples = Vec::with_capacity(2);
     samples.extend(result_by_id(pool, row.first_result_id).await?);
     if row.last_result_id != row.first_result_id {
@@ -411,12 +408,9 @@ fn cause_summary(cause: &str) -> &'static str {
         .map_or("a cause this collector does not know", Cause::summary)
 }
 
-async fn open_incident(
-    pool: &SqlitePool,
-    server_id: i64,
-) -> Result<Option<IncidentView>, ReadError> {
+async fn open_incident(pool: &AnyPool, server_id: i64) -> Result<Option<IncidentView>, ReadError> {
     let row: Option<IncidentRow> = sqlx::query_as(&format!(
-        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE server_id = ?1 AND ended_at_ms IS NULL"
+        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE server_id = $1 AND ended_at_ms IS NULL"
     ))
     .bind(server_id)
     .fetch_optional(pool)
@@ -428,18 +422,18 @@ async fn open_incident(
 }
 
 async fn incidents_of(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     server_id: i64,
     since_ms: i64,
 ) -> Result<Vec<IncidentView>, ReadError> {
     let rows: Vec<IncidentRow> = sqlx::query_as(&format!(
         "SELECT {INCIDENT_COLUMNS} FROM incidents
-         WHERE server_id = ?1 AND (ended_at_ms IS NULL OR ended_at_ms >= ?2)
-         ORDER BY started_at_ms DESC, id DESC LIMIT ?3"
+         WHERE server_id = $1 AND (ended_at_ms IS NULL OR ended_at_ms >= $2)
+         ORDER BY started_at_ms DESC, id DESC LIMIT $3"
     ))
     .bind(server_id)
     .bind(since_ms)
-    .bind(MAX_INCIDENTS)
+    .bind(i64::from(MAX_INCIDENTS))
     .fetch_all(pool)
     .await?;
     let mut out = Vec::with_capacity(rows.len());
@@ -451,7 +445,7 @@ async fn incidents_of(
 
 /// A server's incidents overlapping `since_ms ..= now`, newest first.
 pub async fn incidents(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     name: &str,
     since_ms: i64,
 ) -> Result<Vec<IncidentView>, ReadError> {
@@ -462,7 +456,7 @@ pub async fn incidents(
 /// What `probectl why` shows: the server, its availability, incidents, resolver and host
 /// conditions since `since_ms`.
 pub async fn why(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     name: &str,
     since_ms: i64,
     now_ms: i64,

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
@@ -332,7 +332,7 @@ async fn prune(state: AppState) {
     }
 }
 
-async fn keepalive(systemd: Systemd, read: SqlitePool, status: Status) {
+async fn keepalive(systemd: Systemd, read: AnyPool, status: Status) {
     if !systemd.notifier.is_enabled() {
         return;
     }
@@ -376,7 +376,7 @@ async fn keepalive(systemd: Systemd, read: SqlitePool, status: Status) {
 
 /// `SELECT 1` on a read connection within `timeout`: the pool hands out a connection and its
 /// worker runs a statement.
-async fn database_answers(read: &SqlitePool, timeout: Duration) -> Result<(), String> {
+async fn database_answers(read: &AnyPool, timeout: Duration) -> Result<(), String> {
     match tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(read)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),

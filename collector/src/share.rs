@@ -3,7 +3,7 @@
 //! secret's SHA-256 is stored, so a copy of the database opens no page.
 
 use causeway_schema::{SERVER_NAME_RULE, is_valid_server_name};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 use crate::tokens;
 
@@ -23,13 +23,13 @@ pub enum ShareError {
 }
 
 /// A new link's secret: shown once.
-pub async fn add(pool: &SqlitePool, server: &str, now_ms: i64) -> Result<String, ShareError> {
+pub async fn add(pool: &AnyPool, server: &str, now_ms: i64) -> Result<String, ShareError> {
     if !is_valid_server_name(server) {
         return Err(ShareError::InvalidServerName {
             name: server.to_owned(),
         });
     }
-    let server_id: Option<i64> = sqlx::query_scalar("SELECT id FROM servers WHERE name = ?1")
+    let server_id: Option<i64> = sqlx::query_scalar("SELECT id FROM servers WHERE name = $1")
         .bind(server)
         .fetch_optional(pool)
         .await?;
@@ -40,7 +40,7 @@ pub async fn add(pool: &SqlitePool, server: &str, now_ms: i64) -> Result<String,
         "{SHARE_PREFIX}{}",
         &tokens::generate()?[tokens::TOKEN_PREFIX.len()..]
     );
-    sqlx::query("INSERT INTO share_links (server_id, sha256, created_at_ms) VALUES (?1, ?2, ?3)")
+    sqlx::query("INSERT INTO share_links (server_id, sha256, created_at_ms) VALUES ($1, $2, $3)")
         .bind(server_id)
         .bind(tokens::hash(&secret))
         .bind(now_ms)
@@ -50,10 +50,10 @@ pub async fn add(pool: &SqlitePool, server: &str, now_ms: i64) -> Result<String,
 }
 
 /// Revokes every link of `server`; how many were active.
-pub async fn revoke(pool: &SqlitePool, server: &str, now_ms: i64) -> Result<u64, ShareError> {
+pub async fn revoke(pool: &AnyPool, server: &str, now_ms: i64) -> Result<u64, ShareError> {
     let done = sqlx::query(
-        "UPDATE share_links SET revoked_at_ms = ?1
-         WHERE revoked_at_ms IS NULL AND server_id = (SELECT id FROM servers WHERE name = ?2)",
+        "UPDATE share_links SET revoked_at_ms = $1
+         WHERE revoked_at_ms IS NULL AND server_id = (SELECT id FROM servers WHERE name = $2)",
     )
     .bind(now_ms)
     .bind(server)
@@ -63,13 +63,13 @@ pub async fn revoke(pool: &SqlitePool, server: &str, now_ms: i64) -> Result<u64,
 }
 
 /// The server a presented secret opens, if it is known and not revoked.
-pub async fn open(pool: &SqlitePool, secret: &str) -> Result<Option<String>, sqlx::Error> {
+pub async fn open(pool: &AnyPool, secret: &str) -> Result<Option<String>, sqlx::Error> {
     if !secret.starts_with(SHARE_PREFIX) {
         return Ok(None);
     }
     sqlx::query_scalar(
         "SELECT s.name FROM share_links l JOIN servers s ON s.id = l.server_id
-         WHERE l.sha256 = ?1 AND l.revoked_at_ms IS NULL",
+         WHERE l.sha256 = $1 AND l.revoked_at_ms IS NULL",
     )
     .bind(tokens::hash(secret))
     .fetch_optional(pool)

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use causeway_schema::{SERVER_NAME_RULE, is_valid_server_name};
 use sha2::{Digest, Sha256};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 /// What every token starts with, so a leaked one is recognisable (secret scanners, logs).
 pub const TOKEN_PREFIX: &str = "cw_";
@@ -72,7 +72,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Creates a token for `server`, creating the server if it is new.
-pub async fn add(pool: &SqlitePool, server: &str, now_ms: i64) -> Result<NewToken, TokenError> {
+pub async fn add(pool: &AnyPool, server: &str, now_ms: i64) -> Result<NewToken, TokenError> {
     if !is_valid_server_name(server) {
         return Err(TokenError::InvalidServerName {
             name: server.to_owned(),
@@ -81,17 +81,17 @@ pub async fn add(pool: &SqlitePool, server: &str, now_ms: i64) -> Result<NewToke
     let token = generate()?;
     let mut tx = pool.begin().await?;
     let inserted = sqlx::query(
-        "INSERT INTO servers (name, created_at_ms) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO servers (name, created_at_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
     )
     .bind(server)
     .bind(now_ms)
     .execute(&mut *tx)
     .await?;
-    let server_id: i64 = sqlx::query_scalar("SELECT id FROM servers WHERE name = ?1")
+    let server_id: i64 = sqlx::query_scalar("SELECT id FROM servers WHERE name = $1")
         .bind(server)
         .fetch_one(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO tokens (server_id, sha256, created_at_ms) VALUES (?1, ?2, ?3)")
+    sqlx::query("INSERT INTO tokens (server_id, sha256, created_at_ms) VALUES ($1, $2, $3)")
         .bind(server_id)
         .bind(hash(&token))
         .bind(now_ms)
@@ -106,10 +106,10 @@ pub async fn add(pool: &SqlitePool, server: &str, now_ms: i64) -> Result<NewToke
 }
 
 /// Every token, by server then age.
-pub async fn list(pool: &SqlitePool) -> Result<Vec<TokenInfo>, TokenError> {
+pub async fn list(pool: &AnyPool) -> Result<Vec<TokenInfo>, TokenError> {
     let rows = sqlx::query_as::<_, TokenInfo>(
         "SELECT s.name AS server, t.created_at_ms, t.revoked_at_ms,
-                substr(t.sha256, 1, ?1) AS hash_prefix
+                substr(t.sha256, 1, $1) AS hash_prefix
          FROM tokens t JOIN servers s ON s.id = t.server_id
          ORDER BY s.name, t.created_at_ms, t.id",
     )
@@ -120,9 +120,9 @@ pub async fn list(pool: &SqlitePool) -> Result<Vec<TokenInfo>, TokenError> {
 }
 
 /// Revokes every active token of `server`; returns how many were active.
-pub async fn revoke(pool: &SqlitePool, server: &str, now_ms: i64) -> Result<u64, TokenError> {
+pub async fn revoke(pool: &AnyPool, server: &str, now_ms: i64) -> Result<u64, TokenError> {
     let mut tx = pool.begin().await?;
-    let server_id: Option<i64> = sqlx::query_scalar("SELECT id FROM servers WHERE name = ?1")
+    let server_id: Option<i64> = sqlx::query_scalar("SELECT id FROM servers WHERE name = $1")
         .bind(server)
         .fetch_optional(&mut *tx)
         .await?;
@@ -132,7 +132,7 @@ pub async fn revoke(pool: &SqlitePool, server: &str, now_ms: i64) -> Result<u64,
         });
     };
     let done = sqlx::query(
-        "UPDATE tokens SET revoked_at_ms = ?1 WHERE server_id = ?2 AND revoked_at_ms IS NULL",
+        "UPDATE tokens SET revoked_at_ms = $1 WHERE server_id = $2 AND revoked_at_ms IS NULL",
     )
     .bind(now_ms)
     .bind(server_id)
@@ -176,7 +176,7 @@ impl Cache {
 /// [`authenticate`] through `cache`: a token seen in the last [`Cache::TTL_MS`] is not looked up.
 pub async fn authenticate_cached(
     cache: &Cache,
-    pool: &SqlitePool,
+    pool: &AnyPool,
     token: &str,
     now_ms: i64,
 ) -> Result<Option<Authenticated>, sqlx::Error> {
@@ -195,16 +195,16 @@ pub async fn authenticate_cached(
 ///
 /// The lookup is by hash, so its timing reveals nothing about the stored tokens' text.
 pub async fn authenticate(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     token: &str,
 ) -> Result<Option<Authenticated>, sqlx::Error> {
     lookup(pool, &hash(token)).await
 }
 
-async fn lookup(pool: &SqlitePool, hash: &str) -> Result<Option<Authenticated>, sqlx::Error> {
+async fn lookup(pool: &AnyPool, hash: &str) -> Result<Option<Authenticated>, sqlx::Error> {
     let row: Option<(i64, String)> = sqlx::query_as(
         "SELECT s.id, s.name FROM tokens t JOIN servers s ON s.id = t.server_id
-         WHERE t.sha256 = ?1 AND t.revoked_at_ms IS NULL",
+         WHERE t.sha256 = $1 AND t.revoked_at_ms IS NULL",
     )
     .bind(hash)
     .fetch_optional(pool)

@@ -495,7 +495,7 @@ async fn health_and_page() {
 
 #[tokio::test]
 async fn the_database_never_holds_a_token_s_text() {
-    let h = Harness::new().await;
+    let h = Harness::sqlite().await;
     let token = h.token("web-01").await;
     let path = h.dir.path().join("collector.db");
     h.db.close().await;
@@ -515,7 +515,7 @@ async fn the_database_never_holds_a_token_s_text() {
 
 #[tokio::test]
 async fn the_database_is_durable_and_checked() {
-    let h = Harness::new().await;
+    let h = Harness::sqlite().await;
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(&h.db.write)
         .await
@@ -545,7 +545,7 @@ async fn the_database_is_durable_and_checked() {
 #[tokio::test]
 async fn a_client_that_gives_up_during_a_write_does_not_wedge_ingest() {
     use sqlx::Connection;
-    let h = Harness::new().await;
+    let h = Harness::sqlite().await;
     let token = h.token("web-01").await;
     let mut other = another_process(&h).await;
     sqlx::query("BEGIN IMMEDIATE")
@@ -581,7 +581,7 @@ async fn a_client_that_gives_up_during_a_write_does_not_wedge_ingest() {
 /// it: those three are the next batch.
 #[tokio::test]
 async fn a_report_that_fails_to_store_costs_only_itself_in_its_batch() {
-    let h = Harness::new().await;
+    let h = Harness::sqlite().await;
     let token = h.token("web-01").await;
     let mut other = another_process(&h).await;
     sqlx::query(
@@ -645,7 +645,11 @@ async fn a_report_that_fails_to_store_costs_only_itself_in_its_batch() {
     assert_eq!(h.count("reports").await, 3);
     assert_eq!(h.count("results").await, 3);
     assert_eq!(
-        scalar_i64(&h, "SELECT sum(checks_total) FROM availability_days").await,
+        scalar_i64(
+            &h,
+            "SELECT CAST(sum(checks_total) AS BIGINT) FROM availability_days"
+        )
+        .await,
         3,
         "the failed report's rollups are undone with it"
     );

@@ -332,7 +332,7 @@ async fn the_host_endpoint_gives_the_latest_readings_and_the_window_counts() {
 
 async fn report_id_at(h: &Harness, started_at_ms: i64) -> String {
     let uuid: Vec<u8> =
-        sqlx::query_scalar("SELECT report_uuid FROM results WHERE started_at_ms = ?1")
+        sqlx::query_scalar("SELECT report_uuid FROM results WHERE started_at_ms = $1")
             .bind(started_at_ms)
             .fetch_one(&h.db.read)
             .await

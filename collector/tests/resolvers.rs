@@ -273,7 +273,7 @@ async fn every_server_is_listed_and_the_window_counts() {
 
 /// Every observation stored, from the hourly counts.
 async fn observations(h: &Harness) -> i64 {
-    sqlx::query_scalar("SELECT COALESCE(SUM(n), 0) FROM resolver_hours")
+    sqlx::query_scalar("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM resolver_hours")
         .fetch_one(&h.db.read)
         .await
         .unwrap()

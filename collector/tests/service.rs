@@ -297,7 +297,7 @@ fn stored_counts(db: &Path) -> (i64, i64, i64) {
         let db = Db::open(db).await.unwrap();
         let counts = sqlx::query_as(
             "SELECT (SELECT count(*) FROM reports), (SELECT count(*) FROM results),
-                    (SELECT coalesce(sum(checks_total), 0) FROM availability_days)",
+                    (SELECT CAST(coalesce(sum(checks_total), 0) AS BIGINT) FROM availability_days)",
         )
         .fetch_one(&db.read)
         .await

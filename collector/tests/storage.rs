@@ -113,7 +113,11 @@ async fn retention_prunes_a_long_history_and_keeps_rollups_incidents_and_their_e
     assert!(page.contains("connection_refused"), "{page}");
 
     // Shorter settings: evidence and hours beyond them go too; the days stay for ever.
-    let days_before = scalar(&h, "SELECT sum(checks_total) FROM availability_days").await;
+    let days_before = scalar(
+        &h,
+        "SELECT CAST(sum(checks_total) AS BIGINT) FROM availability_days",
+    )
+    .await;
     let short = Retention {
         raw: Duration::from_secs(86_400),
         evidence: Duration::from_secs(2 * 86_400),
@@ -132,7 +136,11 @@ async fn retention_prunes_a_long_history_and_keeps_rollups_incidents_and_their_e
     );
     assert_eq!(scalar(&h, &old_hours).await, 0);
     assert_eq!(
-        scalar(&h, "SELECT sum(checks_total) FROM availability_days").await,
+        scalar(
+            &h,
+            "SELECT CAST(sum(checks_total) AS BIGINT) FROM availability_days"
+        )
+        .await,
         days_before
     );
     // The incident of day 5 is kept (hourly: 10 days), its samples gone with the evidence;

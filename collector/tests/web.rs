@@ -66,10 +66,11 @@ async fn rollups_follow_every_report_and_replays_change_nothing() {
         let (status, body) = h.post_report(&token, &late).await;
         assert_eq!(status, 200, "{body}");
     }
-    let days: i64 = sqlx::query_scalar("SELECT SUM(checks_total) FROM availability_days")
-        .fetch_one(&h.db.read)
-        .await
-        .unwrap();
+    let days: i64 =
+        sqlx::query_scalar("SELECT CAST(SUM(checks_total) AS BIGINT) FROM availability_days")
+            .fetch_one(&h.db.read)
+            .await
+            .unwrap();
     assert_eq!(days, 8, "web-01's 6, db-01's 1 and the late one, once");
 }
 

@@ -2,12 +2,12 @@
 //! (one per resolver) and host conditions (one per server and cause). Which condition a report
 //! touches is each kind's own rule ([`super::resolvers`], [`super::host`]).
 
-use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::IngestError;
 use super::grouping::{ConditionStep, Open};
 use super::server::OpenCondition;
+use super::sql::{Conn, values};
 use super::values::encode;
 
 /// A condition table's statements. Written out per table rather than spliced together, so
@@ -35,7 +35,7 @@ pub(super) struct Observation<'a, E> {
 /// Carries out `step` for the condition of `owner_id` and returns what is open afterwards
 /// (the caller keeps it in the server's state).
 pub(super) fn apply<E: Serialize>(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     table: &ConditionTable,
     owner_id: i64,
     at_ms: i64,
@@ -53,18 +53,12 @@ pub(super) fn apply<E: Serialize>(
             let evidence = encode(table.evidence, seen.evidence)?;
             let unchanged = open.as_ref().is_some_and(|o| o.last_evidence == evidence);
             if unchanged {
-                conn.prepare_cached(table.extend_same)?.execute(params![
-                    id,
-                    at_ms,
-                    seen.explanation
-                ])?;
+                conn.execute(table.extend_same, values![id, at_ms, seen.explanation])?;
             } else {
-                conn.prepare_cached(table.extend)?.execute(params![
-                    id,
-                    at_ms,
-                    seen.explanation,
-                    evidence
-                ])?;
+                conn.execute(
+                    table.extend,
+                    values![id, at_ms, seen.explanation, &evidence],
+                )?;
             }
             Ok(Some(OpenCondition {
                 open: Open {
@@ -79,9 +73,10 @@ pub(super) fn apply<E: Serialize>(
                 close(conn, table.close, id, at_ms)?;
             }
             let evidence = encode(table.evidence, seen.evidence)?;
-            let id = conn.prepare_cached(table.insert)?.query_row(
-                params![owner_id, seen.cause, at_ms, seen.explanation, evidence],
-                |r| r.get(0),
+            let id = conn.returning(
+                table.insert,
+                values![owner_id, seen.cause, at_ms, seen.explanation, &evidence],
+                |r| r.i64(0),
             )?;
             Ok(Some(OpenCondition {
                 open: Open {
@@ -98,12 +93,11 @@ pub(super) fn apply<E: Serialize>(
 
 /// Ends an incident or condition with one of the tables' `close` statements.
 pub(super) fn close(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     sql: &'static str,
     id: i64,
     ended_at_ms: i64,
 ) -> Result<(), IngestError> {
-    conn.prepare_cached(sql)?
-        .execute(params![id, ended_at_ms])?;
+    conn.execute(sql, values![id, ended_at_ms])?;
     Ok(())
 }

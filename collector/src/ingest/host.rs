@@ -19,13 +19,13 @@
 //! alone: grouping them would close or split a condition at a time before its own events.
 
 use causeway_schema::{HostCondition, HostEvidence, Report};
-use rusqlite::{Connection, params};
 use uuid::Uuid;
 
 use super::IngestError;
 use super::conditions::{self, ConditionTable, Observation};
 use super::grouping::next_condition;
 use super::server::{HostRow, ServerState};
+use super::sql::{Conn, Value, values};
 use super::values::{clamp_i64, hundredths};
 
 /// How long one row of host readings covers before a new one starts.
@@ -36,15 +36,15 @@ pub(super) const TABLE: ConditionTable = ConditionTable {
     insert: "INSERT INTO host_conditions (server_id, cause, started_at_ms, last_seen_at_ms,
                                           observations, explanation, last_explanation, evidence,
                                           last_evidence)
-             VALUES (?1, ?2, ?3, ?3, 1, ?4, ?4, ?5, ?5) RETURNING id",
+             VALUES ($1, $2, $3, $3, 1, $4, $4, $5, $5) RETURNING id",
     extend: "UPDATE host_conditions SET observations = observations + 1,
-                    last_seen_at_ms = max(last_seen_at_ms, ?2), last_explanation = ?3,
-                    last_evidence = ?4
-             WHERE id = ?1",
+                    last_seen_at_ms = greatest(last_seen_at_ms, $2), last_explanation = $3,
+                    last_evidence = $4
+             WHERE id = $1",
     extend_same: "UPDATE host_conditions SET observations = observations + 1,
-                         last_seen_at_ms = max(last_seen_at_ms, ?2), last_explanation = ?3
-                  WHERE id = ?1",
-    close: "UPDATE host_conditions SET ended_at_ms = ?2 WHERE id = ?1",
+                         last_seen_at_ms = greatest(last_seen_at_ms, $2), last_explanation = $3
+                  WHERE id = $1",
+    close: "UPDATE host_conditions SET ended_at_ms = $2 WHERE id = $1",
 };
 
 /// The host conditions of a report that carries its host, each cause once; `None` for a
@@ -54,7 +54,7 @@ pub(super) struct Observed<'a>(Option<Vec<&'a HostCondition>>);
 /// Keeps the readings of `report`'s host, when it has one (rules at the top); returns its
 /// conditions for [`update_conditions`].
 pub(super) fn observe<'a>(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     state: &mut ServerState,
     server_id: i64,
     report: &'a Report,
@@ -85,7 +85,7 @@ pub(super) fn observe<'a>(
     // still what this cycle read.
     let memory = host.latest_memory();
     let pressure = host.pressure.as_ref();
-    let readings = params![
+    let mut readings: Vec<Value<'_>> = values![
         server_id,
         report.report_id.as_bytes().as_slice(),
         at_ms,
@@ -107,40 +107,35 @@ pub(super) fn observe<'a>(
         pressure.and_then(|p| p.io_full).map(hundredths),
         &causes,
         &warnings,
-    ];
+    ]
+    .to_vec();
     if let Some(row) = same_row {
-        // ?1 (the server) is the row's already; the statement leaves it.
-        conn.prepare_cached(
-            "UPDATE host_observations SET report_uuid = ?2, started_at_ms = ?3, boot_id = ?4,
-                    uptime_s = ?5, mem_total_kb = ?6, mem_available_kb = ?7, slab_kb = ?8,
-                    s_unreclaim_kb = ?9, cpus = ?10, load1_c = ?11, load5_c = ?12,
-                    load15_c = ?13, runnable = ?14, cpu_some_c = ?15, memory_some_c = ?16,
-                    memory_full_c = ?17, io_some_c = ?18, io_full_c = ?19, causes = ?20,
-                    warnings = ?21
-             WHERE rowid = ?22 AND server_id = ?1",
-        )?
-        .execute(
-            readings
-                .iter()
-                .copied()
-                .chain([&row.rowid as &dyn rusqlite::ToSql])
-                .collect::<Vec<_>>()
-                .as_slice(),
+        // $1 (the server) is the row's already; the statement leaves it.
+        readings.push(Value::from(row.rowid));
+        conn.execute(
+            "UPDATE host_observations SET report_uuid = $2, started_at_ms = $3, boot_id = $4,
+                    uptime_s = $5, mem_total_kb = $6, mem_available_kb = $7, slab_kb = $8,
+                    s_unreclaim_kb = $9, cpus = $10, load1_c = $11, load5_c = $12,
+                    load15_c = $13, runnable = $14, cpu_some_c = $15, memory_some_c = $16,
+                    memory_full_c = $17, io_some_c = $18, io_full_c = $19, causes = $20,
+                    warnings = $21
+             WHERE rowid = $22 AND server_id = $1",
+            &readings,
         )?;
     } else {
-        let rowid = conn
-            .prepare_cached(
-                "INSERT INTO host_observations (server_id, report_uuid, started_at_ms, boot_id,
+        let rowid = conn.returning(
+            "INSERT INTO host_observations (server_id, report_uuid, started_at_ms, boot_id,
                                                 uptime_s, mem_total_kb, mem_available_kb,
                                                 slab_kb, s_unreclaim_kb, cpus, load1_c, load5_c,
                                                 load15_c, runnable, cpu_some_c, memory_some_c,
                                                 memory_full_c, io_some_c, io_full_c, causes,
                                                 warnings)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                         ?17, ?18, ?19, ?20, ?21)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                         $17, $18, $19, $20, $21)
                  RETURNING rowid",
-            )?
-            .query_row(readings, |r| r.get(0))?;
+            &readings,
+            |r| r.i64(0),
+        )?;
         state.host_row = Some(HostRow {
             rowid,
             first_at_ms: at_ms,
@@ -173,7 +168,7 @@ fn conditions_of<'a>(report_id: &Uuid, host: &'a HostEvidence) -> Vec<&'a HostCo
 
 /// Groups the host conditions of an in-order report (rules at the top).
 pub(super) fn update_conditions(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     state: &mut ServerState,
     server_id: i64,
     at_ms: i64,

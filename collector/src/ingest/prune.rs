@@ -16,9 +16,8 @@
 
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior, params};
-
 use super::IngestError;
+use super::sql::{Conn, SqlError, values};
 
 const DAY_MS: i64 = 86_400_000;
 /// Per-minute availability is kept this long: more than the two hours read by the minute
@@ -82,77 +81,77 @@ const PER_SERVER: [(&str, Cut); 13] = [
     // reports are not stored at all), or with its failed ones when only those were left.
     (
         "DELETE FROM reports WHERE uuid IN (SELECT report_uuid FROM results
-             WHERE server_id = ?1 AND started_at_ms < ?2 AND ok = 1 LIMIT ?3)",
+             WHERE server_id = $1 AND started_at_ms < $2 AND ok = 1 LIMIT $3)",
         Cut::Raw,
     ),
     (
         "DELETE FROM results WHERE id IN (SELECT id FROM results
-             WHERE server_id = ?1 AND started_at_ms < ?2 AND ok = 1 LIMIT ?3)",
+             WHERE server_id = $1 AND started_at_ms < $2 AND ok = 1 LIMIT $3)",
         Cut::Raw,
     ),
     (
         "DELETE FROM reports WHERE uuid IN (SELECT report_uuid FROM results
-             WHERE server_id = ?1 AND started_at_ms < ?2 LIMIT ?3)",
+             WHERE server_id = $1 AND started_at_ms < $2 LIMIT $3)",
         Cut::Evidence,
     ),
     (
         "DELETE FROM failures WHERE result_id IN (SELECT id FROM results
-             WHERE server_id = ?1 AND started_at_ms < ?2 LIMIT ?3)",
+             WHERE server_id = $1 AND started_at_ms < $2 LIMIT $3)",
         Cut::Evidence,
     ),
     (
         "DELETE FROM results WHERE id IN (SELECT id FROM results
-             WHERE server_id = ?1 AND started_at_ms < ?2 LIMIT ?3)",
+             WHERE server_id = $1 AND started_at_ms < $2 LIMIT $3)",
         Cut::Evidence,
     ),
     (
         "DELETE FROM host_observations WHERE rowid IN (SELECT rowid FROM host_observations
-             WHERE server_id = ?1 AND started_at_ms < ?2 LIMIT ?3)",
+             WHERE server_id = $1 AND started_at_ms < $2 LIMIT $3)",
         Cut::Raw,
     ),
     (
         "DELETE FROM resolver_changes WHERE rowid IN (
              SELECT c.rowid FROM resolvers r JOIN resolver_changes c ON c.resolver_id = r.id
-             WHERE r.server_id = ?1 AND c.started_at_ms < ?2
+             WHERE r.server_id = $1 AND c.started_at_ms < $2
                AND c.rowid <> (SELECT rowid FROM resolver_changes WHERE resolver_id = r.id
                                ORDER BY started_at_ms DESC, rowid DESC LIMIT 1)
-             LIMIT ?3)",
+             LIMIT $3)",
         Cut::Raw,
     ),
     (
         "DELETE FROM resolver_hours WHERE (resolver_id, hour_ms, cause) IN (
              SELECT o.resolver_id, o.hour_ms, o.cause
              FROM resolvers r JOIN resolver_hours o ON o.resolver_id = r.id
-             WHERE r.server_id = ?1 AND o.hour_ms < ?2 LIMIT ?3)",
+             WHERE r.server_id = $1 AND o.hour_ms < $2 LIMIT $3)",
         Cut::Hourly,
     ),
     (
         "DELETE FROM availability_hours WHERE (server_id, hour_ms) IN (
              SELECT server_id, hour_ms FROM availability_hours
-             WHERE server_id = ?1 AND hour_ms < ?2 LIMIT ?3)",
+             WHERE server_id = $1 AND hour_ms < $2 LIMIT $3)",
         Cut::Hourly,
     ),
     (
         "DELETE FROM availability_minutes WHERE (server_id, minute_ms) IN (
              SELECT server_id, minute_ms FROM availability_minutes
-             WHERE server_id = ?1 AND minute_ms < ?2 LIMIT ?3)",
+             WHERE server_id = $1 AND minute_ms < $2 LIMIT $3)",
         Cut::Minutes,
     ),
     (
         "DELETE FROM incidents WHERE id IN (SELECT id FROM incidents
-             WHERE server_id = ?1 AND started_at_ms < ?2 AND ended_at_ms < ?2 LIMIT ?3)",
+             WHERE server_id = $1 AND started_at_ms < $2 AND ended_at_ms < $2 LIMIT $3)",
         Cut::Hourly,
     ),
     (
         "DELETE FROM host_conditions WHERE id IN (SELECT id FROM host_conditions
-             WHERE server_id = ?1 AND started_at_ms < ?2 AND ended_at_ms < ?2 LIMIT ?3)",
+             WHERE server_id = $1 AND started_at_ms < $2 AND ended_at_ms < $2 LIMIT $3)",
         Cut::Hourly,
     ),
     // Resolver conditions belong to a server through its resolvers.
     (
         "DELETE FROM resolver_conditions WHERE id IN (
              SELECT c.id FROM resolvers r JOIN resolver_conditions c ON c.resolver_id = r.id
-             WHERE r.server_id = ?1 AND c.started_at_ms < ?2 AND c.ended_at_ms < ?2 LIMIT ?3)",
+             WHERE r.server_id = $1 AND c.started_at_ms < $2 AND c.ended_at_ms < $2 LIMIT $3)",
         Cut::Hourly,
     ),
 ];
@@ -197,42 +196,26 @@ pub(super) struct Cursor {
 /// Deletes at most about `max_rows` rows older than `retention`, in one transaction,
 /// continuing the pass where the last step left it.
 pub(super) fn step(
-    conn: &mut Connection,
+    conn: &mut dyn Conn,
     cursor: &mut Cursor,
     retention: &Retention,
     now_ms: i64,
     max_rows: i64,
 ) -> Result<Pruned, IngestError> {
     let cut = Cutoffs::new(retention, now_ms);
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let servers: Vec<i64> = tx
-        .prepare_cached("SELECT id FROM servers WHERE id > ?1 ORDER BY id LIMIT ?2")?
-        .query_map(params![cursor.after_server, SERVERS_PER_STEP], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    let mut rows: i64 = 0;
-    let mut budget_spent = false;
-    for &server in &servers {
-        for &(sql, c) in &PER_SERVER {
-            let cutoff = cut.of(c);
-            let left = max_rows - rows;
-            let n = tx
-                .prepare_cached(sql)?
-                .execute(params![server, cutoff, left])?;
-            rows += n as i64;
-            if n as i64 >= left {
-                budget_spent = true;
-                break;
-            }
+    conn.begin()?;
+    let resume = cursor.after_server;
+    let deleted = delete_step(conn, cursor, &cut, max_rows);
+    let (servers, rows, budget_spent) = match deleted.and_then(|d| conn.commit().map(|()| d)) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = conn.rollback();
+            cursor.after_server = resume;
+            return Err(e.into());
         }
-        if budget_spent {
-            // This server may have more: the next step starts with it again.
-            break;
-        }
-        cursor.after_server = server;
-    }
-    tx.commit()?;
+    };
     cursor.pass_rows += rows as u64;
-    let pass_over = !budget_spent && (servers.len() as i64) < SERVERS_PER_STEP;
+    let pass_over = !budget_spent && (servers as i64) < SERVERS_PER_STEP;
     if pass_over {
         if cursor.pass_rows > 0 {
             tracing::info!(
@@ -249,4 +232,39 @@ pub(super) fn step(
         rows: rows as u64,
         done: pass_over,
     })
+}
+
+/// The deletes of one step (in the caller's transaction): the servers visited, the rows
+/// deleted and whether the budget ran out before the last server was done.
+fn delete_step(
+    conn: &mut dyn Conn,
+    cursor: &mut Cursor,
+    cut: &Cutoffs,
+    max_rows: i64,
+) -> Result<(usize, i64, bool), SqlError> {
+    let servers = conn.query_all(
+        "SELECT id FROM servers WHERE id > $1 ORDER BY id LIMIT $2",
+        values![cursor.after_server, SERVERS_PER_STEP],
+        |r| r.i64(0),
+    )?;
+    let mut rows: i64 = 0;
+    let mut budget_spent = false;
+    for &server in &servers {
+        for &(sql, c) in &PER_SERVER {
+            let cutoff = cut.of(c);
+            let left = max_rows - rows;
+            let n = conn.execute(sql, values![server, cutoff, left])?;
+            rows += n as i64;
+            if n as i64 >= left {
+                budget_spent = true;
+                break;
+            }
+        }
+        if budget_spent {
+            // This server may have more: the next step starts with it again.
+            break;
+        }
+        cursor.after_server = server;
+    }
+    Ok((servers.len(), rows, budget_spent))
 }

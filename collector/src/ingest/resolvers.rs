@@ -18,13 +18,13 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use causeway_schema::{Report, ResolverOutcome};
-use rusqlite::{Connection, params};
 
 use super::IngestError;
 use super::conditions::{self, ConditionTable, Observation};
 use super::grouping::next_condition;
 use super::rollups::HOUR_MS;
 use super::server::{KnownResolver, ServerState};
+use super::sql::{Conn, values};
 
 /// How far a resolver's row lags its newest sighting at most.
 const SIGHTING_STEP_MS: i64 = 60_000;
@@ -38,15 +38,15 @@ pub(super) const TABLE: ConditionTable = ConditionTable {
     insert: "INSERT INTO resolver_conditions (resolver_id, cause, started_at_ms, last_seen_at_ms,
                                               observations, explanation, last_explanation,
                                               evidence, last_evidence)
-             VALUES (?1, ?2, ?3, ?3, 1, ?4, ?4, ?5, ?5) RETURNING id",
+             VALUES ($1, $2, $3, $3, 1, $4, $4, $5, $5) RETURNING id",
     extend: "UPDATE resolver_conditions SET observations = observations + 1,
-                    last_seen_at_ms = max(last_seen_at_ms, ?2), last_explanation = ?3,
-                    last_evidence = ?4
-             WHERE id = ?1",
+                    last_seen_at_ms = greatest(last_seen_at_ms, $2), last_explanation = $3,
+                    last_evidence = $4
+             WHERE id = $1",
     extend_same: "UPDATE resolver_conditions SET observations = observations + 1,
-                         last_seen_at_ms = max(last_seen_at_ms, ?2), last_explanation = ?3
-                  WHERE id = ?1",
-    close: "UPDATE resolver_conditions SET ended_at_ms = ?2 WHERE id = ?1",
+                         last_seen_at_ms = greatest(last_seen_at_ms, $2), last_explanation = $3
+                  WHERE id = $1",
+    close: "UPDATE resolver_conditions SET ended_at_ms = $2 WHERE id = $1",
 };
 
 /// One resolver seen in a report, with its stored id.
@@ -59,7 +59,7 @@ pub(super) struct Observed<'a> {
 /// `in_order` report: an old one's answer is not the resolver's newest); returns them for
 /// [`update_conditions`].
 pub(super) fn observe<'a>(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     state: &mut ServerState,
     server_id: i64,
     report: &'a Report,
@@ -108,7 +108,7 @@ pub(super) fn observe<'a>(
 /// The resolver's id, its row created on first sight. The name and the first and last
 /// sightings follow the report's start, so an old report does not undo a newer one's name.
 fn upsert_resolver<'s>(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     state: &'s mut ServerState,
     server_id: i64,
     (canary, name): (&str, &str),
@@ -127,31 +127,28 @@ fn upsert_resolver<'s>(
         // The row's sighting is kept to the minute (the exact one is in `resolver_hours`); a
         // row rewritten for every report was a page written per resolver per batch.
         if known.name != name || at_ms - known.last_seen_at_ms >= SIGHTING_STEP_MS {
-            conn.prepare_cached(
-                "UPDATE resolvers SET name = ?2, last_seen_at_ms = ?3 WHERE id = ?1",
-            )?
-            .execute(params![known.id, name, at_ms])?;
+            conn.execute(
+                "UPDATE resolvers SET name = $2, last_seen_at_ms = $3 WHERE id = $1",
+                values![known.id, name, at_ms],
+            )?;
             known.last_seen_at_ms = at_ms;
             known.name = name.to_owned();
         }
         return Ok(known);
     }
-    let (id, last_seen_at_ms, stored_name): (i64, i64, String) = conn
-        .prepare_cached(
-            "INSERT INTO resolvers (server_id, canary, resolver, address, name,
-                                    first_seen_at_ms, last_seen_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
-             ON CONFLICT (server_id, canary, resolver, address) DO UPDATE SET
-                 name = CASE WHEN excluded.last_seen_at_ms >= last_seen_at_ms
-                             THEN excluded.name ELSE name END,
-                 first_seen_at_ms = min(first_seen_at_ms, excluded.first_seen_at_ms),
-                 last_seen_at_ms = max(last_seen_at_ms, excluded.last_seen_at_ms)
-             RETURNING id, last_seen_at_ms, name",
-        )?
-        .query_row(
-            params![server_id, canary, &outcome.resolver, &key.2, name, at_ms],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
+    let (id, last_seen_at_ms, stored_name) = conn.returning(
+        "INSERT INTO resolvers (server_id, canary, resolver, address, name,
+                                first_seen_at_ms, last_seen_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $6)
+         ON CONFLICT (server_id, canary, resolver, address) DO UPDATE SET
+             name = CASE WHEN excluded.last_seen_at_ms >= resolvers.last_seen_at_ms
+                         THEN excluded.name ELSE resolvers.name END,
+             first_seen_at_ms = least(resolvers.first_seen_at_ms, excluded.first_seen_at_ms),
+             last_seen_at_ms = greatest(resolvers.last_seen_at_ms, excluded.last_seen_at_ms)
+         RETURNING id, last_seen_at_ms, name",
+        values![server_id, canary, &outcome.resolver, &key.2, name, at_ms],
+        |r| Ok((r.i64(0)?, r.i64(1)?, r.string(2)?)),
+    )?;
     let last_change = state.resolvers.remove(&key).and_then(|k| k.last_change);
     Ok(state.resolvers.entry(key).or_insert(KnownResolver {
         id,
@@ -164,25 +161,26 @@ fn upsert_resolver<'s>(
 /// Counts the observation in its hour and keeps it as a change when the resolver's cause or
 /// answer differs from its newest change.
 fn observe_one(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     known: &mut KnownResolver,
     at_ms: i64,
     outcome: &ResolverOutcome,
     in_order: bool,
 ) -> Result<(), IngestError> {
     let cause = outcome.condition.as_ref().map(|d| d.cause.id());
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO resolver_hours (resolver_id, hour_ms, cause, n, last_at_ms)
-         VALUES (?1, ?2, ?3, 1, ?4)
+         VALUES ($1, $2, $3, 1, $4)
          ON CONFLICT (resolver_id, hour_ms, cause) DO UPDATE SET
-             n = n + 1, last_at_ms = max(last_at_ms, excluded.last_at_ms)",
-    )?
-    .execute(params![
-        known.id,
-        at_ms - at_ms.rem_euclid(HOUR_MS),
-        cause.unwrap_or(""),
-        at_ms
-    ])?;
+             n = resolver_hours.n + 1,
+             last_at_ms = greatest(resolver_hours.last_at_ms, excluded.last_at_ms)",
+        values![
+            known.id,
+            at_ms - at_ms.rem_euclid(HOUR_MS),
+            cause.unwrap_or(""),
+            at_ms
+        ],
+    )?;
     if !in_order {
         return Ok(());
     }
@@ -199,11 +197,11 @@ fn observe_one(
         .iter()
         .map(|q| q.elapsed_ms)
         .reduce(f64::max);
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO resolver_changes (resolver_id, started_at_ms, cause, outcome, elapsed_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![known.id, at_ms, cause, &brief, slowest])?;
+         VALUES ($1, $2, $3, $4, $5)",
+        values![known.id, at_ms, cause, &brief, slowest],
+    )?;
     known.last_change = Some((cause.map(str::to_owned), brief));
     Ok(())
 }
@@ -219,7 +217,7 @@ fn cut(mut text: String, max: usize) -> String {
 
 /// Groups the observations of an in-order report into conditions (rules at the top).
 pub(super) fn update_conditions(
-    conn: &Connection,
+    conn: &mut dyn Conn,
     state: &mut ServerState,
     at_ms: i64,
     observed: &[Observed<'_>],

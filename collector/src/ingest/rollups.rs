@@ -3,10 +3,10 @@
 //! checks for the heartbeat bar.
 
 use causeway_schema::{Cause, Report};
-use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use super::IngestError;
+use super::sql::{Conn, values};
 
 const MINUTE_MS: i64 = 60_000;
 pub(super) const HOUR_MS: i64 = 3_600_000;
@@ -36,42 +36,37 @@ pub struct RecentCheck {
 const AVAILABILITY: [(&str, i64); 3] = [
     (
         "INSERT INTO availability_minutes (server_id, minute_ms, checks_total, checks_ok)
-         VALUES (?1, ?2, ?3, ?4)
+         VALUES ($1, $2, $3, $4)
          ON CONFLICT (server_id, minute_ms) DO UPDATE SET
-             checks_total = checks_total + excluded.checks_total,
-             checks_ok = checks_ok + excluded.checks_ok",
+             checks_total = availability_minutes.checks_total + excluded.checks_total,
+             checks_ok = availability_minutes.checks_ok + excluded.checks_ok",
         MINUTE_MS,
     ),
     (
         "INSERT INTO availability_hours (server_id, hour_ms, checks_total, checks_ok)
-         VALUES (?1, ?2, ?3, ?4)
+         VALUES ($1, $2, $3, $4)
          ON CONFLICT (server_id, hour_ms) DO UPDATE SET
-             checks_total = checks_total + excluded.checks_total,
-             checks_ok = checks_ok + excluded.checks_ok",
+             checks_total = availability_hours.checks_total + excluded.checks_total,
+             checks_ok = availability_hours.checks_ok + excluded.checks_ok",
         HOUR_MS,
     ),
     (
         "INSERT INTO availability_days (server_id, day_ms, checks_total, checks_ok)
-         VALUES (?1, ?2, ?3, ?4)
+         VALUES ($1, $2, $3, $4)
          ON CONFLICT (server_id, day_ms) DO UPDATE SET
-             checks_total = checks_total + excluded.checks_total,
-             checks_ok = checks_ok + excluded.checks_ok",
+             checks_total = availability_days.checks_total + excluded.checks_total,
+             checks_ok = availability_days.checks_ok + excluded.checks_ok",
         DAY_MS,
     ),
 ];
 
 /// Adds `report` to the minute, hour, day and cause counts.
-pub(super) fn add(conn: &Connection, server_id: i64, report: &Report) -> Result<(), IngestError> {
+pub(super) fn add(conn: &mut dyn Conn, server_id: i64, report: &Report) -> Result<(), IngestError> {
     let total = report.results.len() as i64;
     let ok = report.results.iter().filter(|r| r.ok).count() as i64;
     let at = report.started_at_ms;
     for (sql, unit) in AVAILABILITY {
-        conn.prepare_cached(sql)?.execute(params![
-            server_id,
-            at - at.rem_euclid(unit),
-            total,
-            ok
-        ])?;
+        conn.execute(sql, values![server_id, at - at.rem_euclid(unit), total, ok])?;
     }
     let mut by_cause: Vec<(&str, i64)> = Vec::new();
     for r in &report.results {
@@ -81,12 +76,12 @@ pub(super) fn add(conn: &Connection, server_id: i64, report: &Report) -> Result<
             None => by_cause.push((cause, 1)),
         }
     }
-    let mut count = conn.prepare_cached(
-        "INSERT INTO result_counts (server_id, cause, n) VALUES (?1, ?2, ?3)
-         ON CONFLICT (server_id, cause) DO UPDATE SET n = n + excluded.n",
-    )?;
     for (cause, n) in by_cause {
-        count.execute(params![server_id, cause, n])?;
+        conn.execute(
+            "INSERT INTO result_counts (server_id, cause, n) VALUES ($1, $2, $3)
+             ON CONFLICT (server_id, cause) DO UPDATE SET n = result_counts.n + excluded.n",
+            values![server_id, cause, n],
+        )?;
     }
     Ok(())
 }

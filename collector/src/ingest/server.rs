@@ -1,19 +1,19 @@
 //! What the writer keeps in memory of each server between reports: the newest report's start,
 //! the open incident and conditions, the resolvers' ids and the recent checks. Reading them
-//! again for every report cost more statements than storing the report; the writer is the
-//! only process that changes them (the `token` and `share` commands touch other rows), so the
-//! copy stays true as long as every change goes through it. A report whose storing fails
-//! drops its server's copy, and a batch that does not commit drops them all: the next report
-//! reads the database again.
+//! again for every report cost more statements than storing the report; a writer is the only
+//! one that changes them (the `token` and `share` commands touch other rows), so the copy stays
+//! true as long as every change goes through it. Collectors sharing a PostgreSQL database each
+//! have a writer: a copy another one made stale is read again (`generation`). A report whose
+//! storing fails drops its server's copy, and a batch that does not commit drops them all: the
+//! next report reads the database again.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use rusqlite::{Connection, OptionalExtension, params};
-
 use super::IngestError;
 use super::grouping::Open;
 use super::rollups::{RecentCheck, parse_recent};
+use super::sql::{Conn, Row, SqlError, values};
 
 /// A resolver of a server: canary, label and name server address (migration 0002).
 pub(super) type ResolverKey = (String, String, String);
@@ -52,6 +52,10 @@ pub(super) struct OpenCondition {
 
 #[derive(Debug, Default)]
 pub(super) struct ServerState {
+    /// `servers.generation` as this copy knows it: every stored report adds one, so a
+    /// different number in the database means another collector wrote the server (see
+    /// `sql::Conn::lock_servers`).
+    pub generation: i64,
     /// The newest report's start; `None` before the first report.
     pub last_started_at_ms: Option<i64>,
     pub incident: Option<Open>,
@@ -73,13 +77,20 @@ pub(super) struct Servers(HashMap<i64, ServerState>);
 impl Servers {
     pub fn get(
         &mut self,
-        conn: &Connection,
+        conn: &mut dyn Conn,
         server_id: i64,
     ) -> Result<&mut ServerState, IngestError> {
         match self.0.entry(server_id) {
             Entry::Occupied(e) => Ok(e.into_mut()),
             Entry::Vacant(e) => Ok(e.insert(load(conn, server_id)?)),
         }
+    }
+
+    /// The generation of each server's copy, `None` for one not read yet.
+    pub fn generations(&self, server_ids: impl Iterator<Item = i64>) -> Vec<(i64, Option<i64>)> {
+        server_ids
+            .map(|id| (id, self.0.get(&id).map(|s| s.generation)))
+            .collect()
     }
 
     pub fn forget(&mut self, server_id: i64) {
@@ -91,91 +102,87 @@ impl Servers {
     }
 }
 
-fn load(conn: &Connection, server_id: i64) -> Result<ServerState, IngestError> {
-    let (last_started_at_ms, recent): (Option<i64>, Option<String>) = conn
-        .prepare_cached("SELECT last_started_at_ms, recent_checks FROM servers WHERE id = ?1")?
-        .query_row([server_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let incident = conn
-        .prepare_cached(
-            "SELECT id, cause FROM incidents WHERE server_id = ?1 AND ended_at_ms IS NULL",
-        )?
-        .query_row([server_id], |r| {
+fn load(conn: &mut dyn Conn, server_id: i64) -> Result<ServerState, IngestError> {
+    let (last_started_at_ms, recent, generation) = conn.returning(
+        "SELECT last_started_at_ms, recent_checks, generation FROM servers WHERE id = $1",
+        values![server_id],
+        |r| Ok((r.int(0)?, r.text(1)?, r.i64(2)?)),
+    )?;
+    let incident = conn.query_row(
+        "SELECT id, cause FROM incidents WHERE server_id = $1 AND ended_at_ms IS NULL",
+        values![server_id],
+        |r| {
             Ok(Open {
-                id: r.get(0)?,
-                cause: r.get(1)?,
+                id: r.i64(0)?,
+                cause: r.string(1)?,
             })
-        })
-        .optional()?;
-    let mut resolvers = HashMap::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT r.id, r.canary, r.resolver, r.address, r.last_seen_at_ms,
-                c.cause, c.outcome, r.name
-         FROM resolvers r LEFT JOIN resolver_changes c ON c.rowid = (
-             SELECT rowid FROM resolver_changes WHERE resolver_id = r.id
-             ORDER BY started_at_ms DESC, rowid DESC LIMIT 1)
-         WHERE r.server_id = ?1",
+        },
     )?;
-    let rows = stmt.query_map([server_id], |r| {
-        let outcome: Option<String> = r.get(6)?;
-        let known = KnownResolver {
-            id: r.get(0)?,
-            last_seen_at_ms: r.get(4)?,
-            name: r.get(7)?,
-            last_change: match outcome {
-                Some(outcome) => Some((r.get(5)?, outcome)),
-                None => None,
+    let resolvers = conn
+        .query_all(
+            "SELECT r.id, r.canary, r.resolver, r.address, r.last_seen_at_ms,
+                    c.cause, c.outcome, r.name
+             FROM resolvers r LEFT JOIN resolver_changes c ON c.rowid = (
+                 SELECT rowid FROM resolver_changes WHERE resolver_id = r.id
+                 ORDER BY started_at_ms DESC, rowid DESC LIMIT 1)
+             WHERE r.server_id = $1",
+            values![server_id],
+            |r| {
+                let known = KnownResolver {
+                    id: r.i64(0)?,
+                    last_seen_at_ms: r.i64(4)?,
+                    name: r.string(7)?,
+                    last_change: match r.text(6)? {
+                        Some(outcome) => Some((r.text(5)?, outcome)),
+                        None => None,
+                    },
+                };
+                Ok(((r.string(1)?, r.string(2)?, r.string(3)?), known))
             },
-        };
-        Ok(((r.get(1)?, r.get(2)?, r.get(3)?), known))
-    })?;
-    for row in rows {
-        let (key, value) = row?;
-        resolvers.insert(key, value);
-    }
-    let mut canaries = Vec::new();
-    let mut stmt =
-        conn.prepare_cached("SELECT id, name, url FROM canaries WHERE server_id = ?1")?;
-    for row in stmt.query_map([server_id], |r| Ok((r.get(1)?, r.get(2)?, r.get(0)?)))? {
-        canaries.push(row?);
-    }
-    let host_row = conn
-        .prepare_cached(
-            "SELECT rowid, started_at_ms, boot_id, causes, warnings FROM host_observations
-             WHERE server_id = ?1 ORDER BY started_at_ms DESC, rowid DESC LIMIT 1",
         )?
-        .query_row([server_id], |r| {
+        .into_iter()
+        .collect();
+    let canaries = conn.query_all(
+        "SELECT id, name, url FROM canaries WHERE server_id = $1",
+        values![server_id],
+        |r| Ok((r.string(1)?, r.string(2)?, r.i64(0)?)),
+    )?;
+    let host_row = conn.query_row(
+        "SELECT rowid, started_at_ms, boot_id, causes, warnings FROM host_observations
+         WHERE server_id = $1 ORDER BY started_at_ms DESC, rowid DESC LIMIT 1",
+        values![server_id],
+        |r| {
             Ok(HostRow {
-                rowid: r.get(0)?,
-                first_at_ms: r.get(1)?,
-                boot_id: r.get(2)?,
-                causes: r.get(3)?,
-                warnings: r.get(4)?,
+                rowid: r.i64(0)?,
+                first_at_ms: r.i64(1)?,
+                boot_id: r.string(2)?,
+                causes: r.text(3)?,
+                warnings: r.text(4)?,
             })
-        })
-        .optional()?;
-    let mut resolver_conditions = HashMap::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT c.id, c.cause, c.last_evidence, c.resolver_id
-         FROM resolver_conditions c JOIN resolvers r ON r.id = c.resolver_id
-         WHERE r.server_id = ?1 AND c.ended_at_ms IS NULL",
+        },
     )?;
-    let rows = stmt.query_map(params![server_id], |r| {
-        Ok((r.get::<_, i64>(3)?, open_condition(r)?))
-    })?;
-    for row in rows {
-        let (resolver_id, open) = row?;
-        resolver_conditions.insert(resolver_id, open);
-    }
-    let mut host_conditions = HashMap::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, cause, last_evidence FROM host_conditions
-         WHERE server_id = ?1 AND ended_at_ms IS NULL",
-    )?;
-    for row in stmt.query_map([server_id], open_condition)? {
-        let open = row?;
-        host_conditions.insert(open.open.cause.clone(), open);
-    }
+    let resolver_conditions = conn
+        .query_all(
+            "SELECT c.id, c.cause, c.last_evidence, c.resolver_id
+             FROM resolver_conditions c JOIN resolvers r ON r.id = c.resolver_id
+             WHERE r.server_id = $1 AND c.ended_at_ms IS NULL",
+            values![server_id],
+            |r| Ok((r.i64(3)?, open_condition(r)?)),
+        )?
+        .into_iter()
+        .collect();
+    let host_conditions = conn
+        .query_all(
+            "SELECT id, cause, last_evidence FROM host_conditions
+             WHERE server_id = $1 AND ended_at_ms IS NULL",
+            values![server_id],
+            open_condition,
+        )?
+        .into_iter()
+        .map(|open| (open.open.cause.clone(), open))
+        .collect();
     Ok(ServerState {
+        generation,
         last_started_at_ms,
         incident,
         recent: parse_recent(recent.as_deref()),
@@ -188,12 +195,12 @@ fn load(conn: &Connection, server_id: i64) -> Result<ServerState, IngestError> {
 }
 
 /// `id, cause, last_evidence` of a condition row.
-fn open_condition(r: &rusqlite::Row<'_>) -> rusqlite::Result<OpenCondition> {
+fn open_condition(r: &dyn Row) -> Result<OpenCondition, SqlError> {
     Ok(OpenCondition {
         open: Open {
-            id: r.get(0)?,
-            cause: r.get(1)?,
+            id: r.i64(0)?,
+            cause: r.string(1)?,
         },
-        last_evidence: r.get(2)?,
+        last_evidence: r.string(2)?,
     })
 }

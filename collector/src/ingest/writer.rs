@@ -1,5 +1,6 @@
-//! The one writer of reports: a thread that owns a SQLite connection, drains a queue of
-//! validated reports and stores up to [`MAX_BATCH`] of them per transaction (group commit).
+//! The one writer of reports: a thread that owns a database connection (SQLite or
+//! PostgreSQL, see [`super::sql`]), drains a queue of validated reports and stores up to
+//! [`MAX_BATCH`] of them per transaction (group commit).
 //!
 //! Why a thread of its own: through sqlx every statement is a message to the connection's
 //! worker thread and back, and a report needs a dozen statements; the handoffs, not SQLite,
@@ -12,18 +13,20 @@
 //! a value that does not encode) is answered with its error and the others are kept.
 
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use causeway_schema::Report;
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use super::prune::{self, Pruned, Retention};
 use super::server::Servers;
+use super::sql::{self, Conn, SqlError};
 use super::{IngestError, Outcome, store};
+use crate::db::Location;
 
 /// Reports stored per transaction at most. Larger batches commit less often but hold every
 /// probe of the batch waiting for the last report's statements.
@@ -35,8 +38,8 @@ const QUEUE: usize = 512;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Under a load that never empties the queue, a step of pruning still runs this often.
 const PRUNE_UNDER_LOAD: Duration = Duration::from_secs(1);
-/// Prepared statements kept: every statement of ingest, with room to spare.
-const STATEMENT_CACHE: usize = 64;
+/// How long the writer waits for a PostgreSQL connection to be made.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The writer's page cache, in KiB: the pages a batch touches (each server's rollup, index
 /// and state pages) stay in memory instead of being read again.
 const CACHE_KIB: i64 = 64 * 1024;
@@ -46,11 +49,11 @@ const CHECKPOINT_PAGES: i64 = 8192;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriterError {
-    #[error("cannot open the database {path} for writing reports: {source}")]
+    #[error("cannot open the database {db} for writing reports: {source}")]
     Open {
-        path: PathBuf,
+        db: String,
         #[source]
-        source: rusqlite::Error,
+        source: SqlError,
     },
     #[error("cannot start the database writer thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -84,21 +87,43 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Opens a connection to the (already migrated) database at `path` and starts the thread.
-    pub fn start(path: &Path) -> Result<Writer, WriterError> {
-        let conn = open(path).map_err(|source| WriterError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+    /// Opens a connection to the (already migrated) database at `db` and starts the thread.
+    pub fn start(db: &Location) -> Result<Writer, WriterError> {
         let (queue, receiver) = mpsc::channel(QUEUE);
         let batches = Arc::new(AtomicU64::new(0));
+        // The connection is made on the thread: PostgreSQL's is driven by the thread's own
+        // runtime, and must be made inside it.
+        let (opened, open_result) = std::sync::mpsc::sync_channel(1);
+        let location = db.clone();
         std::thread::Builder::new()
             .name("causeway-writer".into())
             .spawn({
                 let batches = batches.clone();
-                move || run(conn, receiver, &batches)
+                move || {
+                    let conn = match open(&location) {
+                        Ok(conn) => {
+                            let _ = opened.send(Ok(()));
+                            conn
+                        }
+                        Err(e) => {
+                            let _ = opened.send(Err(e));
+                            return;
+                        }
+                    };
+                    run(conn, receiver, &batches)
+                }
             })
             .map_err(WriterError::Thread)?;
+        let opened = open_result.recv().unwrap_or_else(|_| {
+            Err(SqlError::Null {
+                column: 0,
+                sql: "the writer thread ended before opening its connection".into(),
+            })
+        });
+        opened.map_err(|source| WriterError::Open {
+            db: db.to_string(),
+            source,
+        })?;
         Ok(Writer { queue, batches })
     }
 
@@ -161,7 +186,14 @@ impl Writer {
     }
 }
 
-fn open(path: &Path) -> rusqlite::Result<Connection> {
+fn open(db: &Location) -> Result<Box<dyn Conn>, SqlError> {
+    Ok(match db {
+        Location::Sqlite(path) => Box::new(sql::Sqlite::new(open_sqlite(path)?)),
+        Location::Postgres(url) => Box::new(sql::Postgres::connect(url, CONNECT_TIMEOUT)?),
+    })
+}
+
+fn open_sqlite(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -174,7 +206,6 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)?;
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
 
@@ -185,7 +216,7 @@ struct PruneRequest {
     answer: oneshot::Sender<Result<Pruned, IngestError>>,
 }
 
-fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Message>, batches: &AtomicU64) {
+fn run(mut conn: Box<dyn Conn>, mut receiver: mpsc::Receiver<Message>, batches: &AtomicU64) {
     let mut servers = Servers::default();
     let mut cursor = prune::Cursor::default();
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -197,7 +228,7 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Message>, batches: &At
         if let Some(request) = prune.take() {
             if receiver.is_empty() || last_prune.elapsed() >= PRUNE_UNDER_LOAD {
                 let pruned = prune::step(
-                    &mut conn,
+                    conn.as_mut(),
                     &mut cursor,
                     &request.retention,
                     request.now_ms,
@@ -227,13 +258,17 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Message>, batches: &At
         if !batch.is_empty() {
             let jobs = std::mem::take(&mut batch);
             batches.fetch_add(1, Ordering::Relaxed);
-            let written =
-                std::panic::catch_unwind(AssertUnwindSafe(|| write(&mut conn, &mut servers, jobs)));
+            let written = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                write(conn.as_mut(), &mut servers, jobs)
+            }));
             if written.is_err() {
                 // The jobs' answers were dropped with the batch: their probes get an error
                 // and send the reports again. What is remembered may be half-updated: read
                 // it anew.
                 tracing::error!("the database writer panicked while storing a batch; carrying on");
+                if let Err(e) = conn.rollback() {
+                    tracing::error!(error = %e, "cannot roll the batch back");
+                }
                 servers.forget_all();
             }
         }
@@ -260,17 +295,21 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Message>, batches: &At
 }
 
 /// Stores `jobs` in one transaction and answers each after the commit.
-fn write(conn: &mut Connection, servers: &mut Servers, jobs: Vec<Job>) {
-    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => return fail(servers, jobs, e),
-    };
+fn write(conn: &mut dyn Conn, servers: &mut Servers, jobs: Vec<Job>) {
+    if let Err(e) = conn.begin() {
+        return fail(conn, servers, jobs, e);
+    }
+    let generations = servers.generations(jobs.iter().map(|j| j.server_id));
+    match conn.lock_servers(&generations) {
+        Ok(stale) => stale.into_iter().for_each(|id| servers.forget(id)),
+        Err(e) => return fail(conn, servers, jobs, e),
+    }
     let mut outcomes = Vec::with_capacity(jobs.len());
     for job in &jobs {
-        outcomes.push(store_in_savepoint(&tx, servers, job));
+        outcomes.push(store_in_savepoint(conn, servers, job));
     }
-    if let Err(e) = tx.commit() {
-        return fail(servers, jobs, e);
+    if let Err(e) = conn.commit() {
+        return fail(conn, servers, jobs, e);
     }
     for (job, outcome) in jobs.into_iter().zip(outcomes) {
         if let Err(e) = &outcome {
@@ -282,29 +321,39 @@ fn write(conn: &mut Connection, servers: &mut Servers, jobs: Vec<Job>) {
 }
 
 fn store_in_savepoint(
-    tx: &rusqlite::Transaction<'_>,
+    conn: &mut dyn Conn,
     servers: &mut Servers,
     job: &Job,
 ) -> Result<Outcome, IngestError> {
-    tx.execute_batch("SAVEPOINT report")?;
-    let stored = store(tx, servers, job.server_id, &job.report, job.received_at_ms);
+    conn.run("SAVEPOINT report")?;
+    let stored = store(
+        conn,
+        servers,
+        job.server_id,
+        &job.report,
+        job.received_at_ms,
+    );
     match stored {
         Ok(outcome) => {
-            tx.execute_batch("RELEASE report")?;
+            conn.run("RELEASE SAVEPOINT report")?;
             Ok(outcome)
         }
         Err(e) => {
             // What the report changed is undone, in the database and in memory.
             servers.forget(job.server_id);
-            tx.execute_batch("ROLLBACK TO report; RELEASE report")?;
+            conn.run("ROLLBACK TO SAVEPOINT report")?;
+            conn.run("RELEASE SAVEPOINT report")?;
             Err(e)
         }
     }
 }
 
 /// The batch did not commit: nothing of it is stored, and every report gets the error.
-fn fail(servers: &mut Servers, jobs: Vec<Job>, e: rusqlite::Error) {
+fn fail(conn: &mut dyn Conn, servers: &mut Servers, jobs: Vec<Job>, e: SqlError) {
     tracing::error!(error = %e, reports = jobs.len(), "a batch of reports was not stored");
+    if let Err(e) = conn.rollback() {
+        tracing::error!(error = %e, "cannot roll the failed batch back");
+    }
     servers.forget_all();
     let e = Arc::new(e);
     for job in jobs {

@@ -11,7 +11,9 @@
 
 use std::collections::HashMap;
 
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
+
+use crate::db::indexed_by;
 
 use super::ReadError;
 
@@ -61,7 +63,7 @@ fn parts(since_ms: i64, now_ms: i64) -> Parts {
 /// The checks of each server (or of `server` alone) since each of `since_ms`, by server id;
 /// a server without checks in a window has `(0, 0)` there, one without any is absent.
 pub async fn windows(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     server: Option<i64>,
     since_ms: &[i64],
     now_ms: i64,
@@ -90,13 +92,18 @@ pub async fn windows(
             }
             // One server: its primary key (server, time). All: the time-first covering index,
             // which SQLite would otherwise pass over for a scan of every row (migration 0005).
+            let n = binds.len();
             let (index, filter) = match server {
-                Some(_) => (String::new(), "AND server_id = ?".to_owned()),
-                None => (format!("INDEXED BY {table}_by_time"), String::new()),
+                Some(_) => (String::new(), format!("AND server_id = ${}", n + 3)),
+                None => (indexed_by(pool, &format!("{table}_by_time")), String::new()),
             };
             sql.push_str(&format!(
-                "SELECT {w}, server_id, SUM(checks_ok), SUM(checks_total) FROM {table} {index}
-                 WHERE {column} >= ? AND {column} < ? {filter} GROUP BY server_id"
+                "SELECT {w}, server_id, CAST(SUM(checks_ok) AS BIGINT),
+                        CAST(SUM(checks_total) AS BIGINT)
+                 FROM {table} {index}
+                 WHERE {column} >= ${} AND {column} < ${} {filter} GROUP BY server_id",
+                n + 1,
+                n + 2
             ));
             binds.extend([start, end]);
             binds.extend(server);

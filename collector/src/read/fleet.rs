@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
+
+use crate::db::indexed_by;
 
 use super::{ReadError, ServerRow, counts, state};
 use crate::ingest::rollups::{RecentCheck, parse_recent};
@@ -50,9 +52,9 @@ struct FleetRow {
 }
 
 /// The overview, by server name.
-pub async fn fleet(pool: &SqlitePool, now_ms: i64) -> Result<Fleet, ReadError> {
+pub async fn fleet(pool: &AnyPool, now_ms: i64) -> Result<Fleet, ReadError> {
     let rows: Vec<FleetRow> = sqlx::query_as(&format!(
-        "{} ORDER BY s.name LIMIT ?1",
+        "{} ORDER BY s.name LIMIT $1",
         super::SERVER_SELECT.replace(" FROM servers s", ", s.recent_checks FROM servers s")
     ))
     .bind(super::MAX_SERVERS)
@@ -67,10 +69,11 @@ pub async fn fleet(pool: &SqlitePool, now_ms: i64) -> Result<Fleet, ReadError> {
         let since = (now_ms - len) - (now_ms - len).rem_euclid(unit);
         // Without the hint SQLite scans the whole table in primary-key order to avoid sorting
         // for GROUP BY: every hour of every server instead of the window's (migration 0005).
+        let hint = indexed_by(pool, &format!("{table}_by_time"));
         let sums: Vec<(i64, i64, i64)> = sqlx::query_as(&format!(
-            "SELECT server_id, SUM(checks_ok), SUM(checks_total)
-             FROM {table} INDEXED BY {table}_by_time
-             WHERE {column} >= ?1 GROUP BY server_id"
+            "SELECT server_id, CAST(SUM(checks_ok) AS BIGINT), CAST(SUM(checks_total) AS BIGINT)
+             FROM {table} {hint}
+             WHERE {column} >= $1 GROUP BY server_id"
         ))
         .bind(since)
         .fetch_all(pool)
@@ -128,7 +131,7 @@ pub async fn fleet(pool: &SqlitePool, now_ms: i64) -> Result<Fleet, ReadError> {
 /// One server's checks per UTC day over the last `days` days (today included), oldest first;
 /// a day without checks is absent.
 pub async fn days(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     server_id: i64,
     days: i64,
     now_ms: i64,
@@ -136,7 +139,7 @@ pub async fn days(
     let today = now_ms - now_ms.rem_euclid(DAY_MS);
     let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
         "SELECT day_ms, checks_ok, checks_total FROM availability_days
-         WHERE server_id = ?1 AND day_ms >= ?2 ORDER BY day_ms",
+         WHERE server_id = $1 AND day_ms >= $2 ORDER BY day_ms",
     )
     .bind(server_id)
     .bind(today - (days - 1) * DAY_MS)
@@ -149,6 +152,6 @@ pub async fn days(
 }
 
 /// A server's id by name, with suggestions when there is none.
-pub async fn server_id(pool: &SqlitePool, name: &str) -> Result<i64, ReadError> {
+pub async fn server_id(pool: &AnyPool, name: &str) -> Result<i64, ReadError> {
     Ok(super::server_row(pool, name).await?.id)
 }

@@ -2,7 +2,7 @@
 //! like every list of [`super`].
 
 use causeway_schema::{MemorySample, Pressure};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 use super::conditions::{CONDITION_COLUMNS, ConditionRow};
 use super::{ReadError, server_row};
@@ -13,7 +13,7 @@ pub const MAX_HOST_CONDITIONS: u32 = 500;
 
 /// A server's latest host readings, and its host conditions overlapping `since_ms ..= now`.
 pub async fn host(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     name: &str,
     since_ms: i64,
     now_ms: i64,
@@ -30,18 +30,18 @@ pub async fn host(
 
 /// A server's host conditions overlapping `since_ms ..= now`, newest first.
 pub(super) async fn conditions_of(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     server_id: i64,
     since_ms: i64,
 ) -> Result<Vec<HostConditionView>, ReadError> {
     let rows: Vec<ConditionRow> = sqlx::query_as(&format!(
         "SELECT {CONDITION_COLUMNS} FROM host_conditions c
-         WHERE c.server_id = ?1 AND (c.ended_at_ms IS NULL OR c.ended_at_ms >= ?2)
-         ORDER BY c.started_at_ms DESC, c.id DESC LIMIT ?3"
+         WHERE c.server_id = $1 AND (c.ended_at_ms IS NULL OR c.ended_at_ms >= $2)
+         ORDER BY c.started_at_ms DESC, c.id DESC LIMIT $3"
     ))
     .bind(server_id)
     .bind(since_ms)
-    .bind(MAX_HOST_CONDITIONS)
+    .bind(i64::from(MAX_HOST_CONDITIONS))
     .fetch_all(pool)
     .await?;
     Ok(rows
@@ -135,7 +135,7 @@ fn unhundredth(c: i64) -> f64 {
 
 /// The newest observation of a server's host (by the report's start), through the index.
 async fn latest_observation(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     server_id: i64,
 ) -> Result<Option<HostObservationView>, ReadError> {
     let row: Option<ObservationRow> = sqlx::query_as(
@@ -143,7 +143,7 @@ async fn latest_observation(
                 slab_kb, s_unreclaim_kb, cpus, load1_c, load5_c, load15_c, runnable, cpu_some_c,
                 memory_some_c, memory_full_c, io_some_c, io_full_c, causes, warnings
          FROM host_observations
-         WHERE server_id = ?1 ORDER BY started_at_ms DESC, rowid DESC LIMIT 1",
+         WHERE server_id = $1 ORDER BY started_at_ms DESC, rowid DESC LIMIT 1",
     )
     .bind(server_id)
     .fetch_optional(pool)

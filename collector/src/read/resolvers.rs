@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 use super::conditions::{CONDITION_COLUMNS, ConditionRow};
 use super::{MAX_SERVERS, ReadError, server_row};
@@ -20,7 +20,7 @@ const MAX_RESOLVERS: i64 = 1_000;
 
 /// A server's resolvers over `since_ms ..= now`, and their conditions overlapping it.
 pub async fn resolvers(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     name: &str,
     since_ms: i64,
     now_ms: i64,
@@ -37,12 +37,12 @@ pub async fn resolvers(
 
 /// Every server's resolvers over `since_ms ..= now`, servers by name.
 pub async fn all_resolvers(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     since_ms: i64,
     now_ms: i64,
 ) -> Result<ResolverOverview, ReadError> {
     let servers: Vec<(i64, String)> =
-        sqlx::query_as("SELECT id, name FROM servers ORDER BY name LIMIT ?1")
+        sqlx::query_as("SELECT id, name FROM servers ORDER BY name LIMIT $1")
             .bind(MAX_SERVERS)
             .fetch_all(pool)
             .await?;
@@ -92,19 +92,19 @@ impl From<ResolverConditionRow> for ResolverConditionView {
 
 /// A server's resolver conditions overlapping `since_ms ..= now`, newest first.
 pub(super) async fn conditions_of(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     server_id: i64,
     since_ms: i64,
 ) -> Result<Vec<ResolverConditionView>, ReadError> {
     let rows: Vec<ResolverConditionRow> = sqlx::query_as(&format!(
         "{}
-         WHERE r.server_id = ?1 AND (c.ended_at_ms IS NULL OR c.ended_at_ms >= ?2)
-         ORDER BY c.started_at_ms DESC, c.id DESC LIMIT ?3",
+         WHERE r.server_id = $1 AND (c.ended_at_ms IS NULL OR c.ended_at_ms >= $2)
+         ORDER BY c.started_at_ms DESC, c.id DESC LIMIT $3",
         condition_select()
     ))
     .bind(server_id)
     .bind(since_ms)
-    .bind(MAX_RESOLVER_CONDITIONS)
+    .bind(i64::from(MAX_RESOLVER_CONDITIONS))
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(ResolverConditionView::from).collect())
@@ -130,17 +130,17 @@ struct ObservationRow {
 /// A server's resolvers observed since `since_ms` or with an open condition, by canary,
 /// resolver and address.
 async fn health_of(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     server_id: i64,
     since_ms: i64,
 ) -> Result<Vec<ResolverHealth>, ReadError> {
     let rows: Vec<ResolverRow> = sqlx::query_as(
         "SELECT id, canary, name, resolver, address FROM resolvers r
-         WHERE server_id = ?1 AND (
+         WHERE server_id = $1 AND (
              EXISTS (SELECT 1 FROM resolver_hours o
-                     WHERE o.resolver_id = r.id AND o.hour_ms >= ?4 AND o.last_at_ms >= ?2)
+                     WHERE o.resolver_id = r.id AND o.hour_ms >= $4 AND o.last_at_ms >= $2)
              OR id IN (SELECT resolver_id FROM resolver_conditions WHERE ended_at_ms IS NULL))
-         ORDER BY canary, resolver, address LIMIT ?3",
+         ORDER BY canary, resolver, address LIMIT $3",
     )
     .bind(server_id)
     .bind(since_ms)
@@ -151,9 +151,9 @@ async fn health_of(
     // Counts per resolver and cause from the hourly counts (migration 0008): the window is
     // counted from the start of the hour `since_ms` falls in.
     let counts: Vec<(i64, String, i64)> = sqlx::query_as(
-        "SELECT o.resolver_id, o.cause, SUM(o.n)
+        "SELECT o.resolver_id, o.cause, CAST(SUM(o.n) AS BIGINT)
          FROM resolver_hours o JOIN resolvers r ON r.id = o.resolver_id
-         WHERE r.server_id = ?1 AND o.hour_ms >= ?2
+         WHERE r.server_id = $1 AND o.hour_ms >= $2
          GROUP BY o.resolver_id, o.cause",
     )
     .bind(server_id)
@@ -161,7 +161,7 @@ async fn health_of(
     .fetch_all(pool)
     .await?;
     let open: Vec<ResolverConditionRow> = sqlx::query_as(&format!(
-        "{} WHERE r.server_id = ?1 AND c.ended_at_ms IS NULL",
+        "{} WHERE r.server_id = $1 AND c.ended_at_ms IS NULL",
         condition_select()
     ))
     .bind(server_id)
@@ -204,16 +204,16 @@ async fn health_of(
 /// the resolver's last sighting (the newest of its latest hour's counts). The elapsed time is the change's, the first answer of that
 /// kind.
 async fn last_observation(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     resolver_id: i64,
 ) -> Result<Option<ObservationView>, ReadError> {
     let row: Option<ObservationRow> = sqlx::query_as(
         "SELECT coalesce((SELECT max(last_at_ms) FROM (
-                     SELECT last_at_ms FROM resolver_hours WHERE resolver_id = ?1
-                     ORDER BY hour_ms DESC LIMIT 16)), c.started_at_ms) AS started_at_ms,
+                     SELECT last_at_ms FROM resolver_hours WHERE resolver_id = $1
+                     ORDER BY hour_ms DESC LIMIT 16) AS newest), c.started_at_ms) AS started_at_ms,
                 c.cause, c.outcome, c.elapsed_ms
          FROM resolver_changes c
-         WHERE c.resolver_id = ?1 ORDER BY c.started_at_ms DESC, c.rowid DESC LIMIT 1",
+         WHERE c.resolver_id = $1 ORDER BY c.started_at_ms DESC, c.rowid DESC LIMIT 1",
     )
     .bind(resolver_id)
     .fetch_optional(pool)

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use causeway_schema::{Cause, CheckResult, Diagnosis, Failure, FailureKind};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 use super::charts::{self, Beat, Phases, Span};
 use super::layout::{self, esc, server_href};
@@ -37,7 +37,7 @@ pub enum Audience {
     Customer,
 }
 
-pub async fn load(pool: &SqlitePool, name: &str, now_ms: i64) -> Result<ServerPage, ReadError> {
+pub async fn load(pool: &AnyPool, name: &str, now_ms: i64) -> Result<ServerPage, ReadError> {
     let why = read::why(pool, name, now_ms - WINDOW_MS, now_ms).await?;
     let id = read::server_id(pool, name).await?;
     let days = read::days(pool, id, STRIP_DAYS, now_ms).await?;

@@ -1,7 +1,14 @@
-//! Shared test helpers: a collector on a temporary SQLite file, reports built from schema
-//! types, requests through the Router without a socket, and the collector serving on a real
-//! socket for `probectl`.
+//! Shared test helpers: a collector on a temporary database, reports built from schema types,
+//! requests through the Router without a socket, and the collector serving on a real socket
+//! for `probectl`.
+//!
+//! The database is a SQLite file, or a fresh PostgreSQL database when `CAUSEWAY_TEST_DB` is
+//! `postgres` (see [`pg`]): the test command runs the collector's suites once each way, so
+//! every storage test holds for both. Tests of SQLite's own behaviour (its file, pragmas,
+//! locks and migrations) ask for [`Harness::sqlite`].
 #![allow(dead_code)] // each test binary uses a different subset
+
+pub mod pg;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -12,7 +19,7 @@ use axum::http::{Request, StatusCode, header};
 use causeway_collector::api::{self, AppState};
 use causeway_collector::clock::Clock;
 use causeway_collector::ctl::{self, Ctl};
-use causeway_collector::db::Db;
+use causeway_collector::db::{Db, Location};
 use causeway_collector::ingest::Retention;
 use causeway_collector::{serve, tokens};
 use causeway_schema::*;
@@ -43,6 +50,20 @@ pub struct Harness {
     pub retention: Retention,
     /// Shared by every app of the harness, as by every request of a collector.
     pub tokens: Arc<tokens::Cache>,
+    /// The PostgreSQL database, dropped with the harness (after `db`).
+    pub pg: Option<pg::PgDatabase>,
+}
+
+/// The variable that makes [`Harness::new`] use PostgreSQL.
+pub const BACKEND_VAR: &str = "CAUSEWAY_TEST_DB";
+
+/// Whether this run's tests store in PostgreSQL (`CAUSEWAY_TEST_DB=postgres`).
+pub fn on_postgres() -> bool {
+    match std::env::var(BACKEND_VAR).as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("{BACKEND_VAR}={other:?}: sqlite or postgres is allowed"),
+    }
 }
 
 impl Harness {
@@ -51,11 +72,31 @@ impl Harness {
     }
 
     pub async fn with_max_body(max_body: usize) -> Harness {
+        let mut h = if on_postgres() {
+            Harness::postgres().await
+        } else {
+            Harness::sqlite().await
+        };
+        h.max_body = max_body;
+        h
+    }
+
+    /// A harness on a SQLite file, whatever the run's database.
+    pub async fn sqlite() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("collector.db")).await.unwrap();
+        Harness::with_db(dir, db)
+    }
+
+    /// A harness on a fresh PostgreSQL database.
+    pub async fn postgres() -> Harness {
+        let pg = pg::fresh_database().await;
+        let db = Db::open_at(&Location::Postgres(pg.url.clone()))
+            .await
+            .unwrap();
         Harness {
-            max_body,
-            ..Harness::with_db(dir, db)
+            pg: Some(pg),
+            ..Harness::with_db(tempfile::tempdir().unwrap(), db)
         }
     }
 
@@ -68,6 +109,7 @@ impl Harness {
             max_body: 1_048_576,
             retention: Retention::default(),
             tokens: Default::default(),
+            pg: None,
         }
     }
 
