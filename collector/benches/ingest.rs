@@ -57,7 +57,13 @@
 //!    at once, 2,000 rows at a time between batches of reports, while 32 connections post
 //!    reports dated now. Printed: the load's figures beside the plain load's at 32, the rows
 //!    pruned meanwhile (the rows of each table before that are gone after), and whether a pass
-//!    of the pruner over every server ended (its log line).
+//!    of the pruner over every server ended (its log line);
+//! 6. PostgreSQL on this machine (`--no-postgres` leaves it out): a cluster of its own made by
+//!    scripts/pg-test-cluster with commits fsynced (PG_DURABLE=1: fsync, synchronous_commit
+//!    and full_page_writes on, as on a real server), reached over its Unix socket. Its raw
+//!    limit (the same rows, 100 per transaction, through sqlx), then each `--connections`
+//!    level on a fresh database holding the fleet's tokens (copied from the SQLite one by
+//!    `causeway-collector migrate-to`), with the rows per report and the ratio to that limit.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -136,6 +142,8 @@ struct Options {
     seconds: u64,
     healthy_reports: u64,
     db_dir: Option<PathBuf>,
+    /// Phase 6, the loads on PostgreSQL (`--no-postgres` leaves it out).
+    postgres: bool,
 }
 
 impl Options {
@@ -146,6 +154,7 @@ impl Options {
             seconds: 10,
             healthy_reports: 100,
             db_dir: None,
+            postgres: true,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -159,9 +168,10 @@ impl Options {
                 "--seconds" => o.seconds = value(&arg)?.parse()?,
                 "--healthy-reports" => o.healthy_reports = value(&arg)?.parse()?,
                 "--db-dir" => o.db_dir = Some(value(&arg)?.into()),
+                "--no-postgres" => o.postgres = false,
                 other => bail!(
                     "unknown argument {other:?}; options: --servers N, --connections N,N,..., \
-                     --seconds N, --healthy-reports N, --db-dir DIR"
+                     --seconds N, --healthy-reports N, --db-dir DIR, --no-postgres"
                 ),
             }
         }
@@ -281,7 +291,11 @@ async fn run(o: Options) -> anyhow::Result<()> {
     }
     let healthy = healthy_phase(&bench).await?;
     print_projection(healthy);
-    prune_phase(&bench, plain_at_prune_level).await
+    prune_phase(&bench, plain_at_prune_level).await?;
+    if bench.o.postgres {
+        postgres_phase(&bench).await?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -745,8 +759,13 @@ struct Collector {
 }
 
 impl Collector {
-    /// Serves `db` with `args` after `serve`'s own (a retention), logging to `log`.
-    async fn start(db: &Path, log: &Path, args: &[&str]) -> anyhow::Result<Collector> {
+    /// Serves `db` (a file or a URL) with `args` after `serve`'s own (a retention), logging
+    /// to `log`.
+    async fn start(
+        db: impl AsRef<std::ffi::OsStr>,
+        log: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<Collector> {
         let addr = free_address()?;
         let child = Command::new(COLLECTOR)
             .arg("--db")
@@ -1697,4 +1716,190 @@ async fn sqlx_batch(conn: &mut SqliteConnection, first: u64) -> anyhow::Result<(
     }
     tx.commit().await?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL (phase 6)
+
+/// A PostgreSQL cluster of the bench's own, commits fsynced; stopped and deleted when dropped.
+struct PgCluster {
+    dir: PathBuf,
+    /// The URL of its `postgres` database, through its Unix socket.
+    url: String,
+}
+
+const PG_CLUSTER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/pg-test-cluster");
+
+impl PgCluster {
+    fn start(dir: PathBuf) -> anyhow::Result<PgCluster> {
+        let out = Command::new("bash")
+            .arg(PG_CLUSTER_SCRIPT)
+            .arg("start")
+            .arg(&dir)
+            .env("PG_DURABLE", "1")
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("cannot run {PG_CLUSTER_SCRIPT}"))?;
+        ensure!(out.status.success(), "{PG_CLUSTER_SCRIPT} start failed");
+        let url = String::from_utf8(out.stdout)?.trim().to_owned();
+        Ok(PgCluster { dir, url })
+    }
+
+    /// A new, empty database; its URL.
+    async fn database(&self, name: &str) -> anyhow::Result<String> {
+        let mut conn = sqlx::PgConnection::connect(&self.url).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        Ok(self.url.replacen("/postgres?", &format!("/{name}?"), 1))
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(PG_CLUSTER_SCRIPT)
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+async fn postgres_phase(b: &Bench) -> anyhow::Result<()> {
+    println!(
+        "
+PostgreSQL: a cluster of this bench's own, commits fsynced, over a Unix socket"
+    );
+    let cluster = PgCluster::start(b.dir.join("pg"))?;
+    let version: String = {
+        let mut conn = sqlx::PgConnection::connect(&cluster.url).await?;
+        sqlx::query_scalar("SHOW server_version")
+            .fetch_one(&mut conn)
+            .await?
+    };
+    println!("PostgreSQL {version}, {}", cluster.url);
+    let raw = raw_postgres(&cluster.database("raw").await?).await?;
+    for &connections in &b.o.connections {
+        let url = cluster.database(&format!("bench_{connections}")).await?;
+        let copied = Command::new(COLLECTOR)
+            .arg("--db")
+            .arg(&b.tokens_db)
+            .args(["migrate-to", &url])
+            .output()?;
+        ensure!(
+            copied.status.success(),
+            "migrate-to: {}",
+            String::from_utf8_lossy(&copied.stderr)
+        );
+        let rows_before = pg_table_rows(&url).await?;
+        let size_before = pg_size(&url).await?;
+        let log = b.dir.join(format!("pg-{connections}.log"));
+        let collector = Collector::start(&url, &log, &[]).await?;
+        let plan = Plan::timed(connections, b.o.seconds, first_report_ms());
+        println!(
+            "
+load on PostgreSQL: {connections} connections, {}",
+            collector.base
+        );
+        let load = generate(&collector, &b.fleet, &plan).await?;
+        collector.stop().await?;
+        print_load(&load);
+        print_log_problems(&log)?;
+        ensure!(load.stored_total > 0, "no report was stored");
+        let run = LoadRun {
+            stored_total: load.stored_total,
+            rows_before,
+            rows_after: pg_table_rows(&url).await?,
+            size_before,
+            size_after: pg_size(&url).await?,
+            load,
+        };
+        let rows = rows_per_report(&run)?;
+        print_limit(raw, rows, run.load.summary().rate);
+        println!(
+            "bytes per check on PostgreSQL (the load, failures included, indexes and free \
+             space in its pages): {:.0}",
+            run.bytes_added() / run.stored_total as f64
+        );
+    }
+    Ok(())
+}
+
+/// Rows per second PostgreSQL itself takes here: the raw table's rows, 100 per transaction,
+/// one prepared INSERT through sqlx (as the collector's writer runs its statements).
+async fn raw_postgres(url: &str) -> anyhow::Result<f64> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    sqlx::query(
+        "CREATE TABLE checks (
+            id            BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+            server_id     BIGINT NOT NULL,
+            report_id     BYTEA  NOT NULL,
+            started_at_ms BIGINT NOT NULL,
+            ok            BIGINT NOT NULL,
+            status        BIGINT,
+            total_ms      DOUBLE PRECISION NOT NULL
+        )",
+    )
+    .execute(&mut conn)
+    .await?;
+    let insert = "INSERT INTO checks (server_id, report_id, started_at_ms, ok, status, total_ms)
+                  VALUES ($1, $2, $3, 1, 200, $4)";
+    let started = Instant::now();
+    let mut rows: u64 = 0;
+    while started.elapsed() < RAW_SECONDS {
+        let mut tx = conn.begin().await?;
+        for n in rows..rows + RAW_BATCH as u64 {
+            let (server, id, at, ms) = raw_row(n);
+            sqlx::query(insert)
+                .bind(server)
+                .bind(&id[..])
+                .bind(at)
+                .bind(ms)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        rows += RAW_BATCH as u64;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let per_s = rows as f64 / secs;
+    println!(
+        "raw PostgreSQL (fsync on, one prepared INSERT, {RAW_BATCH} rows per transaction): \
+         {rows} rows in {secs:.1} s = {per_s:.0} rows/s"
+    );
+    conn.close().await?;
+    Ok(per_s)
+}
+
+/// Rows of every table of the collector's schema.
+async fn pg_table_rows(url: &str) -> anyhow::Result<BTreeMap<String, i64>> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables
+         WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations'
+           AND table_name NOT IN (SELECT c.relname FROM pg_inherits i
+                                  JOIN pg_class c ON c.oid = i.inhrelid)",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    let mut out = BTreeMap::new();
+    for table in tables {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", quote(&table)))
+            .fetch_one(&mut conn)
+            .await?;
+        out.insert(table, n);
+    }
+    conn.close().await?;
+    Ok(out)
+}
+
+/// The database's size on disk, tables, indexes and TOAST.
+async fn pg_size(url: &str) -> anyhow::Result<i64> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+        .fetch_one(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(bytes)
 }

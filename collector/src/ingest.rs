@@ -20,6 +20,7 @@
 mod conditions;
 mod grouping;
 mod host;
+mod partitions;
 pub mod prune;
 mod resolvers;
 pub mod rollups;

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use causeway_collector::db::{Db, Location};
+use causeway_collector::ingest::Retention;
 use causeway_collector::migrate_to::{self, MigrateToError};
 use causeway_schema::Report;
 use common::*;
@@ -310,7 +311,9 @@ async fn migrate_to_knows_every_table() {
     let mut conn = pg.connect().await;
     let mut tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables
-         WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations'",
+         WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations'
+           AND table_name NOT IN (SELECT c.relname FROM pg_inherits i
+                                  JOIN pg_class c ON c.oid = i.inhrelid)",
     )
     .fetch_all(&mut conn)
     .await
@@ -345,4 +348,91 @@ fn bad_database_locations_are_named() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a postgres:// URL"), "{err}");
+}
+
+/// The partitions of the schema's partitioned tables, by name.
+async fn partitions(pg: &pg::PgDatabase) -> Vec<String> {
+    let mut conn = pg.connect().await;
+    sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap()
+}
+
+/// On PostgreSQL the pruner drops a day older than the retention as a whole: today's
+/// partitions exist from the start, and 20 days later they are gone with their healthy
+/// checks, while the failed check (kept for its evidence), its report and its incident stay.
+#[tokio::test]
+async fn postgres_drops_whole_days_older_than_the_retention() {
+    let h = Harness::postgres().await;
+    let now = now_ms();
+    h.set_now(now);
+    let token = h.token("web-01").await;
+    let mut reports = Vec::new();
+    for n in 0..6 {
+        let at = now - 60_000 + n * 10_000;
+        let check = if n == 3 { refused(at) } else { ok_check(at) };
+        reports.push(with_host(
+            report("web-01", at, vec![check]),
+            &ProbeHost::at(at),
+        ));
+    }
+    post_all(&h, &token, &reports).await;
+    let day = |ms: i64| {
+        let d = time::OffsetDateTime::from_unix_timestamp(ms / 1000)
+            .unwrap()
+            .date();
+        format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day())
+    };
+    let today = day(now);
+    let before = partitions(h.pg.as_ref().unwrap()).await;
+    for table in ["results_ok", "host_observations", "availability_minutes"] {
+        assert!(before.contains(&format!("{table}_d{today}")), "{before:?}");
+    }
+    let healthy = || h.count("results_ok_default");
+    assert_eq!(
+        healthy().await,
+        0,
+        "today's healthy checks are in today's partition"
+    );
+    assert_eq!(h.count("results").await, 6);
+
+    let later = now + 20 * DAY;
+    let deadline = Instant::now() + PATIENCE;
+    while !h
+        .db
+        .reports
+        .prune(Retention::default(), later)
+        .await
+        .unwrap()
+        .done
+    {
+        assert!(Instant::now() < deadline, "no pass of the pruner ended");
+    }
+    let after = partitions(h.pg.as_ref().unwrap()).await;
+    for table in ["results_ok", "host_observations", "availability_minutes"] {
+        assert!(!after.contains(&format!("{table}_d{today}")), "{after:?}");
+        assert!(
+            after.contains(&format!("{table}_d{}", day(later))),
+            "{after:?}"
+        );
+    }
+    assert_eq!(h.count("results").await, 1, "the failed check stays");
+    assert_eq!(h.count("reports").await, 1, "and its report id");
+    assert_eq!(h.count("host_observations").await, 0);
+    h.set_now(later);
+    let (_, incidents) = h
+        .get(&format!(
+            "/api/v1/servers/web-01/incidents?since_ms={}",
+            now - DAY
+        ))
+        .await;
+    assert_eq!(
+        incidents["incidents"].as_array().unwrap().len(),
+        1,
+        "{incidents}"
+    );
 }

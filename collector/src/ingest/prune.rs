@@ -17,6 +17,7 @@
 use std::time::Duration;
 
 use super::IngestError;
+use super::partitions;
 use super::sql::{Conn, SqlError, values};
 
 const DAY_MS: i64 = 86_400_000;
@@ -63,7 +64,7 @@ pub struct Pruned {
 }
 
 /// Cut-off times: what started before them goes.
-struct Cutoffs {
+pub(super) struct Cutoffs {
     raw: i64,
     evidence: i64,
     hourly: i64,
@@ -74,8 +75,18 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+const HEALTHY_RESULTS: &str = "DELETE FROM results WHERE id IN (SELECT id FROM results
+     WHERE server_id = $1 AND started_at_ms < $2 AND ok = 1 LIMIT $3)";
+const HOST_OBSERVATIONS: &str = "DELETE FROM host_observations WHERE rowid IN (
+     SELECT rowid FROM host_observations WHERE server_id = $1 AND started_at_ms < $2 LIMIT $3)";
+const MINUTES: &str = "DELETE FROM availability_minutes WHERE (server_id, minute_ms) IN (
+     SELECT server_id, minute_ms FROM availability_minutes
+     WHERE server_id = $1 AND minute_ms < $2 LIMIT $3)";
+
 /// Per server: `(server, cutoff, limit)`, each deleting at most `limit` rows. The tables'
-/// indexes by (owner, time) find the rows.
+/// indexes by (owner, time) find the rows. On PostgreSQL, healthy results, host readings and
+/// per-minute availability go a day at a time with their partitions (see [`partitions`]):
+/// their statements there delete only from the default partition (the days without one).
 const PER_SERVER: [(&str, Cut); 13] = [
     // A report's id goes with its healthy checks (it was needed to tell a replay; older
     // reports are not stored at all), or with its failed ones when only those were left.
@@ -84,11 +95,7 @@ const PER_SERVER: [(&str, Cut); 13] = [
              WHERE server_id = $1 AND started_at_ms < $2 AND ok = 1 LIMIT $3)",
         Cut::Raw,
     ),
-    (
-        "DELETE FROM results WHERE id IN (SELECT id FROM results
-             WHERE server_id = $1 AND started_at_ms < $2 AND ok = 1 LIMIT $3)",
-        Cut::Raw,
-    ),
+    (HEALTHY_RESULTS, Cut::Raw),
     (
         "DELETE FROM reports WHERE uuid IN (SELECT report_uuid FROM results
              WHERE server_id = $1 AND started_at_ms < $2 LIMIT $3)",
@@ -104,11 +111,7 @@ const PER_SERVER: [(&str, Cut); 13] = [
              WHERE server_id = $1 AND started_at_ms < $2 LIMIT $3)",
         Cut::Evidence,
     ),
-    (
-        "DELETE FROM host_observations WHERE rowid IN (SELECT rowid FROM host_observations
-             WHERE server_id = $1 AND started_at_ms < $2 LIMIT $3)",
-        Cut::Raw,
-    ),
+    (HOST_OBSERVATIONS, Cut::Raw),
     (
         "DELETE FROM resolver_changes WHERE rowid IN (
              SELECT c.rowid FROM resolvers r JOIN resolver_changes c ON c.resolver_id = r.id
@@ -131,12 +134,7 @@ const PER_SERVER: [(&str, Cut); 13] = [
              WHERE server_id = $1 AND hour_ms < $2 LIMIT $3)",
         Cut::Hourly,
     ),
-    (
-        "DELETE FROM availability_minutes WHERE (server_id, minute_ms) IN (
-             SELECT server_id, minute_ms FROM availability_minutes
-             WHERE server_id = $1 AND minute_ms < $2 LIMIT $3)",
-        Cut::Minutes,
-    ),
+    (MINUTES, Cut::Minutes),
     (
         "DELETE FROM incidents WHERE id IN (SELECT id FROM incidents
              WHERE server_id = $1 AND started_at_ms < $2 AND ended_at_ms < $2 LIMIT $3)",
@@ -156,8 +154,29 @@ const PER_SERVER: [(&str, Cut); 13] = [
     ),
 ];
 
-#[derive(Debug, Clone, Copy)]
-enum Cut {
+/// PostgreSQL's statement in place of one of [`PER_SERVER`]'s: rows of the default partition.
+fn on_postgres(sql: &'static str) -> &'static str {
+    match sql {
+        HEALTHY_RESULTS => {
+            "DELETE FROM results_ok_default WHERE id IN (SELECT id FROM results_ok_default
+                 WHERE server_id = $1 AND started_at_ms < $2 LIMIT $3)"
+        }
+        HOST_OBSERVATIONS => {
+            "DELETE FROM host_observations_default WHERE rowid IN (
+                 SELECT rowid FROM host_observations_default
+                 WHERE server_id = $1 AND started_at_ms < $2 LIMIT $3)"
+        }
+        MINUTES => {
+            "DELETE FROM availability_minutes_default WHERE (server_id, minute_ms) IN (
+                 SELECT server_id, minute_ms FROM availability_minutes_default
+                 WHERE server_id = $1 AND minute_ms < $2 LIMIT $3)"
+        }
+        other => other,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cut {
     Raw,
     Evidence,
     Hourly,
@@ -174,7 +193,7 @@ impl Cutoffs {
         }
     }
 
-    fn of(&self, cut: Cut) -> i64 {
+    pub(super) fn of(&self, cut: Cut) -> i64 {
         match cut {
             Cut::Raw => self.raw,
             Cut::Evidence => self.evidence,
@@ -216,6 +235,11 @@ pub(super) fn step(
     };
     cursor.pass_rows += rows as u64;
     let pass_over = !budget_spent && (servers as i64) < SERVERS_PER_STEP;
+    if pass_over && conn.is_postgres() {
+        // Every row the partitions' days share with other tables (report ids) went in this
+        // pass: the days older than the retention can go whole.
+        cursor.pass_rows += partitions::maintain(conn, &cut, now_ms)?;
+    }
     if pass_over {
         if cursor.pass_rows > 0 {
             tracing::info!(
@@ -242,6 +266,7 @@ fn delete_step(
     cut: &Cutoffs,
     max_rows: i64,
 ) -> Result<(usize, i64, bool), SqlError> {
+    let postgres = conn.is_postgres();
     let servers = conn.query_all(
         "SELECT id FROM servers WHERE id > $1 ORDER BY id LIMIT $2",
         values![cursor.after_server, SERVERS_PER_STEP],
@@ -251,6 +276,7 @@ fn delete_step(
     let mut budget_spent = false;
     for &server in &servers {
         for &(sql, c) in &PER_SERVER {
+            let sql = if postgres { on_postgres(sql) } else { sql };
             let cutoff = cut.of(c);
             let left = max_rows - rows;
             let n = conn.execute(sql, values![server, cutoff, left])?;

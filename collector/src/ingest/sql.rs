@@ -125,8 +125,10 @@ pub trait Conn {
     fn begin(&mut self) -> Result<(), SqlError>;
     fn commit(&mut self) -> Result<(), SqlError>;
     fn rollback(&mut self) -> Result<(), SqlError>;
-    /// A statement without parameters or rows (savepoints).
-    fn run(&mut self, sql: &'static str) -> Result<(), SqlError>;
+    /// A statement without parameters or rows (savepoints, partitions).
+    fn run(&mut self, sql: &str) -> Result<(), SqlError>;
+    /// PostgreSQL: the bulk tables are partitioned by day (see `super::partitions`).
+    fn is_postgres(&self) -> bool;
     /// Serialises the writers of these servers until the transaction ends, and returns the
     /// servers whose rows another writer changed since `generations` were read (their
     /// remembered state is stale). SQLite has one writer: nothing to do.
@@ -321,8 +323,11 @@ impl Conn for Sqlite {
         }
         Ok(self.conn.execute_batch("ROLLBACK")?)
     }
-    fn run(&mut self, sql: &'static str) -> Result<(), SqlError> {
+    fn run(&mut self, sql: &str) -> Result<(), SqlError> {
         Ok(self.conn.execute_batch(sql)?)
+    }
+    fn is_postgres(&self) -> bool {
+        false
     }
     fn lock_servers(&mut self, _: &[(i64, Option<i64>)]) -> Result<Vec<i64>, SqlError> {
         Ok(Vec::new())
@@ -431,8 +436,11 @@ impl Conn for Postgres {
         }
         self.simple("ROLLBACK")
     }
-    fn run(&mut self, sql: &'static str) -> Result<(), SqlError> {
+    fn run(&mut self, sql: &str) -> Result<(), SqlError> {
         self.simple(sql)
+    }
+    fn is_postgres(&self) -> bool {
+        true
     }
 
     /// Several collectors may write one database, each with its own copy of a server's state

@@ -22,6 +22,7 @@ use causeway_schema::Report;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+use super::partitions;
 use super::prune::{self, Pruned, Retention};
 use super::server::Servers;
 use super::sql::{self, Conn, SqlError};
@@ -217,6 +218,12 @@ struct PruneRequest {
 }
 
 fn run(mut conn: Box<dyn Conn>, mut receiver: mpsc::Receiver<Message>, batches: &AtomicU64) {
+    if conn.is_postgres() {
+        // Before the first report: today's rows go to today's partition, not the default.
+        if let Err(e) = partitions::create_ahead(conn.as_mut(), crate::clock::system_now_ms()) {
+            tracing::warn!(error = %e, "cannot make the partitions of today and the days ahead");
+        }
+    }
     let mut servers = Servers::default();
     let mut cursor = prune::Cursor::default();
     let mut batch = Vec::with_capacity(MAX_BATCH);
