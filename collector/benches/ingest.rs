@@ -58,7 +58,8 @@
 //!    reports dated now. Printed: the load's figures beside the plain load's at 32, the rows
 //!    pruned meanwhile (the rows of each table before that are gone after), and whether a pass
 //!    of the pruner over every server ended (its log line);
-//! 6. PostgreSQL on this machine (`--no-postgres` leaves it out): a cluster of its own made by
+//! 6. PostgreSQL on this machine (`--no-postgres` leaves it out, `--only-postgres` runs it
+//!    alone): a cluster of its own made by
 //!    scripts/pg-test-cluster with commits fsynced (PG_DURABLE=1: fsync, synchronous_commit
 //!    and full_page_writes on, as on a real server), reached over its Unix socket. Its raw
 //!    limit (the same rows, 100 per transaction, through sqlx), then each `--connections`
@@ -144,6 +145,8 @@ struct Options {
     db_dir: Option<PathBuf>,
     /// Phase 6, the loads on PostgreSQL (`--no-postgres` leaves it out).
     postgres: bool,
+    /// Phase 6 alone (`--only-postgres`), after the fleet's tokens are made.
+    only_postgres: bool,
 }
 
 impl Options {
@@ -155,6 +158,7 @@ impl Options {
             healthy_reports: 100,
             db_dir: None,
             postgres: true,
+            only_postgres: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -169,9 +173,10 @@ impl Options {
                 "--healthy-reports" => o.healthy_reports = value(&arg)?.parse()?,
                 "--db-dir" => o.db_dir = Some(value(&arg)?.into()),
                 "--no-postgres" => o.postgres = false,
+                "--only-postgres" => o.only_postgres = true,
                 other => bail!(
                     "unknown argument {other:?}; options: --servers N, --connections N,N,..., \
-                     --seconds N, --healthy-reports N, --db-dir DIR, --no-postgres"
+                     --seconds N, --healthy-reports N, --db-dir DIR, --no-postgres, --only-postgres"
                 ),
             }
         }
@@ -281,6 +286,9 @@ async fn run(o: Options) -> anyhow::Result<()> {
         fleet,
         fsync,
     };
+    if bench.o.only_postgres {
+        return postgres_phase(&bench).await;
+    }
     let raw = raw_limit(&bench.dir).await?;
     let mut plain_at_prune_level = None;
     for &connections in &bench.o.connections {

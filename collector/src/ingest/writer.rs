@@ -79,53 +79,45 @@ enum Message {
     Stop(oneshot::Sender<()>),
 }
 
-/// The handle of the writer thread. Cloning is cheap; the thread stops at [`Writer::close`].
+/// The handle of the writer threads. Cloning is cheap; they stop at [`Writer::close`].
+///
+/// SQLite has one writer thread (the file has one writer at a time). PostgreSQL has
+/// [`POSTGRES_WRITERS`], each with its own connection and a share of the servers (by id): a
+/// report's statements are round trips to the server, which one connection runs one after
+/// the other, so the connections' turns overlap where one thread would wait. A server is
+/// always written by the same thread, whose copy of its state stays its own.
 #[derive(Debug, Clone)]
 pub struct Writer {
-    queue: mpsc::Sender<Message>,
-    /// Batches the thread has begun to write since it started.
+    queues: Arc<[mpsc::Sender<Message>]>,
+    /// Batches the threads have begun to write since they started.
     batches: Arc<AtomicU64>,
 }
 
+/// Writer threads (connections) on PostgreSQL.
+const POSTGRES_WRITERS: usize = 4;
+
 impl Writer {
-    /// Opens a connection to the (already migrated) database at `db` and starts the thread.
+    /// Opens the connections to the (already migrated) database at `db` and starts the
+    /// threads.
     pub fn start(db: &Location) -> Result<Writer, WriterError> {
-        let (queue, receiver) = mpsc::channel(QUEUE);
+        let threads = match db {
+            Location::Sqlite(_) => 1,
+            Location::Postgres(_) => POSTGRES_WRITERS,
+        };
         let batches = Arc::new(AtomicU64::new(0));
-        // The connection is made on the thread: PostgreSQL's is driven by the thread's own
-        // runtime, and must be made inside it.
-        let (opened, open_result) = std::sync::mpsc::sync_channel(1);
-        let location = db.clone();
-        std::thread::Builder::new()
-            .name("causeway-writer".into())
-            .spawn({
-                let batches = batches.clone();
-                move || {
-                    let conn = match open(&location) {
-                        Ok(conn) => {
-                            let _ = opened.send(Ok(()));
-                            conn
-                        }
-                        Err(e) => {
-                            let _ = opened.send(Err(e));
-                            return;
-                        }
-                    };
-                    run(conn, receiver, &batches)
-                }
-            })
-            .map_err(WriterError::Thread)?;
-        let opened = open_result.recv().unwrap_or_else(|_| {
-            Err(SqlError::Null {
-                column: 0,
-                sql: "the writer thread ended before opening its connection".into(),
-            })
-        });
-        opened.map_err(|source| WriterError::Open {
-            db: db.to_string(),
-            source,
-        })?;
-        Ok(Writer { queue, batches })
+        let mut queues = Vec::with_capacity(threads);
+        for n in 0..threads {
+            queues.push(start_thread(db, n, batches.clone())?);
+        }
+        Ok(Writer {
+            queues: queues.into(),
+            batches,
+        })
+    }
+
+    /// The queue of the thread that writes `server_id`.
+    fn queue_of(&self, server_id: i64) -> &mpsc::Sender<Message> {
+        &self.queues[server_id.rem_euclid(self.queues.len() as i64) as usize]
     }
 
     /// Stores `report` and answers once it is durable. The work is done whether or not the
@@ -144,7 +136,7 @@ impl Writer {
             received_at_ms,
             answer,
         };
-        self.queue
+        self.queue_of(server_id)
             .send(Message::Store(job))
             .await
             .map_err(|_| IngestError::Stopped)?;
@@ -152,10 +144,11 @@ impl Writer {
     }
 
     /// Deletes one step's worth of what is older than `retention` (see [`prune`]), between
-    /// batches of reports. `done` says a whole pass found nothing more to delete.
+    /// batches of reports (the first thread's: one prunes for all). `done` says a whole pass
+    /// found nothing more to delete.
     pub async fn prune(&self, retention: Retention, now_ms: i64) -> Result<Pruned, IngestError> {
         let (answer, answered) = oneshot::channel();
-        self.queue
+        self.queues[0]
             .send(Message::Prune {
                 retention,
                 now_ms,
@@ -172,19 +165,75 @@ impl Writer {
         self.batches.load(Ordering::Relaxed)
     }
 
-    /// Reports and other work waiting for the writer.
+    /// Reports and other work waiting for the writers.
     pub fn queued(&self) -> usize {
-        self.queue.max_capacity() - self.queue.capacity()
+        self.queues
+            .iter()
+            .map(|q| q.max_capacity() - q.capacity())
+            .sum()
     }
 
-    /// Stores what was queued before this call, then stops the thread and closes its
-    /// connection. Later [`Writer::store`] calls answer [`IngestError::Stopped`].
+    /// Stores what was queued before this call, then stops the threads and closes their
+    /// connections. Later [`Writer::store`] calls answer [`IngestError::Stopped`].
     pub async fn close(&self) {
-        let (done, stopped) = oneshot::channel();
-        if self.queue.send(Message::Stop(done)).await.is_ok() {
-            let _ = stopped.await;
+        for queue in self.queues.iter() {
+            let (done, stopped) = oneshot::channel();
+            if queue.send(Message::Stop(done)).await.is_ok() {
+                let _ = stopped.await;
+            }
         }
     }
+}
+
+/// Starts writer thread `n`, once its connection is open; its queue.
+fn start_thread(
+    db: &Location,
+    n: usize,
+    batches: Arc<AtomicU64>,
+) -> Result<mpsc::Sender<Message>, WriterError> {
+    let (queue, receiver) = mpsc::channel(QUEUE);
+    // The connection is made on the thread: PostgreSQL's is driven by the thread's own
+    // runtime, and must be made inside it.
+    let (opened, open_result) = std::sync::mpsc::sync_channel(1);
+    let location = db.clone();
+    std::thread::Builder::new()
+        .name(format!("causeway-writer-{n}"))
+        .spawn(move || {
+            let conn = match open(&location) {
+                Ok(mut conn) => {
+                    if n == 0 && conn.is_postgres() {
+                        // Before any thread stores a report: today's rows go to today's
+                        // partition, not the default one.
+                        let now = crate::clock::system_now_ms();
+                        if let Err(e) = partitions::create_ahead(conn.as_mut(), now) {
+                            tracing::warn!(
+                                error = %e,
+                                "cannot make the partitions of today and the days ahead"
+                            );
+                        }
+                    }
+                    let _ = opened.send(Ok(()));
+                    conn
+                }
+                Err(e) => {
+                    let _ = opened.send(Err(e));
+                    return;
+                }
+            };
+            run(conn, receiver, &batches)
+        })
+        .map_err(WriterError::Thread)?;
+    let opened = open_result.recv().unwrap_or_else(|_| {
+        Err(SqlError::Null {
+            column: 0,
+            sql: "the writer thread ended before opening its connection".into(),
+        })
+    });
+    opened.map_err(|source| WriterError::Open {
+        db: db.to_string(),
+        source,
+    })?;
+    Ok(queue)
 }
 
 fn open(db: &Location) -> Result<Box<dyn Conn>, SqlError> {
@@ -218,12 +267,6 @@ struct PruneRequest {
 }
 
 fn run(mut conn: Box<dyn Conn>, mut receiver: mpsc::Receiver<Message>, batches: &AtomicU64) {
-    if conn.is_postgres() {
-        // Before the first report: today's rows go to today's partition, not the default.
-        if let Err(e) = partitions::create_ahead(conn.as_mut(), crate::clock::system_now_ms()) {
-            tracing::warn!(error = %e, "cannot make the partitions of today and the days ahead");
-        }
-    }
     let mut servers = Servers::default();
     let mut cursor = prune::Cursor::default();
     let mut batch = Vec::with_capacity(MAX_BATCH);
