@@ -133,3 +133,18 @@ fn concurrent_first_opens_of_a_new_database_all_succeed() {
     let out = serve.wait_with_output().unwrap();
     assert!(early_exit.is_none(), "serve exited: {}", text(&out.stderr));
 }
+
+/// A command leaves the database whole in its file: its WAL copied in and emptied, so that a
+/// copy of the file alone (a backup, the ingest bench's fleet) holds every token.
+#[test]
+fn a_command_leaves_no_wal_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    for n in 0..5 {
+        let db = dir.path().join(format!("c{n}.db"));
+        let out = collector(&db, &["token", "add", "web-01"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let wal = dir.path().join(format!("c{n}.db-wal"));
+        let frames = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert_eq!(frames, 0, "{} holds {frames} bytes", wal.display());
+    }
+}

@@ -336,6 +336,17 @@ fn run(mut conn: Box<dyn Conn>, mut receiver: mpsc::Receiver<Message>, batches: 
                 })
             }
             Some(Message::Stop(done)) => {
+                if !conn.is_postgres() {
+                    // The WAL copied into the database and emptied now: the pools' last
+                    // connection would do it on close, but sqlx closes SQLite connections on
+                    // threads of its own and one may still be open then (1 `token add` in 30
+                    // left a WAL behind). A file left whole is one a copy can take as is.
+                    let checkpoint =
+                        conn.query_all("PRAGMA wal_checkpoint(TRUNCATE)", &[], |_| Ok(()));
+                    if let Err(e) = checkpoint {
+                        tracing::warn!(error = %e, "cannot checkpoint the database on close");
+                    }
+                }
                 drop(conn);
                 let _ = done.send(());
                 return;
