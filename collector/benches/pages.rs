@@ -380,7 +380,8 @@ async fn run(o: Options) -> anyhow::Result<()> {
 
 /// The two servers with the most raw checks: the one with an open incident and the other.
 async fn timed_servers(db: &Db) -> anyhow::Result<Timed> {
-    let rows: Vec<(String, bool)> = sqlx::query_as(
+    // EXISTS as an integer: the database pools are sqlx's Any, which reads no bool from it.
+    let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT s.name, EXISTS (SELECT 1 FROM incidents i
                                 WHERE i.server_id = s.id AND i.ended_at_ms IS NULL)
          FROM (SELECT server_id, count(*) AS n FROM results GROUP BY server_id
@@ -388,8 +389,8 @@ async fn timed_servers(db: &Db) -> anyhow::Result<Timed> {
     )
     .fetch_all(&db.read)
     .await?;
-    let open = rows.iter().find(|(_, open)| *open);
-    let plain = rows.iter().find(|(_, open)| !*open);
+    let open = rows.iter().find(|(_, open)| *open != 0);
+    let plain = rows.iter().find(|(_, open)| *open == 0);
     match (plain, open) {
         (Some(plain), Some(open)) => Ok(Timed {
             plain: plain.0.clone(),
