@@ -63,11 +63,14 @@ pub(super) fn create_ahead(conn: &mut dyn Conn, now_ms: i64) -> Result<(), SqlEr
             if existing.contains(&partition) {
                 continue;
             }
-            let made = conn.run(&format!(
-                "CREATE TABLE IF NOT EXISTS {partition} PARTITION OF {table}
-                 FOR VALUES FROM ({day}) TO ({})",
-                day + DAY_MS
-            ));
+            let made = ddl(
+                conn,
+                &format!(
+                    "CREATE TABLE IF NOT EXISTS {partition} PARTITION OF {table}
+                     FOR VALUES FROM ({day}) TO ({})",
+                    day + DAY_MS
+                ),
+            );
             if let Err(e) = made {
                 // Another collector made it meanwhile, or the default partition holds rows
                 // of the day: either way the rows have a home.
@@ -76,6 +79,25 @@ pub(super) fn create_ahead(conn: &mut dyn Conn, now_ms: i64) -> Result<(), SqlEr
         }
     }
     Ok(())
+}
+
+/// How long making or dropping a partition waits for its locks before it gives up (and is
+/// tried again at the next pass). Both lock the partitioned table, which every writer's
+/// transaction holds while it inserts, in another order: waiting longer than PostgreSQL's
+/// deadlock check (1 s) let it pick a writer as the victim, and a report failed.
+const DDL_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '200ms'";
+
+/// Runs a partition's `CREATE` or `DROP` in a transaction of its own, under [`DDL_LOCK_TIMEOUT`].
+fn ddl(conn: &mut dyn Conn, sql: &str) -> Result<(), SqlError> {
+    conn.begin()?;
+    let done = conn
+        .run(DDL_LOCK_TIMEOUT)
+        .and_then(|()| conn.run(sql))
+        .and_then(|()| conn.commit());
+    if done.is_err() {
+        let _ = conn.rollback();
+    }
+    done
 }
 
 /// The partitions of `table` (by name).
@@ -112,7 +134,10 @@ pub(super) fn maintain(conn: &mut dyn Conn, cut: &Cutoffs, now_ms: i64) -> Resul
                 )?
                 .flatten()
                 .unwrap_or(0);
-            conn.run(&format!("DROP TABLE IF EXISTS {partition}"))?;
+            if let Err(e) = ddl(conn, &format!("DROP TABLE IF EXISTS {partition}")) {
+                tracing::warn!(%partition, error = %e, "partition not dropped; tried again later");
+                continue;
+            }
             rows += u64::try_from(held).unwrap_or(0);
             tracing::info!(%partition, "dropped a day older than the retention");
         }

@@ -480,6 +480,8 @@ pub struct Running {
 
 impl Running {
     pub async fn start(h: &Harness) -> Running {
+        // The collector's log in the test's output, which the runner shows for a failed test.
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
         let listener = serve::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
