@@ -89,6 +89,17 @@ pub struct ServeArgs {
     /// On SIGTERM, how long requests in flight may take before their connections are closed.
     #[arg(long, default_value = "10s", value_parser = duration::parse)]
     pub shutdown_grace: Duration,
+    /// How long a request's headers may take to arrive after its first byte; a client that
+    /// trickles them is closed.
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
+    pub header_timeout: Duration,
+    /// Connections open at once; more are answered 503 and closed.
+    #[arg(long, default_value_t = serve::Limits::MAX_CONNECTIONS, value_parser = connections)]
+    pub max_connections: usize,
+    /// Connections open at once from one client address (raise it for a proxy in front of
+    /// many clients); more are answered 503 and closed.
+    #[arg(long, default_value_t = serve::Limits::PER_CLIENT, value_parser = connections)]
+    pub max_connections_per_client: usize,
     /// How long raw checks, host readings and resolver answers are kept; older reports are
     /// acknowledged and not stored.
     #[arg(long, env = "CAUSEWAY_RETAIN_RAW", default_value = "14d", value_parser = duration::parse_retention)]
@@ -133,6 +144,16 @@ impl ServeArgs {
             args: ServeArgs,
         }
         Only::try_parse_from(["serve"]).map(|o| o.args)
+    }
+}
+
+/// A connection limit: 1 to 1,000,000.
+fn connections(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a number of connections: a whole number from 1 to 1000000 is allowed"
+        )),
     }
 }
 
@@ -204,6 +225,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
         let limits = serve::Limits {
             idle: serve_args.idle_timeout,
             shutdown_grace: serve_args.shutdown_grace,
+            header_timeout: serve_args.header_timeout,
+            max_connections: serve_args.max_connections,
+            per_client: serve_args.max_connections_per_client,
         };
         serve::run(listener, state, limits, serve::shutdown_signal()).await
     }
@@ -353,6 +377,9 @@ mod tests {
         assert_eq!(serve.body_timeout, crate::api::BODY_TIMEOUT);
         assert_eq!(serve.idle_timeout, serve::Limits::IDLE);
         assert_eq!(serve.shutdown_grace, serve::Limits::SHUTDOWN_GRACE);
+        assert_eq!(serve.header_timeout, serve::Limits::HEADER_TIMEOUT);
+        assert_eq!(serve.max_connections, serve::Limits::MAX_CONNECTIONS);
+        assert_eq!(serve.max_connections_per_client, serve::Limits::PER_CLIENT);
         let cli = Cli::try_parse_from([
             "causeway-collector",
             "serve",

@@ -1,4 +1,5 @@
-//! Connections that go quiet are closed. hyper, as `axum::serve` runs it, has no timer: a
+//! Connections that go quiet are closed (the accept loop, [`crate::accept`], wraps each in an
+//! [`IdleStream`]). hyper's connections have no idle timer of their own: a
 //! client that opens a connection and sends nothing, stops in the middle of its headers, or
 //! never reads our answer would hold a connection (and a file descriptor) for ever, and keep
 //! a graceful shutdown waiting. Here every accepted connection that moves no byte in either
@@ -12,35 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
-
-/// A listener whose connections close after `idle` without traffic.
-pub struct IdleListener {
-    inner: TcpListener,
-    idle: Duration,
-}
-
-impl IdleListener {
-    pub fn new(inner: TcpListener, idle: Duration) -> IdleListener {
-        IdleListener { inner, idle }
-    }
-}
-
-impl axum::serve::Listener for IdleListener {
-    type Io = IdleStream<TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        // axum's own accept loop: it logs and retries errors such as EMFILE.
-        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        (IdleStream::new(io, self.idle), addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
 
 /// A stream that fails once it has been waiting for `idle` since it last moved a byte.
 pub struct IdleStream<S> {

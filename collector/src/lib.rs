@@ -8,6 +8,7 @@
 //! text, [`share`] keeps customers' links; [`client`], [`ctl`], [`why`] and
 //! [`table`] are `probectl`'s.
 
+pub mod accept;
 pub mod api;
 pub mod cli;
 pub mod client;

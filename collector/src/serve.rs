@@ -10,7 +10,7 @@
 //! shutdown. Without `NOTIFY_SOCKET` (not under systemd) none of it happens.
 
 use std::ffi::{OsStr, OsString};
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,8 +20,8 @@ use std::time::Duration;
 use sqlx::AnyPool;
 use tokio::net::TcpListener;
 
+use crate::accept::{self, ConnectionLimits};
 use crate::api::{self, AppState};
-use crate::idle::IdleListener;
 use crate::metrics::{IngestCounters, IngestOutcome};
 
 #[derive(Debug, thiserror::Error)]
@@ -32,8 +32,6 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the HTTP server failed: {0}")]
-    Serve(#[source] std::io::Error),
 }
 
 /// Binds `addr` (port 0 picks a free port; the listener tells which).
@@ -43,7 +41,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
-/// How long the server waits on its clients.
+/// How long the server waits on its clients, and how many it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// A connection that moves no byte either way for this long is closed ([`crate::idle`]).
@@ -51,6 +49,11 @@ pub struct Limits {
     /// After the stop signal, requests in flight get this long to finish; then their
     /// connections are closed. An unacknowledged report is not lost: its probe sends it again.
     pub shutdown_grace: Duration,
+    /// A request's headers must have arrived this long after its first byte.
+    pub header_timeout: Duration,
+    /// Connections open at once, in all and from one client address ([`crate::accept`]).
+    pub max_connections: usize,
+    pub per_client: usize,
 }
 
 impl Limits {
@@ -59,6 +62,13 @@ impl Limits {
     pub const IDLE: Duration = Duration::from_secs(75);
     /// Well within the unit's `TimeoutStopSec=30`.
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+    /// A probe's headers are a few hundred bytes, sent at once.
+    pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Far below the unit's `LimitNOFILE=65536`, far above what a fleet's probes hold (a
+    /// probe uploads over one connection at a time).
+    pub const MAX_CONNECTIONS: usize = 4096;
+    /// One address (a probe, a browser, a proxy in front) holds at most this many.
+    pub const PER_CLIENT: usize = 256;
 }
 
 impl Default for Limits {
@@ -66,6 +76,9 @@ impl Default for Limits {
         Limits {
             idle: Limits::IDLE,
             shutdown_grace: Limits::SHUTDOWN_GRACE,
+            header_timeout: Limits::HEADER_TIMEOUT,
+            max_connections: Limits::MAX_CONNECTIONS,
+            per_client: Limits::PER_CLIENT,
         }
     }
 }
@@ -113,8 +126,13 @@ pub async fn run_notifying(
         notifier.send("STOPPING=1\nSTATUS=stopping: finishing the requests in flight");
         let _ = stopping.send(());
     };
-    let listener = IdleListener::new(listener, limits.idle);
-    let server = axum::serve(listener, api::app(state)).with_graceful_shutdown(shutdown);
+    let connections = ConnectionLimits {
+        idle: limits.idle,
+        header_timeout: limits.header_timeout,
+        max_connections: limits.max_connections,
+        per_client: limits.per_client,
+    };
+    let server = accept::serve(listener, api::app(state), connections, shutdown);
     // The graceful shutdown waits for every connection to end; the grace bounds that.
     let grace_over = async {
         match stop_began.await {
@@ -124,7 +142,7 @@ pub async fn run_notifying(
         }
     };
     tokio::select! {
-        served = server.into_future() => served.map_err(ServeError::Serve),
+        () = server => Ok(()),
         () = grace_over => {
             tracing::warn!(
                 "requests still in flight {} s after the stop signal: closing their connections \

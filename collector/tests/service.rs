@@ -3,7 +3,8 @@
 //! report whose body stalls gets 408 after `--body-timeout`, SIGTERM with a stalled upload in
 //! flight still ends in `--shutdown-grace` with exit 0, every acknowledged report stored,
 //! SIGKILL in the middle of the writer's batches loses no acknowledged report and stores none
-//! twice, and SIGHUP does not end it.
+//! twice, SIGHUP does not end it, and a thousand clients trickling their headers do not keep
+//! a probe out.
 
 mod common;
 
@@ -34,6 +35,11 @@ struct Serving {
 
 impl Serving {
     fn start(flags: &[&str]) -> Serving {
+        Serving::start_with_open_files(flags, None)
+    }
+
+    /// [`Serving::start`], the process allowed at most `nofile` open files when given.
+    fn start_with_open_files(flags: &[&str], nofile: Option<u64>) -> Serving {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("causeway.db");
         let out = Command::new(BIN)
@@ -45,7 +51,7 @@ impl Serving {
         assert!(out.status.success(), "{out:?}");
         let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
         let log = dir.path().join("collector.log");
-        Serving::spawn(&db, token, log, dir, flags)
+        Serving::spawn(&db, token, log, dir, flags, nofile)
     }
 
     fn spawn(
@@ -54,8 +60,18 @@ impl Serving {
         log: PathBuf,
         dir: tempfile::TempDir,
         flags: &[&str],
+        nofile: Option<u64>,
     ) -> Serving {
-        let child = Command::new(BIN)
+        let mut command = match nofile {
+            // util-linux's prlimit runs it with the limit (no unsafe setrlimit here).
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = command
             .arg("--db")
             .arg(db)
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -85,7 +101,7 @@ impl Serving {
     fn restart(stopped: &Serving) -> Serving {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("collector.log");
-        Serving::spawn(&stopped.db, stopped.token.clone(), log, dir, &[])
+        Serving::spawn(&stopped.db, stopped.token.clone(), log, dir, &[], None)
     }
 
     fn log_text(&self) -> String {
@@ -201,7 +217,8 @@ fn stored_report_ids(db: &Path) -> Vec<String> {
 
 #[test]
 fn a_silent_connection_and_half_sent_headers_are_closed_after_the_idle_timeout() {
-    let serving = Serving::start(&["--idle-timeout", "1s"]);
+    // The header timeout would close both too: set beyond the test's patience.
+    let serving = Serving::start(&["--idle-timeout", "1s", "--header-timeout", "60s"]);
     let mut silent = TcpStream::connect(serving.addr).unwrap();
     let mut half = TcpStream::connect(serving.addr).unwrap();
     half.write_all(b"GET /healthz HTTP/1.1\r\nHost: col")
@@ -395,4 +412,149 @@ fn sighup_is_not_fatal_and_says_there_is_nothing_to_reload() {
     );
     let (_, body) = new_report();
     assert_eq!(upload(serving.addr, &serving.token, &body).unwrap(), 200);
+}
+
+/// Allows this test process `n` open files (soft and hard; root may raise the hard limit).
+fn allow_open_files(n: u64) {
+    let status = Command::new("prlimit")
+        .args([
+            "--pid",
+            &std::process::id().to_string(),
+            &format!("--nofile={n}:{n}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "prlimit --nofile={n} on this test");
+}
+
+/// Uploads one report from `from` (a loopback address of the probe's own); the HTTP status.
+fn upload_from(from: &str, addr: SocketAddr, token: &str, body: &[u8]) -> std::io::Result<u16> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(format!("{from}:0").parse().unwrap())?;
+        let mut conn = tokio::time::timeout(PATIENCE, socket.connect(addr)).await??;
+        conn.write_all(
+            format!(
+                "POST /api/v1/reports HTTP/1.1\r\nHost: collector\r\n\
+                 Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await?;
+        conn.write_all(body).await?;
+        let mut answer = String::new();
+        tokio::time::timeout(PATIENCE, conn.read_to_string(&mut answer)).await??;
+        answer
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3)?.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {answer:?}")))
+    })
+}
+
+/// 1,100 connections from one address, each sending part of a request's headers and then a
+/// byte every 300 ms (so the idle timeout never fires), against a collector allowed 512 open
+/// files: the 200 it lets that address hold at a time are closed after --header-timeout, the
+/// others get 503 at once, it never runs out of descriptors, and a probe reporting from
+/// another address all the while has every report stored.
+#[test]
+fn a_thousand_slow_clients_do_not_keep_a_probe_out() {
+    allow_open_files(4096);
+    let serving = Serving::start_with_open_files(
+        &[
+            "--header-timeout",
+            "2s",
+            "--max-connections-per-client",
+            "200",
+        ],
+        Some(512),
+    );
+    let mut attack = Vec::new();
+    for _ in 0..1100 {
+        let mut conn = TcpStream::connect(serving.addr).unwrap();
+        conn.write_all(b"POST /api/v1/reports HTTP/1.1\r\nHost: collector\r\nX-Slow: ")
+            .unwrap();
+        conn.set_nonblocking(true).unwrap();
+        attack.push(conn);
+    }
+    let attack = Arc::new(Mutex::new(attack));
+    let trickling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let trickle = std::thread::spawn({
+        let (attack, trickling) = (attack.clone(), trickling.clone());
+        move || {
+            while trickling.load(std::sync::atomic::Ordering::Relaxed) {
+                for conn in attack.lock().unwrap().iter_mut() {
+                    let _ = conn.write(b"x");
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+    });
+
+    // The probe, meanwhile: every report answered 200.
+    let mut acked = Vec::new();
+    for _ in 0..20 {
+        let (id, body) = new_report();
+        let status = upload_from("127.0.0.2", serving.addr, &serving.token, &body).unwrap();
+        assert_eq!(status, 200, "{}", serving.log_text());
+        acked.push(id);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Each attacking connection was answered 503 at once or closed by the header timeout,
+    // though it kept sending.
+    let deadline = Instant::now() + PATIENCE;
+    let (mut busy, mut closed) = (0, 0);
+    for conn in attack.lock().unwrap().iter_mut() {
+        let mut got = Vec::new();
+        loop {
+            let mut buf = [0u8; 512];
+            match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "an attacking connection still open {PATIENCE:?} on"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(_) => break,
+            }
+        }
+        if got.starts_with(b"HTTP/1.1 503 ") {
+            busy += 1;
+        } else {
+            closed += 1;
+        }
+    }
+    trickling.store(false, std::sync::atomic::Ordering::Relaxed);
+    trickle.join().unwrap();
+    attack.lock().unwrap().clear();
+    // The address holds 200 at a time; a connection the kernel queued while they were open
+    // is accepted when one of them is closed, and then closed in its turn.
+    assert!(
+        closed >= 200,
+        "{closed} closed by the header timeout, {busy} answered 503"
+    );
+    assert!(
+        busy >= 100,
+        "{closed} closed by the header timeout, {busy} answered 503"
+    );
+    let log = serving.log_text();
+    assert!(
+        !log.contains("Too many open files") && !log.contains("cannot accept"),
+        "{log}"
+    );
+    assert!(log.contains("connection refused with 503"), "{log}");
+    let mut serving = serving;
+    serving.child.kill().unwrap();
+    serving.child.wait().unwrap();
+    let stored = assert_every_acknowledged_report_stored(&acked, &serving.db);
+    assert_eq!(stored.len(), 20);
 }
