@@ -5,7 +5,7 @@
 //! Statements are written once, in the form both accept: `$1`, `$2` placeholders (SQLite's
 //! form is `?1`: the SQLite side rewrites them) and `greatest(a, b)` / `least(a, b)` for the
 //! scalar larger and smaller of two values (SQLite names them `max` and `min`, which in
-//! PostgreSQL are aggregates only). Each connection rewrites a statement once and keeps it.
+//! PostgreSQL are aggregates only). The SQLite side rewrites a statement once and keeps it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -207,7 +207,7 @@ impl From<SqlError> for IngestError {
     }
 }
 
-/// Statements in a connection's own form, rewritten once each.
+/// Statements in SQLite's form, rewritten once each.
 #[derive(Default)]
 struct Dialect {
     /// By the address of the statement's text: every statement is a `&'static str`.
@@ -215,10 +215,10 @@ struct Dialect {
 }
 
 impl Dialect {
-    fn get(&mut self, sql: &'static str, rewrite: fn(&str) -> String) -> &str {
+    fn get(&mut self, sql: &'static str) -> &str {
         self.rewritten
             .entry(sql.as_ptr() as usize)
-            .or_insert_with(|| rewrite(sql).into_boxed_str())
+            .or_insert_with(|| sqlite_form(sql).into_boxed_str())
     }
 }
 
@@ -288,7 +288,7 @@ impl Row for SqliteRow<'_, '_> {
 
 impl Conn for Sqlite {
     fn execute(&mut self, sql: &'static str, params: &[Value<'_>]) -> Result<u64, SqlError> {
-        let sql = self.dialect.get(sql, sqlite_form);
+        let sql = self.dialect.get(sql);
         let n = self
             .conn
             .prepare_cached(sql)?
@@ -302,7 +302,7 @@ impl Conn for Sqlite {
         params: &[Value<'_>],
         each: &mut dyn FnMut(&dyn Row) -> Result<(), SqlError>,
     ) -> Result<(), SqlError> {
-        let sql = self.dialect.get(sql, sqlite_form);
+        let sql = self.dialect.get(sql);
         let mut stmt = self.conn.prepare_cached(sql)?;
         let mut rows = stmt.query(sqlite_params(params).as_slice())?;
         while let Some(row) = rows.next()? {
@@ -339,7 +339,6 @@ impl Conn for Sqlite {
 pub struct Postgres {
     runtime: tokio::runtime::Runtime,
     conn: sqlx::PgConnection,
-    dialect: Dialect,
     in_transaction: bool,
 }
 
@@ -363,7 +362,6 @@ impl Postgres {
         Ok(Postgres {
             runtime,
             conn,
-            dialect: Dialect::default(),
             in_transaction: false,
         })
     }
@@ -400,7 +398,7 @@ impl Row for sqlx::postgres::PgRow {
 
 impl Conn for Postgres {
     fn execute(&mut self, sql: &'static str, params: &[Value<'_>]) -> Result<u64, SqlError> {
-        let sql = self.dialect.get(sql, str::to_owned);
+        // The statements' own form: sqlx prepares each once per connection (its cache).
         let query = pg_bind(sqlx::query(sql), params);
         let done = self.runtime.block_on(query.execute(&mut self.conn))?;
         Ok(done.rows_affected())
@@ -412,7 +410,6 @@ impl Conn for Postgres {
         params: &[Value<'_>],
         each: &mut dyn FnMut(&dyn Row) -> Result<(), SqlError>,
     ) -> Result<(), SqlError> {
-        let sql = self.dialect.get(sql, str::to_owned);
         let query = pg_bind(sqlx::query(sql), params);
         let rows = self.runtime.block_on(query.fetch_all(&mut self.conn))?;
         for row in &rows {
