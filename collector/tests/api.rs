@@ -115,6 +115,46 @@ async fn a_token_of_another_server_gets_403_naming_both() {
     assert_eq!(h.count("reports").await, 0);
 }
 
+/// A 403 names the report's server cut short: a 900,000-character name is not echoed whole.
+#[tokio::test]
+async fn a_403_does_not_echo_a_huge_server_name() {
+    // The report names its server twice (server, probe.host): over the default body limit.
+    let h = Harness::with_max_body(4 << 20).await;
+    let token = h.token("web-01").await;
+    let huge = "w".repeat(900_000);
+    let (status, answer) = h
+        .post_report(&token, &report(&huge, NOW, vec![ok_check(NOW)]))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let msg = error_of(&answer);
+    assert!(msg.len() < 300, "{} bytes", msg.len());
+    assert!(msg.contains("(900000 characters)"), "{msg}");
+}
+
+/// A report without checks is refused: stored, it would close the open incident and set the
+/// server up, though it says nothing of its health.
+#[tokio::test]
+async fn a_report_without_checks_is_refused_and_leaves_the_incident_open() {
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    let (status, _) = h
+        .post_report(
+            &token,
+            &report("web-01", NOW - 60_000, vec![refused(NOW - 60_000)]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = h.post_report(&token, &report("web-01", NOW, vec![])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert!(
+        error_of(&answer).contains("results: a list of 0"),
+        "{answer}"
+    );
+    let (_, server) = h.get("/api/v1/servers/web-01").await;
+    assert_eq!(server["state"], "down", "{server}");
+    assert!(!server["open_incident"].is_null(), "{server}");
+}
+
 #[tokio::test]
 async fn an_oversized_body_gets_413_in_json() {
     let h = Harness::with_max_body(4096).await;

@@ -26,5 +26,6 @@ pub use listeners::*;
 pub use report::*;
 pub use trace::*;
 pub use validate::{
-    FieldError, InvalidReport, MAX_RESULTS, MAX_SERVER_NAME, SERVER_NAME_RULE, is_valid_server_name,
+    FieldError, InvalidReport, MAX_RESULTS, MAX_SERVER_NAME, SERVER_NAME_RULE,
+    is_valid_server_name, quoted,
 };

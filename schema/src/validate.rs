@@ -16,6 +16,8 @@ const MAX_RESOLUTIONS: usize = 256;
 const MAX_RESOLVERS: usize = 32;
 /// Most queries per name server (a probe asks A and AAAA).
 const MAX_QUERIES: usize = 8;
+/// Contributing causes of one check at most (the vocabulary has a few dozen causes).
+const MAX_CONTRIBUTING: usize = 16;
 /// The longest explanation of a check's diagnosis or a resolver's condition.
 const MAX_EXPLANATION: usize = 1024;
 /// The longest server name (a DNS name's limit).
@@ -90,6 +92,11 @@ impl Report {
             || "1 to 86400 seconds".to_owned(),
         );
         v.count("results", self.results.len(), MAX_RESULTS, "results");
+        // A report without checks says nothing of the server's health: stored, it would close
+        // the open incident and set the server up.
+        v.check("results", "a list of 0", !self.results.is_empty(), || {
+            "at least one check (a probe has at least one canary)".to_owned()
+        });
         for (i, result) in self.results.iter().take(MAX_RESULTS).enumerate() {
             v.result(&format!("results[{i}]"), result, now_ms);
         }
@@ -189,6 +196,12 @@ impl Validator {
                 &diagnosis.explanation,
                 1,
                 MAX_EXPLANATION,
+            );
+            self.count(
+                &format!("{at}.diagnosis.contributing"),
+                diagnosis.contributing.len(),
+                MAX_CONTRIBUTING,
+                "causes",
             );
             self.check(&format!("{at}.diagnosis"), "present", !r.ok, || {
                 "no diagnosis on a successful check".to_owned()
@@ -366,8 +379,9 @@ impl Validator {
     }
 }
 
-/// A string for an error message: quoted, and cut at 80 characters.
-fn quoted(s: &str) -> String {
+/// A string for an error message: quoted, and cut at 80 characters (a client's text echoed
+/// back must not make the answer as long as the request).
+pub fn quoted(s: &str) -> String {
     const MAX: usize = 80;
     if s.chars().count() <= MAX {
         format!("{s:?}")

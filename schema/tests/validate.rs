@@ -108,6 +108,17 @@ fn each_mistake_is_named() {
             "invalid report: results: a list of 1001 is not allowed; expected at most 1000 results",
         ),
         (
+            Box::new(|r| r.results.clear()),
+            "invalid report: results: a list of 0 is not allowed; expected at least one check (a probe has at least one canary)",
+        ),
+        (
+            Box::new(|r| {
+                r.results[0].diagnosis.as_mut().unwrap().contributing =
+                    vec![Cause::HostRebooted; 17]
+            }),
+            "invalid report: results[0].diagnosis.contributing: a list of 17 is not allowed; expected at most 16 causes",
+        ),
+        (
             Box::new(|r| r.results[0].evidence.trace = Some(trace_of(TRACE_MAX_PACKETS + 1))),
             "invalid report: results[0].evidence.trace.packets: a list of 33 is not allowed; expected at most 32 packets",
         ),

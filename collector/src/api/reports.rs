@@ -77,8 +77,9 @@ async fn receive_report(
         .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
     if report.server != auth.server {
         return Err(ApiError::Forbidden(format!(
-            "this token is for server {:?}, but the report is for server {:?}",
-            auth.server, report.server
+            "this token is for server {:?}, but the report is for server {}",
+            auth.server,
+            causeway_schema::quoted(&report.server)
         )));
     }
     let now_ms = app.clock.now_ms();
