@@ -1708,21 +1708,28 @@ async fn raw_sqlx(db: &Path) -> anyhow::Result<(u64, f64)> {
     Ok((rows, secs))
 }
 
-/// One transaction of rows numbered from `first`; sqlx prepares the statement once per
-/// connection and reuses it (its statement cache).
+/// One transaction of the raw rows numbered from `first`, inserted by `sql` on `conn` (a
+/// SQLite or a PostgreSQL connection: their sqlx types differ, the work does not). sqlx
+/// prepares the statement once per connection and reuses it (its statement cache).
+macro_rules! raw_batch {
+    ($conn:expr, $sql:expr, $first:expr) => {{
+        let mut tx = $conn.begin().await?;
+        for n in $first..$first + RAW_BATCH as u64 {
+            let (server, id, at, ms) = raw_row(n);
+            sqlx::query($sql)
+                .bind(server)
+                .bind(&id[..])
+                .bind(at)
+                .bind(ms)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+    }};
+}
+
 async fn sqlx_batch(conn: &mut SqliteConnection, first: u64) -> anyhow::Result<()> {
-    let mut tx = conn.begin().await?;
-    for n in first..first + RAW_BATCH as u64 {
-        let (server, id, at, ms) = raw_row(n);
-        sqlx::query(RAW_INSERT)
-            .bind(server)
-            .bind(&id[..])
-            .bind(at)
-            .bind(ms)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
+    raw_batch!(conn, RAW_INSERT, first);
     Ok(())
 }
 
@@ -1856,18 +1863,7 @@ async fn raw_postgres(url: &str) -> anyhow::Result<f64> {
     let started = Instant::now();
     let mut rows: u64 = 0;
     while started.elapsed() < RAW_SECONDS {
-        let mut tx = conn.begin().await?;
-        for n in rows..rows + RAW_BATCH as u64 {
-            let (server, id, at, ms) = raw_row(n);
-            sqlx::query(insert)
-                .bind(server)
-                .bind(&id[..])
-                .bind(at)
-                .bind(ms)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+        raw_batch!(conn, insert, rows);
         rows += RAW_BATCH as u64;
     }
     let secs = started.elapsed().as_secs_f64();

@@ -200,8 +200,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
         Some(Command::Share(cmd)) => return share_cmd(&cli.db, cmd, out, err).await,
         Some(Command::MigrateTo { url }) => {
             let copied = migrate_to::migrate_to(&cli.db, &url).await?;
-            let target: Location = url.parse().map_err(MigrateToError::TargetNotPostgres)?;
-            out.write_all(migrate_to::summary(&copied, &target).as_bytes())?;
+            out.write_all(copied.summary().as_bytes())?;
             return Ok(());
         }
     };

@@ -68,8 +68,12 @@ pub enum MigrateToError {
     Target(#[from] sqlx::Error),
 }
 
-/// Rows copied, per table in [`TABLES`] order.
-pub type Copied = Vec<(&'static str, u64)>;
+/// What a copy did: the rows of each table, in [`TABLES`] order, and where they went.
+#[derive(Debug)]
+pub struct Copied {
+    pub tables: Vec<(&'static str, u64)>,
+    pub target: Location,
+}
 
 /// Copies the SQLite database at `source` into the empty PostgreSQL database at `target`.
 pub async fn migrate_to(source: &Location, target: &str) -> Result<Copied, MigrateToError> {
@@ -103,15 +107,18 @@ pub async fn migrate_to(source: &Location, target: &str) -> Result<Copied, Migra
     // One snapshot for every table: the read transaction begins at the first SELECT.
     sqlite.execute_batch("BEGIN")?;
     sqlx::query("BEGIN").execute(&mut pg).await?;
-    let mut copied = Vec::with_capacity(TABLES.len());
+    let mut tables = Vec::with_capacity(TABLES.len());
     for table in TABLES {
         let rows = copy_table(&sqlite, &mut pg, table).await?;
-        copied.push((table, rows));
+        tables.push((table, rows));
     }
     move_sequences(&mut pg).await?;
     sqlx::query("COMMIT").execute(&mut pg).await?;
     pg.close().await?;
-    Ok(copied)
+    Ok(Copied {
+        tables,
+        target: target_location,
+    })
 }
 
 /// The columns of `table` as PostgreSQL orders them (SQLite's order is the same).
@@ -229,15 +236,17 @@ async fn move_sequences(pg: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> 
     Ok(())
 }
 
-/// Prints what was copied, a line per table.
-pub fn summary(copied: &Copied, target: &Location) -> String {
-    let mut out = String::new();
-    let total: u64 = copied.iter().map(|(_, n)| n).sum();
-    for (table, n) in copied {
-        let _ = writeln!(out, "{table:<22} {n:>12} rows");
+impl Copied {
+    /// What was copied, a line per table (the target without its password).
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let total: u64 = self.tables.iter().map(|(_, n)| n).sum();
+        for (table, n) in &self.tables {
+            let _ = writeln!(out, "{table:<22} {n:>12} rows");
+        }
+        let _ = writeln!(out, "copied {total} rows into {}", self.target);
+        out
     }
-    let _ = writeln!(out, "copied {total} rows into {target}");
-    out
 }
 
 #[cfg(test)]

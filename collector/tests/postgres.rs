@@ -265,7 +265,7 @@ async fn migrate_to_copies_a_sqlite_history_that_answers_the_same() {
 
     let pg = pg::fresh_database().await;
     let copied = migrate_to::migrate_to(&source, &pg.url).await.unwrap();
-    let rows = |table: &str| copied.iter().find(|(t, _)| *t == table).unwrap().1;
+    let rows = |table: &str| copied.tables.iter().find(|(t, _)| *t == table).unwrap().1;
     assert_eq!(rows("servers"), 2);
     assert_eq!(rows("reports"), 13);
     assert!(rows("failures") >= 4, "{copied:?}");
