@@ -107,7 +107,7 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
         }
         Report {
             schema_version: SCHEMA_VERSION,
-            report_id: Uuid::new_v4(),
+            report_id: Uuid::now_v7(),
             server: self.config.server.clone(),
             probe: ProbeInfo {
                 host: self.config.host.clone(),

@@ -339,7 +339,7 @@ mod tests {
     fn report(started_at_ms: i64) -> Report {
         Report {
             schema_version: SCHEMA_VERSION,
-            report_id: Uuid::new_v4(),
+            report_id: Uuid::now_v7(),
             server: "web-01".into(),
             probe: ProbeInfo {
                 host: "web-01".into(),
@@ -491,7 +491,7 @@ mod tests {
         // Fill rejected/ past the cap directly, then reject one more.
         let rejected = tmp.path().join("rejected");
         for i in 0..REJECTED_MAX {
-            let fake = format!("{:013}-{}.json", 2_000 + i, Uuid::new_v4());
+            let fake = format!("{:013}-{}.json", 2_000 + i, Uuid::now_v7());
             fs::write(rejected.join(fake), "{}").unwrap();
         }
         let name = spool.push(&mut report(9_000)).unwrap();

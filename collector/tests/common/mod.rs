@@ -211,7 +211,7 @@ pub async fn send(app: Router, req: Request<Body>) -> (StatusCode, Value) {
 pub fn report(server: &str, started_at_ms: i64, results: Vec<CheckResult>) -> Report {
     Report {
         schema_version: SCHEMA_VERSION,
-        report_id: uuid::Uuid::new_v4(),
+        report_id: uuid::Uuid::now_v7(),
         server: server.into(),
         probe: ProbeInfo {
             host: server.into(),
