@@ -12,10 +12,16 @@
 //!
 //! Reports arrive in order from a probe's spool, so grouping follows the order of arrival. A
 //! report that started before the newest report already processed for its server (a replay of
-//! an old spool entry, a probe whose clock stepped back) is stored and counted in availability,
-//! resolver health and host readings, but does not touch incidents, resolver or host conditions
-//! nor the server's latest state: grouping it would close or split an incident at a time before
-//! its own events.
+//! an old spool entry) is stored and counted in availability, resolver health and host
+//! readings, but does not touch incidents, resolver or host conditions nor the server's latest
+//! state: grouping it would close or split an incident at a time before its own events.
+//!
+//! "Started before" is judged on the collector's clock ([`Arrival::started_at_ms`]), not on the
+//! probe's: a probe whose clock ran ahead for a while (a host that booted before NTP set its
+//! clock) would otherwise date reports in the future, and every correct report after them
+//! would count as old, changing nothing while a real outage went by. The probe's times are
+//! kept as its data; the difference between its clock and the collector's is the host
+//! condition `clock_skew`.
 
 mod conditions;
 mod grouping;
@@ -68,8 +74,41 @@ pub enum Outcome {
     Duplicate,
 }
 
-/// Statements that end an incident: `(id, ended at)`.
-const CLOSE_INCIDENT: &str = "UPDATE incidents SET ended_at_ms = $2 WHERE id = $1";
+/// How a report arrived: the collector's clock at receipt, and the probe's when it sent the
+/// report ([`causeway_schema::SENT_AT_HEADER`]), when the probe said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub received_at_ms: i64,
+    pub sent_at_ms: Option<i64>,
+}
+
+impl Arrival {
+    /// When a report that says it started at `started_at_ms` started, on the collector's
+    /// clock. With the probe's sending time: the receipt less the time the report waited,
+    /// which the probe's two times give on one clock, whatever that clock's offset. Without
+    /// it: the report's start, but never later than its receipt.
+    pub fn started_at_ms(&self, started_at_ms: i64) -> i64 {
+        match self.sent_at_ms {
+            Some(sent) => self
+                .received_at_ms
+                .saturating_sub(sent.saturating_sub(started_at_ms).max(0)),
+            None => started_at_ms.min(self.received_at_ms),
+        }
+    }
+
+    /// How far the probe's clock is ahead of the collector's (negative: behind): its clock
+    /// when sending less the collector's at receipt, so the network's delay (milliseconds)
+    /// counts as the probe being behind.
+    pub fn clock_offset_ms(&self) -> Option<i64> {
+        self.sent_at_ms
+            .map(|sent| sent.saturating_sub(self.received_at_ms))
+    }
+}
+
+/// Statements that end an incident: `(id, ended at)`. Never before its start: a report that
+/// opened it may be dated up to `MAX_CLOCK_AHEAD_MS` ahead of the one that closes it.
+const CLOSE_INCIDENT: &str =
+    "UPDATE incidents SET ended_at_ms = greatest(started_at_ms, $2) WHERE id = $1";
 
 /// Stores `report` for the server `server_id` (already authenticated to send it), inside the
 /// writer's open transaction.
@@ -78,7 +117,7 @@ fn store(
     servers: &mut Servers,
     server_id: i64,
     report: &Report,
-    received_at_ms: i64,
+    arrival: Arrival,
 ) -> Result<Outcome, IngestError> {
     let checks_ok = report.results.iter().filter(|r| r.ok).count() as i64;
     let uuid = report.report_id.as_bytes().as_slice();
@@ -91,9 +130,9 @@ fn store(
     }
     let report_id = report.report_id.to_string();
     let state = servers.get(conn, server_id)?;
-    let in_order = state
-        .last_started_at_ms
-        .is_none_or(|newest| report.started_at_ms >= newest);
+    let at_ms = arrival.started_at_ms(report.started_at_ms);
+    let in_order = state.last_at_ms.is_none_or(|newest| at_ms >= newest);
+    let clock_offset_ms = arrival.clock_offset_ms();
 
     let mut result_ids = Vec::with_capacity(report.results.len());
     for result in &report.results {
@@ -103,7 +142,7 @@ fn store(
     rollups::add(conn, server_id, report)?;
     let recent = rollups::add_recent(&mut state.recent, report)?;
     let observed = resolvers::observe(conn, state, server_id, report, in_order)?;
-    let host = host::observe(conn, state, server_id, report, in_order)?;
+    let host = host::observe(conn, state, server_id, report, in_order, clock_offset_ms)?;
 
     if in_order {
         conn.execute(
@@ -111,7 +150,7 @@ fn store(
                     probe_host = $5, probe_version = $6, spool_queued = $7,
                     spool_dropped_total = $8, last_received_at_ms = $9,
                     last_checks_total = $10, last_checks_ok = $11, recent_checks = $12,
-                    generation = generation + 1
+                    last_at_ms = $13, clock_offset_ms = $14, generation = generation + 1
              WHERE id = $1",
             values![
                 server_id,
@@ -122,13 +161,15 @@ fn store(
                 &report.probe.version,
                 clamp_i64(report.spool.queued),
                 clamp_i64(report.spool.dropped_total),
-                received_at_ms,
+                arrival.received_at_ms,
                 report.results.len() as i64,
                 checks_ok,
                 &recent,
+                at_ms,
+                clock_offset_ms,
             ],
         )?;
-        state.last_started_at_ms = Some(report.started_at_ms);
+        state.last_at_ms = Some(at_ms);
         update_incidents(conn, &mut state.incident, server_id, report, &result_ids)?;
         resolvers::update_conditions(conn, state, report.started_at_ms, &observed)?;
         host::update_conditions(conn, state, server_id, report.started_at_ms, &host)?;
@@ -137,7 +178,8 @@ fn store(
             report_id = %report.report_id,
             server = %report.server,
             started_at_ms = report.started_at_ms,
-            newest_started_at_ms = state.last_started_at_ms,
+            at_ms,
+            newest_at_ms = state.last_at_ms,
             "report older than the newest one of its server: stored, incidents, resolver and \
              host conditions unchanged"
         );
@@ -145,7 +187,7 @@ fn store(
             "UPDATE servers SET last_received_at_ms = $2, recent_checks = $3,
                     generation = generation + 1
              WHERE id = $1",
-            values![server_id, received_at_ms, &recent],
+            values![server_id, arrival.received_at_ms, &recent],
         )?;
     }
     state.generation += 1;
@@ -297,4 +339,49 @@ fn update_incidents(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Arrival;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn arrival(sent_at_ms: Option<i64>) -> Arrival {
+        Arrival {
+            received_at_ms: NOW,
+            sent_at_ms,
+        }
+    }
+
+    #[test]
+    fn a_report_dated_in_the_future_sorts_at_its_receipt() {
+        // 4 minutes ahead, with or without the probe's sending time: not after later reports.
+        assert_eq!(arrival(None).started_at_ms(NOW + 240_000), NOW);
+        assert_eq!(
+            arrival(Some(NOW + 240_500)).started_at_ms(NOW + 240_000),
+            NOW - 500
+        );
+        assert_eq!(
+            arrival(Some(NOW + 240_500)).clock_offset_ms(),
+            Some(240_500)
+        );
+    }
+
+    #[test]
+    fn a_replay_sorts_at_when_it_started_whatever_the_probe_clock() {
+        // Spooled for 10 minutes by a probe 1 hour behind: started 10 minutes ago.
+        let hour = 3_600_000;
+        let replay = arrival(Some(NOW - hour)).started_at_ms(NOW - hour - 600_000);
+        assert_eq!(replay, NOW - 600_000);
+        assert_eq!(arrival(Some(NOW - hour)).clock_offset_ms(), Some(-hour));
+        // Without the sending time, the probe's own date.
+        assert_eq!(arrival(None).started_at_ms(NOW - 600_000), NOW - 600_000);
+        assert_eq!(arrival(None).clock_offset_ms(), None);
+    }
+
+    #[test]
+    fn a_clock_stepped_back_between_start_and_send_counts_no_wait() {
+        assert_eq!(arrival(Some(NOW - 5_000)).started_at_ms(NOW + 60_000), NOW);
+    }
 }

@@ -258,6 +258,7 @@ pub async fn render(
     // A deferred transaction on a read-only connection: one snapshot for the counts.
     let mut tx = pool.begin().await?;
     write_results(&mut x, &mut tx).await?;
+    write_clock_offsets(&mut x, &mut tx).await?;
     write_open(&mut x, &mut tx).await?;
     tx.rollback().await?;
     Ok(x.finish())
@@ -390,6 +391,32 @@ async fn write_results(
     .await?;
     for (server, cause, n) in rows {
         x.sample(name, &[("server", &server), ("cause", &cause)], n);
+    }
+    Ok(())
+}
+
+/// How far each probe's clock is from the collector's, where the probe said (it sends its
+/// clock with each report since the `causeway-sent-at` header).
+async fn write_clock_offsets(
+    x: &mut Exposition,
+    tx: &mut Transaction<'static, Any>,
+) -> Result<(), sqlx::Error> {
+    let name = "causeway_server_clock_offset_seconds";
+    x.family(
+        name,
+        Kind::Gauge,
+        "How far the server's probe host's clock was ahead of the collector's (negative: \
+         behind) at its newest report. 30 s or more either way is the host condition \
+         clock_skew; more than 300 s ahead and reports are refused.",
+    );
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT name, clock_offset_ms FROM servers WHERE clock_offset_ms IS NOT NULL
+         ORDER BY name",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    for (server, ms) in rows {
+        x.sample(name, &[("server", &server)], seconds(ms));
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::checks::http::{chain, cut};
+use crate::now_ms;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const TOTAL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -81,6 +82,7 @@ impl Uploader {
             .post(&self.url)
             .bearer_auth(&self.token)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(causeway_schema::SENT_AT_HEADER, now_ms().to_string())
             .body(body)
             .send()
             .await;
@@ -229,7 +231,9 @@ mod tests {
         let (url, mut seen) = collector(200, "{\"stored\":true}", false).await;
         let up = Uploader::new(&format!("{url}/"), "cw_secret").unwrap();
         let body = br#"{"schema_version":1,"x":"exact bytes"}"#.to_vec();
+        let before = now_ms();
         assert_eq!(up.upload(body.clone()).await, UploadOutcome::Acked);
+        let after = now_ms();
         let req = seen.recv().await.unwrap();
         assert!(
             req.head.starts_with("POST /api/v1/reports HTTP/1.1\r\n"),
@@ -246,6 +250,18 @@ mod tests {
             "{head}"
         );
         assert_eq!(req.body, body);
+        // The probe's clock when it sent: the collector's measure of the report's wait and of
+        // the probe's clock.
+        let sent_at: i64 = head
+            .lines()
+            .find_map(|l| l.strip_prefix("causeway-sent-at: "))
+            .unwrap_or_else(|| panic!("no causeway-sent-at header: {head}"))
+            .parse()
+            .unwrap();
+        assert!(
+            (before..=after).contains(&sent_at),
+            "{before} {sent_at} {after}"
+        );
     }
 
     #[tokio::test]

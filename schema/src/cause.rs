@@ -26,6 +26,7 @@ pub enum Cause {
     KernelMemoryLeak,
     HostOverload,
     HostRebooted,
+    ClockSkew,
     Timeout,
     ConnectionReset,
     HttpError,
@@ -36,7 +37,7 @@ pub enum Cause {
 
 impl Cause {
     /// Every cause, in the order of the vocabulary table in shared/ARCHITECTURE.md.
-    pub const ALL: [Cause; 19] = [
+    pub const ALL: [Cause; 20] = [
         Cause::RstFromNonServingProcess,
         Cause::ConnectionRefused,
         Cause::RstFromMiddlebox,
@@ -50,6 +51,7 @@ impl Cause {
         Cause::KernelMemoryLeak,
         Cause::HostOverload,
         Cause::HostRebooted,
+        Cause::ClockSkew,
         Cause::Timeout,
         Cause::ConnectionReset,
         Cause::HttpError,
@@ -74,6 +76,7 @@ impl Cause {
             Cause::KernelMemoryLeak => "kernel_memory_leak",
             Cause::HostOverload => "host_overload",
             Cause::HostRebooted => "host_rebooted",
+            Cause::ClockSkew => "clock_skew",
             Cause::Timeout => "timeout",
             Cause::ConnectionReset => "connection_reset",
             Cause::HttpError => "http_error",
@@ -105,6 +108,7 @@ impl Cause {
             Cause::KernelMemoryLeak => "unreclaimable kernel memory is large and growing",
             Cause::HostOverload => "the host is saturated (CPU or memory pressure)",
             Cause::HostRebooted => "the host restarted since the last report",
+            Cause::ClockSkew => "the probe host's clock disagrees with the collector's",
             Cause::Timeout => "the canary did not answer in time",
             Cause::ConnectionReset => "the connection was reset",
             Cause::HttpError => "the canary answered with an unexpected HTTP status",
@@ -165,6 +169,7 @@ mod tests {
                 "kernel_memory_leak",
                 "host_overload",
                 "host_rebooted",
+                "clock_skew",
                 "timeout",
                 "connection_reset",
                 "http_error",

@@ -18,6 +18,14 @@ use crate::{
 /// The wire format version this crate writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The HTTP header of a report's POST that carries the probe's clock when it sent the report,
+/// in milliseconds since the Unix epoch. A header rather than a field of the report: the
+/// report's bytes stay the same on every attempt, while this changes with each. With it the
+/// collector tells how long the report waited (the probe's two times, on one clock) and how
+/// far the probe's clock is from its own; a probe that predates it is ordered by its report's
+/// start alone.
+pub const SENT_AT_HEADER: &str = "causeway-sent-at";
+
 /// One probe cycle on one server: every check of every canary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {

@@ -22,8 +22,10 @@ const MAX_CONTRIBUTING: usize = 16;
 const MAX_EXPLANATION: usize = 1024;
 /// The longest server name (a DNS name's limit).
 pub const MAX_SERVER_NAME: usize = 253;
-/// A report more than this far in the future of the collector's clock is refused.
-const MAX_CLOCK_AHEAD_MS: i64 = 24 * 3600 * 1000;
+/// A report more than this far in the future of the collector's clock is refused: dated
+/// later, it would sort after the reports that follow it. Within it, the collector orders a
+/// server's reports by its own clock and flags the difference (`clock_skew`).
+pub const MAX_CLOCK_AHEAD_MS: i64 = 5 * 60 * 1000;
 /// 2020-01-01T00:00:00Z: anything older is a broken clock, not a late report.
 const EARLIEST_MS: i64 = 1_577_836_800_000;
 
@@ -149,12 +151,22 @@ impl Validator {
     }
 
     fn time(&mut self, field: &str, ms: i64, now_ms: i64) {
-        self.check(
-            field,
-            ms,
-            (EARLIEST_MS..=now_ms.saturating_add(MAX_CLOCK_AHEAD_MS)).contains(&ms),
-            || "milliseconds since the Unix epoch, after 2020 and at most a day ahead of the collector's clock".to_owned(),
-        );
+        let latest = now_ms.saturating_add(MAX_CLOCK_AHEAD_MS);
+        self.check(field, ms, (EARLIEST_MS..=latest).contains(&ms), || {
+            let why = if ms < EARLIEST_MS {
+                "this is before 2020: is the probe host's clock set?".to_owned()
+            } else {
+                format!(
+                    "this is {} s ahead: is the probe host's clock synchronized? see `timedatectl`",
+                    ms.saturating_sub(now_ms) / 1000
+                )
+            };
+            format!(
+                "milliseconds since the Unix epoch, after 2020 and at most {} minutes ahead of \
+                 the collector's clock ({why})",
+                MAX_CLOCK_AHEAD_MS / 60_000
+            )
+        });
     }
 
     fn duration(&mut self, field: &str, ms: Option<f64>) {

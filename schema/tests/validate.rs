@@ -66,6 +66,10 @@ fn a_good_report_passes() {
 
 #[test]
 fn each_mistake_is_named() {
+    let six_minutes_ahead = format!(
+        "invalid report: started_at_ms: {} is not allowed; expected milliseconds since the Unix epoch, after 2020 and at most 5 minutes ahead of the collector's clock (this is 360 s ahead: is the probe host's clock synchronized? see `timedatectl`)",
+        NOW + 360_000
+    );
     let cases: Vec<(Mistake, &str)> = vec![
         (
             Box::new(|r| r.schema_version = 9),
@@ -81,7 +85,12 @@ fn each_mistake_is_named() {
         ),
         (
             Box::new(|r| r.started_at_ms = 1_000),
-            "invalid report: started_at_ms: 1000 is not allowed; expected milliseconds since the Unix epoch, after 2020 and at most a day ahead of the collector's clock",
+            "invalid report: started_at_ms: 1000 is not allowed; expected milliseconds since the Unix epoch, after 2020 and at most 5 minutes ahead of the collector's clock (this is before 2020: is the probe host's clock set?)",
+        ),
+        (
+            // A probe whose clock runs 6 minutes ahead: dated later than the reports after it.
+            Box::new(|r| r.started_at_ms = NOW + 360_000),
+            &six_minutes_ahead,
         ),
         (
             Box::new(|r| r.interval_s = 0),

@@ -533,6 +533,19 @@ pub fn start_probe(lab: &Lab, host: &Host, config: &Path) -> Result<Service> {
     start_probe_with(lab, &mut cmd, config)
 }
 
+/// `causeway-probe run` on `host` with its clock `offset` from the real one (libfaketime's
+/// `faketime -f`, e.g. `+20h`): a host that booted with a wrong clock.
+pub fn start_probe_with_clock(
+    lab: &Lab,
+    host: &Host,
+    config: &Path,
+    offset: &str,
+) -> Result<Service> {
+    let mut cmd = host.command("faketime");
+    cmd.args(["-f", offset]).arg(bin("causeway-probe")?);
+    start_probe_with(lab, &mut cmd, config)
+}
+
 /// `causeway-probe run` as the unprivileged user `nobody` (no capabilities at all), its spool
 /// owned by that user.
 pub fn start_unprivileged_probe(

@@ -8,11 +8,11 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use axum::{Json, Router};
-use causeway_schema::Report;
+use causeway_schema::{Report, SENT_AT_HEADER};
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::ingest::Outcome;
+use crate::ingest::{Arrival, Outcome};
 use crate::metrics::IngestOutcome;
 use crate::tokens;
 
@@ -53,6 +53,7 @@ async fn receive_report(
     req: Request,
 ) -> Result<(Outcome, usize, Json<serde_json::Value>), ApiError> {
     let auth = authenticate(app, req.headers()).await?;
+    let sent_at_ms = sent_at(req.headers())?;
     let body = tokio::time::timeout(app.body_timeout, Bytes::from_request(req, app)).await;
     let bytes = body
         .map_err(|_| {
@@ -91,7 +92,14 @@ async fn receive_report(
     let outcome = app
         .db
         .reports
-        .store(auth.server_id, report.clone(), now_ms)
+        .store(
+            auth.server_id,
+            report.clone(),
+            Arrival {
+                received_at_ms: now_ms,
+                sent_at_ms,
+            },
+        )
         .await?;
     let report_id = report.report_id.to_string();
     let answer = Json(match outcome {
@@ -127,6 +135,27 @@ fn expired(app: &AppState, report: &Report, now_ms: i64) -> Option<Json<serde_js
         "stored": false,
         "expired": true,
     })))
+}
+
+/// The probe's clock when it sent the report ([`SENT_AT_HEADER`]); `None` from a probe that
+/// predates it.
+fn sent_at(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(value) = headers.get(SENT_AT_HEADER) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "header {SENT_AT_HEADER}: {} is not allowed; expected the probe's clock in \
+                 milliseconds since the Unix epoch, a positive integer",
+                causeway_schema::quoted(&String::from_utf8_lossy(value.as_bytes()))
+            ))
+        })
 }
 
 async fn authenticate(

@@ -15,10 +15,16 @@
 //! - a report without `host` (a probe that predates host evidence, or one downgraded) changes
 //!   nothing: it says nothing about the host, so it can neither extend nor close.
 //!
+//! `clock_skew` is the collector's own: a report whose probe sent its clock
+//! ([`super::Arrival::clock_offset_ms`]) more than [`CLOCK_SKEW_MS`] away from the collector's
+//! carries it among its host's conditions, grouped as the probe's are.
+//!
 //! Old reports (see [`super`]) add observations only, for the reason they leave incidents
 //! alone: grouping them would close or split a condition at a time before its own events.
 
-use causeway_schema::{HostCondition, HostEvidence, Report};
+use std::borrow::Cow;
+
+use causeway_schema::{Cause, HostCondition, HostEvidence, Report};
 use uuid::Uuid;
 
 use super::IngestError;
@@ -27,6 +33,11 @@ use super::grouping::next_condition;
 use super::server::{HostRow, ServerState};
 use super::sql::{Conn, Value, values};
 use super::values::{clamp_i64, hundredths};
+
+/// A probe's clock this far from the collector's, either way, is the condition `clock_skew`.
+/// Far above what a synchronized clock and a network's delay make (milliseconds), far below
+/// what the collector refuses (`MAX_CLOCK_AHEAD_MS`, 5 minutes ahead).
+pub(super) const CLOCK_SKEW_MS: i64 = 30_000;
 
 /// How long one row of host readings covers before a new one starts.
 const ROW_SPAN_MS: i64 = 60_000;
@@ -44,12 +55,12 @@ pub(super) const TABLE: ConditionTable = ConditionTable {
     extend_same: "UPDATE host_conditions SET observations = observations + 1,
                          last_seen_at_ms = greatest(last_seen_at_ms, $2), last_explanation = $3
                   WHERE id = $1",
-    close: "UPDATE host_conditions SET ended_at_ms = $2 WHERE id = $1",
+    close: "UPDATE host_conditions SET ended_at_ms = greatest(started_at_ms, $2) WHERE id = $1",
 };
 
 /// The host conditions of a report that carries its host, each cause once; `None` for a
 /// report without `host`, which [`update_conditions`] leaves alone.
-pub(super) struct Observed<'a>(Option<Vec<&'a HostCondition>>);
+pub(super) struct Observed<'a>(Option<Vec<Cow<'a, HostCondition>>>);
 
 /// Keeps the readings of `report`'s host, when it has one (rules at the top); returns its
 /// conditions for [`update_conditions`].
@@ -59,11 +70,13 @@ pub(super) fn observe<'a>(
     server_id: i64,
     report: &'a Report,
     in_order: bool,
+    clock_offset_ms: Option<i64>,
 ) -> Result<Observed<'a>, IngestError> {
     let Some(host) = &report.host else {
         return Ok(Observed(None));
     };
-    let found = conditions_of(&report.report_id, host);
+    let mut found = conditions_of(&report.report_id, host);
+    found.extend(clock_offset_ms.and_then(clock_skew).map(Cow::Owned));
     if !in_order {
         return Ok(Observed(Some(found)));
     }
@@ -150,9 +163,14 @@ pub(super) fn observe<'a>(
 /// The host's conditions, each cause once. A probe judges each cause once per cycle; should one
 /// repeat, a second would count the cycle twice, and [`update_conditions`] relies on one open
 /// condition per cause.
-fn conditions_of<'a>(report_id: &Uuid, host: &'a HostEvidence) -> Vec<&'a HostCondition> {
-    let mut out: Vec<&HostCondition> = Vec::new();
-    for c in &host.conditions {
+fn conditions_of<'a>(report_id: &Uuid, host: &'a HostEvidence) -> Vec<Cow<'a, HostCondition>> {
+    let mut out: Vec<Cow<'a, HostCondition>> = Vec::new();
+    // The collector's own: a probe that names it is not believed.
+    for c in host
+        .conditions
+        .iter()
+        .filter(|c| c.cause != Cause::ClockSkew)
+    {
         if out.iter().any(|kept| kept.cause == c.cause) {
             tracing::warn!(
                 %report_id,
@@ -161,9 +179,33 @@ fn conditions_of<'a>(report_id: &Uuid, host: &'a HostEvidence) -> Vec<&'a HostCo
             );
             continue;
         }
-        out.push(c);
+        out.push(Cow::Borrowed(c));
     }
     out
+}
+
+/// The condition `clock_skew` for a probe whose clock is `offset_ms` ahead of the
+/// collector's (behind when negative), when that is at least [`CLOCK_SKEW_MS`] either way.
+pub(super) fn clock_skew(offset_ms: i64) -> Option<HostCondition> {
+    if offset_ms.unsigned_abs() < CLOCK_SKEW_MS.unsigned_abs() {
+        return None;
+    }
+    // Whole seconds: the evidence is rewritten only when it changes, not with every
+    // millisecond of network delay.
+    let seconds = offset_ms / 1000;
+    let way = if offset_ms > 0 { "ahead of" } else { "behind" };
+    Some(HostCondition {
+        cause: Cause::ClockSkew,
+        explanation: format!(
+            "the probe host's clock is {} s {way} the collector's: its reports' times are off \
+             by as much (is its clock synchronized? see `timedatectl`)",
+            seconds.unsigned_abs()
+        ),
+        evidence: vec![format!(
+            "offset {seconds:+} s: the probe's clock when it sent the report less the \
+             collector's when it arrived"
+        )],
+    })
 }
 
 /// Groups the host conditions of an in-order report (rules at the top).
@@ -184,7 +226,7 @@ pub(super) fn update_conditions(
         let seen = Observation {
             cause,
             explanation: &c.explanation,
-            evidence: *c,
+            evidence: c.as_ref(),
         };
         let after = conditions::apply(conn, &TABLE, server_id, at_ms, step, open, Some(&seen))?;
         if let Some(after) = after {
@@ -204,4 +246,37 @@ pub(super) fn update_conditions(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use causeway_schema::Cause;
+
+    use super::clock_skew;
+
+    #[test]
+    fn clock_skew_from_30_s_either_way_in_whole_seconds() {
+        assert_eq!(clock_skew(29_999), None);
+        assert_eq!(clock_skew(-29_999), None);
+        let ahead = clock_skew(240_400).expect("4 minutes ahead");
+        assert_eq!(ahead.cause, Cause::ClockSkew);
+        assert!(
+            ahead.explanation.contains("240 s ahead of"),
+            "{}",
+            ahead.explanation
+        );
+        assert!(
+            ahead.evidence[0].starts_with("offset +240 s"),
+            "{:?}",
+            ahead.evidence
+        );
+        let behind = clock_skew(-3_600_000).expect("an hour behind");
+        assert!(
+            behind.explanation.contains("3600 s behind"),
+            "{}",
+            behind.explanation
+        );
+        // The evidence moves only with whole seconds: not rewritten for a network's jitter.
+        assert_eq!(clock_skew(240_100), clock_skew(240_900));
+    }
 }

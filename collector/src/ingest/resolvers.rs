@@ -46,7 +46,8 @@ pub(super) const TABLE: ConditionTable = ConditionTable {
     extend_same: "UPDATE resolver_conditions SET observations = observations + 1,
                          last_seen_at_ms = greatest(last_seen_at_ms, $2), last_explanation = $3
                   WHERE id = $1",
-    close: "UPDATE resolver_conditions SET ended_at_ms = $2 WHERE id = $1",
+    close: "UPDATE resolver_conditions SET ended_at_ms = greatest(started_at_ms, $2)
+            WHERE id = $1",
 };
 
 /// One resolver seen in a report, with its stored id.

@@ -56,8 +56,9 @@ pub(super) struct ServerState {
     /// different number in the database means another collector wrote the server (see
     /// `sql::Conn::lock_servers`).
     pub generation: i64,
-    /// The newest report's start; `None` before the first report.
-    pub last_started_at_ms: Option<i64>,
+    /// The newest in-order report's start on the collector's clock (`Arrival::started_at_ms`);
+    /// `None` before the first report.
+    pub last_at_ms: Option<i64>,
     pub incident: Option<Open>,
     pub recent: Vec<RecentCheck>,
     pub resolvers: HashMap<ResolverKey, KnownResolver>,
@@ -103,8 +104,10 @@ impl Servers {
 }
 
 fn load(conn: &mut dyn Conn, server_id: i64) -> Result<ServerState, IngestError> {
-    let (last_started_at_ms, recent, generation) = conn.returning(
-        "SELECT last_started_at_ms, recent_checks, generation FROM servers WHERE id = $1",
+    // A server's row from before migration 0010 has its newest start on the probe's clock.
+    let (last_at_ms, recent, generation) = conn.returning(
+        "SELECT COALESCE(last_at_ms, last_started_at_ms), recent_checks, generation
+         FROM servers WHERE id = $1",
         values![server_id],
         |r| Ok((r.int(0)?, r.text(1)?, r.i64(2)?)),
     )?;
@@ -183,7 +186,7 @@ fn load(conn: &mut dyn Conn, server_id: i64) -> Result<ServerState, IngestError>
         .collect();
     Ok(ServerState {
         generation,
-        last_started_at_ms,
+        last_at_ms,
         incident,
         recent: parse_recent(recent.as_deref()),
         resolvers,

@@ -26,7 +26,7 @@ use super::partitions;
 use super::prune::{self, Pruned, Retention};
 use super::server::Servers;
 use super::sql::{self, Conn, SqlError};
-use super::{IngestError, Outcome, store};
+use super::{Arrival, IngestError, Outcome, store};
 use crate::db::Location;
 
 /// Reports stored per transaction at most. Larger batches commit less often but hold every
@@ -63,7 +63,7 @@ pub enum WriterError {
 struct Job {
     server_id: i64,
     report: Arc<Report>,
-    received_at_ms: i64,
+    arrival: Arrival,
     answer: oneshot::Sender<Result<Outcome, IngestError>>,
 }
 
@@ -127,13 +127,13 @@ impl Writer {
         &self,
         server_id: i64,
         report: Arc<Report>,
-        received_at_ms: i64,
+        arrival: Arrival,
     ) -> Result<Outcome, IngestError> {
         let (answer, answered) = oneshot::channel();
         let job = Job {
             server_id,
             report,
-            received_at_ms,
+            arrival,
             answer,
         };
         self.queue_of(server_id)
@@ -387,13 +387,7 @@ fn store_in_savepoint(
     job: &Job,
 ) -> Result<Outcome, IngestError> {
     conn.run("SAVEPOINT report")?;
-    let stored = store(
-        conn,
-        servers,
-        job.server_id,
-        &job.report,
-        job.received_at_ms,
-    );
+    let stored = store(conn, servers, job.server_id, &job.report, job.arrival);
     match stored {
         Ok(outcome) => {
             conn.run("RELEASE SAVEPOINT report")?;

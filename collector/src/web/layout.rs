@@ -158,7 +158,7 @@ pub fn outcome_class(ok: bool, cause: Option<&str>) -> &'static str {
         "c-rst"
     } else if matches!(
         cause,
-        "oom_kill" | "kernel_memory_leak" | "host_overload" | "host_rebooted"
+        "oom_kill" | "kernel_memory_leak" | "host_overload" | "host_rebooted" | "clock_skew"
     ) {
         "c-host"
     } else if matches!(cause, "bad_gateway_after_ip_shuffle" | "upstream_down") {
