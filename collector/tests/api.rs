@@ -724,3 +724,62 @@ async fn queued(h: &Harness, n: usize) {
 async fn scalar_i64(h: &Harness, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(&h.db.read).await.unwrap()
 }
+
+/// A newer probe's report, with a cause, a contributing cause, a failure kind and a DNS
+/// outcome this collector does not know: stored (a 400 would make the probe set it aside for
+/// good, and a rolling upgrade lose data), and shown as it came.
+#[tokio::test]
+async fn a_newer_probes_ids_are_stored_and_shown_as_they_came() {
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    let at = NOW - MIN;
+    let mut newer = report("web-01", at, vec![refused(at)]);
+    newer.resolutions = vec![resolution(vec![answering("10.0.0.53")])];
+    let mut body = serde_json::to_value(&newer).unwrap();
+    let check = &mut body["results"][0];
+    check["diagnosis"]["cause"] = json!("tls_certificate_expired");
+    check["diagnosis"]["contributing"] = json!(["clock_skew", "tls_intermediate_missing"]);
+    check["failure"]["kind"] = json!("tls_alert");
+    body["resolutions"][0]["resolvers"][0]["queries"][0]["outcome"] = json!("malformed");
+    let (status, answer) = h
+        .post(Some(&token), serde_json::to_vec(&body).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["stored"], true);
+
+    let (_, server) = h.get("/api/v1/servers/web-01").await;
+    assert_eq!(server["state"], "down", "{server}");
+    assert_eq!(
+        server["open_incident"]["cause"], "tls_certificate_expired",
+        "{server}"
+    );
+    let (_, results) = h.get("/api/v1/servers/web-01/results").await;
+    let stored = &results["results"][0];
+    assert_eq!(stored["cause"], "tls_certificate_expired", "{stored}");
+    assert_eq!(stored["failure"]["kind"], "tls_alert", "{stored}");
+    assert_eq!(
+        stored["contributing"],
+        json!(["clock_skew", "tls_intermediate_missing"]),
+        "{stored}"
+    );
+    let (status, page) = h.get("/servers/web-01").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.as_str().unwrap().contains("tls_certificate_expired"),
+        "{page}"
+    );
+
+    // An id that is not an id at all is still refused, naming it.
+    let mut bad = body.clone();
+    bad["report_id"] = json!(uuid::Uuid::now_v7());
+    bad["results"][0]["diagnosis"]["cause"] = json!("<img src=x>");
+    let (status, answer) = h
+        .post(Some(&token), serde_json::to_vec(&bad).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let error = error_of(&answer);
+    assert!(
+        error.contains("cause id \"<img src=x>\" is not allowed"),
+        "{error}"
+    );
+}

@@ -7,11 +7,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::newer::{self, NewerId, WireId};
 
 /// Why a check failed, or a condition that contributed to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Cause {
     RstFromNonServingProcess,
     ConnectionRefused,
@@ -33,6 +34,9 @@ pub enum Cause {
     TlsError,
     ContentMismatch,
     Unknown,
+    /// A cause of a newer version, kept as it came (see [`crate::newer`]); where a known
+    /// cause is needed it counts as [`Cause::Unknown`].
+    Newer(NewerId),
 }
 
 impl Cause {
@@ -61,7 +65,7 @@ impl Cause {
     ];
 
     /// The stable snake_case id.
-    pub const fn id(self) -> &'static str {
+    pub fn id(self) -> &'static str {
         match self {
             Cause::RstFromNonServingProcess => "rst_from_non_serving_process",
             Cause::ConnectionRefused => "connection_refused",
@@ -83,11 +87,20 @@ impl Cause {
             Cause::TlsError => "tls_error",
             Cause::ContentMismatch => "content_mismatch",
             Cause::Unknown => "unknown",
+            Cause::Newer(id) => id.id(),
+        }
+    }
+
+    /// This cause, or [`Cause::Unknown`] for one of a newer version.
+    pub fn known(self) -> Cause {
+        match self {
+            Cause::Newer(_) => Cause::Unknown,
+            known => known,
         }
     }
 
     /// One line for people: what this cause means, in the words an operator would use.
-    pub const fn summary(self) -> &'static str {
+    pub fn summary(self) -> &'static str {
         match self {
             Cause::RstFromNonServingProcess => {
                 "the connection was reset for a socket the serving process does not own"
@@ -115,7 +128,39 @@ impl Cause {
             Cause::TlsError => "the TLS handshake with the canary failed",
             Cause::ContentMismatch => "the canary's page lacks the expected text",
             Cause::Unknown => "the check failed for a reason no evidence explains",
+            Cause::Newer(_) => {
+                "a cause this version of Causeway does not know (from a newer probe)"
+            }
         }
+    }
+}
+
+impl WireId for Cause {
+    const WHAT: &'static str = "cause";
+    fn known() -> &'static [Cause] {
+        &Cause::ALL
+    }
+    fn id(self) -> &'static str {
+        Cause::id(self)
+    }
+    fn newer(id: NewerId) -> Cause {
+        Cause::Newer(id)
+    }
+    fn catch_all() -> Cause {
+        Cause::Unknown
+    }
+}
+
+impl Serialize for Cause {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        newer::serialize(self, s)
+    }
+}
+
+/// A known id, or one of a newer version kept as it came: a newer probe's report is stored.
+impl<'de> Deserialize<'de> for Cause {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Cause, D::Error> {
+        newer::deserialize(d)
     }
 }
 

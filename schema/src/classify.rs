@@ -104,6 +104,10 @@ fn generic(check: &CheckResult, failure: &crate::Failure) -> Diagnosis {
             Cause::Unknown,
             format!("{target} answered something that is not valid HTTP ({msg})"),
         ),
+        FailureKind::Newer(kind) => (
+            Cause::Unknown,
+            format!("checking {target} failed: {} ({msg})", kind.id()),
+        ),
     };
     diagnosis(cause, explanation)
 }

@@ -4,9 +4,10 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::Diagnosis;
+use crate::newer::{self, NewerId, WireId};
 
 /// How one canary's name resolved through every configured resolver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,8 +60,7 @@ pub struct DnsAnswer {
 }
 
 /// The kind of answer a query got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DnsOutcome {
     /// NOERROR with at least one address.
     Answer,
@@ -78,6 +78,8 @@ pub enum DnsOutcome {
     Timeout,
     /// The query could not be sent or its answer read (ICMP unreachable, TCP refused, ...).
     NetworkError,
+    /// An outcome of a newer version, kept as it came; judged as an answer that could not be read (`network_error`).
+    Newer(NewerId),
 }
 
 impl DnsOutcome {
@@ -94,7 +96,7 @@ impl DnsOutcome {
     ];
 
     /// The wire id (`nx_domain`), as serde writes it.
-    pub const fn id(self) -> &'static str {
+    pub fn id(self) -> &'static str {
         match self {
             DnsOutcome::Answer => "answer",
             DnsOutcome::NoData => "no_data",
@@ -104,6 +106,7 @@ impl DnsOutcome {
             DnsOutcome::OtherRcode => "other_rcode",
             DnsOutcome::Timeout => "timeout",
             DnsOutcome::NetworkError => "network_error",
+            DnsOutcome::Newer(id) => id.id(),
         }
     }
 }
@@ -279,5 +282,34 @@ impl fmt::Display for ReachProbe {
             Some(d) => write!(f, " ({d})"),
             None => Ok(()),
         }
+    }
+}
+
+impl WireId for DnsOutcome {
+    const WHAT: &'static str = "DNS outcome";
+    fn known() -> &'static [DnsOutcome] {
+        &DnsOutcome::ALL
+    }
+    fn id(self) -> &'static str {
+        DnsOutcome::id(self)
+    }
+    fn newer(id: NewerId) -> DnsOutcome {
+        DnsOutcome::Newer(id)
+    }
+    fn catch_all() -> DnsOutcome {
+        DnsOutcome::NetworkError
+    }
+}
+
+impl Serialize for DnsOutcome {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        newer::serialize(self, s)
+    }
+}
+
+/// A known id, or one of a newer version kept as it came (see [`crate::newer`]).
+impl<'de> Deserialize<'de> for DnsOutcome {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<DnsOutcome, D::Error> {
+        newer::deserialize(d)
     }
 }

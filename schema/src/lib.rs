@@ -10,6 +10,7 @@ mod classify;
 mod dns;
 mod host;
 mod listeners;
+mod newer;
 mod report;
 mod trace;
 mod validate;
@@ -23,6 +24,7 @@ pub use classify::{
 pub use dns::*;
 pub use host::*;
 pub use listeners::*;
+pub use newer::NewerId;
 pub use report::*;
 pub use trace::*;
 pub use validate::{

@@ -7,9 +7,10 @@
 
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
+use crate::newer::{self, NewerId, WireId};
 use crate::{
     BackendEvidence, Cause, HostEvidence, ListenerEvidence, PacketTrace, Resolution,
     ResolverOutcome,
@@ -119,8 +120,7 @@ pub struct Failure {
 }
 
 /// The step at which a check failed and how.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailureKind {
     /// No resolver gave an address for the canary's name.
     NoAddress,
@@ -144,6 +144,8 @@ pub enum FailureKind {
     BodyMismatch,
     /// The response could not be read as HTTP.
     Protocol,
+    /// A failure kind of a newer version, kept as it came; past the bound of kept ids, `protocol`.
+    Newer(NewerId),
 }
 
 /// The classifier's verdict on a failed check.
@@ -207,7 +209,7 @@ impl FailureKind {
     ];
 
     /// The wire id (`connect_refused`), as serde writes it.
-    pub const fn id(self) -> &'static str {
+    pub fn id(self) -> &'static str {
         match self {
             FailureKind::NoAddress => "no_address",
             FailureKind::ConnectRefused => "connect_refused",
@@ -220,6 +222,7 @@ impl FailureKind {
             FailureKind::UnexpectedStatus => "unexpected_status",
             FailureKind::BodyMismatch => "body_mismatch",
             FailureKind::Protocol => "protocol",
+            FailureKind::Newer(id) => id.id(),
         }
     }
 }
@@ -231,5 +234,34 @@ impl CheckResult {
             return None;
         }
         Some(self.diagnosis.as_ref().map_or(Cause::Unknown, |d| d.cause))
+    }
+}
+
+impl WireId for FailureKind {
+    const WHAT: &'static str = "failure kind";
+    fn known() -> &'static [FailureKind] {
+        &FailureKind::ALL
+    }
+    fn id(self) -> &'static str {
+        FailureKind::id(self)
+    }
+    fn newer(id: NewerId) -> FailureKind {
+        FailureKind::Newer(id)
+    }
+    fn catch_all() -> FailureKind {
+        FailureKind::Protocol
+    }
+}
+
+impl Serialize for FailureKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        newer::serialize(self, s)
+    }
+}
+
+/// A known id, or one of a newer version kept as it came (see [`crate::newer`]).
+impl<'de> Deserialize<'de> for FailureKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<FailureKind, D::Error> {
+        newer::deserialize(d)
     }
 }
