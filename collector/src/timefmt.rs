@@ -50,8 +50,14 @@ pub fn compact_duration(ms: i64) -> String {
         .collect()
 }
 
-/// `12s ago`; a time in the future (clock skew) reads as `0s ago`.
+/// `12s ago`; a time in the future, which only a clock that disagrees with this one gives (a
+/// probe's, see `clock_skew`), says so: `12s in the future (clock skew?)`. Under a second
+/// ahead is the network's delay, and reads `0s ago`.
 pub fn ago(then_ms: i64, now_ms: i64) -> String {
+    let ahead = then_ms.saturating_sub(now_ms);
+    if ahead >= 1000 {
+        return format!("{} in the future (clock skew?)", compact_duration(ahead));
+    }
     format!("{} ago", compact_duration(now_ms.saturating_sub(then_ms)))
 }
 
@@ -91,6 +97,7 @@ mod tests {
         assert_eq!(compact_duration(7 * 86_400_000), "7d");
         assert_eq!(compact_duration(86_400_000 + 3_600_000), "1d1h");
         assert_eq!(ago(1000, 13_000), "12s ago");
-        assert_eq!(ago(13_000, 1000), "0s ago");
+        assert_eq!(ago(13_000, 1000), "12s in the future (clock skew?)");
+        assert_eq!(ago(1500, 1000), "0s ago");
     }
 }

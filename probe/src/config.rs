@@ -531,6 +531,7 @@ impl Validator {
             Ok(u)
                 if matches!(u.scheme(), "http" | "https")
                     && u.host().is_some()
+                    && has_authority(&raw)
                     && u.query().is_none()
                     && u.fragment().is_none()
                     && u.username().is_empty()
@@ -716,6 +717,16 @@ impl Validator {
                 ok = false;
                 continue;
             };
+            if let ResolverKind::Server(addr) = kind
+                && (addr.port() == 0 || addr.ip().is_unspecified())
+            {
+                self.problem(
+                    &key,
+                    format!("{label:?} is not allowed: a query cannot be sent to port 0 or to the unspecified address; use the address of a name server, with port 53 by default"),
+                );
+                ok = false;
+                continue;
+            }
             if !seen.insert(kind) {
                 self.problem(
                     &key,
@@ -1017,6 +1028,13 @@ fn parse_resolver(s: &str) -> Option<ResolverKind> {
     s.parse::<SocketAddr>().ok().map(ResolverKind::Server)
 }
 
+/// Whether `raw` names a host after its `scheme://`: the URL parser reads `http:///path` as
+/// the host `path`, which is not what was written.
+fn has_authority(raw: &str) -> bool {
+    raw.split_once("://")
+        .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with(['/', '?', '#']))
+}
+
 /// Takes a canary URL apart; the error completes "URL ... " in a message.
 fn parse_target(raw: &str) -> Result<Target, String> {
     const ALLOWED: &str = "use an http:// or https:// URL with a host name or IP address, e.g. \"http://canary.example/health\"";
@@ -1024,6 +1042,9 @@ fn parse_target(raw: &str) -> Result<Target, String> {
         return Err(format!("is too long; use at most {MAX_URL} characters"));
     }
     let url = url::Url::parse(raw).map_err(|e| format!("is not a URL ({e}); {ALLOWED}"))?;
+    if !has_authority(raw) {
+        return Err(format!("is not allowed: it has no host; {ALLOWED}"));
+    }
     let tls = match url.scheme() {
         "http" => false,
         "https" => true,
@@ -1446,6 +1467,13 @@ url = "http://[fd00::2]/"
                 r#"collector_url: "ftp://127.0.0.1" is not allowed; use an http:// or https:// URL with a host, e.g. "http://127.0.0.1:8750""#
             ]
         );
+        let text = MINIMAL.replace("http://127.0.0.1:8750", "http:///collector");
+        assert_eq!(
+            problems(&text),
+            vec![
+                r#"collector_url: "http:///collector" is not allowed; use an http:// or https:// URL with a host, e.g. "http://127.0.0.1:8750""#
+            ]
+        );
         let text = MINIMAL.replace("http://127.0.0.1:8750", "127.0.0.1:8750");
         assert_eq!(
             problems(&text),
@@ -1543,6 +1571,18 @@ url = "http://[fd00::2]/"
     }
 
     #[test]
+    fn resolver_on_port_0_or_the_unspecified_address() {
+        assert_eq!(
+            problems(&with_top(r#"resolvers = ["127.0.0.1:0", "0.0.0.0", "[::]:53"]"#)),
+            ["127.0.0.1:0", "0.0.0.0", "[::]:53"]
+                .iter()
+                .enumerate()
+                .map(|(i, r)| format!("resolvers[{i}]: {r:?} is not allowed: a query cannot be sent to port 0 or to the unspecified address; use the address of a name server, with port 53 by default"))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
     fn duplicate_resolver() {
         assert_eq!(
             problems(&with_top(r#"resolvers = ["10.0.0.53", "10.0.0.53:53"]"#)),
@@ -1602,6 +1642,14 @@ url = "http://[fd00::2]/"
             problems(&text),
             vec![
                 r#"canary[0].url: "ftp://canary.example/" is not allowed; use an http:// or https:// URL with a host name or IP address, e.g. "http://canary.example/health""#
+            ]
+        );
+        // The URL parser would take `path` for the host.
+        let text = MINIMAL.replace("http://canary.example/health", "http:///path");
+        assert_eq!(
+            problems(&text),
+            vec![
+                r#"canary[0].url: "http:///path" is not allowed: it has no host; use an http:// or https:// URL with a host name or IP address, e.g. "http://canary.example/health""#
             ]
         );
         let text = MINIMAL.replace("http://canary.example/health", "http://u:p@canary.example/");

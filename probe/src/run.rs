@@ -242,7 +242,10 @@ where
                         notifier.status(&format!("{}: {line}", prober.config.server));
                         match spool_report(&spool, report).await {
                             Ok(_) => wake.notify_one(),
-                            Err(e) => tracing::error!("this cycle's report is lost: {e}"),
+                            Err(e) => tracing::error!(
+                                "this cycle's report is lost: {e}; counted in the spool's \
+                                 dropped_total, which the next report carries"
+                            ),
                         }
                     };
                     dog.feed_while(allowance, "a cycle", cycle).await;

@@ -5,7 +5,8 @@
 //! - `{started_at_ms:013}-{report_id}.json`: reports waiting, oldest first by name. The file is
 //!   the exact body that is uploaded, so a replay sends the same bytes.
 //! - `.tmp-*`: a write in progress; one left by a crash is incomplete and removed on open.
-//! - `dropped_total`: how many reports were dropped because the spool was full (decimal).
+//! - `dropped_total`: how many reports were dropped because the spool was full or could not
+//!   be written (decimal).
 //! - `rejected/`: reports the collector refused for good, kept for people to look at.
 //!
 //! Every write is temp file, fsync, rename, fsync of the directory: after a crash a file is
@@ -127,7 +128,8 @@ impl Spool {
         &self.dir
     }
 
-    /// Reports dropped because the spool was full, since the spool was created.
+    /// Reports dropped because the spool was full or could not be written, since the spool
+    /// was created.
     pub fn dropped_total(&self) -> u64 {
         self.dropped_total
     }
@@ -163,7 +165,22 @@ impl Spool {
     /// Writes a report, first dropping the oldest ones if the spool is full. Fills in the
     /// report's spool stats as they are after this write (the report itself not counted).
     /// Returns the file name.
+    ///
+    /// A report that cannot be written (a full disk, a read-only file system) is lost, and
+    /// counted as dropped: the next report that gets out carries the count, so the collector
+    /// shows the loss rather than a gap.
     pub fn push(&mut self, report: &mut Report) -> Result<String, SpoolError> {
+        let pushed = self.write_report(report);
+        if pushed.is_err() {
+            self.dropped_total += 1;
+            if let Err(e) = self.persist_dropped() {
+                tracing::debug!("cannot persist the dropped count either: {e}");
+            }
+        }
+        pushed
+    }
+
+    fn write_report(&mut self, report: &mut Report) -> Result<String, SpoolError> {
         let mut pending = self.pending()?;
         let max = usize::try_from(self.max_reports).unwrap_or(usize::MAX);
         let excess = (pending.len() + 1).saturating_sub(max);
@@ -422,6 +439,32 @@ mod tests {
         assert_eq!(second.spool.queued, 1);
         let stored: Report = serde_json::from_slice(&spool.read(&name).unwrap()).unwrap();
         assert_eq!(stored.spool.queued, 1, "the stored bytes carry the stats");
+    }
+
+    /// A report that cannot be written is counted, and the next one that is carries the count.
+    /// (Root ignores permissions: a directory where the report's temp file goes makes the
+    /// write fail.)
+    #[test]
+    fn a_report_that_cannot_be_written_is_counted_as_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(tmp.path(), 10).unwrap();
+        let mut lost = report(1_000);
+        let in_the_way = tmp
+            .path()
+            .join(format!("{TMP_PREFIX}{}", report_name(&lost)));
+        fs::create_dir(&in_the_way).unwrap();
+        spool.push(&mut lost).unwrap_err();
+        assert_eq!(spool.dropped_total(), 1);
+        let mut next = report(2_000);
+        spool.push(&mut next).unwrap();
+        assert_eq!(next.spool.dropped_total, 1);
+        drop(spool);
+        fs::remove_dir(&in_the_way).unwrap();
+        assert_eq!(
+            Spool::open(tmp.path(), 10).unwrap().dropped_total(),
+            1,
+            "persisted"
+        );
     }
 
     #[test]

@@ -78,13 +78,17 @@ pub enum DnsOutcome {
     Timeout,
     /// The query could not be sent or its answer read (ICMP unreachable, TCP refused, ...).
     NetworkError,
+    /// Datagrams came back, but none was a readable answer to the query (not a DNS message,
+    /// a name pointer loop, bad lengths, another id or question): the server, or something
+    /// on the way, answers with garbage. `error` says what arrived.
+    Malformed,
     /// An outcome of a newer version, kept as it came; judged as an answer that could not be read (`network_error`).
     Newer(NewerId),
 }
 
 impl DnsOutcome {
     /// Every outcome, for tests and for listings.
-    pub const ALL: [DnsOutcome; 8] = [
+    pub const ALL: [DnsOutcome; 9] = [
         DnsOutcome::Answer,
         DnsOutcome::NoData,
         DnsOutcome::NxDomain,
@@ -93,6 +97,7 @@ impl DnsOutcome {
         DnsOutcome::OtherRcode,
         DnsOutcome::Timeout,
         DnsOutcome::NetworkError,
+        DnsOutcome::Malformed,
     ];
 
     /// The wire id (`nx_domain`), as serde writes it.
@@ -106,6 +111,7 @@ impl DnsOutcome {
             DnsOutcome::OtherRcode => "other_rcode",
             DnsOutcome::Timeout => "timeout",
             DnsOutcome::NetworkError => "network_error",
+            DnsOutcome::Malformed => "malformed",
             DnsOutcome::Newer(id) => id.id(),
         }
     }
@@ -180,7 +186,7 @@ impl fmt::Display for DnsQuery {
                 None => Ok(()),
             },
             DnsOutcome::Timeout => write!(f, " after {:.0} ms", self.elapsed_ms),
-            DnsOutcome::NetworkError => match &self.error {
+            DnsOutcome::NetworkError | DnsOutcome::Malformed => match &self.error {
                 Some(e) => write!(f, " ({e})"),
                 None => Ok(()),
             },

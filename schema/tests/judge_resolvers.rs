@@ -48,6 +48,7 @@ const SCENARIOS: &[(&str, &str)] = &scenarios![
     "mismatch-no-agreement",
     "name-missing-everywhere",
     "name-missing-on-one",
+    "malformed",
 ];
 
 #[test]

@@ -395,6 +395,21 @@ Host conditions (1):
         assert!(text.contains(want), "\n{text}");
     }
 
+    /// Readings dated after this clock come from a probe clock ahead of it: said, not "0s ago".
+    #[test]
+    fn readings_from_the_future_say_so() {
+        let mut view = host_view();
+        let latest = view.latest.as_mut().unwrap();
+        latest.started_at_ms = view.now_ms + 120_000;
+        let text = render_host(&view, 3_600_000);
+        assert!(
+            text.starts_with(
+                "web-01: host readings of 2026-11-23T12:06:30Z (2m in the future (clock skew?))\n"
+            ),
+            "\n{text}"
+        );
+    }
+
     #[test]
     fn host_without_readings_or_conditions() {
         let mut view = host_view();

@@ -286,10 +286,15 @@ impl DnsTransport for HickoryTransport {
         let name = name.to_owned();
         async move {
             let start = Instant::now();
+            // What arrived that was not a readable answer, should no answer come.
+            let mut garbled = None;
             // hickory has its own timeouts; this one bounds the whole exchange (UDP and the
             // TCP retry) whatever they do.
-            let result =
-                tokio::time::timeout(timeout, exchange(server, &name, kind, timeout)).await;
+            let result = tokio::time::timeout(
+                timeout,
+                exchange(server, &name, kind, timeout, &mut garbled),
+            )
+            .await;
             let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
             let mut q = DnsQuery {
                 record_type: kind.as_str().to_owned(),
@@ -301,10 +306,14 @@ impl DnsTransport for HickoryTransport {
             };
             match result {
                 Err(_) => {
-                    q.error = Some(format!(
-                        "no answer within {}",
-                        crate::config::format_duration(timeout)
-                    ));
+                    let within = crate::config::format_duration(timeout);
+                    q.error = Some(match garbled {
+                        Some(what) => {
+                            q.outcome = DnsOutcome::Malformed;
+                            format!("no readable answer within {within}; {what}")
+                        }
+                        None => format!("no answer within {within}"),
+                    });
                 }
                 Ok(Exchange {
                     response: Ok(msg),
@@ -361,7 +370,13 @@ struct Exchange {
     udp_rcode: Option<String>,
 }
 
-async fn exchange(server: SocketAddr, name: &str, kind: RecordKind, timeout: Duration) -> Exchange {
+async fn exchange(
+    server: SocketAddr,
+    name: &str,
+    kind: RecordKind,
+    timeout: Duration,
+    garbled: &mut Option<String>,
+) -> Exchange {
     let fail = |e| Exchange {
         response: Err(e),
         udp_rcode: None,
@@ -379,7 +394,7 @@ async fn exchange(server: SocketAddr, name: &str, kind: RecordKind, timeout: Dur
     let mut request = Message::query();
     request.metadata.recursion_desired = true;
     request.add_query(Query::query(name.clone(), kind.record_type()));
-    let response = match udp_exchange(server, &request).await {
+    let response = match udp_exchange(server, &request, garbled).await {
         Ok(r) => r,
         Err(e) => return fail(QueryError::Udp(e)),
     };
@@ -416,7 +431,15 @@ async fn exchange(server: SocketAddr, name: &str, kind: RecordKind, timeout: Dur
 /// bare header, no question: hickory would turn exactly the answer we report into a timeout.
 /// And the socket is connected to the server, so the kernel tells us of an ICMP
 /// port-unreachable (ECONNREFUSED) instead of leaving us to time out.
-async fn udp_exchange(server: SocketAddr, request: &Message) -> std::io::Result<Message> {
+///
+/// A datagram that is not the answer is ignored, and we wait on: an answer may still come.
+/// The last one is said in `garbled`, so that a query that gets no answer but garbage is
+/// `malformed`, not silence.
+async fn udp_exchange(
+    server: SocketAddr,
+    request: &Message,
+    garbled: &mut Option<String>,
+) -> std::io::Result<Message> {
     let local: SocketAddr = match server {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -450,14 +473,31 @@ async fn udp_exchange(server: SocketAddr, request: &Message) -> std::io::Result<
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
         };
-        // Anything that is not the answer to this query (a late answer to an earlier one, a
-        // datagram that does not parse) is ignored, and we wait on.
-        if let Ok(response) = Message::from_vec(&buf[..n])
-            && answers(request, &response)
-        {
-            return Ok(response);
+        match Message::from_vec(&buf[..n]) {
+            Ok(response) if answers(request, &response) => return Ok(response),
+            Ok(response) => *garbled = Some(not_the_answer(request, &response, n)),
+            Err(e) => {
+                *garbled = Some(format!(
+                    "a datagram of {n} bytes came that is not a DNS message ({e})"
+                ))
+            }
         }
     }
+}
+
+/// What a datagram that parsed, but is not the answer to `request`, is.
+fn not_the_answer(request: &Message, response: &Message, bytes: usize) -> String {
+    let what = if response.metadata.id != request.metadata.id {
+        format!(
+            "id {}, where the query's is {}",
+            response.metadata.id, request.metadata.id
+        )
+    } else if response.metadata.message_type != MessageType::Response {
+        "a query, not a response".to_owned()
+    } else {
+        "another question than the query's".to_owned()
+    };
+    format!("a DNS message of {bytes} bytes came that does not answer the query: {what}")
 }
 
 /// The largest UDP response read: plain DNS over UDP is limited to 512 bytes, a larger one
@@ -653,6 +693,12 @@ mod tests {
         Silent,
         /// Truncated over UDP, the full answer (A 192.0.2.7) over TCP.
         TruncatedUdp,
+        /// Bytes that are not a DNS message.
+        Garbage,
+        /// A header whose name is a compression pointer to itself.
+        PointerLoop,
+        /// A well-formed answer with another id.
+        WrongId,
     }
 
     /// A tiny name server on 127.0.0.1 (UDP and TCP on the same port), built from hickory's
@@ -695,8 +741,8 @@ mod tests {
         addr
     }
 
-    fn answer(names: &HashMap<&str, Behaviour>, request: &[u8], tcp: bool) -> Option<Vec<u8>> {
-        let request = Message::from_vec(request).unwrap();
+    fn answer(names: &HashMap<&str, Behaviour>, raw: &[u8], tcp: bool) -> Option<Vec<u8>> {
+        let request = Message::from_vec(raw).unwrap();
         let query: &Query = request.queries.first().unwrap();
         let qname = query.name().to_ascii();
         let mut reply = Message::new(request.metadata.id, MessageType::Response, OpCode::Query);
@@ -705,6 +751,15 @@ mod tests {
         reply.add_query(query.clone());
         let owner = query.name().clone();
         match names.get(qname.as_str()).copied() {
+            Some(Behaviour::Garbage) => return Some(b"\x00garbage, not DNS".to_vec()),
+            Some(Behaviour::PointerLoop) => {
+                // The query's header, one question whose name points at itself (offset 12).
+                let mut loop_ = raw[..12].to_vec();
+                loop_[2] |= 0x80; // QR: a response
+                loop_.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+                return Some(loop_);
+            }
+            Some(Behaviour::WrongId) => reply.metadata.id = request.metadata.id.wrapping_add(1),
             None => reply.metadata.response_code = ResponseCode::NXDomain,
             Some(Behaviour::Silent) => return None,
             Some(Behaviour::Refused) => reply.metadata.response_code = ResponseCode::Refused,
@@ -750,9 +805,34 @@ mod tests {
             ("bare.test.", Behaviour::RefusedBare),
             ("silent.test.", Behaviour::Silent),
             ("big.test.", Behaviour::TruncatedUdp),
+            ("garbage.test.", Behaviour::Garbage),
+            ("loop.test.", Behaviour::PointerLoop),
+            ("wrong-id.test.", Behaviour::WrongId),
         ]))
         .await;
         let t = HickoryTransport;
+
+        // Answers that arrived and cannot be read are not silence.
+        for (name, said) in [
+            (
+                "garbage.test",
+                "a datagram of 17 bytes came that is not a DNS message",
+            ),
+            (
+                "loop.test",
+                "a datagram of 18 bytes came that is not a DNS message",
+            ),
+            ("wrong-id.test", "does not answer the query: id "),
+        ] {
+            let q = t.query(server, name, RecordKind::A, TIMEOUT).await;
+            assert_eq!(q.outcome, DnsOutcome::Malformed, "{name}: {q:?}");
+            let error = q.error.unwrap_or_default();
+            assert!(error.contains(said), "{name}: {error}");
+            assert!(
+                error.starts_with("no readable answer within 700ms; "),
+                "{error}"
+            );
+        }
 
         let a = t.query(server, "ok.test", RecordKind::A, TIMEOUT).await;
         assert_eq!(a.outcome, DnsOutcome::Answer, "{a:?}");

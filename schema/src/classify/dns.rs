@@ -261,7 +261,9 @@ fn nothing_verdict(
     answers_of_others: impl Fn() -> String,
 ) -> (Cause, String) {
     let got = r.brief();
-    let responded = r.queries.iter().any(|q| q.rcode.is_some());
+    let malformed = r.queries.iter().any(|q| q.outcome == DnsOutcome::Malformed);
+    // Garbage is a response too: the server (or a box on the way) is there.
+    let responded = malformed || r.queries.iter().any(|q| q.rcode.is_some());
     let reach = r.reachability.as_ref();
     let reach_text =
         reach.map(|x| format!("ping {}, TCP port {} {}", x.icmp, r.server.port(), x.tcp));
@@ -278,6 +280,8 @@ fn nothing_verdict(
         };
         let what = if r.queries.iter().any(|q| q.outcome == DnsOutcome::Refused) {
             "refuses our queries"
+        } else if malformed {
+            "answers our queries with malformed messages"
         } else if responded {
             "fails our queries"
         } else {
