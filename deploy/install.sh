@@ -185,6 +185,11 @@ say() {
 	step=$((step + 1))
 }
 if [ "$want_collector" -eq 1 ]; then
+	say "Make the first account of the web page (it asks for a password), and a read token for
+     probectl or Prometheus if you want one: a collector on a network address does not start
+     without one (or --open, to let anyone read):
+       runuser -u causeway-collector -- causeway-collector --db /var/lib/causeway/causeway.db user add <name> --role admin
+       runuser -u causeway-collector -- causeway-collector --db /var/lib/causeway/causeway.db read-token add <what-for>"
 	say "Start the collector (on 0.0.0.0:8750; to change it, \`systemctl edit causeway-collector\`
      and set Environment=CAUSEWAY_LISTEN=ADDR:PORT: drop-ins outlive a reinstall):
        systemctl daemon-reload && systemctl enable --now causeway-collector"

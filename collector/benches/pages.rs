@@ -280,6 +280,9 @@ async fn run(o: Options) -> anyhow::Result<()> {
         ingest: Default::default(),
         retention: o.retention(),
         tokens: Default::default(),
+        access: std::sync::Arc::new(causeway_collector::access::Access::new(
+            causeway_collector::access::Mode::Open,
+        )),
     };
     let router = api::app(state.clone());
     let serving = Serving::start(state).await?;

@@ -1,9 +1,11 @@
 //! HTTP: one router per resource, merged in [`app`]: [`reports`] (a probe's uploads),
-//! [`json_api`] (the read API), [`pages`], [`share_links`] (customers' links) and
-//! [`prometheus`] (`/metrics`). Handlers are thin: they parse, call [`crate::ingest`] or
+//! [`json_api`] (the read API), [`pages`], [`share_links`] (customers' links),
+//! [`prometheus`] (`/metrics`) and [`login`]; [`guard`] decides who may read. Handlers are thin: they parse, call [`crate::ingest`] or
 //! [`crate::read`], and map errors through [`ApiError`].
 
+mod guard;
 mod json_api;
+mod login;
 mod pages;
 mod prometheus;
 mod reports;
@@ -14,11 +16,13 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use causeway_schema::InvalidReport;
 
+use crate::access::Access;
 use crate::clock::Clock;
 use crate::db::Db;
 use crate::ingest::{IngestError, Retention};
@@ -47,19 +51,31 @@ pub struct AppState {
     pub retention: Retention,
     /// Probe tokens seen lately (see [`tokens::Cache`]).
     pub tokens: Arc<tokens::Cache>,
+    /// Who may read the pages, the read API and `/metrics`.
+    pub access: Arc<Access>,
 }
 
 /// The whole application, without a socket (tests call it with `oneshot`).
 pub fn app(state: AppState) -> Router {
     let max_body = state.max_body;
-    Router::new()
-        .merge(reports::router())
+    // What shows the fleet needs a reader; a probe's upload has its own token, a share link
+    // is its own credential, and signing in and the health check need nothing.
+    let readers = Router::new()
         .merge(json_api::router())
         .merge(pages::router())
-        .merge(share_links::router())
         .merge(prometheus::router())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::require_reader,
+        ));
+    Router::new()
+        .merge(reports::router())
+        .merge(readers)
+        .merge(share_links::router())
+        .merge(login::router())
         .route("/healthz", get(|| async { "ok" }))
         .fallback(no_route)
+        .layer(middleware::from_fn(guard::security_headers))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }

@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use std::sync::Arc;
+
+use crate::access::{self, Access, AccessError, Mode};
+use crate::access_cli::{self, ReadTokenCommand, UserCommand};
 use crate::api::AppState;
 use crate::clock::{Clock, system_now_ms};
 use crate::db::{Db, DbError, Location};
@@ -51,6 +55,12 @@ pub enum Command {
     /// Manage read-only links to one server's page, badge and summary, for its customer.
     #[command(subcommand)]
     Share(ShareCommand),
+    /// Manage the people who sign in to the web page.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage the tokens programs read with (probectl, Prometheus).
+    #[command(subcommand)]
+    ReadToken(ReadTokenCommand),
     /// Copy this SQLite database (--db), history and all, into an empty PostgreSQL database;
     /// then run the collector with --db set to that URL.
     MigrateTo {
@@ -110,6 +120,12 @@ pub struct ServeArgs {
     /// How long hourly rollups, incidents and conditions are kept (daily rollups: for ever).
     #[arg(long, env = "CAUSEWAY_RETAIN_HOURLY", default_value = "400d", value_parser = duration::parse_retention)]
     pub retain_hourly: Duration,
+    /// Let anyone read the pages, the read API and /metrics, without signing in or a read
+    /// token. Without it, a collector on a network address needs a user or a read token
+    /// (`user add`, `read-token add`) to start; on a loopback address it is open until the
+    /// first is made.
+    #[arg(long, env = "CAUSEWAY_OPEN")]
+    pub open: bool,
 }
 
 impl ServeArgs {
@@ -182,6 +198,16 @@ pub enum CliError {
     #[error(transparent)]
     Share(#[from] ShareError),
     #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error(
+        "refusing to serve {addr} unprotected: no user and no read token exist, and the pages, \
+         the read API and /metrics show command lines, kernel log lines and addresses to \
+         whoever reaches them. Make one first (`causeway-collector user add NAME`, \
+         `causeway-collector read-token add NAME`), listen on a loopback address, or pass \
+         --open (CAUSEWAY_OPEN=true) to let anyone read"
+    )]
+    Unprotected { addr: SocketAddr },
+    #[error(transparent)]
     MigrateTo(#[from] MigrateToError),
     #[error(transparent)]
     Serve(#[from] ServeError),
@@ -198,6 +224,18 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
         Some(Command::Serve(args)) => args,
         Some(Command::Token(cmd)) => return token(&cli.db, cmd, out, err).await,
         Some(Command::Share(cmd)) => return share_cmd(&cli.db, cmd, out, err).await,
+        Some(Command::User(cmd)) => {
+            let db = Db::open_at(&cli.db).await?;
+            let result = access_cli::user(&db, cmd, out, err).await;
+            db.close().await;
+            return Ok(result?);
+        }
+        Some(Command::ReadToken(cmd)) => {
+            let db = Db::open_at(&cli.db).await?;
+            let result = access_cli::read_token(&db, cmd, out, err).await;
+            db.close().await;
+            return Ok(result?);
+        }
         Some(Command::MigrateTo { url }) => {
             let copied = migrate_to::migrate_to(&cli.db, &url).await?;
             out.write_all(copied.summary().as_bytes())?;
@@ -206,6 +244,13 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
     };
     let retention = serve_args.retention()?;
     let db = Db::open_at(&cli.db).await?;
+    let mode = match access_mode(&serve_args, &db).await {
+        Ok(mode) => mode,
+        Err(e) => {
+            db.close().await;
+            return Err(e);
+        }
+    };
     let result = async {
         // Before the "listening on" line: from then on a SIGHUP must find its handler.
         serve::explain_hangups();
@@ -220,6 +265,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
             ingest: Default::default(),
             retention,
             tokens: Default::default(),
+            access: Arc::new(Access::new(mode)),
         };
         let limits = serve::Limits {
             idle: serve_args.idle_timeout,
@@ -244,6 +290,41 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
     }
     tracing::info!("stopped");
     Ok(result?)
+}
+
+/// Who may read, from `--open`, the address and whether credentials exist; refuses to serve
+/// a network address to anyone without `--open`.
+async fn access_mode(args: &ServeArgs, db: &Db) -> Result<Mode, CliError> {
+    let addr = args.listen;
+    if args.open {
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                "--open: anyone who reaches {addr} reads every server (command lines, kernel \
+                 log lines, addresses)"
+            );
+        }
+        return Ok(Mode::Open);
+    }
+    if addr.ip().is_loopback() {
+        if !access::credentials_exist(&db.read)
+            .await
+            .map_err(AccessError::from)?
+        {
+            tracing::info!(
+                "no user and no read token: pages, the read API and /metrics answer anyone on \
+                 this loopback address until the first is made (`user add`, `read-token add`)"
+            );
+        }
+        return Ok(Mode::LoopbackUntilCredentials);
+    }
+    if access::credentials_exist(&db.read)
+        .await
+        .map_err(AccessError::from)?
+    {
+        Ok(Mode::Required)
+    } else {
+        Err(CliError::Unprotected { addr })
+    }
 }
 
 async fn share_cmd(

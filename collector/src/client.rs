@@ -48,6 +48,8 @@ pub fn did_you_mean(closest: &[String]) -> String {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// A read token, sent as `Authorization: Bearer`.
+    token: Option<String>,
 }
 
 impl Client {
@@ -76,7 +78,14 @@ impl Client {
         Ok(Client {
             base: base.trim_end_matches('/').to_owned(),
             http,
+            token: None,
         })
+    }
+
+    /// Sends `token` (a read token, `cwr_...`) with every request.
+    pub fn with_token(mut self, token: Option<String>) -> Client {
+        self.token = token;
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -134,7 +143,11 @@ impl Client {
             url: self.base.clone(),
             detail: chain(&e),
         };
-        let mut response = self.http.get(&url).send().await.map_err(unreachable)?;
+        let mut request = self.http.get(&url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request.send().await.map_err(unreachable)?;
         let status = response.status();
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(unreachable)? {

@@ -23,8 +23,44 @@ pub struct Ctl {
         default_value = "http://127.0.0.1:8750"
     )]
     pub collector: String,
+    /// A read token (`causeway-collector read-token add NAME`), for a collector that requires
+    /// one.
+    #[arg(
+        long,
+        global = true,
+        env = "CAUSEWAY_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
+    pub token: Option<String>,
+    /// A file holding the read token (its first line).
+    #[arg(long, global = true, env = "CAUSEWAY_TOKEN_FILE")]
+    pub token_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: CtlCommand,
+}
+
+impl Ctl {
+    /// The read token given, from `--token` or the first line of `--token-file`.
+    fn read_token(&self) -> Result<Option<String>, CtlError> {
+        if let Some(token) = &self.token {
+            return Ok(Some(token.trim().to_owned()));
+        }
+        let Some(path) = &self.token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| CtlError::TokenFile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        match text.lines().next().map(str::trim) {
+            Some(token) if !token.is_empty() => Ok(Some(token.to_owned())),
+            _ => Err(CtlError::TokenFile {
+                path: path.display().to_string(),
+                reason: "it is empty".to_owned(),
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,6 +131,8 @@ impl Window {
 pub enum CtlError {
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error("cannot read the token file {path}: {reason}")]
+    TokenFile { path: String, reason: String },
     #[error("the collector's answer does not have the expected shape: {0}")]
     Shape(#[source] serde_json::Error),
 }
@@ -111,7 +149,7 @@ impl CtlError {
 
 /// Runs a command; `now_ms` is this machine's clock (the end of the windows).
 pub async fn run(ctl: &Ctl, now_ms: i64) -> Result<String, CtlError> {
-    let client = Client::new(&ctl.collector)?;
+    let client = Client::new(&ctl.collector)?.with_token(ctl.read_token()?);
     match &ctl.command {
         CtlCommand::Status { json } => {
             let value = client.servers().await?;

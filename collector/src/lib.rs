@@ -9,6 +9,8 @@
 //! [`table`] are `probectl`'s.
 
 pub mod accept;
+pub mod access;
+pub mod access_cli;
 pub mod api;
 pub mod cli;
 pub mod client;

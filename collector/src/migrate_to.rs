@@ -17,10 +17,13 @@ use sqlx::Connection;
 use crate::db::{self, DbError, Location};
 
 /// Every table, parents before children (the foreign keys' order).
-pub const TABLES: [&str; 18] = [
+pub const TABLES: [&str; 21] = [
     "servers",
     "tokens",
     "share_links",
+    "users",
+    "sessions",
+    "read_tokens",
     "canaries",
     "reports",
     "results",

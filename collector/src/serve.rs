@@ -540,6 +540,7 @@ mod tests {
             ingest: Default::default(),
             retention: Default::default(),
             tokens: Default::default(),
+            access: std::sync::Arc::new(crate::access::Access::new(crate::access::Mode::Open)),
         }
     }
 

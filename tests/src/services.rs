@@ -377,6 +377,9 @@ fn spawn_collector(lab: &Lab, host: &Host, db: &Path, url: &str) -> Result<Servi
         .arg("serve")
         .arg("--listen")
         .arg(format!("{}:{COLLECTOR_PORT}", host.addr))
+        // The lab's hosts read the collector's pages and API without signing in: who may
+        // read is the collector's own tests' subject (collector/tests/access.rs).
+        .arg("--open")
         .env("RUST_LOG", "info");
     let mut service = Service::spawn("collector", &mut cmd, &lab.path("collector.log"))?;
     let health = format!("{url}/healthz");

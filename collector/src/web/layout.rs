@@ -26,7 +26,7 @@ pub fn esc(text: &str) -> String {
 pub const REFRESH_S: u32 = 30;
 
 /// The stylesheet, compiled in. Evidence sections (`ev-*`) are styled here too.
-const CSS: &str = r#"
+pub const CSS: &str = r#"
 :root{--ok:#2da44e;--bad:#cf222e;--dns:#8250df;--rst:#e16f24;--host:#953800;--net:#bf3989;
 --backend:#0969da;--slow:#d4a72c;--other:#6e7781;--line:#d0d7de;--muted:#57606a}
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1f2328;background:#f6f8fa}
@@ -73,7 +73,7 @@ pre{background:#f6f8fa;border:1px solid var(--line);padding:.5em;overflow:auto;w
 
 /// Sorting by a column's header and filtering by the search box, without a round trip. With
 /// JavaScript off the header links and the form do the same through the query string.
-const SCRIPT: &str = r#"
+pub const SCRIPT: &str = r#"
 (function(){
   var t=document.getElementById('fleet');if(!t)return;
   var body=t.tBodies[0],q=document.getElementById('q');

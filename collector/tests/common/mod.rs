@@ -50,6 +50,8 @@ pub struct Harness {
     pub retention: Retention,
     /// Shared by every app of the harness, as by every request of a collector.
     pub tokens: Arc<tokens::Cache>,
+    /// Who may read: anyone, unless a test of access control says otherwise.
+    pub access: Arc<causeway_collector::access::Access>,
     /// The PostgreSQL database, dropped with the harness (after `db`).
     pub pg: Option<pg::PgDatabase>,
 }
@@ -109,6 +111,9 @@ impl Harness {
             max_body: 1_048_576,
             retention: Retention::default(),
             tokens: Default::default(),
+            access: Arc::new(causeway_collector::access::Access::new(
+                causeway_collector::access::Mode::Open,
+            )),
             pg: None,
         }
     }
@@ -123,6 +128,7 @@ impl Harness {
             ingest: Default::default(),
             retention: self.retention,
             tokens: self.tokens.clone(),
+            access: self.access.clone(),
         }
     }
 
