@@ -77,7 +77,7 @@ async fn sign_in(h: &Harness, name: &str, password: &str, next: &str) -> Answer 
     request(h, req).await
 }
 
-fn header_of<'a>(a: &'a Answer, name: header::HeaderName) -> &'a str {
+fn header_of(a: &Answer, name: header::HeaderName) -> &str {
     a.headers
         .get(&name)
         .unwrap_or_else(|| panic!("no {name} in {:?}", a.headers))
