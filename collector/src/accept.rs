@@ -12,6 +12,7 @@
 //!
 //! The rest is what `axum::serve` did: HTTP/1.1 with keep-alive, and on shutdown the
 //! listener closes and the connections finish their requests (the caller bounds the wait).
+//! With [`Tls`], each connection's TLS handshake comes first, within `header_timeout` too.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,6 +27,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::idle::IdleStream;
+use crate::tls::Tls;
 
 /// What a connection over a limit is told before it is closed.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\n\
@@ -90,6 +92,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let open = Arc::new(Mutex::new(Open::default()));
@@ -128,7 +131,15 @@ pub async fn serve(
             let _ = stream.try_write(BUSY);
             continue;
         };
-        serve_connection(stream, addr, app.clone(), &limits, &graceful, slot);
+        serve_connection(
+            stream,
+            addr,
+            app.clone(),
+            &limits,
+            tls.as_deref(),
+            &graceful,
+            slot,
+        );
     }
     drop(listener);
     graceful.shutdown().await;
@@ -139,19 +150,43 @@ fn serve_connection(
     addr: SocketAddr,
     app: Router,
     limits: &ConnectionLimits,
+    tls: Option<&Tls>,
     graceful: &GracefulShutdown,
     slot: Slot,
 ) {
     let _ = stream.set_nodelay(true);
-    let io = TokioIo::new(IdleStream::new(stream, limits.idle));
+    let stream = IdleStream::new(stream, limits.idle);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
-    let connection = graceful.watch(http.serve_connection(io, TowerToHyperService::new(app)));
+    let service = TowerToHyperService::new(app);
+    let Some(tls) = tls else {
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(client = %addr, error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+        return;
+    };
+    // The handshake happens on the connection's task; the graceful shutdown watches the HTTP
+    // connection that follows it (a handshake in flight at shutdown is cut by the grace).
+    let acceptor = tls.acceptor();
+    let handshake_timeout = limits.header_timeout;
+    let watcher = graceful.watcher();
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(client = %addr, error = %e, "connection ended with an error");
+        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => {
+                let connection =
+                    watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+                if let Err(e) = connection.await {
+                    tracing::debug!(client = %addr, error = %e, "connection ended with an error");
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(client = %addr, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(client = %addr, "TLS handshake timed out"),
         }
         drop(slot);
     });

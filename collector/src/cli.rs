@@ -20,6 +20,7 @@ use crate::migrate_to::{self, MigrateToError};
 use crate::serve::{self, ServeError};
 use crate::share::{self, ShareError};
 use crate::timefmt::rfc3339;
+use crate::tls::{Tls, TlsError};
 use crate::tokens::{self, TokenError};
 
 /// How long `serve` waits for the database to close once the server has stopped.
@@ -126,6 +127,12 @@ pub struct ServeArgs {
     /// first is made.
     #[arg(long, env = "CAUSEWAY_OPEN")]
     pub open: bool,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); SIGHUP reads it again.
+    #[arg(long, env = "CAUSEWAY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "CAUSEWAY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl ServeArgs {
@@ -199,6 +206,8 @@ pub enum CliError {
     Share(#[from] ShareError),
     #[error(transparent)]
     Access(#[from] AccessError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error(
         "refusing to serve {addr} unprotected: no user and no read token exist, and the pages, \
          the read API and /metrics show command lines, kernel log lines and addresses to \
@@ -244,8 +253,15 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
     };
     let retention = serve_args.retention()?;
     let db = Db::open_at(&cli.db).await?;
-    let mode = match access_mode(&serve_args, &db).await {
-        Ok(mode) => mode,
+    let ready = async {
+        let tls = match (&serve_args.tls_cert, &serve_args.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(Tls::load(cert, key)?)),
+            _ => None,
+        };
+        Ok::<_, CliError>((access_mode(&serve_args, &db).await?, tls))
+    };
+    let (mode, tls) = match ready.await {
+        Ok(ready) => ready,
         Err(e) => {
             db.close().await;
             return Err(e);
@@ -253,10 +269,11 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
     };
     let result = async {
         // Before the "listening on" line: from then on a SIGHUP must find its handler.
-        serve::explain_hangups();
+        serve::explain_hangups(tls.clone());
         let listener = serve::bind(serve_args.listen).await?;
         let addr = listener.local_addr().unwrap_or(serve_args.listen);
-        tracing::info!(db = %cli.db, "listening on http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(db = %cli.db, "listening on {scheme}://{addr}");
         let state = AppState {
             db: db.clone(),
             clock: Clock::system(),
@@ -265,7 +282,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
             ingest: Default::default(),
             retention,
             tokens: Default::default(),
-            access: Arc::new(Access::new(mode)),
+            access: Arc::new(Access::new(mode).with_secure_cookies(tls.is_some())),
         };
         let limits = serve::Limits {
             idle: serve_args.idle_timeout,
@@ -274,7 +291,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
             max_connections: serve_args.max_connections,
             per_client: serve_args.max_connections_per_client,
         };
-        serve::run(listener, state, limits, serve::shutdown_signal()).await
+        let listening = serve::Listening { tcp: listener, tls };
+        serve::run(listening, state, limits, serve::shutdown_signal()).await
     }
     .await;
     // A request cut off at the end of the grace may still hold a connection to the database:

@@ -28,6 +28,7 @@ pub mod serve;
 pub mod share;
 pub mod table;
 pub mod timefmt;
+pub mod tls;
 pub mod tokens;
 pub mod views;
 pub mod web;

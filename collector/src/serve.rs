@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use crate::accept::{self, ConnectionLimits};
 use crate::api::{self, AppState};
 use crate::metrics::{IngestCounters, IngestOutcome};
+use crate::tls::Tls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -39,6 +40,18 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// What the server accepts connections on: a bound socket, with TLS or without.
+pub struct Listening {
+    pub tcp: TcpListener,
+    pub tls: Option<Arc<Tls>>,
+}
+
+impl From<TcpListener> for Listening {
+    fn from(tcp: TcpListener) -> Listening {
+        Listening { tcp, tls: None }
+    }
 }
 
 /// How long the server waits on its clients, and how many it holds.
@@ -87,7 +100,7 @@ impl Default for Limits {
 /// requests finish for at most `limits.shutdown_grace`. The caller closes the database
 /// afterwards. Notifies systemd when run by it (see [`Systemd::from_env`]).
 pub async fn run(
-    listener: TcpListener,
+    listener: impl Into<Listening>,
     state: AppState,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -99,12 +112,13 @@ pub async fn run(
 /// open: the caller did both), then `WATCHDOG=1` and `STATUS=` from a task, `STOPPING=1` when
 /// `shutdown` completes.
 pub async fn run_notifying(
-    listener: TcpListener,
+    listener: impl Into<Listening>,
     state: AppState,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
     systemd: Systemd,
 ) -> Result<(), ServeError> {
+    let Listening { tcp: listener, tls } = listener.into();
     let status = Status {
         addr: listener.local_addr().ok(),
         ingest: state.ingest.clone(),
@@ -132,7 +146,7 @@ pub async fn run_notifying(
         max_connections: limits.max_connections,
         per_client: limits.per_client,
     };
-    let server = accept::serve(listener, api::app(state), connections, shutdown);
+    let server = accept::serve(listener, api::app(state), connections, tls, shutdown);
     // The graceful shutdown waits for every connection to end; the grace bounds that.
     let grace_over = async {
         match stop_began.await {
@@ -412,9 +426,10 @@ impl Drop for AbortOnDrop {
 }
 
 /// SIGHUP would end the collector (its default action): a habit of log rotation scripts and
-/// of `kill -HUP` to reload. The collector has no file to read again, so it says so and goes
-/// on. The task ends with the runtime.
-pub fn explain_hangups() {
+/// of `kill -HUP` to reload. With TLS it reads the certificate and key again (a renewal);
+/// otherwise there is no file to read again, and it says so and goes on. The task ends with
+/// the runtime.
+pub fn explain_hangups(tls: Option<Arc<Tls>>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -422,10 +437,20 @@ pub fn explain_hangups() {
             Ok(mut hangups) => {
                 tokio::spawn(async move {
                     while hangups.recv().await.is_some() {
-                        tracing::info!(
-                            "SIGHUP: nothing to reload (settings come from the command line and \
-                             the environment; restart the collector to change them)"
-                        );
+                        let Some(tls) = &tls else {
+                            tracing::info!(
+                                "SIGHUP: nothing to reload (settings come from the command line \
+                                 and the environment; restart the collector to change them)"
+                            );
+                            continue;
+                        };
+                        match tls.reload() {
+                            Ok(()) => tracing::info!(
+                                cert = %tls.cert_path().display(),
+                                "SIGHUP: TLS certificate and key loaded again; new connections use them"
+                            ),
+                            Err(e) => tracing::error!("SIGHUP: {e}; the certificate in use stays"),
+                        }
                     }
                 });
             }

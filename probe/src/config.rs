@@ -43,6 +43,7 @@ pub const MAX_CANARIES: usize = 50;
 
 const TOP_KEYS: &[&str] = &[
     "collector_url",
+    "collector_ca_file",
     "token",
     "token_file",
     "server",
@@ -89,6 +90,9 @@ const MAX_UNIT_NAME: usize = 256;
 pub struct Config {
     /// The collector's base URL, without a trailing slash.
     pub collector_url: String,
+    /// PEM certificates (`collector_ca_file`) that alone are trusted for an https collector:
+    /// a private CA, or the collector's own self-signed certificate.
+    pub collector_ca: Option<Vec<u8>>,
     /// The bearer token for the collector (from `token` or the contents of `token_file`).
     pub token: String,
     /// The server the reports are for.
@@ -119,6 +123,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("collector_url", &self.collector_url)
+            .field("collector_ca", &self.collector_ca.as_ref().map(Vec::len))
             .field("token", &"<redacted>")
             .field("server", &self.server)
             .field("host_watch", &self.host_watch)
@@ -397,6 +402,7 @@ struct RawConfig {
     collector_url: Option<String>,
     token: Option<String>,
     token_file: Option<PathBuf>,
+    collector_ca_file: Option<PathBuf>,
     server: Option<String>,
     // Durations stay TOML values so that `interval = 30` gets the duration message, not a
     // serde type error.
@@ -448,6 +454,7 @@ impl Validator {
 
     fn config(&mut self, raw: RawConfig, host: &HostInfo) -> Option<Config> {
         let collector_url = self.collector_url(raw.collector_url);
+        let collector_ca = self.collector_ca(raw.collector_ca_file, collector_url.as_deref());
         let token = self.token(raw.token, raw.token_file);
         let server = self.server(raw.server, host);
         let interval = self.duration("interval", raw.interval, DEFAULT_INTERVAL, INTERVAL_RANGE);
@@ -496,6 +503,7 @@ impl Validator {
         let canaries = self.canaries(raw.canary, timeout, interval);
         Some(Config {
             collector_url: collector_url?,
+            collector_ca: collector_ca?,
             token: token?,
             host: host
                 .hostname
@@ -545,6 +553,44 @@ impl Validator {
             }
             Err(e) => {
                 self.problem(KEY, format!("{raw:?} is not a URL ({e}); {allowed}"));
+                None
+            }
+        }
+    }
+
+    /// The certificates of `collector_ca_file`: `Some(None)` without the key, `None` after a
+    /// problem.
+    fn collector_ca(
+        &mut self,
+        file: Option<PathBuf>,
+        url: Option<&str>,
+    ) -> Option<Option<Vec<u8>>> {
+        const KEY: &str = "collector_ca_file";
+        let Some(path) = file else {
+            return Some(None);
+        };
+        let shown = format!("{:?}", path.display().to_string());
+        if url.is_some_and(|u| !u.starts_with("https://")) {
+            self.problem(
+                KEY,
+                format!("{shown} is set, but collector_url is not https://: the CA is used for TLS only; use an https:// collector_url or remove the key"),
+            );
+            return None;
+        }
+        let pem = match std::fs::read(&path) {
+            Ok(pem) => pem,
+            Err(e) => {
+                self.problem(KEY, format!("{shown} cannot be read: {e}"));
+                return None;
+            }
+        };
+        match reqwest::Certificate::from_pem_bundle(&pem) {
+            Ok(certs) if !certs.is_empty() => Some(Some(pem)),
+            Ok(_) | Err(_) => {
+                self.problem(
+                    KEY,
+                    format!("{shown} holds no PEM certificate; expected one or more -----BEGIN CERTIFICATE----- blocks"),
+                );
                 None
             }
         }
@@ -1252,7 +1298,7 @@ url = "http://[fd00::2]/"
             problems(&with_top("colector_url = \"x\"")),
             vec![
                 "colector_url: unknown key in the top-level table; allowed keys: collector_url, \
-                 token, token_file, server, interval, timeout, spool_dir, spool_max_reports, \
+                 collector_ca_file, token, token_file, server, interval, timeout, spool_dir, spool_max_reports, \
                  state_dir, resolvers, dns_timeout, capture, listener_poll, host, canary"
             ]
         );
@@ -1481,6 +1527,35 @@ url = "http://[fd00::2]/"
                 r#"collector_url: "127.0.0.1:8750" is not a URL (relative URL without a base); use an http:// or https:// URL with a host, e.g. "http://127.0.0.1:8750""#
             ]
         );
+    }
+
+    #[test]
+    fn collector_ca_file_must_hold_certificates_for_an_https_collector() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n").unwrap();
+        let https = MINIMAL.replace("http://127.0.0.1:8750", "https://collector.example");
+        let with = |text: &str, path: &std::path::Path| {
+            text.replace(
+                "token = ",
+                &format!(
+                    "collector_ca_file = {:?}\ntoken = ",
+                    path.display().to_string()
+                ),
+            )
+        };
+        assert_eq!(
+            problems(&with(&https, &empty)),
+            vec![format!(
+                "collector_ca_file: {:?} holds no PEM certificate; expected one or more -----BEGIN CERTIFICATE----- blocks",
+                empty.display().to_string()
+            )]
+        );
+        let missing = dir.path().join("missing.pem");
+        let p = problems(&with(&https, &missing));
+        assert!(p[0].contains("cannot be read: No such file"), "{p:?}");
+        let p = problems(&with(MINIMAL, &empty));
+        assert!(p[0].contains("collector_url is not https://"), "{p:?}");
     }
 
     #[test]

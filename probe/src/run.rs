@@ -73,7 +73,11 @@ impl Service<HickoryTransport, HttpChecker> {
     /// and no config file until the caller sets them.
     pub fn from_config(config: Config) -> Result<Self, RunError> {
         let spool = Spool::open(&config.spool_dir, config.spool_max_reports)?;
-        let uploader = Uploader::new(&config.collector_url, &config.token)?;
+        let uploader = Uploader::new(
+            &config.collector_url,
+            &config.token,
+            config.collector_ca.as_deref(),
+        )?;
         let prober = Prober::on_host(Arc::new(config));
         Ok(Service {
             prober,
@@ -329,7 +333,8 @@ where
         }
     };
     let old = prober.config.clone();
-    let uploader = match Uploader::new(&new.collector_url, &new.token) {
+    let uploader = match Uploader::new(&new.collector_url, &new.token, new.collector_ca.as_deref())
+    {
         Ok(uploader) => uploader,
         Err(e) => {
             refuse(e.to_string());
@@ -1121,7 +1126,12 @@ expect_text = "{expect_text}"
         let config = Config::parse(&text, &HostInfo::default()).unwrap();
         let svc = Service {
             spool: Arc::new(Mutex::new(Spool::open(&config.spool_dir, 10).unwrap())),
-            uploader: Uploader::new(&config.collector_url, &config.token).unwrap(),
+            uploader: Uploader::new(
+                &config.collector_url,
+                &config.token,
+                config.collector_ca.as_deref(),
+            )
+            .unwrap(),
             prober: Prober::new(Arc::new(config), HickoryTransport, Hang),
             final_upload: Duration::from_secs(1),
             notifier: Notifier::to_socket(&manager.path).with_watchdog(Duration::from_millis(200)),

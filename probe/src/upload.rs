@@ -42,17 +42,30 @@ pub struct Uploader {
 }
 
 impl Uploader {
-    pub fn new(collector_url: &str, token: &str) -> Result<Uploader, UploadError> {
-        Uploader::with_timeouts(collector_url, token, CONNECT_TIMEOUT, TOTAL_TIMEOUT)
+    /// An uploader to the collector at `collector_url`; `ca` (PEM), when given, holds the only
+    /// certificates trusted for an https collector.
+    pub fn new(
+        collector_url: &str,
+        token: &str,
+        ca: Option<&[u8]>,
+    ) -> Result<Uploader, UploadError> {
+        Uploader::with_timeouts(collector_url, token, ca, CONNECT_TIMEOUT, TOTAL_TIMEOUT)
     }
 
     pub fn with_timeouts(
         collector_url: &str,
         token: &str,
+        ca: Option<&[u8]>,
         connect: Duration,
         total: Duration,
     ) -> Result<Uploader, UploadError> {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(pem) = ca {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| UploadError::Client(chain(&e)))?;
+            builder = builder.tls_certs_only(certs);
+        }
+        let client = builder
             // reqwest 0.13 honours the system proxy by default; a probe talks to its collector
             // directly, whatever the environment of the service says.
             .no_proxy()
@@ -229,7 +242,7 @@ mod tests {
     async fn sends_the_stored_bytes_with_the_token() {
         init();
         let (url, mut seen) = collector(200, "{\"stored\":true}", false).await;
-        let up = Uploader::new(&format!("{url}/"), "cw_secret").unwrap();
+        let up = Uploader::new(&format!("{url}/"), "cw_secret", None).unwrap();
         let body = br#"{"schema_version":1,"x":"exact bytes"}"#.to_vec();
         let before = now_ms();
         assert_eq!(up.upload(body.clone()).await, UploadOutcome::Acked);
@@ -274,7 +287,7 @@ mod tests {
                 false,
             )
             .await;
-            let up = Uploader::new(&url, "t").unwrap();
+            let up = Uploader::new(&url, "t", None).unwrap();
             assert_eq!(
                 up.upload(b"{}".to_vec()).await,
                 UploadOutcome::Rejected(format!(
@@ -289,7 +302,7 @@ mod tests {
         init();
         for status in [401, 403] {
             let (url, _) = collector(status, "", false).await;
-            let up = Uploader::new(&url, "t").unwrap();
+            let up = Uploader::new(&url, "t", None).unwrap();
             assert_eq!(
                 up.upload(b"{}".to_vec()).await,
                 UploadOutcome::Unauthorized(format!("HTTP {status}"))
@@ -302,7 +315,7 @@ mod tests {
         init();
         for status in [500, 503, 429, 404, 201] {
             let (url, _) = collector(status, "busy", false).await;
-            let up = Uploader::new(&url, "t").unwrap();
+            let up = Uploader::new(&url, "t", None).unwrap();
             assert_eq!(
                 up.upload(b"{}".to_vec()).await,
                 UploadOutcome::Retry(format!("HTTP {status}: busy"))
@@ -317,7 +330,7 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let up = Uploader::new(&format!("http://127.0.0.1:{port}"), "t").unwrap();
+        let up = Uploader::new(&format!("http://127.0.0.1:{port}"), "t", None).unwrap();
         match up.upload(b"{}".to_vec()).await {
             UploadOutcome::Retry(msg) => assert!(msg.to_lowercase().contains("connect"), "{msg}"),
             other => panic!("{other:?}"),
@@ -331,6 +344,7 @@ mod tests {
         let up = Uploader::with_timeouts(
             &url,
             "t",
+            None,
             Duration::from_millis(300),
             Duration::from_millis(400),
         )
