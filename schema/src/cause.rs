@@ -7,9 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use crate::newer::{self, NewerId, WireId};
+use crate::newer::{self, NewerId};
 
 /// Why a check failed, or a condition that contributed to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -135,34 +133,7 @@ impl Cause {
     }
 }
 
-impl WireId for Cause {
-    const WHAT: &'static str = "cause";
-    fn known() -> &'static [Cause] {
-        &Cause::ALL
-    }
-    fn id(self) -> &'static str {
-        Cause::id(self)
-    }
-    fn newer(id: NewerId) -> Cause {
-        Cause::Newer(id)
-    }
-    fn catch_all() -> Cause {
-        Cause::Unknown
-    }
-}
-
-impl Serialize for Cause {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        newer::serialize(self, s)
-    }
-}
-
-/// A known id, or one of a newer version kept as it came: a newer probe's report is stored.
-impl<'de> Deserialize<'de> for Cause {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Cause, D::Error> {
-        newer::deserialize(d)
-    }
-}
+newer::wire_id!(Cause, "cause", Unknown);
 
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

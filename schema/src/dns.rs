@@ -4,10 +4,10 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::Diagnosis;
-use crate::newer::{self, NewerId, WireId};
+use crate::newer::{self, NewerId};
 
 /// How one canary's name resolved through every configured resolver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -291,31 +291,4 @@ impl fmt::Display for ReachProbe {
     }
 }
 
-impl WireId for DnsOutcome {
-    const WHAT: &'static str = "DNS outcome";
-    fn known() -> &'static [DnsOutcome] {
-        &DnsOutcome::ALL
-    }
-    fn id(self) -> &'static str {
-        DnsOutcome::id(self)
-    }
-    fn newer(id: NewerId) -> DnsOutcome {
-        DnsOutcome::Newer(id)
-    }
-    fn catch_all() -> DnsOutcome {
-        DnsOutcome::NetworkError
-    }
-}
-
-impl Serialize for DnsOutcome {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        newer::serialize(self, s)
-    }
-}
-
-/// A known id, or one of a newer version kept as it came (see [`crate::newer`]).
-impl<'de> Deserialize<'de> for DnsOutcome {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<DnsOutcome, D::Error> {
-        newer::deserialize(d)
-    }
-}
+newer::wire_id!(DnsOutcome, "DNS outcome", NetworkError);

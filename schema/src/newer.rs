@@ -114,6 +114,43 @@ pub(crate) fn serialize<S: Serializer, T: WireId>(value: &T, s: S) -> Result<S::
     value.id().serialize(s)
 }
 
+/// Makes `$enum` (with `ALL`, `id()` and a `Newer(NewerId)` variant) a [`WireId`] whose ids a
+/// newer version may add to, serialized as its id: `wire_id!(Cause, "cause", Unknown)`, the
+/// last being the value of an id past the table's bound.
+macro_rules! wire_id {
+    ($enum:ident, $what:literal, $catch_all:ident) => {
+        impl $crate::newer::WireId for $enum {
+            const WHAT: &'static str = $what;
+            fn known() -> &'static [$enum] {
+                &$enum::ALL
+            }
+            fn id(self) -> &'static str {
+                $enum::id(self)
+            }
+            fn newer(id: $crate::newer::NewerId) -> $enum {
+                $enum::Newer(id)
+            }
+            fn catch_all() -> $enum {
+                $enum::$catch_all
+            }
+        }
+
+        impl serde::Serialize for $enum {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                $crate::newer::serialize(self, s)
+            }
+        }
+
+        /// A known id, or one of a newer version kept as it came (see [`crate::newer`]).
+        impl<'de> serde::Deserialize<'de> for $enum {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$enum, D::Error> {
+                $crate::newer::deserialize(d)
+            }
+        }
+    };
+}
+pub(crate) use wire_id;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,10 +7,10 @@
 
 use std::net::IpAddr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::newer::{self, NewerId, WireId};
+use crate::newer::{self, NewerId};
 use crate::{
     BackendEvidence, Cause, HostEvidence, ListenerEvidence, PacketTrace, Resolution,
     ResolverOutcome,
@@ -237,31 +237,4 @@ impl CheckResult {
     }
 }
 
-impl WireId for FailureKind {
-    const WHAT: &'static str = "failure kind";
-    fn known() -> &'static [FailureKind] {
-        &FailureKind::ALL
-    }
-    fn id(self) -> &'static str {
-        FailureKind::id(self)
-    }
-    fn newer(id: NewerId) -> FailureKind {
-        FailureKind::Newer(id)
-    }
-    fn catch_all() -> FailureKind {
-        FailureKind::Protocol
-    }
-}
-
-impl Serialize for FailureKind {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        newer::serialize(self, s)
-    }
-}
-
-/// A known id, or one of a newer version kept as it came (see [`crate::newer`]).
-impl<'de> Deserialize<'de> for FailureKind {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<FailureKind, D::Error> {
-        newer::deserialize(d)
-    }
-}
+newer::wire_id!(FailureKind, "failure kind", Protocol);
