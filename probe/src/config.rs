@@ -444,6 +444,19 @@ struct Validator {
     problems: Vec<Problem>,
 }
 
+/// A duration and whether the file sets it (or it is the default).
+#[derive(Clone, Copy)]
+struct Setting {
+    value: Duration,
+    set: bool,
+}
+
+impl Setting {
+    fn new(value: Duration, set: bool) -> Setting {
+        Setting { value, set }
+    }
+}
+
 impl Validator {
     fn problem(&mut self, key: &str, message: impl Into<String>) {
         self.problems.push(Problem {
@@ -457,9 +470,13 @@ impl Validator {
         let collector_ca = self.collector_ca(raw.collector_ca_file, collector_url.as_deref());
         let token = self.token(raw.token, raw.token_file);
         let server = self.server(raw.server, host);
+        let interval_set = raw.interval.is_some();
+        let timeout_set = raw.timeout.is_some();
         let interval = self.duration("interval", raw.interval, DEFAULT_INTERVAL, INTERVAL_RANGE);
         let timeout = self.duration("timeout", raw.timeout, DEFAULT_TIMEOUT, TIMEOUT_RANGE);
         if let (Some(interval), Some(timeout)) = (interval, timeout) {
+            let timeout = Setting::new(timeout, timeout_set);
+            let interval = Setting::new(interval, interval_set);
             self.shorter_than_interval("timeout", timeout, interval);
         }
         let spool_dir = raw
@@ -484,14 +501,17 @@ impl Validator {
         let resolvers = self.resolvers(raw.resolvers);
         // The default never exceeds the check timeout, so a short interval needs no extra key.
         let dns_default = timeout.map_or(DEFAULT_DNS_TIMEOUT, |t| t.min(DEFAULT_DNS_TIMEOUT));
+        let dns_set = raw.dns_timeout.is_some();
         let dns_timeout = self.duration(
             "dns_timeout",
             raw.dns_timeout,
             dns_default,
             DNS_TIMEOUT_RANGE,
         );
-        if let (Some(interval), Some(dns_timeout)) = (interval, dns_timeout) {
-            self.shorter_than_interval("dns_timeout", dns_timeout, interval);
+        // Its default is at most the timeout: only a value the file sets can be too long.
+        if let (Some(interval), Some(dns_timeout), true) = (interval, dns_timeout, dns_set) {
+            let interval = Setting::new(interval, interval_set);
+            self.shorter_than_interval("dns_timeout", Setting::new(dns_timeout, true), interval);
         }
         let listener_poll = self.duration(
             "listener_poll",
@@ -500,7 +520,8 @@ impl Validator {
             LISTENER_POLL_RANGE,
         );
         let host_config = self.host(raw.host);
-        let canaries = self.canaries(raw.canary, timeout, interval);
+        let interval_setting = interval.map(|i| Setting::new(i, interval_set));
+        let canaries = self.canaries(raw.canary, timeout, interval_setting);
         Some(Config {
             collector_url: collector_url?,
             collector_ca: collector_ca?,
@@ -706,17 +727,34 @@ impl Validator {
         Some(d)
     }
 
-    fn shorter_than_interval(&mut self, key: &str, timeout: Duration, interval: Duration) {
-        if timeout >= interval {
-            self.problem(
-                key,
-                format!(
-                    "\"{}\" must be shorter than interval (\"{}\")",
-                    format_duration(timeout),
-                    format_duration(interval)
-                ),
-            );
+    /// A timeout must end before the next cycle starts. The message says which of the two
+    /// the file does not set (a default the person never wrote is no mistake of theirs).
+    fn shorter_than_interval(&mut self, key: &str, timeout: Setting, interval: Setting) {
+        if timeout.value < interval.value {
+            return;
         }
+        let interval_text = if interval.set {
+            format!("interval (\"{}\")", format_duration(interval.value))
+        } else {
+            format!(
+                "interval (\"{}\", its default: interval is not set)",
+                format_duration(interval.value)
+            )
+        };
+        let message = if timeout.set {
+            format!(
+                "\"{}\" must be shorter than {interval_text}",
+                format_duration(timeout.value)
+            )
+        } else {
+            format!(
+                "not set, so it defaults to \"{}\", which must be shorter than {interval_text}; \
+                 set {key} below \"{}\"",
+                format_duration(timeout.value),
+                format_duration(interval.value)
+            )
+        };
+        self.problem(key, message);
     }
 
     fn spool_max(&mut self, raw: Option<i64>) -> Option<u64> {
@@ -790,7 +828,7 @@ impl Validator {
         &mut self,
         raw: Option<Vec<RawCanary>>,
         default_timeout: Option<Duration>,
-        interval: Option<Duration>,
+        interval: Option<Setting>,
     ) -> Option<Vec<Canary>> {
         let raw = raw.unwrap_or_default();
         if raw.is_empty() {
@@ -840,7 +878,7 @@ impl Validator {
         at: &str,
         raw: RawCanary,
         default_timeout: Option<Duration>,
-        interval: Option<Duration>,
+        interval: Option<Setting>,
     ) -> Option<Canary> {
         let name = match raw.name {
             None => {
@@ -904,7 +942,7 @@ impl Validator {
                 let key = format!("{at}.timeout");
                 let t = self.duration(&key, Some(v), DEFAULT_TIMEOUT, TIMEOUT_RANGE);
                 if let (Some(t), Some(interval)) = (t, interval) {
-                    self.shorter_than_interval(&key, t, interval);
+                    self.shorter_than_interval(&key, Setting::new(t, true), interval);
                 }
                 t
             }
@@ -1477,6 +1515,27 @@ url = "http://[fd00::2]/"
             problems(&with_top("timeout = \"50ms\"")),
             vec![r#"timeout: "50ms" is out of range; allowed: 100ms to 1m"#]
         );
+    }
+
+    /// Issue 19, item 8: a file with only `interval = "2s"` was refused with errors about a
+    /// timeout and a dns_timeout it does not contain.
+    #[test]
+    fn a_default_too_long_for_the_interval_says_it_is_a_default() {
+        assert_eq!(
+            problems(&with_top("interval = \"2s\"")),
+            vec![
+                r#"timeout: not set, so it defaults to "5s", which must be shorter than interval ("2s"); set timeout below "2s""#
+            ]
+        );
+        assert_eq!(
+            problems(&with_top("timeout = \"40s\"")),
+            vec![
+                r#"timeout: "40s" must be shorter than interval ("30s", its default: interval is not set)"#
+            ]
+        );
+        // The DNS timeout's default follows the timeout: setting that one is enough.
+        let c = parse(&with_top("interval = \"2s\"\ntimeout = \"1s\"")).unwrap();
+        assert_eq!(c.dns_timeout, Duration::from_secs(1));
     }
 
     #[test]
