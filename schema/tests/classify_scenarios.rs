@@ -62,6 +62,7 @@ const SCENARIOS: &[(&str, &str)] = &scenarios![
     "host-oom-serving",
     "host-oom-serving-by-cgroup",
     "host-oom-other-process",
+    "host-oom-cgroup-other-process",
     "host-oom-outside-window",
     "host-overload-timeout",
     "host-overload-refused",

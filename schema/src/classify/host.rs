@@ -326,7 +326,10 @@ pub(super) fn classify(check: &CheckResult, mut found: Diagnosis) -> Diagnosis {
             found.contributing.push(cause);
         }
     };
-    if kills.count() > 0 {
+    // A host-wide OOM starved everything, the canary's server included. A memory cgroup that
+    // hit its own limit killed only inside it: when that was not the canary's server (the
+    // primary cause above), it is context, shown with the host's evidence, not a cause.
+    if kills.clone().any(|k| !k.cgroup_oom) {
         add(Cause::OomKill);
     }
     for c in &conditions {
