@@ -536,16 +536,27 @@ pub fn start_probe(lab: &Lab, host: &Host, config: &Path) -> Result<Service> {
     start_probe_with(lab, &mut cmd, config)
 }
 
+/// libfaketime's library (Debian's `libfaketime`, which `faketime` depends on); the
+/// multithreaded one, as the probe has threads.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
 /// `causeway-probe run` on `host` with its clock `offset` from the real one (libfaketime's
-/// `faketime -f`, e.g. `+20h`): a host that booted with a wrong clock.
+/// syntax, e.g. `+20h`): a host that booted with a wrong clock. The library is preloaded into
+/// the probe itself rather than through the `faketime` command, which runs the program as a
+/// child of its own: a SIGTERM to it would not reach the probe.
 pub fn start_probe_with_clock(
     lab: &Lab,
     host: &Host,
     config: &Path,
     offset: &str,
 ) -> Result<Service> {
-    let mut cmd = host.command("faketime");
-    cmd.args(["-f", offset]).arg(bin("causeway-probe")?);
+    if !Path::new(LIBFAKETIME).exists() {
+        bail!(
+            "{LIBFAKETIME} is missing: install Debian's faketime (scripts/install-test-deps does)"
+        );
+    }
+    let mut cmd = host.command(bin("causeway-probe")?);
+    cmd.env("LD_PRELOAD", LIBFAKETIME).env("FAKETIME", offset);
     start_probe_with(lab, &mut cmd, config)
 }
 
