@@ -52,6 +52,12 @@ pub enum AccessError {
     NoSuchToken { name: String },
     #[error("cannot hash the password: {0}")]
     Hash(String),
+    #[error("cannot read the password: {0}")]
+    ReadPassword(#[source] std::io::Error),
+    #[error("the two passwords differ")]
+    PasswordsDiffer,
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
     #[error(transparent)]
     Token(#[from] tokens::TokenError),
     #[error("database error: {0}")]

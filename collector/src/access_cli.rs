@@ -44,12 +44,12 @@ pub enum ReadTokenCommand {
 /// The password for `user add`: asked twice without echo on a terminal, else the first line
 /// of standard input.
 fn read_password(err: &mut dyn Write) -> Result<String, AccessError> {
-    let io = |e: std::io::Error| AccessError::Hash(format!("cannot read the password: {e}"));
+    let io = AccessError::ReadPassword;
     if std::io::stdin().is_terminal() {
         let first = rpassword::prompt_password("password: ").map_err(io)?;
         let again = rpassword::prompt_password("again: ").map_err(io)?;
         if first != again {
-            return Err(AccessError::Hash("the two passwords differ".to_owned()));
+            return Err(AccessError::PasswordsDiffer);
         }
         return Ok(first);
     }
@@ -65,19 +65,18 @@ pub async fn user(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), AccessError> {
-    let output = |e: std::io::Error| AccessError::Hash(format!("cannot write the output: {e}"));
     match cmd {
         UserCommand::Add { name, role } => {
             let password = read_password(err)?;
             access::add_user(&db.write, &name, &password, role, system_now_ms()).await?;
-            writeln!(out, "added user {name:?} ({})", role.id()).map_err(output)?;
+            writeln!(out, "added user {name:?} ({})", role.id())?;
         }
         UserCommand::List => {
             let users = access::list_users(&db.read).await?;
             if users.is_empty() {
-                writeln!(err, "no users; add one with `user add NAME`").map_err(output)?;
+                writeln!(err, "no users; add one with `user add NAME`")?;
             }
-            writeln!(out, "{:<24}  {:<6}  CREATED", "NAME", "ROLE").map_err(output)?;
+            writeln!(out, "{:<24}  {:<6}  CREATED", "NAME", "ROLE")?;
             for u in users {
                 writeln!(
                     out,
@@ -85,13 +84,12 @@ pub async fn user(
                     u.name,
                     u.role,
                     rfc3339(u.created_at_ms)
-                )
-                .map_err(output)?;
+                )?;
             }
         }
         UserCommand::Remove { name } => {
             access::remove_user(&db.write, &name).await?;
-            writeln!(out, "removed user {name:?}").map_err(output)?;
+            writeln!(out, "removed user {name:?}")?;
         }
     }
     Ok(())
@@ -103,25 +101,22 @@ pub async fn read_token(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), AccessError> {
-    let output = |e: std::io::Error| AccessError::Hash(format!("cannot write the output: {e}"));
     let now_ms = system_now_ms();
     match cmd {
         ReadTokenCommand::Add { name } => {
             let token = access::add_read_token(&db.write, &name, now_ms).await?;
-            writeln!(out, "{token}").map_err(output)?;
+            writeln!(out, "{token}")?;
             writeln!(
                 err,
                 "read token {name:?}: it is shown once; only its hash is stored"
-            )
-            .map_err(output)?;
+            )?;
         }
         ReadTokenCommand::List => {
             let list = access::list_read_tokens(&db.read).await?;
             if list.is_empty() {
-                writeln!(err, "no read tokens; make one with `read-token add NAME`")
-                    .map_err(output)?;
+                writeln!(err, "no read tokens; make one with `read-token add NAME`")?;
             }
-            writeln!(out, "{:<24}  {:<20}  REVOKED", "NAME", "CREATED").map_err(output)?;
+            writeln!(out, "{:<24}  {:<20}  REVOKED", "NAME", "CREATED")?;
             for t in list {
                 let revoked = t.revoked_at_ms.map_or("-".to_owned(), rfc3339);
                 writeln!(
@@ -129,13 +124,12 @@ pub async fn read_token(
                     "{:<24}  {:<20}  {revoked}",
                     t.name,
                     rfc3339(t.created_at_ms)
-                )
-                .map_err(output)?;
+                )?;
             }
         }
         ReadTokenCommand::Revoke { name } => {
             let n = access::revoke_read_token(&db.write, &name, now_ms).await?;
-            writeln!(out, "revoked {n} read token(s) named {name:?}").map_err(output)?;
+            writeln!(out, "revoked {n} read token(s) named {name:?}")?;
         }
     }
     Ok(())
