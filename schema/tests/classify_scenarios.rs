@@ -52,6 +52,8 @@ const SCENARIOS: &[(&str, &str)] = &scenarios![
     "backend-moved",
     "backend-moved-by-name",
     "backend-swap",
+    "backend-swap-before-the-search",
+    "backend-replica-down",
     "backend-moved-and-down",
     "backend-down",
     "backend-down-silent",

@@ -4,7 +4,9 @@
 //!
 //! - A backend **moved** when an identity was learned for it while healthy, its configured
 //!   address does not answer like it did (refused, silent, failing or another page), and that
-//!   identity is seen at another address (the probe lists the best sighting first). Any move
+//!   identity is seen at another address (the probe lists the best sighting first), or another
+//!   backend's configured address now answers as it did (when the two were told apart while
+//!   healthy): this check's own direct requests prove that move, before any search has seen it. Any move
 //!   makes the cause `bad_gateway_after_ip_shuffle`; every move is named, so a swap reads as
 //!   two moves. The proxy never learns of a move, which is why it keeps failing.
 //! - A backend is **down** when it did not move and its configured address refuses, stays
@@ -19,11 +21,12 @@
 //! - Otherwise, e.g. every backend answers like before (then the proxy itself is at fault), the
 //!   rule says nothing and the generic outcome stands.
 
+use std::borrow::Cow;
 use std::ptr;
 
 use crate::{
     BackendIdentity, BackendState, Cause, CheckResult, Diagnosis, DirectOutcome, DirectResult,
-    FailureKind, SightingBy,
+    FailureKind, Sighting, SightingBy,
 };
 
 /// The statuses a proxy answers with when its backend fails it.
@@ -31,7 +34,8 @@ const GATEWAY_STATUSES: [u16; 3] = [502, 503, 504];
 
 /// What the evidence proves about one backend.
 enum Verdict<'a> {
-    Moved(&'a BackendState, &'a BackendIdentity),
+    /// The backend, what it was, and where it is seen now.
+    Moved(&'a BackendState, &'a BackendIdentity, Cow<'a, Sighting>),
     Down(&'a BackendState),
 }
 
@@ -41,7 +45,7 @@ pub(super) fn classify(check: &CheckResult) -> Option<Diagnosis> {
     let evidence = check.evidence.backends.as_ref()?;
     let opening = opening(check)?;
     let all = &evidence.backends;
-    let verdicts: Vec<Verdict<'_>> = all.iter().filter_map(verdict).collect();
+    let verdicts: Vec<Verdict<'_>> = all.iter().filter_map(|b| verdict(b, all)).collect();
     let moves = verdicts
         .iter()
         .filter(|v| matches!(v, Verdict::Moved(..)))
@@ -54,7 +58,7 @@ pub(super) fn classify(check: &CheckResult) -> Option<Diagnosis> {
     };
     let mut parts = vec![opening];
     parts.extend(verdicts.iter().map(|v| match v {
-        Verdict::Moved(b, known) => moved_text(b, known, all),
+        Verdict::Moved(b, known, seen) => moved_text(b, known, seen, all),
         Verdict::Down(b) => down_text(b, all),
     }));
     let mut text = parts.join("; ");
@@ -95,14 +99,40 @@ fn opening(check: &CheckResult) -> Option<String> {
     }
 }
 
-fn verdict(b: &BackendState) -> Option<Verdict<'_>> {
+fn verdict<'a>(b: &'a BackendState, all: &'a [BackendState]) -> Option<Verdict<'a>> {
     if let Some(known) = &b.known
         && !b.direct.answers_like(known)
-        && !b.seen_at.is_empty()
     {
-        return Some(Verdict::Moved(b, known));
+        if let Some(seen) = b.seen_at.first() {
+            return Some(Verdict::Moved(b, known, Cow::Borrowed(seen)));
+        }
+        if let Some(there) = answered_for(b, known, all) {
+            return Some(Verdict::Moved(b, known, Cow::Owned(there)));
+        }
     }
     failing(&b.direct).then_some(Verdict::Down(b))
+}
+
+/// Another backend's configured address answering now as `b` did while healthy: where `b` is.
+/// Only when the two answered differently while healthy: replicas serving the same page prove
+/// nothing by answering alike.
+fn answered_for(
+    b: &BackendState,
+    known: &BackendIdentity,
+    all: &[BackendState],
+) -> Option<Sighting> {
+    known.answer.as_ref()?;
+    let other = all.iter().find(|o| {
+        !ptr::eq(*o, b)
+            && o.direct.answers_like(known)
+            && o.known
+                .as_ref()
+                .is_some_and(|theirs| theirs.answer.is_some() && theirs.answer != known.answer)
+    })?;
+    Some(Sighting {
+        address: other.configured.ip(),
+        by: vec![SightingBy::Answer],
+    })
 }
 
 /// Whether a direct request shows a backend that does not serve.
@@ -115,8 +145,12 @@ fn failing(direct: &DirectResult) -> bool {
 
 /// `backend app (10.88.0.12:80) moved to 10.88.0.15: same MAC 02:.., answers like before;
 /// 10.88.0.12:80 now refuses connections (connection refused)`.
-fn moved_text(b: &BackendState, known: &BackendIdentity, all: &[BackendState]) -> String {
-    let seen = &b.seen_at[0];
+fn moved_text(
+    b: &BackendState,
+    known: &BackendIdentity,
+    seen: &Sighting,
+    all: &[BackendState],
+) -> String {
     // A fixed order (strongest proof first), whatever order the probe listed them in.
     let proof: Vec<String> = SightingBy::ALL
         .into_iter()
