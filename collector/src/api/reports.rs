@@ -162,24 +162,18 @@ async fn authenticate(
     app: &AppState,
     headers: &HeaderMap,
 ) -> Result<tokens::Authenticated, ApiError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    if !headers.contains_key(header::AUTHORIZATION) {
         return Err(ApiError::Unauthorized(
             "missing Authorization header: send `Authorization: Bearer <token>` with a token \
              from `causeway-collector token add <server>`"
                 .to_owned(),
         ));
-    };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .ok_or_else(|| {
-            ApiError::Unauthorized(
-                "the Authorization header is not of the form `Bearer <token>`".to_owned(),
-            )
-        })?;
+    }
+    let token = super::guard::bearer(headers).ok_or_else(|| {
+        ApiError::Unauthorized(
+            "the Authorization header is not of the form `Bearer <token>`".to_owned(),
+        )
+    })?;
     tokens::authenticate_cached(&app.tokens, &app.db.read, token, app.clock.now_ms())
         .await?
         .ok_or_else(|| ApiError::Unauthorized("unknown or revoked token".to_owned()))
