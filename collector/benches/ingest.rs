@@ -18,7 +18,10 @@
 //! keep-alive connections, `32,256`), `--seconds N` (measured, after a 2 s warm-up, 10),
 //! `--healthy-reports N` (reports per server in each half of the healthy-only phase, 100),
 //! `--db-dir DIR` (keep the databases and the collector's logs there; default: a temporary
-//! directory in /var/tmp, removed at the end: /tmp is often a tmpfs, where fsync costs nothing).
+//! directory in /var/tmp, removed at the end: /tmp is often a tmpfs, where fsync costs nothing),
+//! `--loads-only` (phases 1 to 3), `--collector PATH` (another build of the collector: the
+//! machine's figures drift by a fifth from one run to the next, so telling two builds apart
+//! takes runs of each, alternated in one sitting; see scripts/ingest-ab).
 //!
 //! Open files: each connection is a socket in this bench and one in the collector, a child
 //! that inherits this process's limits. Both soft limits are checked (`/proc/*/limits`) before
@@ -29,7 +32,7 @@
 //! servers, with the host's readings. One report in 100 has the check refused (nginx's listener
 //! gone, with the host's and the resolvers' evidence), which opens an incident that the next
 //! report closes; one in 100 has a name server refusing to answer. Each server's reports are
-//! 10 s apart from six hours ago (from now in phase 5), each with a random id.
+//! 10 s apart from six hours ago, each with a random id.
 //!
 //! Phases:
 //! 1. the fsync floor: 32 KiB appended to a file in the databases' directory and fsynced, 200
@@ -55,9 +58,9 @@
 //!    retention answers reports older than 14 days `"expired": true` and stores nothing); then
 //!    the collector restarted on that database with the default retention, its pruner deleting
 //!    at once, 2,000 rows at a time between batches of reports, while 32 connections post
-//!    reports dated now. Printed: the load's figures beside the plain load's at 32, the rows
-//!    pruned meanwhile (the rows of each table before that are gone after), and whether a pass
-//!    of the pruner over every server ended (its log line);
+//!    reports dated from six hours ago. Printed: the load's figures beside the plain load's at
+//!    32, the rows pruned meanwhile (the rows of each table before that are gone after), and
+//!    whether a pass of the pruner over every server ended (its log line);
 //! 6. PostgreSQL on this machine (`--no-postgres` leaves it out, `--only-postgres` runs it
 //!    alone): a cluster of its own made by
 //!    scripts/pg-test-cluster with commits fsynced (PG_DURABLE=1: fsync, synchronous_commit
@@ -84,7 +87,14 @@ use sqlx::{ConnectOptions, Connection, SqliteConnection};
 mod common;
 use common::{ProbeHost, answering, ok_check, refused_on, refusing, report, resolution, with_host};
 
-const COLLECTOR: &str = env!("CARGO_BIN_EXE_causeway-collector");
+/// The collector this crate built; `--collector PATH` runs another build instead.
+const BUILT_COLLECTOR: &str = env!("CARGO_BIN_EXE_causeway-collector");
+static COLLECTOR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The collector binary every phase runs.
+fn collector_bin() -> &'static Path {
+    COLLECTOR.get_or_init(|| PathBuf::from(BUILT_COLLECTOR))
+}
 const WARMUP: Duration = Duration::from_secs(2);
 /// A probe's interval: the spacing of each server's reports.
 const INTERVAL_MS: i64 = 10_000;
@@ -147,6 +157,8 @@ struct Options {
     postgres: bool,
     /// Phase 6 alone (`--only-postgres`), after the fleet's tokens are made.
     only_postgres: bool,
+    /// Phases 1 to 3 only (`--loads-only`): the figures an A/B of two builds compares.
+    loads_only: bool,
 }
 
 impl Options {
@@ -159,6 +171,7 @@ impl Options {
             db_dir: None,
             postgres: true,
             only_postgres: false,
+            loads_only: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -174,9 +187,20 @@ impl Options {
                 "--db-dir" => o.db_dir = Some(value(&arg)?.into()),
                 "--no-postgres" => o.postgres = false,
                 "--only-postgres" => o.only_postgres = true,
+                "--loads-only" => o.loads_only = true,
+                "--collector" => {
+                    let path = PathBuf::from(value(&arg)?);
+                    ensure!(
+                        path.is_file(),
+                        "--collector: {} is not a file",
+                        path.display()
+                    );
+                    let _ = COLLECTOR.set(path);
+                }
                 other => bail!(
                     "unknown argument {other:?}; options: --servers N, --connections N,N,..., \
-                     --seconds N, --healthy-reports N, --db-dir DIR, --no-postgres, --only-postgres"
+                     --seconds N, --healthy-reports N, --db-dir DIR, --no-postgres, \
+                     --only-postgres, --loads-only, --collector PATH"
                 ),
             }
         }
@@ -268,9 +292,10 @@ async fn run(o: Options) -> anyhow::Result<()> {
         WARMUP.as_secs()
     );
     println!(
-        "databases in {} (file system: {}), collector {COLLECTOR}",
+        "databases in {} (file system: {}), collector {}",
         dir.display(),
-        file_system(&dir)
+        file_system(&dir),
+        collector_bin().display()
     );
     println!(
         "open files: at most {} for this bench and the collector (inherited)",
@@ -296,6 +321,9 @@ async fn run(o: Options) -> anyhow::Result<()> {
         if connections == PRUNE_CONNECTIONS {
             plain_at_prune_level = Some(summary);
         }
+    }
+    if bench.o.loads_only {
+        return Ok(());
     }
     let healthy = healthy_phase(&bench).await?;
     print_projection(healthy);
@@ -553,10 +581,13 @@ async fn prune_phase(b: &Bench, plain: Option<Summary>) -> anyhow::Result<()> {
     let connections = PRUNE_CONNECTIONS.min(b.fleet.len());
     println!(
         "  restarted with the default retention (its pruner starts at once), load: \
-         {connections} connections, {} servers, reports dated now",
+         {connections} connections, {} servers, reports dated from {START_HOURS_AGO} hours ago",
         b.fleet.len()
     );
-    let plan = Plan::timed(connections, b.o.seconds, on_interval(now_ms(), INTERVAL_MS));
+    // As the plain loads': inside every retention, and never ahead of the collector's clock
+    // (it refuses reports dated more than 5 minutes ahead), though each server's reports are
+    // 10 s apart and a load posts hundreds of them per server.
+    let plan = Plan::timed(connections, b.o.seconds, first_report_ms());
     let load = generate(&collector, &b.fleet, &plan).await?;
     // Read before the stop: the passes that ended by the end of the load.
     let passes = pruner_passes(&log)?;
@@ -775,7 +806,7 @@ impl Collector {
         args: &[&str],
     ) -> anyhow::Result<Collector> {
         let addr = free_address()?;
-        let child = Command::new(COLLECTOR)
+        let child = Command::new(collector_bin())
             .arg("--db")
             .arg(db)
             .args(["serve", "--listen", &addr.to_string()])
@@ -787,7 +818,7 @@ impl Collector {
             .stdout(Stdio::null())
             .stderr(File::create(log)?)
             .spawn()
-            .with_context(|| format!("cannot start {COLLECTOR}"))?;
+            .with_context(|| format!("cannot start {}", collector_bin().display()))?;
         let mut collector = Collector {
             child,
             base: format!("http://{addr}"),
@@ -878,7 +909,7 @@ fn make_fleet(db: &Path, servers: usize) -> anyhow::Result<Vec<Server>> {
 }
 
 fn add_token(db: &Path, server: &str) -> anyhow::Result<String> {
-    let out = Command::new(COLLECTOR)
+    let out = Command::new(collector_bin())
         .arg("--db")
         .arg(db)
         .args(["token", "add", server])
@@ -1797,7 +1828,7 @@ PostgreSQL: a cluster of this bench's own, commits fsynced, over a Unix socket"
     let raw = raw_postgres(&cluster.database("raw").await?).await?;
     for &connections in &b.o.connections {
         let url = cluster.database(&format!("bench_{connections}")).await?;
-        let copied = Command::new(COLLECTOR)
+        let copied = Command::new(collector_bin())
             .arg("--db")
             .arg(&b.tokens_db)
             .args(["migrate-to", &url])
