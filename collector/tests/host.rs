@@ -196,6 +196,29 @@ async fn a_report_without_host_changes_nothing() {
 }
 
 #[tokio::test]
+async fn readings_within_a_minute_update_one_row_that_keeps_its_start() {
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    // Cycles are 30 s apart: 1 and 2 share a row, 3 is a minute after 1 and starts the next.
+    post_all(&h, &token, &[on(1, healthy), on(2, healthy)]).await;
+    assert_eq!(h.count("host_observations").await, 1);
+    let body = host_of(&h, "").await;
+    assert_eq!(body["latest"]["started_at_ms"], cycle(2), "{body}");
+    assert_eq!(body["latest"]["memory"]["at_ms"], cycle(2), "{body}");
+    // The row's start is its first reading's: its index entry did not move (migration 0013).
+    let starts: Vec<i64> = sqlx::query_scalar("SELECT started_at_ms FROM host_observations")
+        .fetch_all(&h.db.read)
+        .await
+        .unwrap();
+    assert_eq!(starts, [cycle(1)]);
+
+    post_all(&h, &token, &[on(3, healthy)]).await;
+    assert_eq!(h.count("host_observations").await, 2);
+    let body = host_of(&h, "").await;
+    assert_eq!(body["latest"]["started_at_ms"], cycle(3), "{body}");
+}
+
+#[tokio::test]
 async fn an_old_report_changes_neither_conditions_nor_readings() {
     let h = Harness::new().await;
     let token = h.token("web-01").await;

@@ -3,9 +3,10 @@
 //!
 //! Readings: the newest row always holds the newest reading of an in-order report. A new row
 //! starts when the boot id, the causes found or the probe's warnings change, or when the row
-//! is a minute old; otherwise the reading replaces the newest row's. So the history costs a row
-//! a minute whatever the interval, and every change of state has its own row. An old report's
-//! reading is not kept: it is not the newest, and its minute has its row.
+//! is a minute old; otherwise the reading replaces the newest row's, and the row's
+//! `last_at_ms` (its `started_at_ms`, the first reading's, stays: migration 0013). So the
+//! history costs a row a minute whatever the interval, and every change of state has its own
+//! row. An old report's reading is not kept: it is not the newest, and its minute has its row.
 //!
 //! Grouping, per server and cause:
 //! - a condition in a report extends the open condition of its cause, or opens one at the
@@ -126,7 +127,7 @@ pub(super) fn observe<'a>(
         // $1 (the server) is the row's already; the statement leaves it.
         readings.push(Value::from(row.rowid));
         conn.execute(
-            "UPDATE host_observations SET report_uuid = $2, started_at_ms = $3, boot_id = $4,
+            "UPDATE host_observations SET report_uuid = $2, last_at_ms = $3, boot_id = $4,
                     uptime_s = $5, mem_total_kb = $6, mem_available_kb = $7, slab_kb = $8,
                     s_unreclaim_kb = $9, cpus = $10, load1_c = $11, load5_c = $12,
                     load15_c = $13, runnable = $14, cpu_some_c = $15, memory_some_c = $16,
@@ -142,9 +143,9 @@ pub(super) fn observe<'a>(
                                                 slab_kb, s_unreclaim_kb, cpus, load1_c, load5_c,
                                                 load15_c, runnable, cpu_some_c, memory_some_c,
                                                 memory_full_c, io_some_c, io_full_c, causes,
-                                                warnings)
+                                                warnings, last_at_ms)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                         $17, $18, $19, $20, $21)
+                         $17, $18, $19, $20, $21, $3)
                  RETURNING rowid",
             &readings,
             |r| r.i64(0),

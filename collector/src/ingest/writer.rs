@@ -256,6 +256,10 @@ fn open_sqlite(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)?;
+    // Each report's savepoint keeps the pages it changes in a statement journal, a temporary
+    // file by default: more writes than the WAL itself (strace of a load: 24k writes to it
+    // against 14k to the WAL). In memory it is a batch's changed pages at most, a few MiB.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(conn)
 }
 

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use sqlx::AnyPool;
 
-use crate::db::indexed_by;
+use crate::db::in_time_order;
 
 use super::ReadError;
 
@@ -90,12 +90,13 @@ pub async fn windows(
             if !sql.is_empty() {
                 sql.push_str(" UNION ALL ");
             }
-            // One server: its primary key (server, time). All: the time-first covering index,
-            // which SQLite would otherwise pass over for a scan of every row (migration 0005).
+            // One server: its (server, time) index. All: the window's rows in time order, the
+            // primary key (migration 0012), which SQLite would otherwise pass over for a scan
+            // of every row.
             let n = binds.len();
             let (index, filter) = match server {
                 Some(_) => (String::new(), format!("AND server_id = ${}", n + 3)),
-                None => (indexed_by(pool, &format!("{table}_by_time")), String::new()),
+                None => (in_time_order(pool, table), String::new()),
             };
             sql.push_str(&format!(
                 "SELECT {w}, server_id, CAST(SUM(checks_ok) AS BIGINT),

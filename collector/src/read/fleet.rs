@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sqlx::AnyPool;
 
-use crate::db::indexed_by;
+use crate::db::in_time_order;
 
 use super::{ReadError, ServerRow, counts, state};
 use crate::ingest::rollups::{RecentCheck, parse_recent};
@@ -67,9 +67,8 @@ pub async fn fleet(pool: &AnyPool, now_ms: i64) -> Result<Fleet, ReadError> {
             _ => ("availability_days", "day_ms", DAY_MS),
         };
         let since = (now_ms - len) - (now_ms - len).rem_euclid(unit);
-        // Without the hint SQLite scans the whole table in primary-key order to avoid sorting
-        // for GROUP BY: every hour of every server instead of the window's (migration 0005).
-        let hint = indexed_by(pool, &format!("{table}_by_time"));
+        // The window's rows only, in time order (see `in_time_order`).
+        let hint = in_time_order(pool, table);
         let sums: Vec<(i64, i64, i64)> = sqlx::query_as(&format!(
             "SELECT server_id, CAST(SUM(checks_ok) AS BIGINT), CAST(SUM(checks_total) AS BIGINT)
              FROM {table} {hint}

@@ -139,8 +139,8 @@ async fn latest_observation(
     server_id: i64,
 ) -> Result<Option<HostObservationView>, ReadError> {
     let row: Option<ObservationRow> = sqlx::query_as(
-        "SELECT report_uuid, started_at_ms, boot_id, uptime_s, mem_total_kb, mem_available_kb,
-                slab_kb, s_unreclaim_kb, cpus, load1_c, load5_c, load15_c, runnable, cpu_some_c,
+        "SELECT report_uuid, COALESCE(last_at_ms, started_at_ms) AS started_at_ms, boot_id,
+                uptime_s, mem_total_kb, mem_available_kb, slab_kb, s_unreclaim_kb, cpus, load1_c, load5_c, load15_c, runnable, cpu_some_c,
                 memory_some_c, memory_full_c, io_some_c, io_full_c, causes, warnings
          FROM host_observations
          WHERE server_id = $1 ORDER BY started_at_ms DESC, rowid DESC LIMIT 1",
