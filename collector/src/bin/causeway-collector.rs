@@ -7,6 +7,9 @@ use causeway_collector::cli::{self, Cli};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr: stdout is for what scripts capture (`token add` prints the token).
