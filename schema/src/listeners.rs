@@ -22,6 +22,11 @@ pub struct ListenerEvidence {
     /// False when the owners of other users' sockets could not be read (no CAP_DAC_READ_SEARCH
     /// and CAP_SYS_PTRACE): listeners then carry only their uid and inode.
     pub owners_visible: bool,
+    /// The pid at the root of the serving process's tree: it and its descendants serve the
+    /// port, whatever the name and cgroup of anyone else. `None` when no owner was known, and
+    /// from probes before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_pid: Option<u32>,
     pub listeners: Vec<Listener>,
 }
 
@@ -60,6 +65,9 @@ pub struct SocketOwner {
     /// The systemd unit the cgroup belongs to (`nginx.service`), when it is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
+    /// Its parent's pid, when read; from probes before it, `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ppid: Option<u32>,
 }
 
 impl ListenerEvidence {

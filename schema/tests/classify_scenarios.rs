@@ -46,6 +46,7 @@ const SCENARIOS: &[(&str, &str)] = &scenarios![
     "rst-serving-only",
     "rst-syn-while-listening",
     "rst-rogue-long-gone",
+    "rst-same-name-same-cgroup",
     "dns-name-missing",
     "dns-no-address-blocked",
     "dns-disputed-address",

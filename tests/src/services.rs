@@ -162,10 +162,26 @@ http {{
 /// process each time, like a config test (`nginx -t`) run every minute by a monitoring agent.
 /// Its command line contains `rogue-listener.py`.
 pub fn start_rogue_listener(lab: &Lab, host: &Host, port: u16) -> Result<Service> {
+    start_rogue_listener_as(lab, host, port, None, None)
+}
+
+/// [`start_rogue_listener`] with the process name `comm` (at most 15 bytes) and in `cgroup`
+/// (a cgroup v2 directory): `nginx -t` run inside nginx's own container or cgroup, which has
+/// nginx's name and cgroup but is not nginx's child.
+pub fn start_rogue_listener_as(
+    lab: &Lab,
+    host: &Host,
+    port: u16,
+    comm: Option<&str>,
+    cgroup: Option<&Path>,
+) -> Result<Service> {
     let script = lab.path("rogue-listener.py");
     std::fs::write(
         &script,
-        r#"import random, socket, sys, time
+        r#"import ctypes, random, socket, sys, time
+if len(sys.argv) > 3:
+    # PR_SET_NAME: the name /proc/PID/comm shows.
+    ctypes.CDLL(None).prctl(15, sys.argv[3].encode(), 0, 0, 0)
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
 s.bind((sys.argv[1], int(sys.argv[2])))
@@ -174,12 +190,16 @@ print("listening", flush=True)
 time.sleep(random.uniform(1.0, 3.0))
 "#,
     )?;
-    let mut cmd = host.command("sh");
+    let mut cmd = match cgroup {
+        Some(cgroup) => host.command_in(cgroup, "sh"),
+        None => host.command("sh"),
+    };
     cmd.arg("-c")
-        .arg(r#"while :; do python3 "$0" "$1" "$2"; sleep 0.3; done"#)
+        .arg(r#"while :; do python3 "$0" "$@"; sleep 0.3; done"#)
         .arg(&script)
         .arg(host.addr.to_string())
-        .arg(port.to_string());
+        .arg(port.to_string())
+        .args(comm);
     let mut service = Service::spawn("rogue", &mut cmd, &lab.path("rogue.log"))?;
     wait_for("the rogue listener to bind", START_TIMEOUT, || {
         if !service.is_running() {
@@ -188,6 +208,12 @@ time.sleep(random.uniform(1.0, 3.0))
         Ok(service.log_text().contains("listening").then_some(()))
     })?;
     Ok(service)
+}
+
+/// The cgroup of the nginx started as `name` by [`start_nginx`].
+pub fn nginx_cgroup(lab: &Lab, name: &str) -> Result<PathBuf> {
+    let link = lab.path(name).join("cgroup");
+    std::fs::read_link(&link).with_context(|| format!("reading {}", link.display()))
 }
 
 /// A Python HTTP server on every address of `host`, port `port`, serving the canary page, in

@@ -206,6 +206,72 @@ fn rogue_reuseport_listener_is_named_as_the_sender_of_the_reset() -> Result<()> 
 }
 
 #[test]
+fn a_config_test_with_nginxs_name_and_cgroup_is_not_the_server() -> Result<()> {
+    // `docker exec web nginx -t`: the rogue runs in nginx's own cgroup under the name nginx,
+    // but it is not a descendant of nginx's master. Named by (name, cgroup) alone it was
+    // "serving", and its resets came out as the generic `connection_reset`.
+    let (site, _) = site(&Plan {
+        interval: "5s",
+        timeout: "4s",
+        ..Plan::local("samename")
+    })?;
+    let Site {
+        mut lab,
+        web,
+        collector,
+    } = site;
+    wait_results(&collector, 0, 1, |r| r["ok"] == true)?;
+
+    let cgroup = services::nginx_cgroup(&lab, "nginx")?;
+    let rogue = services::start_rogue_listener_as(&lab, &web, 80, Some("nginx"), Some(&cgroup))?;
+    lab.adopt(rogue);
+    let rogue_from = now_ms();
+    let found = wait_results(&collector, rogue_from, 1, |r| r["ok"] == false)?;
+    let r = &found[0];
+    ensure!(
+        r["cause"] == "rst_from_non_serving_process",
+        "the first failed check: {r:#}"
+    );
+    let explanation = r["explanation"].as_str().unwrap_or("");
+    ensure!(
+        explanation.contains("nginx is neither pid") && explanation.contains("descendants"),
+        "the explanation must say the rogue is outside nginx's tree: {explanation}"
+    );
+    // The rogue, as the probe saw it: nginx's name and cgroup, and not serving.
+    let all = listeners(r);
+    let cgroup_name = format!(
+        "/{}",
+        cgroup.file_name().unwrap_or_default().to_string_lossy()
+    );
+    let rogue = all
+        .iter()
+        .find(|l| l["serving"] == false && owned_by(l, "rogue-listener.py"))
+        .with_context(|| format!("no rogue listener: {all:#?}"))?;
+    let owner = &rogue["owners"][0];
+    ensure!(
+        owner["name"] == "nginx" && owner["cgroup"] == cgroup_name.as_str(),
+        "the rogue should have nginx's name and cgroup {cgroup_name}: {owner}"
+    );
+
+    let failed = failed_since(&collector, rogue_from)?;
+    let others: Vec<&Value> = failed
+        .iter()
+        .filter(|r| r["cause"] != "rst_from_non_serving_process")
+        .collect();
+    ensure!(
+        others.is_empty(),
+        "failures with another cause while the rogue ran: {others:#?}"
+    );
+    let text = services::probectl(&collector, &["why", SERVER, "--since", "1h"])?;
+    println!("$ probectl why {SERVER} --since 1h\n{text}");
+    ensure!(
+        text.contains("rst_from_non_serving_process") && text.contains("is neither pid"),
+        "probectl why printed:\n{text}"
+    );
+    Ok(())
+}
+
+#[test]
 fn stopped_nginx_is_refused_with_the_syn_reset_trace() -> Result<()> {
     let (site, _) = site(&Plan::local("refused-trace"))?;
     let Site {

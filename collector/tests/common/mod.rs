@@ -728,6 +728,7 @@ pub fn nginx_listener_gone(
         serving: "unit nginx.service".into(),
         poll_ms: 100,
         owners_visible: true,
+        serving_pid: None,
         listeners: vec![Listener {
             inode: 3001,
             address,
@@ -739,6 +740,7 @@ pub fn nginx_listener_gone(
                 cmdline: "nginx: worker process".into(),
                 cgroup: Some("/system.slice/nginx.service".into()),
                 unit: Some("nginx.service".into()),
+                ppid: None,
             }],
             serving: true,
             first_seen_ms,

@@ -394,6 +394,8 @@ struct PortTrack {
     /// Vanished listeners, oldest first; `last_seen_ms` is the last poll that saw them.
     gone: VecDeque<Tracked>,
     serving_text: String,
+    /// The root of the serving tree as of the last poll.
+    serving_pid: Option<u32>,
 }
 
 /// All tracking, free of threads and I/O so that tests can drive it poll by poll.
@@ -417,6 +419,7 @@ impl Tracker {
                     current: BTreeMap::new(),
                     gone: VecDeque::new(),
                     serving_text: String::new(),
+                    serving_pid: None,
                 })
                 .collect(),
             poll_ms: u32::try_from(poll.as_millis()).unwrap_or(u32::MAX),
@@ -514,6 +517,7 @@ impl Tracker {
             serving: p.serving_text.clone(),
             poll_ms: self.poll_ms,
             owners_visible: self.owners_visible,
+            serving_pid: p.serving_pid,
             listeners: select(listeners),
         }
     }
@@ -568,78 +572,114 @@ impl PortTrack {
 
     /// Decides again which current listeners are the serving process's: it may have
     /// restarted since the last poll. Vanished listeners keep their last verdict.
+    ///
+    /// The serving process is a tree: its root is the eldest owner the rule allows (any owner
+    /// for the long-lived rule, the unit's or the named process's otherwise), and a listener
+    /// serves when one of its owners is that root, or descends from it with the root's name
+    /// and cgroup (nginx's master and its workers, across a reload, and the new master of a
+    /// binary upgrade, which the old one starts). A process outside the tree does not serve,
+    /// whatever its name and cgroup: `nginx -t` run inside the server's container or cgroup
+    /// has both. Nor does a child of another name that opens a listener of its own.
     fn update_serving(&mut self, owners_visible: bool) {
-        let port = self.port;
-        match &self.rule {
-            ServingRule::Unit(unit) => {
-                for t in self.current.values_mut() {
-                    t.serving = t.owners.iter().any(|o| o.info.unit.as_ref() == Some(unit));
-                }
-                self.serving_text = format!("unit {unit}");
-            }
-            ServingRule::Process(name) => {
-                for t in self.current.values_mut() {
-                    t.serving = t.owners.iter().any(|o| &o.info.name == name);
-                }
-                self.serving_text = format!("process {name}");
-            }
-            ServingRule::LongLived => {
-                let (identity, ref_uid, text) = long_lived(port, &self.current);
-                for t in self.current.values_mut() {
-                    t.serving = match (&identity, t.owners.is_empty()) {
-                        (Some((name, cgroup)), false) => t
-                            .owners
-                            .iter()
-                            .any(|o| &o.info.name == name && &o.info.cgroup == cgroup),
-                        // An owner that could not be read: the same uid is all there is.
-                        (Some(_), true) => !owners_visible && Some(t.uid) == ref_uid,
-                        (None, _) => Some(t.uid) == ref_uid,
-                    };
-                }
-                self.serving_text = text;
-            }
+        let root = serving_root(&self.rule, &self.current);
+        let long_lived = matches!(self.rule, ServingRule::LongLived);
+        // Without any owner known, the long-lived rule falls back to the uid of the listener
+        // known longest.
+        let oldest_uid = self
+            .current
+            .values()
+            .min_by_key(|t| (t.first_seen_ms, t.inode))
+            .map(|t| t.uid);
+        for t in self.current.values_mut() {
+            t.serving = match (&root, t.owners.is_empty()) {
+                (Some(root), false) => t.owners.iter().any(|o| root.serves_with(o)),
+                // An owner that could not be read: the same uid is all there is.
+                (Some(root), true) => long_lived && !owners_visible && t.uid == root.uid,
+                (None, _) => long_lived && Some(t.uid) == oldest_uid,
+            };
         }
+        self.serving_pid = root.as_ref().map(|r| r.pid);
+        self.serving_text = serving_text(self.port, &self.rule, root.as_ref(), oldest_uid);
     }
 }
 
-/// Who is the long-lived owner of a port: the (name, cgroup) of the earliest started owner of
-/// any current listener, with that listener's uid. A second process of the same name in
-/// another cgroup (`nginx -t` from a monitoring agent) or another name in the same cgroup is
-/// someone else. Without any known owner, the uid of the listener known longest stands in.
-#[allow(clippy::type_complexity)]
-fn long_lived(
-    port: u16,
-    current: &BTreeMap<u64, Tracked>,
-) -> (Option<(String, Option<String>)>, Option<u32>, String) {
-    let eldest = current
+/// The root of the serving process's tree (see [`PortTrack::update_serving`]).
+#[derive(Debug)]
+struct ServingRoot {
+    pid: u32,
+    name: String,
+    cgroup: Option<String>,
+    /// The uid of the socket it holds.
+    uid: u32,
+}
+
+impl ServingRoot {
+    /// Whether `o` is the root, or one of its descendants of the same name and cgroup.
+    fn serves_with(&self, o: &Owner) -> bool {
+        o.info.pid == self.pid
+            || (o.ancestors.contains(&self.pid)
+                && o.info.name == self.name
+                && o.info.cgroup == self.cgroup)
+    }
+}
+
+/// The eldest owner of a current listener that `rule` allows. Init (pid 1) holding a socket it
+/// passed to a service (systemd's socket activation) is passed over for that service: every
+/// process descends from init.
+fn serving_root(rule: &ServingRule, current: &BTreeMap<u64, Tracked>) -> Option<ServingRoot> {
+    let allowed = |o: &Owner| match rule {
+        ServingRule::Unit(unit) => o.info.unit.as_ref() == Some(unit),
+        ServingRule::Process(name) => &o.info.name == name,
+        ServingRule::LongLived => true,
+    };
+    current
         .values()
         .flat_map(|t| t.owners.iter().map(move |o| (o, t.uid)))
-        .min_by_key(|(o, _)| (o.start_ticks.unwrap_or(u64::MAX), o.info.pid));
-    if let Some((o, uid)) = eldest {
-        let text = match &o.info.cgroup {
-            Some(cg) => format!(
-                "the long-lived owner of port {port}: {} in cgroup {cg}",
-                o.info.name
-            ),
-            None => format!("the long-lived owner of port {port}: {}", o.info.name),
-        };
-        return (
-            Some((o.info.name.clone(), o.info.cgroup.clone())),
-            Some(uid),
-            text,
-        );
-    }
-    match current.values().min_by_key(|t| (t.first_seen_ms, t.inode)) {
-        Some(t) => (
-            None,
-            Some(t.uid),
-            format!("the long-lived owner of port {port}: uid {}", t.uid),
-        ),
-        None => (
-            None,
-            None,
-            format!("the long-lived owner of port {port}: nothing listens"),
-        ),
+        .filter(|(o, _)| allowed(o))
+        .min_by_key(|(o, _)| {
+            (
+                o.info.pid == 1,
+                o.start_ticks.unwrap_or(u64::MAX),
+                o.info.pid,
+            )
+        })
+        .map(|(o, uid)| ServingRoot {
+            pid: o.info.pid,
+            name: o.info.name.clone(),
+            cgroup: o.info.cgroup.clone(),
+            uid,
+        })
+}
+
+/// How the serving process was recognised, for the evidence.
+fn serving_text(
+    port: u16,
+    rule: &ServingRule,
+    root: Option<&ServingRoot>,
+    oldest_uid: Option<u32>,
+) -> String {
+    let how = match rule {
+        ServingRule::Unit(unit) => format!("unit {unit}"),
+        ServingRule::Process(name) => format!("process {name}"),
+        ServingRule::LongLived => format!("the long-lived owner of port {port}"),
+    };
+    match (root, rule) {
+        (Some(r), _) => {
+            let cgroup = r
+                .cgroup
+                .as_ref()
+                .map(|cg| format!(" in cgroup {cg}"))
+                .unwrap_or_default();
+            format!(
+                "{how}: pid {} {}{cgroup}, and its descendants",
+                r.pid, r.name
+            )
+        }
+        (None, ServingRule::LongLived) => match oldest_uid {
+            Some(uid) => format!("{how}: uid {uid}"),
+            None => format!("{how}: nothing listens"),
+        },
+        (None, _) => format!("{how}: none of it holds the port"),
     }
 }
 

@@ -30,7 +30,13 @@ pub struct Owner {
     /// Field 22 of `/proc/PID/stat`: clock ticks after boot the process started. Comparable
     /// between processes, which is all the long-lived rule needs.
     pub start_ticks: Option<u64>,
+    /// Its parent, the parent's parent and so on up to pid 1 (at most [`ANCESTORS_MAX`]), as
+    /// read when the owner was looked up: whether it descends from the serving process.
+    pub ancestors: Vec<u32>,
 }
+
+/// Generations of parents read per owner: deeper trees than this are not a server's workers.
+pub const ANCESTORS_MAX: usize = 32;
 
 /// The result of one scan of `/proc/*/fd`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -127,9 +133,9 @@ pub fn read_owner(proc_root: &Path, pid: u32) -> Option<Owner> {
         .ok()
         .and_then(|t| parse_cgroup(&t));
     let unit = cgroup.as_deref().and_then(unit_of);
-    let start_ticks = fs::read_to_string(dir.join("stat"))
-        .ok()
-        .and_then(|t| parse_start_ticks(&t));
+    let stat = fs::read_to_string(dir.join("stat")).ok();
+    let start_ticks = stat.as_deref().and_then(parse_start_ticks);
+    let ppid = stat.as_deref().and_then(parse_ppid);
     Some(Owner {
         info: SocketOwner {
             pid,
@@ -137,9 +143,28 @@ pub fn read_owner(proc_root: &Path, pid: u32) -> Option<Owner> {
             cmdline,
             cgroup,
             unit,
+            ppid,
         },
         start_ticks,
+        ancestors: ancestors(proc_root, ppid),
     })
+}
+
+/// The chain of parents from `ppid` up: stops at pid 1 (included), at a process that exited
+/// meanwhile, or after [`ANCESTORS_MAX`].
+fn ancestors(proc_root: &Path, ppid: Option<u32>) -> Vec<u32> {
+    let mut chain = Vec::new();
+    let mut next = ppid;
+    while let Some(pid) = next.filter(|&p| p != 0 && chain.len() < ANCESTORS_MAX) {
+        chain.push(pid);
+        if pid == 1 {
+            break;
+        }
+        next = fs::read_to_string(proc_root.join(pid.to_string()).join("stat"))
+            .ok()
+            .and_then(|t| parse_ppid(&t));
+    }
+    chain
 }
 
 /// Whether the fds of processes of other users can be read, tried on pid 1 (root's init, or
@@ -225,6 +250,12 @@ pub fn unit_of(cgroup: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Field 4 (`ppid`) of `/proc/PID/stat`, counted after the name as [`parse_start_ticks`] does.
+pub fn parse_ppid(stat: &str) -> Option<u32> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_ascii_whitespace().nth(4 - 3)?.parse().ok()
+}
+
 /// Field 22 (`starttime`) of `/proc/PID/stat`. The second field, the name in parentheses, may
 /// hold spaces and parentheses itself, so fields are counted after the last `)`.
 pub fn parse_start_ticks(stat: &str) -> Option<u64> {
@@ -293,6 +324,17 @@ mod tests {
         );
         assert_eq!(unit_of("/"), None);
         assert_eq!(unit_of("/system.slice"), None);
+    }
+
+    #[test]
+    fn parent_is_field_4_after_the_name() {
+        assert_eq!(
+            parse_ppid("4242 (nginx: worker) S 812 4242 4242 0"),
+            Some(812)
+        );
+        assert_eq!(parse_ppid("7 (a) b) c) R 1 2"), Some(1));
+        assert_eq!(parse_ppid("7 (x) R"), None);
+        assert_eq!(parse_ppid("garbage"), None);
     }
 
     #[test]
@@ -408,7 +450,13 @@ mod tests {
         .unwrap();
         fs::write(
             d.join("stat"),
-            "200 (nginx) S 1 200 200 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 4321",
+            "200 (nginx) S 100 200 200 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 4321",
+        )
+        .unwrap();
+        // Its parent, whose parent is init: the chain stops there.
+        fs::write(
+            p.join("100/stat"),
+            "100 (sh) S 1 100 100 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99",
         )
         .unwrap();
         let owner = read_owner(p, 200).unwrap();
@@ -421,8 +469,10 @@ mod tests {
                     cmdline: "nginx: master process /usr/sbin/nginx".into(),
                     cgroup: Some("/system.slice/nginx.service".into()),
                     unit: Some("nginx.service".into()),
+                    ppid: Some(100),
                 },
                 start_ticks: Some(4321),
+                ancestors: vec![100, 1],
             }
         );
         assert_eq!(read_owner(p, 400), None, "no comm: gone");
@@ -442,6 +492,10 @@ mod tests {
         assert!(owner.info.cmdline.contains("causeway_probe"), "{owner:?}");
         assert!(owner.info.cgroup.is_some());
         assert!(owner.start_ticks.is_some());
+        // This test's own parent is the test runner; the chain ends at init (or at the top of
+        // a pid namespace's visible tree).
+        assert_eq!(owner.info.ppid, Some(std::os::unix::process::parent_id()));
+        assert_eq!(owner.ancestors.first(), owner.info.ppid.as_ref());
         // Root, or capable: other users' fds are readable here.
         if can_read_other_fds(Path::new("/proc")) {
             assert_eq!(scan.denied, None);

@@ -859,6 +859,7 @@ mod tests {
             cmdline: "nginx: worker process".into(),
             cgroup: cgroup.map(Into::into),
             unit: unit.map(Into::into),
+            ppid: None,
         }
     }
 
@@ -887,6 +888,7 @@ mod tests {
             serving: "unit nginx.service".into(),
             poll_ms: 100,
             owners_visible: true,
+            serving_pid: None,
             listeners: vec![listener(1, false, rogue), listener(2, true, owners)],
         }
     }

@@ -174,7 +174,7 @@ fn non_serving_story(
     };
     format!(
         "{target} reset the connection {}, from a socket the serving process does not own: {} \
-         listened on {}{group} too ({life}), beside {}, the serving process ({}). The kernel \
+         listened on {}{group} too ({life}), beside {}, the serving process ({}).{} The kernel \
          resets the connections queued on a listener that closes; stop that process from \
          binding port {}, or set net.ipv4.tcp_migrate_req=1 so they move to the remaining \
          listeners",
@@ -183,7 +183,25 @@ fn non_serving_story(
         rogue.address,
         serving.owners_text(),
         ev.serving,
+        outside_the_tree(ev, rogue),
         ev.port,
+    )
+}
+
+/// Why a rogue of the server's own name is not the server: " pid 4242 nginx is neither pid
+/// 812 nor one of its descendants (its parent: pid 4200)." Empty when the probe did not say
+/// which pid roots the serving tree, or the rogue's owner is unknown.
+fn outside_the_tree(ev: &ListenerEvidence, rogue: &Listener) -> String {
+    let (Some(root), Some(o)) = (ev.serving_pid, rogue.owners.first()) else {
+        return String::new();
+    };
+    let parent = o
+        .ppid
+        .map(|p| format!(" (its parent: pid {p})"))
+        .unwrap_or_default();
+    format!(
+        " Pid {} {} is neither pid {root} nor one of its descendants{parent}.",
+        o.pid, o.name
     )
 }
 

@@ -20,6 +20,7 @@ fn dl(addr: &str, inode: u64, uid: u32) -> DiagListener {
     }
 }
 
+/// A process started by init.
 fn owner(pid: u32, name: &str, cgroup: &str, start: u64) -> Owner {
     Owner {
         info: SocketOwner {
@@ -28,9 +29,20 @@ fn owner(pid: u32, name: &str, cgroup: &str, start: u64) -> Owner {
             cmdline: name.into(),
             cgroup: Some(cgroup.into()),
             unit: procfs::unit_of(cgroup),
+            ppid: Some(1),
         },
         start_ticks: Some(start),
+        ancestors: vec![1],
     }
+}
+
+/// `o` as a child of `parent` (and of its ancestors).
+fn child_of(mut o: Owner, parent: &Owner) -> Owner {
+    o.info.ppid = Some(parent.info.pid);
+    o.ancestors = std::iter::once(parent.info.pid)
+        .chain(parent.ancestors.iter().copied())
+        .collect();
+    o
 }
 
 /// A resolver answering from a table, recording the inodes it was asked for.
@@ -132,12 +144,14 @@ fn lifetimes_are_tracked_and_vanished_listeners_kept() {
 
 #[test]
 fn long_lived_rejects_same_name_other_cgroup_and_other_name_same_cgroup() {
+    let master = owner(100, "nginx", NGINX_CG, 10);
+    let worker = child_of(owner(101, "nginx", NGINX_CG, 11), &master);
     let mut fake = Fake::new(&[
-        (1, owner(100, "nginx", NGINX_CG, 10)),
-        (1, owner(101, "nginx", NGINX_CG, 11)),
+        (1, master.clone()),
+        (1, worker.clone()),
         (2, owner(300, "nginx", AGENT_CG, 90)),
         (3, owner(400, "python3", NGINX_CG, 95)),
-        (4, owner(101, "nginx", NGINX_CG, 11)),
+        (4, worker),
     ]);
     let mut t = tracker(ServingRule::LongLived);
     let seen = vec![
@@ -150,8 +164,10 @@ fn long_lived_rejects_same_name_other_cgroup_and_other_name_same_cgroup() {
     let ev = t.evidence(&t.ports[0], T0);
     assert_eq!(
         ev.serving,
-        "the long-lived owner of port 80: nginx in cgroup /system.slice/nginx.service"
+        "the long-lived owner of port 80: pid 100 nginx in cgroup /system.slice/nginx.service, \
+         and its descendants"
     );
+    assert_eq!(ev.serving_pid, Some(100));
     assert!(find(&ev, 1).serving);
     assert!(!find(&ev, 2).serving, "nginx -t from another cgroup");
     assert!(!find(&ev, 3).serving, "another program in nginx's cgroup");
@@ -159,6 +175,96 @@ fn long_lived_rejects_same_name_other_cgroup_and_other_name_same_cgroup() {
     assert_eq!(find(&ev, 1).group_size, 3);
     assert_eq!(find(&ev, 4).group_size, 1, "[::]:80 is another group");
     assert_eq!(find(&ev, 1).owners.len(), 2);
+}
+
+#[test]
+fn same_name_same_cgroup_serves_only_inside_the_servers_tree() {
+    // `docker exec web nginx -t`: the rogue has nginx's name and cgroup but another parent.
+    let master = owner(812, "nginx", NGINX_CG, 10);
+    let worker = child_of(owner(813, "nginx", NGINX_CG, 11), &master);
+    let exec_shim = owner(
+        4200,
+        "containerd-shim",
+        "/system.slice/containerd.service",
+        5,
+    );
+    let rogue = child_of(owner(4242, "nginx", NGINX_CG, 900), &exec_shim);
+    // A child of the master of another name opening a listener of its own is not the server.
+    let helper = child_of(owner(820, "python3", NGINX_CG, 50), &master);
+    for rule in [
+        ServingRule::LongLived,
+        ServingRule::Process("nginx".into()),
+        ServingRule::Unit("nginx.service".into()),
+    ] {
+        let mut fake = Fake::new(&[
+            (1, master.clone()),
+            (1, worker.clone()),
+            (2, rogue.clone()),
+            (3, helper.clone()),
+        ]);
+        let mut t = tracker(rule.clone());
+        let seen = vec![
+            dl("0.0.0.0:80", 1, 0),
+            dl("0.0.0.0:80", 2, 0),
+            dl("0.0.0.0:80", 3, 0),
+        ];
+        poll(&mut t, &mut fake, T0, seen);
+        let ev = t.evidence(&t.ports[0], T0);
+        assert!(find(&ev, 1).serving, "{rule:?}");
+        assert!(
+            !find(&ev, 2).serving,
+            "{rule:?}: the rogue is not nginx's child"
+        );
+        assert!(!find(&ev, 3).serving, "{rule:?}: {}", ev.serving);
+        assert_eq!(ev.serving_pid, Some(812), "{rule:?}");
+        assert!(ev.serving.contains("pid 812 nginx"), "{}", ev.serving);
+    }
+}
+
+#[test]
+fn a_binary_upgrade_keeps_serving_and_socket_activation_passes_over_init() {
+    // nginx's USR2 upgrade: the new master is the old one's child, then the old one quits.
+    let old = owner(100, "nginx", NGINX_CG, 10);
+    let new = child_of(owner(200, "nginx", NGINX_CG, 500), &old);
+    let new_worker = child_of(owner(201, "nginx", NGINX_CG, 501), &new);
+    let mut fake = Fake::new(&[(1, old.clone()), (2, new.clone()), (3, new_worker)]);
+    let mut t = tracker(ServingRule::LongLived);
+    let all = vec![
+        dl("0.0.0.0:80", 1, 0),
+        dl("0.0.0.0:80", 2, 0),
+        dl("0.0.0.0:80", 3, 0),
+    ];
+    poll(&mut t, &mut fake, T0, all);
+    let ev = t.evidence(&t.ports[0], T0);
+    assert!(ev.listeners.iter().all(|l| l.serving), "{ev:?}");
+    // The old master gone, the new one (reparented to init) is the root.
+    let mut fake = Fake::new(&[(2, owner(200, "nginx", NGINX_CG, 500))]);
+    poll(
+        &mut t,
+        &mut fake,
+        T0 + 100,
+        vec![dl("0.0.0.0:80", 2, 0), dl("0.0.0.0:80", 3, 0)],
+    );
+    let ev = t.evidence(&t.ports[0], T0 + 100);
+    assert_eq!(ev.serving_pid, Some(200));
+    assert!(find(&ev, 3).serving, "the new master's worker");
+
+    // systemd holds the socket it passed to nginx: nginx is the root, not init.
+    let init = owner(1, "systemd", "/init.scope", 0);
+    let master = owner(812, "nginx", NGINX_CG, 10);
+    let rogue = owner(4242, "nginx", NGINX_CG, 900);
+    let mut fake = Fake::new(&[(1, init), (1, master), (2, rogue)]);
+    let mut t = tracker(ServingRule::LongLived);
+    poll(
+        &mut t,
+        &mut fake,
+        T0,
+        vec![dl("0.0.0.0:80", 1, 0), dl("0.0.0.0:80", 2, 0)],
+    );
+    let ev = t.evidence(&t.ports[0], T0);
+    assert_eq!(ev.serving_pid, Some(812));
+    assert!(find(&ev, 1).serving);
+    assert!(!find(&ev, 2).serving, "init's descendants are everyone");
 }
 
 #[test]
@@ -190,23 +296,35 @@ fn unit_and_process_rules() {
     let mut t = tracker(ServingRule::Unit("nginx.service".into()));
     poll(&mut t, &mut Fake::new(&owners), T0, seen());
     let ev = t.evidence(&t.ports[0], T0);
-    assert_eq!(ev.serving, "unit nginx.service");
+    assert_eq!(
+        ev.serving,
+        "unit nginx.service: pid 100 nginx in cgroup /system.slice/nginx.service, and its \
+         descendants"
+    );
     assert!(find(&ev, 1).serving);
     assert!(!find(&ev, 2).serving);
 
+    // The name narrows the choice of the root; another nginx outside its tree is not it.
     let mut t = tracker(ServingRule::Process("nginx".into()));
     poll(&mut t, &mut Fake::new(&owners), T0, seen());
     let ev = t.evidence(&t.ports[0], T0);
-    assert_eq!(ev.serving, "process nginx");
     assert!(
-        find(&ev, 1).serving && find(&ev, 2).serving,
-        "by name both are nginx"
+        ev.serving.starts_with("process nginx: pid 100 nginx"),
+        "{}",
+        ev.serving
+    );
+    assert!(find(&ev, 1).serving);
+    assert!(
+        !find(&ev, 2).serving,
+        "a second nginx, not the running server"
     );
 
     let mut t = tracker(ServingRule::Process("caddy".into()));
     poll(&mut t, &mut Fake::new(&owners), T0, seen());
     let ev = t.evidence(&t.ports[0], T0);
     assert!(ev.serving_listeners().next().is_none());
+    assert_eq!(ev.serving, "process caddy: none of it holds the port");
+    assert_eq!(ev.serving_pid, None);
 }
 
 #[test]
@@ -479,13 +597,16 @@ async fn watch_sees_a_rogue_reuseport_listener_come_and_go() {
         assert_eq!(a_l.group_size, 2);
     }
     let ev = by_age.evidence(port).unwrap();
+    assert!(ev.serving.starts_with(&format!(
+        "the long-lived owner of port {port}: pid {} {me}",
+        std::process::id()
+    )));
     assert!(
-        ev.serving
-            .starts_with(&format!("the long-lived owner of port {port}: {me}"))
-    );
-    assert_eq!(
-        by_name.evidence(port).unwrap().serving,
-        format!("process {me}")
+        by_name
+            .evidence(port)
+            .unwrap()
+            .serving
+            .starts_with(&format!("process {me}: pid {}", std::process::id()))
     );
 
     let status = child.wait().unwrap();
