@@ -13,6 +13,7 @@ use crate::newer::{self, NewerId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Cause {
     RstFromNonServingProcess,
+    QueuedOnNonServingProcess,
     ConnectionRefused,
     RstFromMiddlebox,
     DnsUpstreamBlock,
@@ -39,8 +40,9 @@ pub enum Cause {
 
 impl Cause {
     /// Every cause, in the order of the vocabulary table in shared/ARCHITECTURE.md.
-    pub const ALL: [Cause; 20] = [
+    pub const ALL: [Cause; 21] = [
         Cause::RstFromNonServingProcess,
+        Cause::QueuedOnNonServingProcess,
         Cause::ConnectionRefused,
         Cause::RstFromMiddlebox,
         Cause::DnsUpstreamBlock,
@@ -66,6 +68,7 @@ impl Cause {
     pub fn id(self) -> &'static str {
         match self {
             Cause::RstFromNonServingProcess => "rst_from_non_serving_process",
+            Cause::QueuedOnNonServingProcess => "queued_on_non_serving_process",
             Cause::ConnectionRefused => "connection_refused",
             Cause::RstFromMiddlebox => "rst_from_middlebox",
             Cause::DnsUpstreamBlock => "dns_upstream_block",
@@ -102,6 +105,9 @@ impl Cause {
         match self {
             Cause::RstFromNonServingProcess => {
                 "the connection was reset for a socket the serving process does not own"
+            }
+            Cause::QueuedOnNonServingProcess => {
+                "the connection waited, unanswered, on a socket the serving process does not own"
             }
             Cause::ConnectionRefused => "nothing listens on the canary port: the SYN was refused",
             Cause::RstFromMiddlebox => "a reset came from a hop between the probe and the server",
@@ -173,6 +179,7 @@ mod tests {
             ids,
             [
                 "rst_from_non_serving_process",
+                "queued_on_non_serving_process",
                 "connection_refused",
                 "rst_from_middlebox",
                 "dns_upstream_block",

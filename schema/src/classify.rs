@@ -43,7 +43,7 @@ pub fn classify(check: &CheckResult) -> Option<Diagnosis> {
 /// The packet rules, then the generic outcome of the failure.
 fn generic(check: &CheckResult, failure: &crate::Failure) -> Diagnosis {
     let target = target(check);
-    if let Some((cause, explanation)) = resets::classify(check) {
+    if let Some((cause, explanation)) = resets::classify(check).or_else(|| resets::queued(check)) {
         return diagnosis(cause, explanation);
     }
     let msg = &failure.message;

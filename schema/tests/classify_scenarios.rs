@@ -47,6 +47,8 @@ const SCENARIOS: &[(&str, &str)] = &scenarios![
     "rst-syn-while-listening",
     "rst-rogue-long-gone",
     "rst-same-name-same-cgroup",
+    "queued-on-non-serving-process",
+    "queued-other-listener-after-the-syn",
     "dns-name-missing",
     "dns-no-address-blocked",
     "dns-disputed-address",

@@ -272,6 +272,65 @@ fn a_config_test_with_nginxs_name_and_cgroup_is_not_the_server() -> Result<()> {
 }
 
 #[test]
+fn a_rogue_holding_the_port_past_the_timeout_is_named_for_the_timeout() -> Result<()> {
+    // The rogue holds the port 1 to 3 s and never accepts; the check gives up after 800 ms.
+    // A connection queued on it is neither served nor reset in time: it was a plain `timeout`.
+    let (site, _) = site(&Plan::local("queued"))?;
+    let Site {
+        mut lab,
+        web,
+        collector,
+    } = site;
+    wait_results(&collector, 0, 1, |r| r["ok"] == true)?;
+
+    let rogue = services::start_rogue_listener(&lab, &web, 80)?;
+    lab.adopt(rogue);
+    let rogue_from = now_ms();
+    // The first failure that is not a reset (the rogue's exit resets what it still holds).
+    let found = wait_results(&collector, rogue_from, 1, |r| {
+        r["ok"] == false && r["cause"] != "rst_from_non_serving_process"
+    })?;
+    let r = &found[0];
+    ensure!(
+        r["cause"] == "queued_on_non_serving_process",
+        "a check that waited on the rogue's listener: {r:#}"
+    );
+    let explanation = r["explanation"].as_str().unwrap_or("");
+    ensure!(
+        explanation.contains("rogue-listener.py") && explanation.contains("never answered"),
+        "the explanation must name the rogue: {r:#}"
+    );
+    // The packets: handshake and request, then nothing from the server but its ACK.
+    let flow = packet_flow(r);
+    ensure!(
+        flow.starts_with(&["out SYN".into(), "in SYN,ACK".into()]),
+        "trace: {flow:?}"
+    );
+    ensure!(inbound_reset(r).is_none(), "no reset expected: {flow:?}");
+
+    // Every failure while the rogue ran is the rogue's, queued or reset: none is generic.
+    let failed = failed_since(&collector, rogue_from)?;
+    let others: Vec<&Value> = failed
+        .iter()
+        .filter(|r| {
+            r["cause"] != "queued_on_non_serving_process"
+                && r["cause"] != "rst_from_non_serving_process"
+        })
+        .collect();
+    ensure!(
+        others.is_empty(),
+        "failures with another cause while the rogue ran: {others:#?}"
+    );
+    let text = services::probectl(&collector, &["why", SERVER, "--since", "1h"])?;
+    println!("$ probectl why {SERVER} --since 1h\n{text}");
+    ensure!(
+        text.contains("queued_on_non_serving_process"),
+        "probectl why printed:\n{text}"
+    );
+    Ok(())
+}
+
+#[test]
 fn stopped_nginx_is_refused_with_the_syn_reset_trace() -> Result<()> {
     let (site, _) = site(&Plan::local("refused-trace"))?;
     let Site {

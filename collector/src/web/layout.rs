@@ -154,7 +154,9 @@ pub fn outcome_class(ok: bool, cause: Option<&str>) -> &'static str {
     let cause = cause.unwrap_or("unknown");
     if cause.starts_with("dns_") {
         "c-dns"
-    } else if cause.starts_with("rst_") || cause == "connection_reset" {
+    } else if cause.starts_with("rst_")
+        || matches!(cause, "connection_reset" | "queued_on_non_serving_process")
+    {
         "c-rst"
     } else if matches!(
         cause,
@@ -198,6 +200,10 @@ mod tests {
         assert_eq!(outcome_class(true, None), "c-ok");
         assert_eq!(outcome_class(false, Some("dns_upstream_block")), "c-dns");
         assert_eq!(outcome_class(false, Some("rst_from_middlebox")), "c-rst");
+        assert_eq!(
+            outcome_class(false, Some("queued_on_non_serving_process")),
+            "c-rst"
+        );
         assert_eq!(outcome_class(false, Some("oom_kill")), "c-host");
         assert_eq!(outcome_class(false, Some("upstream_down")), "c-backend");
         assert_eq!(outcome_class(false, Some("timeout")), "c-slow");

@@ -120,6 +120,57 @@ pub(super) fn classify(check: &CheckResult) -> Option<(Cause, String)> {
     ))
 }
 
+/// The cause of a check that timed out waiting for its response, when the connection was
+/// queued on another process's listener: the handshake completed (the kernel completes it for
+/// any listener), the request went out and was acknowledged, nothing came back, and a listener
+/// the serving process does not own was on the port at the SYN. A process that binds the port
+/// and never accepts (`nginx -t` holding it longer than the check's timeout) leaves the
+/// connections the kernel gave it waiting until it exits; `None` leaves the generic `timeout`.
+pub(super) fn queued(check: &CheckResult) -> Option<(Cause, String)> {
+    let failure = check.failure.as_ref()?;
+    if failure.kind != FailureKind::ResponseTimeout {
+        return None;
+    }
+    let trace = check.evidence.trace.as_ref()?;
+    let ev = check.evidence.listeners.as_ref()?;
+    let syn_ack = trace.syn_ack()?;
+    if trace.inbound_reset().is_some()
+        || trace.request_bytes() == 0
+        || trace.response_bytes_before(f64::INFINITY) > 0
+    {
+        return None;
+    }
+    let target = trace.remote;
+    let syn_at = trace.at_ms(syn_ack);
+    let serving = covering(ev, target)
+        .filter(|l| l.serving)
+        .find(|l| l.overlaps(syn_at, syn_at, ev.poll_ms))?;
+    let rogue = covering(ev, target)
+        .filter(|l| !l.serving)
+        .filter(|l| l.overlaps(syn_at, syn_at, ev.poll_ms))
+        .min_by_key(|l| (l.first_seen_ms - syn_at).abs())?;
+    let (group, life) = (reuseport(rogue, serving), life(trace, rogue));
+    Some((
+        Cause::QueuedOnNonServingProcess,
+        format!(
+            "{target} completed the handshake and took the request ({} bytes) but never \
+             answered ({}): the connection was queued on a socket the serving process does not \
+             own: {} listened on {}{group} too ({life}), beside {}, the serving process ({}).{} \
+             A listener that does not accept leaves the connections the kernel gave it waiting \
+             until it closes (then they are reset) or the client gives up; stop that process \
+             from binding port {}",
+            trace.request_bytes(),
+            failure.message,
+            rogue.owners_text(),
+            rogue.address,
+            serving.owners_text(),
+            ev.serving,
+            outside_the_tree(ev, rogue),
+            ev.port,
+        ),
+    ))
+}
+
 /// Listeners that accept connections for `target`: bound to its address or to any address.
 fn covering(ev: &ListenerEvidence, target: SocketAddr) -> impl Iterator<Item = &Listener> {
     ev.listeners.iter().filter(move |l| {
@@ -159,19 +210,7 @@ fn non_serving_story(
     serving: &Listener,
 ) -> String {
     let target = trace.remote;
-    let group = if rogue.group_size > 1 || rogue.address == serving.address {
-        " with SO_REUSEPORT"
-    } else {
-        ""
-    };
-    let seen = seconds(rogue.first_seen_ms - trace.started_at_ms);
-    let life = match rogue.gone {
-        true => format!(
-            "seen from {seen} s to {} s around the SYN, then gone",
-            seconds(rogue.last_seen_ms - trace.started_at_ms)
-        ),
-        false => format!("seen from {seen} s around the SYN, still there"),
-    };
+    let (group, life) = (reuseport(rogue, serving), life(trace, rogue));
     format!(
         "{target} reset the connection {}, from a socket the serving process does not own: {} \
          listened on {}{group} too ({life}), beside {}, the serving process ({}).{} The kernel \
@@ -203,6 +242,27 @@ fn outside_the_tree(ev: &ListenerEvidence, rogue: &Listener) -> String {
         " Pid {} {} is neither pid {root} nor one of its descendants{parent}.",
         o.pid, o.name
     )
+}
+
+/// " with SO_REUSEPORT" when the rogue shared its address with others.
+fn reuseport(rogue: &Listener, serving: &Listener) -> &'static str {
+    if rogue.group_size > 1 || rogue.address == serving.address {
+        " with SO_REUSEPORT"
+    } else {
+        ""
+    }
+}
+
+/// "seen from -0.8 s to +1.4 s around the SYN, then gone" and the like.
+fn life(trace: &PacketTrace, rogue: &Listener) -> String {
+    let seen = seconds(rogue.first_seen_ms - trace.started_at_ms);
+    match rogue.gone {
+        true => format!(
+            "seen from {seen} s to {} s around the SYN, then gone",
+            seconds(rogue.last_seen_ms - trace.started_at_ms)
+        ),
+        false => format!("seen from {seen} s around the SYN, still there"),
+    }
 }
 
 /// "1502 ms after the request (78 bytes), before any response" and the like.
