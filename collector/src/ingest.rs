@@ -150,7 +150,8 @@ fn store(
                     probe_host = $5, probe_version = $6, spool_queued = $7,
                     spool_dropped_total = $8, last_received_at_ms = $9,
                     last_checks_total = $10, last_checks_ok = $11, recent_checks = $12,
-                    last_at_ms = $13, clock_offset_ms = $14, generation = generation + 1
+                    last_at_ms = $13, clock_offset_ms = $14, last_cycle_ms = $15,
+                    cycle_overruns_total = $16, generation = generation + 1
              WHERE id = $1",
             values![
                 server_id,
@@ -167,6 +168,8 @@ fn store(
                 &recent,
                 at_ms,
                 clock_offset_ms,
+                report.cycle.map(|c| clamp_i64(c.took_ms)),
+                report.cycle.map(|c| clamp_i64(c.overruns_total)),
             ],
         )?;
         state.last_at_ms = Some(at_ms);

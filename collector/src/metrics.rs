@@ -259,6 +259,7 @@ pub async fn render(
     let mut tx = pool.begin().await?;
     write_results(&mut x, &mut tx).await?;
     write_clock_offsets(&mut x, &mut tx).await?;
+    write_cycles(&mut x, &mut tx).await?;
     write_open(&mut x, &mut tx).await?;
     tx.rollback().await?;
     Ok(x.finish())
@@ -417,6 +418,40 @@ async fn write_clock_offsets(
     .await?;
     for (server, ms) in rows {
         x.sample(name, &[("server", &server)], seconds(ms));
+    }
+    Ok(())
+}
+
+/// How long each probe's newest cycle took, and its cycles that outran the interval (probes
+/// that send `cycle` in their reports).
+async fn write_cycles(
+    x: &mut Exposition,
+    tx: &mut Transaction<'static, Any>,
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT name, last_cycle_ms, cycle_overruns_total FROM servers
+         WHERE last_cycle_ms IS NOT NULL AND cycle_overruns_total IS NOT NULL ORDER BY name",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let took = "causeway_probe_cycle_seconds";
+    x.family(
+        took,
+        Kind::Gauge,
+        "How long the server's probe took for its newest cycle (resolving, requests, evidence).          Longer than the interval and the next cycle waits for the following tick.",
+    );
+    for (server, ms, _) in &rows {
+        x.sample(took, &[("server", server)], seconds(*ms));
+    }
+    let overruns = "causeway_probe_cycle_overruns_total";
+    x.family(
+        overruns,
+        Kind::Counter,
+        "Cycles of the server's probe that took longer than its interval, since the probe \
+         started: it checked less often than configured.",
+    );
+    for (server, _, n) in &rows {
+        x.sample(overruns, &[("server", server)], *n);
     }
     Ok(())
 }

@@ -161,10 +161,17 @@ async fn metrics_after_a_known_history() {
                 bad_gateway(NOW - DAY - 3 * MIN),
             ],
         ),
-        with_host(
-            report("db-01", NOW - MIN, vec![ok_check(NOW - MIN)]),
-            &leaking,
-        ),
+        causeway_schema::Report {
+            // A probe that cannot keep its interval: its 3rd overrun, this cycle 1.8 s.
+            cycle: Some(causeway_schema::CycleStats {
+                took_ms: 1_800,
+                overruns_total: 3,
+            }),
+            ..with_host(
+                report("db-01", NOW - MIN, vec![ok_check(NOW - MIN)]),
+                &leaking,
+            )
+        },
     ];
     for r in &db_reports {
         c.stored(&db, r).await;
@@ -192,6 +199,14 @@ async fn metrics_after_a_known_history() {
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
 
     let text = c.metrics().await;
+
+    // The probe's cycles: only a probe that says (web-01's reports predate it here).
+    assert_has(&text, r#"causeway_probe_cycle_seconds{server="db-01"} 1.8"#);
+    assert_has(
+        &text,
+        r#"causeway_probe_cycle_overruns_total{server="db-01"} 3"#,
+    );
+    assert_no_sample_starting(&text, r#"causeway_probe_cycle_seconds{server="web-01"}"#);
 
     // The collector and what it received.
     assert_has(&text, "causeway_collector_start_time_seconds 1795431870");

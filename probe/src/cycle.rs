@@ -24,6 +24,8 @@ use crate::host::listeners::ListenerWatch;
 use crate::host::watch::{self, HostWatch};
 use crate::now_ms;
 
+mod overrun;
+
 /// Most addresses requested per canary: bounds the requests (and memory) of a cycle and keeps
 /// a report under the collector's limit on results.
 pub const MAX_ADDRESSES: usize = 16;
@@ -45,6 +47,8 @@ pub struct Prober<D, H> {
     pub memory: Option<Memory>,
     /// The probe's own host: memory, pressure, the kernel log, the reboot found at start.
     pub host: Option<HostWatch>,
+    /// Cycles that outran the interval, and whether the last one did (see [`overrun`]).
+    pub(crate) overruns: overrun::Overruns,
 }
 
 impl Prober<HickoryTransport, HttpChecker> {
@@ -83,12 +87,14 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
             listeners: None,
             memory: None,
             host: None,
+            overruns: overrun::Overruns::default(),
         }
     }
 
     /// One cycle. The report's spool stats are left at zero: the spool fills them in.
     pub async fn cycle(&self) -> Report {
         let started_at_ms = now_ms();
+        let started = Instant::now();
         let servers = self.name_servers();
         let per_canary = self
             .config
@@ -105,7 +111,7 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
         if let Some(host) = &host {
             with_host(&mut results, host);
         }
-        Report {
+        let mut report = Report {
             schema_version: SCHEMA_VERSION,
             report_id: Uuid::now_v7(),
             server: self.config.server.clone(),
@@ -121,7 +127,11 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
             resolutions,
             spool: SpoolStats::default(),
             host: host.as_ref().map(watch::for_report),
-        }
+            cycle: None,
+        };
+        let took = started.elapsed();
+        report.cycle = Some(self.overruns.count(took, self.config.interval, &report));
+        report
     }
 
     /// The name servers for this cycle; only reads resolv.conf when `system` is configured.
@@ -162,40 +172,11 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
             }
             TargetHost::Name(name) => name,
         };
-        let dns_timeout = self.config.dns_timeout;
-        let mut outcomes = dns::resolve(&self.dns, name, servers, dns_timeout).await;
-        let resolve_ms = start.elapsed().as_secs_f64() * 1000.0;
-        let mut addresses = dns::addresses(&outcomes);
-        if addresses.len() > MAX_ADDRESSES {
-            tracing::warn!(
-                "{}: {name} has {} addresses; requesting the first {MAX_ADDRESSES}",
-                canary.name,
-                addresses.len()
-            );
-            addresses.truncate(MAX_ADDRESSES);
-        }
-        // Resolvers that said nothing usable are tested for reachability while the canary is
-        // requested on the addresses the others gave.
-        let silent: Vec<usize> = (0..outcomes.len())
-            .filter(|&i| !outcomes[i].gave_usable_answer())
-            .collect();
-        let reach = silent
-            .iter()
-            .map(|&i| self.dns.reachability(outcomes[i].server, dns_timeout));
-        let fetches = addresses
-            .iter()
-            .map(|a| async { self.with_listeners(self.http.fetch(canary, *a).await).await });
-        let (reach, fetched) = futures_util::future::join(
-            futures_util::future::join_all(reach),
-            futures_util::future::join_all(fetches),
-        )
-        .await;
-        for (i, r) in silent.into_iter().zip(reach) {
-            outcomes[i].reachability = Some(r);
-        }
+        let (mut outcomes, fetched) = self.resolve_and_fetch(canary, name, servers, start).await;
         judge(name, &mut outcomes, &fetched);
 
         let results = if fetched.is_empty() {
+            let resolve_ms = start.elapsed().as_secs_f64() * 1000.0;
             vec![no_address(
                 canary,
                 started_at_ms,
@@ -208,11 +189,13 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
             // the canary: while the canary answers elsewhere it stays out of availability (the
             // resolver's condition keeps what it returned).
             let disputed = disputed_addresses(&outcomes);
-            let served = fetched.iter().any(|o| o.failure.is_none());
+            let served = fetched.iter().any(|(_, o)| o.failure.is_none());
             fetched
                 .into_iter()
-                .filter(|o| !(served && disputed.contains(&o.remote.ip())))
-                .map(|o| check_result(canary, started_at_ms, Some(resolve_ms), o, &outcomes))
+                .filter(|(_, o)| !(served && disputed.contains(&o.remote.ip())))
+                .map(|(resolve_ms, o)| {
+                    check_result(canary, started_at_ms, Some(resolve_ms), o, &outcomes)
+                })
                 .collect()
         };
         let mut results = results;
@@ -223,6 +206,86 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
             resolvers: outcomes,
         };
         (results, Some(resolution))
+    }
+
+    /// Resolves `name` through every name server and requests the canary on each address as
+    /// soon as any resolver gives it, while a resolver that said nothing usable is tested for
+    /// reachability at once: a silent resolver costs `dns_timeout` beside the requests, not
+    /// before them. Returns the resolvers' outcomes in the configured order (reachability
+    /// filled in) and each request with the milliseconds from `start` until its address was
+    /// known, in the order of [`dns::addresses`] (IPv4 first, by resolver).
+    async fn resolve_and_fetch(
+        &self,
+        canary: &Canary,
+        name: &str,
+        servers: &[NameServer],
+        start: Instant,
+    ) -> (Vec<ResolverOutcome>, Vec<(f64, HttpOutcome)>) {
+        use futures_util::StreamExt;
+        use futures_util::stream::FuturesUnordered;
+
+        let dns_timeout = self.config.dns_timeout;
+        let resolve = |i: usize| async move {
+            (
+                i,
+                dns::resolve_one(&self.dns, name, &servers[i], dns_timeout).await,
+            )
+        };
+        let fetch = |address: IpAddr, known_ms: f64| async move {
+            let outcome = self.with_listeners(self.http.fetch(canary, address).await);
+            (known_ms, outcome.await)
+        };
+        let reach =
+            |i: usize, server| async move { (i, self.dns.reachability(server, dns_timeout).await) };
+        let mut resolving: FuturesUnordered<_> = (0..servers.len()).map(resolve).collect();
+        let mut fetching = FuturesUnordered::new();
+        let mut reaching = FuturesUnordered::new();
+        let mut outcomes: Vec<Option<ResolverOutcome>> = vec![None; servers.len()];
+        let mut requested: Vec<IpAddr> = Vec::new();
+        let mut fetched = Vec::new();
+        let mut reached = Vec::new();
+        let mut capped = false;
+        loop {
+            tokio::select! {
+                Some((i, outcome)) = resolving.next() => {
+                    let known_ms = start.elapsed().as_secs_f64() * 1000.0;
+                    for address in dns::addresses(std::slice::from_ref(&outcome)) {
+                        if requested.contains(&address) {
+                            continue;
+                        }
+                        if requested.len() == MAX_ADDRESSES {
+                            capped = true;
+                            continue;
+                        }
+                        requested.push(address);
+                        fetching.push(fetch(address, known_ms));
+                    }
+                    if !outcome.gave_usable_answer() {
+                        reaching.push(reach(i, outcome.server));
+                    }
+                    outcomes[i] = Some(outcome);
+                }
+                Some(done) = fetching.next() => fetched.push(done),
+                Some(done) = reaching.next() => reached.push(done),
+                else => break,
+            }
+        }
+        if capped {
+            tracing::warn!(
+                "{}: {name} has more than {MAX_ADDRESSES} addresses; requesting the first \
+                 {MAX_ADDRESSES} given",
+                canary.name
+            );
+        }
+        let mut outcomes: Vec<ResolverOutcome> = outcomes.into_iter().flatten().collect();
+        for (i, r) in reached {
+            outcomes[i].reachability = Some(r);
+        }
+        let order = dns::addresses(&outcomes);
+        fetched.sort_by_key(|(_, o): &(f64, HttpOutcome)| {
+            order.iter().position(|a| *a == o.remote.ip())
+        });
+        (outcomes, fetched)
     }
 
     /// For a canary with backends: learns who they are while it is healthy; when the proxy
@@ -325,10 +388,10 @@ fn with_host(results: &mut [CheckResult], host: &causeway_schema::HostEvidence) 
 }
 
 /// Sets each resolver's verdict, judged against the others and the requests made.
-fn judge(name: &str, outcomes: &mut [ResolverOutcome], fetched: &[HttpOutcome]) {
+fn judge(name: &str, outcomes: &mut [ResolverOutcome], fetched: &[(f64, HttpOutcome)]) {
     let checks: Vec<AddressCheck<'_>> = fetched
         .iter()
-        .map(|o| AddressCheck {
+        .map(|(_, o)| AddressCheck {
             address: o.remote.ip(),
             failure: o.failure.as_ref().map(|f| f.message.as_str()),
         })
@@ -507,6 +570,8 @@ mod tests {
         /// Servers whose host answers ping; all others are silent.
         reachable: HashMap<SocketAddr, bool>,
         reached: Mutex<Vec<SocketAddr>>,
+        /// How long a query that times out takes (on tokio's clock); none by default.
+        silence: Duration,
     }
 
     impl DnsTransport for FakeDns {
@@ -545,7 +610,14 @@ mod tests {
                 elapsed_ms: 2.0,
                 error: None,
             };
-            async move { q }
+            let wait = match q.outcome {
+                DnsOutcome::Timeout => self.silence,
+                _ => Duration::ZERO,
+            };
+            async move {
+                tokio::time::sleep(wait).await;
+                q
+            }
         }
 
         fn reachability(
@@ -576,6 +648,8 @@ mod tests {
     pub(super) struct FakeHttp {
         pub(super) failing: HashMap<IpAddr, FailureKind>,
         fetched: Mutex<Vec<IpAddr>>,
+        /// When each fetch began, on tokio's clock.
+        fetched_at: Mutex<Vec<tokio::time::Instant>>,
     }
 
     impl HttpTransport for FakeHttp {
@@ -585,6 +659,10 @@ mod tests {
             address: IpAddr,
         ) -> impl Future<Output = HttpOutcome> + Send {
             self.fetched.lock().unwrap().push(address);
+            self.fetched_at
+                .lock()
+                .unwrap()
+                .push(tokio::time::Instant::now());
             let failure = self.failing.get(&address).map(|kind| Failure {
                 kind: *kind,
                 message: "fake failure".into(),
@@ -717,6 +795,42 @@ mod tests {
             summary(&report),
             "cycle: 2/3 checks ok: site 10.0.0.3 connection_refused"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_resolver_holds_back_neither_the_request_nor_the_reachability_test() {
+        // 10.0.0.53 answers at once; 10.0.0.54 and 10.0.0.55 say nothing for 2 s (dns_timeout).
+        let mut dns = FakeDns {
+            silence: Duration::from_secs(2),
+            ..FakeDns::default()
+        };
+        dns.answers
+            .insert((addr("10.0.0.53:53"), "A"), Ok(vec![ip("10.0.0.2")]));
+        dns.answers
+            .insert((addr("10.0.0.53:53"), "AAAA"), Err(DnsOutcome::NoData));
+        let prober = Prober::new(
+            config(r#"["10.0.0.53", "10.0.0.54", "10.0.0.55"]"#, SITE),
+            dns,
+            FakeHttp::default(),
+        );
+        let t0 = tokio::time::Instant::now();
+        let report = prober.cycle().await;
+        let fetched_at = prober.http.fetched_at.lock().unwrap().clone();
+        assert_eq!(fetched_at.len(), 1);
+        assert_eq!(
+            fetched_at[0] - t0,
+            Duration::ZERO,
+            "the canary is requested as soon as one resolver gave its address"
+        );
+        assert!(report.results[0].ok);
+        // The silent ones were tested for reachability as soon as they timed out, and the
+        // cycle took one dns_timeout, not one for the answers and another for the tests.
+        assert_eq!(tokio::time::Instant::now() - t0, Duration::from_secs(2));
+        let reached = prober.dns.reached.lock().unwrap().clone();
+        assert_eq!(reached.len(), 2, "{reached:?}");
+        let resolvers = &report.resolutions[0].resolvers;
+        assert!(resolvers[1].reachability.is_some() && resolvers[2].reachability.is_some());
+        assert!(resolvers[0].reachability.is_none());
     }
 
     #[tokio::test]

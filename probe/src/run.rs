@@ -137,6 +137,8 @@ impl Reprobe for Prober<HickoryTransport, HttpChecker> {
             listeners: Some(listeners),
             memory: Some(memory),
             host: Some(host),
+            // Counted since the probe started, across reloads.
+            overruns: self.overruns,
         }
     }
 }

@@ -368,6 +368,7 @@ mod tests {
             resolutions: Vec::new(),
             spool: SpoolStats::default(),
             host: None,
+            cycle: None,
         }
     }
 

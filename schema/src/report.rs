@@ -51,6 +51,20 @@ pub struct Report {
     /// while every check is ok. `None` from probes that predate host evidence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<HostEvidence>,
+    /// How long this cycle took, and how many of the probe's cycles outran the interval.
+    /// `None` from probes that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle: Option<CycleStats>,
+}
+
+/// A cycle's duration against the interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CycleStats {
+    /// From the cycle's start to its report, ms.
+    pub took_ms: u64,
+    /// Cycles since the probe started that took longer than the interval (the next one then
+    /// waits for the following tick), this one included.
+    pub overruns_total: u64,
 }
 
 /// Who sent a report.

@@ -22,6 +22,7 @@ fn report() -> Report {
         resolutions: vec![],
         spool: SpoolStats::default(),
         host: None,
+        cycle: None,
     }
 }
 

@@ -60,6 +60,7 @@ fn sample() -> Report {
             dropped_total: 0,
         },
         host: None,
+        cycle: None,
     }
 }
 

@@ -40,6 +40,17 @@ enum Second {
 /// and the second resolver on .12 (.250 for `Nobody`). The probe resolves `name` through both
 /// (the second one through `system` when `second_as_system`, from the host's resolv.conf).
 fn dns_lab(test: &str, name: &str, second: Second, second_as_system: bool) -> Result<DnsLab> {
+    dns_lab_every(test, name, second, second_as_system, "2s")
+}
+
+/// [`dns_lab`] with the probe's interval.
+fn dns_lab_every(
+    test: &str,
+    name: &str,
+    second: Second,
+    second_as_system: bool,
+    interval: &str,
+) -> Result<DnsLab> {
     let mut lab = Lab::new(test)?;
     let web = lab.add_host("web", 2)?;
     let coll_host = lab.add_host("coll", 3)?;
@@ -73,7 +84,7 @@ fn dns_lab(test: &str, name: &str, second: Second, second_as_system: bool) -> Re
             token: &token,
             canary_url: &format!("http://{name}/"),
             resolvers: &resolvers,
-            interval: "2s",
+            interval,
             timeout: "800ms",
             top_extra: "dns_timeout = \"600ms\"",
             ..Default::default()
@@ -336,5 +347,53 @@ fn healthy_resolvers_give_no_condition() -> Result<()> {
     );
     let results = services::results(&site.collector, SERVER)?;
     ensure!(results.iter().all(|r| r["ok"] == true), "{results:#?}");
+    Ok(())
+}
+
+#[test]
+fn a_silent_resolver_does_not_hold_back_the_request_and_an_overrun_is_counted() -> Result<()> {
+    // Every second; the dropped resolver costs its 600 ms timeout, then a TCP test of its port
+    // up to 600 ms more: the cycle cannot fit in 1 s, and the probe must say so.
+    let site = dns_lab_every("dns-overrun", "canary.lab", Second::Dropped, false, "1s")?;
+    let metric = format!("causeway_probe_cycle_overruns_total{{server=\"{SERVER}\"}} ");
+    let overruns = wait_for("an overrun counted on /metrics", PATIENCE, || {
+        let c = &site.collector;
+        let text = services::http_get(&c.host, &format!("{}/metrics", c.url))?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix(&metric))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .filter(|n| *n > 0))
+    })?;
+    let log = site.lab.path("probe.log");
+    let log = std::fs::read_to_string(&log).with_context(|| format!("{}", log.display()))?;
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("longer than the interval"))
+        .collect();
+    ensure!(!said.is_empty(), "no overrun in the probe's log:\n{log}");
+    println!("probe log: {}", said[0]);
+    ensure!(
+        said[0].contains("resolver 10.88.0.12") && said[0].contains("(timeout)"),
+        "the log line must name the silent resolver first: {}",
+        said[0]
+    );
+    ensure!(
+        said.len() as u64 <= overruns,
+        "said once per stretch of overruns, not per cycle: {said:#?}"
+    );
+
+    // The canary was requested as soon as the healthy resolver answered: its wait for an
+    // address is far below the silent resolver's 600 ms.
+    let results = services::api_get(
+        &site.collector,
+        &format!("/api/v1/servers/{SERVER}/results?limit=5"),
+    )?;
+    let first = &results["results"][0];
+    let resolve_ms = first["timings"]["resolve_ms"].as_f64().unwrap_or(f64::MAX);
+    ensure!(
+        first["ok"] == true && resolve_ms < 600.0,
+        "the request waited for the silent resolver: {first:#}"
+    );
     Ok(())
 }

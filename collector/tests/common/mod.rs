@@ -232,6 +232,7 @@ pub fn report(server: &str, started_at_ms: i64, results: Vec<CheckResult>) -> Re
             dropped_total: 2,
         },
         host: None,
+        cycle: None,
     }
 }
 

@@ -83,18 +83,28 @@ pub async fn resolve<T: DnsTransport>(
     servers: &[NameServer],
     timeout: Duration,
 ) -> Vec<ResolverOutcome> {
-    let per_server = servers.iter().map(|ns| async move {
-        let queries = RecordKind::BOTH.map(|kind| transport.query(ns.server, name, kind, timeout));
-        let queries = futures_util::future::join_all(queries).await;
-        ResolverOutcome {
-            resolver: ns.resolver.clone(),
-            server: ns.server,
-            queries,
-            reachability: None,
-            condition: None,
-        }
-    });
+    let per_server = servers
+        .iter()
+        .map(|ns| resolve_one(transport, name, ns, timeout));
     futures_util::future::join_all(per_server).await
+}
+
+/// `name` through one name server: A and AAAA at once.
+pub async fn resolve_one<T: DnsTransport>(
+    transport: &T,
+    name: &str,
+    ns: &NameServer,
+    timeout: Duration,
+) -> ResolverOutcome {
+    let queries = RecordKind::BOTH.map(|kind| transport.query(ns.server, name, kind, timeout));
+    let queries = futures_util::future::join_all(queries).await;
+    ResolverOutcome {
+        resolver: ns.resolver.clone(),
+        server: ns.server,
+        queries,
+        reachability: None,
+        condition: None,
+    }
 }
 
 /// The addresses to request: every address any resolver gave, once, IPv4 first, otherwise in
