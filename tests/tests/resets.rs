@@ -115,6 +115,31 @@ fn failed_since(collector: &Collector, after_ms: i64) -> Result<Vec<Value>> {
 }
 
 /// Stops the lab's nginx and returns the first two failed checks after it.
+/// Every failure since `after_ms` has one of `causes` (the rogue's): none is generic.
+fn only_causes_since(collector: &Collector, after_ms: i64, causes: &[&str]) -> Result<()> {
+    let failed = failed_since(collector, after_ms)?;
+    let others: Vec<&Value> = failed
+        .iter()
+        .filter(|r| !causes.iter().any(|c| r["cause"] == *c))
+        .collect();
+    ensure!(
+        others.is_empty(),
+        "failures with another cause while the rogue ran: {others:#?}"
+    );
+    Ok(())
+}
+
+/// `probectl why` (printed for the record) says each of `words`.
+fn why_says(collector: &Collector, words: &[&str]) -> Result<()> {
+    let text = services::probectl(collector, &["why", SERVER, "--since", "1h"])?;
+    println!("$ probectl why {SERVER} --since 1h\n{text}");
+    ensure!(
+        words.iter().all(|w| text.contains(w)),
+        "probectl why printed:\n{text}"
+    );
+    Ok(())
+}
+
 fn stop_nginx_and_wait_failures(lab: &mut Lab, collector: &Collector) -> Result<Vec<Value>> {
     let mut nginx = lab.take("nginx").context("no nginx")?;
     nginx.stop().context("nginx did not exit on SIGTERM")?;
@@ -186,23 +211,11 @@ fn rogue_reuseport_listener_is_named_as_the_sender_of_the_reset() -> Result<()> 
     );
 
     // Every reset the rogue caused is explained as its own: no generic reset in between.
-    let failed = failed_since(&collector, rogue_from)?;
-    let others: Vec<&Value> = failed
-        .iter()
-        .filter(|r| r["cause"] != "rst_from_non_serving_process")
-        .collect();
-    ensure!(
-        others.is_empty(),
-        "failures with another cause while the rogue ran: {others:#?}"
-    );
-
-    let text = services::probectl(&collector, &["why", SERVER, "--since", "1h"])?;
-    println!("$ probectl why {SERVER} --since 1h\n{text}");
-    ensure!(
-        text.contains("rst_from_non_serving_process") && text.contains("rogue-listener.py"),
-        "probectl why printed:\n{text}"
-    );
-    Ok(())
+    only_causes_since(&collector, rogue_from, &["rst_from_non_serving_process"])?;
+    why_says(
+        &collector,
+        &["rst_from_non_serving_process", "rogue-listener.py"],
+    )
 }
 
 #[test]
@@ -253,22 +266,11 @@ fn a_config_test_with_nginxs_name_and_cgroup_is_not_the_server() -> Result<()> {
         "the rogue should have nginx's name and cgroup {cgroup_name}: {owner}"
     );
 
-    let failed = failed_since(&collector, rogue_from)?;
-    let others: Vec<&Value> = failed
-        .iter()
-        .filter(|r| r["cause"] != "rst_from_non_serving_process")
-        .collect();
-    ensure!(
-        others.is_empty(),
-        "failures with another cause while the rogue ran: {others:#?}"
-    );
-    let text = services::probectl(&collector, &["why", SERVER, "--since", "1h"])?;
-    println!("$ probectl why {SERVER} --since 1h\n{text}");
-    ensure!(
-        text.contains("rst_from_non_serving_process") && text.contains("is neither pid"),
-        "probectl why printed:\n{text}"
-    );
-    Ok(())
+    only_causes_since(&collector, rogue_from, &["rst_from_non_serving_process"])?;
+    why_says(
+        &collector,
+        &["rst_from_non_serving_process", "is neither pid"],
+    )
 }
 
 #[test]
@@ -309,25 +311,15 @@ fn a_rogue_holding_the_port_past_the_timeout_is_named_for_the_timeout() -> Resul
     ensure!(inbound_reset(r).is_none(), "no reset expected: {flow:?}");
 
     // Every failure while the rogue ran is the rogue's, queued or reset: none is generic.
-    let failed = failed_since(&collector, rogue_from)?;
-    let others: Vec<&Value> = failed
-        .iter()
-        .filter(|r| {
-            r["cause"] != "queued_on_non_serving_process"
-                && r["cause"] != "rst_from_non_serving_process"
-        })
-        .collect();
-    ensure!(
-        others.is_empty(),
-        "failures with another cause while the rogue ran: {others:#?}"
-    );
-    let text = services::probectl(&collector, &["why", SERVER, "--since", "1h"])?;
-    println!("$ probectl why {SERVER} --since 1h\n{text}");
-    ensure!(
-        text.contains("queued_on_non_serving_process"),
-        "probectl why printed:\n{text}"
-    );
-    Ok(())
+    only_causes_since(
+        &collector,
+        rogue_from,
+        &[
+            "queued_on_non_serving_process",
+            "rst_from_non_serving_process",
+        ],
+    )?;
+    why_says(&collector, &["queued_on_non_serving_process"])
 }
 
 #[test]

@@ -149,23 +149,17 @@ pub(super) fn queued(check: &CheckResult) -> Option<(Cause, String)> {
         .filter(|l| !l.serving)
         .filter(|l| l.overlaps(syn_at, syn_at, ev.poll_ms))
         .min_by_key(|l| (l.first_seen_ms - syn_at).abs())?;
-    let (group, life) = (reuseport(rogue, serving), life(trace, rogue));
     Some((
         Cause::QueuedOnNonServingProcess,
         format!(
             "{target} completed the handshake and took the request ({} bytes) but never \
              answered ({}): the connection was queued on a socket the serving process does not \
-             own: {} listened on {}{group} too ({life}), beside {}, the serving process ({}).{} \
-             A listener that does not accept leaves the connections the kernel gave it waiting \
-             until it closes (then they are reset) or the client gives up; stop that process \
-             from binding port {}",
+             own: {} A listener that does not accept leaves the connections the kernel gave it \
+             waiting until it closes (then they are reset) or the client gives up; stop that \
+             process from binding port {}",
             trace.request_bytes(),
             failure.message,
-            rogue.owners_text(),
-            rogue.address,
-            serving.owners_text(),
-            ev.serving,
-            outside_the_tree(ev, rogue),
+            beside(trace, ev, rogue, serving),
             ev.port,
         ),
     ))
@@ -209,21 +203,36 @@ fn non_serving_story(
     rogue: &Listener,
     serving: &Listener,
 ) -> String {
-    let target = trace.remote;
-    let (group, life) = (reuseport(rogue, serving), life(trace, rogue));
     format!(
-        "{target} reset the connection {}, from a socket the serving process does not own: {} \
-         listened on {}{group} too ({life}), beside {}, the serving process ({}).{} The kernel \
-         resets the connections queued on a listener that closes; stop that process from \
+        "{} reset the connection {}, from a socket the serving process does not own: {} The \
+         kernel resets the connections queued on a listener that closes; stop that process from \
          binding port {}, or set net.ipv4.tcp_migrate_req=1 so they move to the remaining \
          listeners",
+        trace.remote,
         after_what(trace, rst),
+        beside(trace, ev, rogue, serving),
+        ev.port,
+    )
+}
+
+/// The rogue beside the server: "pid 4242 (...) listened on 10.88.0.2:80 with SO_REUSEPORT too
+/// (seen from -0.8 s to +1.4 s around the SYN, then gone), beside pid 100 (...), the serving
+/// process (...)." and why a rogue is not the server, when the probe said.
+fn beside(
+    trace: &PacketTrace,
+    ev: &ListenerEvidence,
+    rogue: &Listener,
+    serving: &Listener,
+) -> String {
+    format!(
+        "{} listened on {}{} too ({}), beside {}, the serving process ({}).{}",
         rogue.owners_text(),
         rogue.address,
+        reuseport(rogue, serving),
+        life(trace, rogue),
         serving.owners_text(),
         ev.serving,
         outside_the_tree(ev, rogue),
-        ev.port,
     )
 }
 
