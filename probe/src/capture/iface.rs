@@ -18,16 +18,24 @@
 //! a time) recorded. A busy queue (the canary's address and port always carrying traffic) never
 //! looks empty: the waiter then gives up after [`DRAIN_MAX`] with what there is.
 //!
-//! An idle thread sits in `poll` until the read timeout, so a drain on a quiet interface waits up
-//! to [`READ_TIMEOUT`]. 20 ms keeps that short next to the check's own timeouts while the idle
-//! thread wakes only 50 times a second (a `poll` returning: no measurable CPU). Waking the
-//! thread at once would need a second fd in its `poll`, which pnet does not offer.
+//! A thread sits in `poll` until the read timeout, so a drain on a quiet interface waits up to
+//! [`READ_TIMEOUT`]. 20 ms keeps that short next to the check's own timeouts. Waking the thread
+//! at once would need a second fd in its `poll`, which pnet does not offer.
+//!
+//! ## Parking
+//!
+//! Between checks no flow is registered, the filter rejects everything and nothing can arrive:
+//! the thread then parks on a condition variable instead of polling 50 times a second (each
+//! timeout also builds an `io::Error` inside pnet: measured, most of an idle probe's CPU). The
+//! first flow registered wakes it ([`Iface::add_flow`] notifies after the filter passes the new
+//! target, and packets queue on the socket meanwhile); so does [`Iface::stop`]. Parked, it still
+//! wakes every [`PARKED_WAKE`] to look at `stop`, in case a notification was missed.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::IntoRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pnet_datalink::{Channel, DataLinkReceiver};
@@ -42,6 +50,8 @@ use super::{CaptureStats, LogOnce, lock, socket};
 
 /// The read timeout of the capture thread; see the module doc.
 pub(crate) const READ_TIMEOUT: Duration = Duration::from_millis(20);
+/// How often a parked thread (no flow registered) wakes on its own.
+pub(crate) const PARKED_WAKE: Duration = Duration::from_secs(1);
 /// The longest a drain waits for the thread.
 pub(crate) const DRAIN_MAX: Duration = Duration::from_millis(300);
 /// Receive buffer for one frame: the filter passes at most [`bpf::SNAP_LEN`] bytes.
@@ -80,6 +90,10 @@ pub(crate) struct Iface {
     sock: Socket,
     /// Remote ends of watched flows, with how many flows use each; the filter passes these.
     targets: Mutex<BTreeMap<Target, usize>>,
+    /// Wakes the parked thread: a flow was registered, or stop was asked (see "Parking").
+    wake: Condvar,
+    /// Times the thread parked, for tests and the idle bench.
+    parks: AtomicU64,
     flows: Mutex<Flows>,
     ttls: Arc<Mutex<TtlMemory>>,
     notes: Arc<LogOnce>,
@@ -148,6 +162,8 @@ impl Iface {
             drop_outgoing,
             sock: ours,
             targets: Mutex::default(),
+            wake: Condvar::new(),
+            parks: AtomicU64::new(0),
             flows: Mutex::default(),
             ttls,
             notes,
@@ -175,6 +191,9 @@ impl Iface {
     /// Asks the thread to end (within [`READ_TIMEOUT`]); it closes the socket.
     pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
+        // Taken so a thread about to park sees `stop` or gets the notification.
+        let _targets = lock(&self.targets);
+        self.wake.notify_all();
     }
 
     /// Registers `key` and makes sure the filter passes its remote before returning, so the
@@ -194,6 +213,7 @@ impl Iface {
             lock(&self.flows).remove(&key, id);
             return Err(AddError::Filter(e));
         }
+        self.wake.notify_all();
         Ok(id)
     }
 
@@ -246,6 +266,7 @@ impl Iface {
             flows: lock(&self.flows).len(),
             received: self.received.load(Ordering::Relaxed),
             unmatched: self.unmatched.load(Ordering::Relaxed),
+            parks: self.parks.load(Ordering::Relaxed),
         }
     }
 
@@ -262,6 +283,9 @@ impl Iface {
         let result = loop {
             if self.stop.load(Ordering::SeqCst) {
                 break Ok(());
+            }
+            if self.park_while_idle() {
+                continue;
             }
             match rx.next() {
                 Ok(frame) => {
@@ -321,6 +345,26 @@ impl Iface {
             .ok()
             .filter(|s| (s - now).abs() < STAMP_SANITY_NS)
             .unwrap_or(now)
+    }
+
+    /// Parks the thread while no flow is registered and nothing is queued (see "Parking"),
+    /// until woken or [`PARKED_WAKE`]; true when it parked.
+    fn park_while_idle(&self) -> bool {
+        let targets = lock(&self.targets);
+        // Packets of a flow removed before the thread read them are read (and dropped) first.
+        if !targets.is_empty()
+            || self.stop.load(Ordering::SeqCst)
+            || !matches!(socket::next_queued_len(&self.sock), Ok(0))
+        {
+            return false;
+        }
+        self.report_idle();
+        self.parks.fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .wake
+            .wait_timeout(targets, PARKED_WAKE)
+            .unwrap_or_else(PoisonError::into_inner);
+        true
     }
 
     fn report_idle(&self) {

@@ -112,6 +112,8 @@ pub struct CaptureStats {
     pub received: u64,
     /// Of those, packets of no watched flow (dropped).
     pub unmatched: u64,
+    /// Times the thread parked for want of flows (see `iface`, "Parking").
+    pub parks: u64,
 }
 
 /// The probe's packet capture: one per process, shared (`Arc`). Capture threads start lazily,

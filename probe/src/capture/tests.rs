@@ -167,6 +167,40 @@ async fn capture_traces_a_whole_connection_on_lo() {
 }
 
 /// Refused: the SYN and the RST,ACK that answered it; no TTL learnt for a fresh capture.
+/// Between checks the thread parks instead of polling, and the next check's flow wakes it:
+/// its whole handshake is still captured.
+#[tokio::test]
+async fn an_idle_thread_parks_and_the_next_flow_wakes_it() {
+    let cap = Capture::new();
+    let remote = dead_port();
+    let (sock, watch) = watched_socket(&cap, remote);
+    let _ = sock.connect(remote).await;
+    assert!(watch.finish(true).await.is_some());
+    let parked = |cap: &Capture| lo_stats(cap).parks;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while parked(&cap) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the thread never parked: {:?}",
+            lo_stats(&cap)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Parked now (or about to): a new flow must be captured from its SYN on.
+    let remote = dead_port();
+    let (sock, watch) = watched_socket(&cap, remote);
+    let err = sock.connect(remote).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    let t = watch.finish(true).await.expect("a trace");
+    use Direction::{In, Out};
+    assert_eq!(
+        rows(&t),
+        [(Out, SYN, 0, 0), (In, RST | ACK, 0, 1)],
+        "{}",
+        show(&t)
+    );
+}
+
 #[tokio::test]
 async fn capture_traces_a_refused_connection() {
     let remote = dead_port();
