@@ -111,7 +111,8 @@ pub struct Config {
     pub dns_timeout: Duration,
     /// Whether to capture the packets of the probe's connections (needs CAP_NET_RAW).
     pub capture: bool,
-    /// How often the listeners on the ports of canaries served on this host are looked at.
+    /// How often the listeners on the ports of canaries served on this host are looked at while
+    /// a check is in flight (between checks: once a second, `host::listeners::IDLE_POLL`).
     pub listener_poll: Duration,
     /// How the probe watches its own host (`[host]`).
     pub host_watch: HostConfig,

@@ -163,6 +163,7 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
         let start = Instant::now();
         let name = match &canary.target.host {
             TargetHost::Ip(ip) => {
+                let _check = self.listeners.as_ref().map(ListenerWatch::check);
                 let outcome = self
                     .with_listeners(self.http.fetch(canary, *ip).await)
                     .await;
@@ -232,6 +233,9 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
             )
         };
         let fetch = |address: IpAddr, known_ms: f64| async move {
+            // The listeners are looked at closely from before the connection until its evidence
+            // is taken.
+            let _check = self.listeners.as_ref().map(ListenerWatch::check);
             let outcome = self.with_listeners(self.http.fetch(canary, address).await);
             (known_ms, outcome.await)
         };

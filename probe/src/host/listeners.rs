@@ -8,6 +8,12 @@
 //! ones for [`HISTORY_MS`]. A failed check attaches [`ListenerWatch::evidence`]; the classifier
 //! then matches the listeners' lifetimes, with one poll of slack, against the reset.
 //!
+//! The thread polls every `poll` only while a check is in flight ([`ListenerWatch::check`]:
+//! the first poll at once, just before the connection, then every `poll` until its evidence is
+//! taken); between checks it makes one pass every [`IDLE_POLL`], so an idle probe wakes once a
+//! second. A rogue that listens around a check is seen at the check's pace; one that came and
+//! went between checks, at the idle pace.
+//!
 //! A poll is one sock_diag dump per port and family ([`super::sock_diag`], tens of
 //! microseconds). Owners are looked up in `/proc` ([`super::procfs`]) only when a socket not
 //! seen before appears, because that scan reads every process's fds.
@@ -18,7 +24,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -46,6 +52,8 @@ pub const OWNERS_MAX: usize = 16;
 /// A listener whose owner was not found is looked up again after 1, 2, 4... polls, at most
 /// this many apart: each try is a full `/proc` scan.
 const OWNER_RETRY_MAX_POLLS: u64 = 600;
+/// How often the listeners are looked at while no check is in flight.
+pub const IDLE_POLL: Duration = Duration::from_secs(1);
 /// After the netlink socket could not be opened, the next try is this much later.
 const REOPEN_AFTER: Duration = Duration::from_secs(30);
 
@@ -78,6 +86,9 @@ struct Shared {
     started: AtomicU64,
     /// Polls finished (successful or not), numbered as `started` numbered them.
     finished: watch::Sender<u64>,
+    /// Checks in flight: the thread polls every `poll` while there is one, else every
+    /// [`IDLE_POLL`].
+    active: AtomicUsize,
 }
 
 impl ListenerWatch {
@@ -102,6 +113,7 @@ impl ListenerWatch {
             snapshots: Mutex::new(HashMap::new()),
             started: AtomicU64::new(0),
             finished: watch::Sender::new(0),
+            active: AtomicUsize::new(0),
         });
         let watched = unique.iter().map(|(p, _)| *p).collect();
         let thread = match unique.is_empty() {
@@ -147,10 +159,29 @@ impl ListenerWatch {
         // Subscribe before reading the counter, so a poll finishing in between is not missed.
         let mut finished = inner.shared.finished.subscribe();
         let target = inner.shared.started.load(Ordering::SeqCst) + 1;
+        // At the check's pace while waiting, whether or not the caller holds a check.
+        let _check = self.check();
         let bound = inner.poll.saturating_mul(3);
         // A timeout or a vanished thread both end the wait; the evidence is whatever is there.
         let _ = tokio::time::timeout(bound, finished.wait_for(|&n| n >= target)).await;
         self.evidence(port)
+    }
+
+    /// A check is in flight until the guard is dropped: the thread polls at once and then
+    /// every `poll` (hold it until the check's evidence is taken).
+    pub fn check(&self) -> CheckInFlight {
+        let shared = Arc::clone(&self.inner.shared);
+        shared.active.fetch_add(1, Ordering::SeqCst);
+        // Taken so the thread, about to sleep, sees the count or gets the notification.
+        drop(lock(&shared.stopped));
+        shared.wake.notify_all();
+        CheckInFlight(shared)
+    }
+
+    /// Polls begun since the start (for tests of the pace).
+    #[cfg(test)]
+    fn polls(&self) -> u64 {
+        self.inner.shared.started.load(Ordering::SeqCst)
     }
 
     /// Stops the thread and waits for it (at most the rest of one poll). Evidence stays as it
@@ -162,6 +193,15 @@ impl ListenerWatch {
     /// Whether [`stop`](Self::stop) was called or the thread could not start.
     fn is_stopped(&self) -> bool {
         *lock(&self.inner.shared.stopped) || lock(&self.inner.thread).is_none()
+    }
+}
+
+/// A check in flight (see [`ListenerWatch::check`]).
+pub struct CheckInFlight(Arc<Shared>);
+
+impl Drop for CheckInFlight {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -195,14 +235,20 @@ impl Drop for Inner {
 }
 
 impl Shared {
-    /// Sleeps until `deadline` or a stop; true if stopped.
-    fn sleep_until(&self, deadline: Instant) -> bool {
+    /// Sleeps until the next poll is due after `last` (`poll` while a check is in flight,
+    /// [`IDLE_POLL`] otherwise; a check starting wakes it) or a stop; true if stopped.
+    fn sleep_after(&self, last: Option<Instant>, poll: Duration) -> bool {
         let mut stopped = lock(&self.stopped);
         loop {
             if *stopped {
                 return true;
             }
+            let pace = match self.active.load(Ordering::SeqCst) {
+                0 => poll.max(IDLE_POLL),
+                _ => poll,
+            };
             let now = Instant::now();
+            let deadline = last.map_or(now, |last| last + pace);
             if now >= deadline {
                 return false;
             }
@@ -227,8 +273,8 @@ fn run(shared: &Shared, mut tracker: Tracker, poll: Duration, proc_root: &Path) 
     let mut reopen_at = Instant::now();
     let mut warned = false;
     let mut failing = false;
-    let mut next = Instant::now();
-    while !shared.sleep_until(next) {
+    let mut last: Option<Instant> = None;
+    while !shared.sleep_after(last, poll) {
         let begun = Instant::now();
         let n = shared.started.fetch_add(1, Ordering::SeqCst) + 1;
         let outcome = match diag.as_mut() {
@@ -283,12 +329,9 @@ fn run(shared: &Shared, mut tracker: Tracker, poll: Duration, proc_root: &Path) 
             None => lock(&shared.snapshots).clear(),
         }
         shared.finished.send_replace(n);
-        next = begun + poll;
-        let now = Instant::now();
-        if next <= now {
-            // The poll overran its interval (a slow /proc scan): rest a full interval anyway.
-            next = now + poll;
-        }
+        // The pace counts from the poll's end: a slow one (a /proc scan) still rests a full
+        // interval after it.
+        last = Some(Instant::now());
     }
 }
 

@@ -548,6 +548,8 @@ async fn watch_sees_a_rogue_reuseport_listener_come_and_go() {
     let poll = Duration::from_millis(50);
     let by_name = ListenerWatch::start(vec![(port, ServingRule::Process(me.clone()))], poll);
     let by_age = ListenerWatch::start(vec![(port, ServingRule::LongLived)], poll);
+    // As during a check: every `poll`, not at the idle pace.
+    let _checks = (by_name.check(), by_age.check());
     for w in [&by_name, &by_age] {
         wait_until(w, port, "the serving listener", |ev| {
             ev.listeners.iter().any(|l| l.inode == a_inode && l.serving)
@@ -628,6 +630,35 @@ async fn watch_sees_a_rogue_reuseport_listener_come_and_go() {
     }
     by_name.stop();
     by_age.stop();
+}
+
+/// Between checks the thread looks once per [`IDLE_POLL`]; a check makes it look at once and
+/// then every `poll` until the check ends.
+#[tokio::test]
+async fn polls_at_the_checks_pace_only_while_one_is_in_flight() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let poll = Duration::from_millis(20);
+    let watch = ListenerWatch::start(vec![(port, ServingRule::LongLived)], poll);
+    wait_until(&watch, port, "the listener", |ev| !ev.listeners.is_empty()).await;
+    // Idle: 1.5 s at 20 ms would be 75 polls; at the idle pace it is one or two.
+    let idle_from = watch.polls();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let idle = watch.polls() - idle_from;
+    assert!(idle <= 3, "{idle} polls in 1.5 s with no check in flight");
+    // A check: polls come at once and keep coming (bounded wait for 10 of them).
+    let check = watch.check();
+    let from = watch.polls();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while watch.polls() < from + 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no fast polls during a check"
+        );
+        tokio::time::sleep(poll).await;
+    }
+    drop(check);
+    watch.stop();
 }
 
 /// The property a reset needs: a listener closed just before the call is gone in the result.
