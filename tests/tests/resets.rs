@@ -115,6 +115,36 @@ fn failed_since(collector: &Collector, after_ms: i64) -> Result<Vec<Value>> {
 }
 
 /// Stops the lab's nginx and returns the first two failed checks after it.
+/// The rogue listener of these tests ([`services::start_rogue_listener`]).
+enum Rogue {
+    /// A python script in the test's cgroup.
+    Plain,
+    /// The same script named `nginx` in nginx's own cgroup, as `docker exec web nginx -t`.
+    AsNginx,
+}
+
+/// The site of `plan`, healthy, then `rogue` started beside nginx on port 80; with when the
+/// rogue started.
+fn site_with_rogue(plan: &Plan, rogue: Rogue) -> Result<(Site, i64)> {
+    let (mut site, _) = site(plan)?;
+    wait_results(&site.collector, 0, 1, |r| r["ok"] == true)?;
+    let service = match rogue {
+        Rogue::Plain => services::start_rogue_listener(&site.lab, &site.web, 80)?,
+        Rogue::AsNginx => {
+            let cgroup = services::nginx_cgroup(&site.lab, "nginx")?;
+            services::start_rogue_listener_as(
+                &site.lab,
+                &site.web,
+                80,
+                Some("nginx"),
+                Some(&cgroup),
+            )?
+        }
+    };
+    site.lab.adopt(service);
+    Ok((site, now_ms()))
+}
+
 /// Every failure since `after_ms` has one of `causes` (the rogue's): none is generic.
 fn only_causes_since(collector: &Collector, after_ms: i64, causes: &[&str]) -> Result<()> {
     let failed = failed_since(collector, after_ms)?;
@@ -157,21 +187,19 @@ fn probe_log(lab: &mut Lab) -> Result<String> {
 #[test]
 fn rogue_reuseport_listener_is_named_as_the_sender_of_the_reset() -> Result<()> {
     // The rogue holds the port up to 3 s, so the check's timeout must outlast it.
-    let (site, _) = site(&Plan {
+    let plan = Plan {
         interval: "5s",
         timeout: "4s",
         ..Plan::local("rogue")
-    })?;
-    let Site {
-        mut lab,
-        web,
-        collector,
-    } = site;
-    wait_results(&collector, 0, 1, |r| r["ok"] == true)?;
-
-    let rogue = services::start_rogue_listener(&lab, &web, 80)?;
-    lab.adopt(rogue);
-    let rogue_from = now_ms();
+    };
+    let (
+        Site {
+            lab: _lab,
+            collector,
+            ..
+        },
+        rogue_from,
+    ) = site_with_rogue(&plan, Rogue::Plain)?;
     let found = wait_results(&collector, rogue_from, 1, |r| {
         r["cause"] == "rst_from_non_serving_process"
     })?;
@@ -223,22 +251,13 @@ fn a_config_test_with_nginxs_name_and_cgroup_is_not_the_server() -> Result<()> {
     // `docker exec web nginx -t`: the rogue runs in nginx's own cgroup under the name nginx,
     // but it is not a descendant of nginx's master. Named by (name, cgroup) alone it was
     // "serving", and its resets came out as the generic `connection_reset`.
-    let (site, _) = site(&Plan {
+    let plan = Plan {
         interval: "5s",
         timeout: "4s",
         ..Plan::local("samename")
-    })?;
-    let Site {
-        mut lab,
-        web,
-        collector,
-    } = site;
-    wait_results(&collector, 0, 1, |r| r["ok"] == true)?;
-
+    };
+    let (Site { lab, collector, .. }, rogue_from) = site_with_rogue(&plan, Rogue::AsNginx)?;
     let cgroup = services::nginx_cgroup(&lab, "nginx")?;
-    let rogue = services::start_rogue_listener_as(&lab, &web, 80, Some("nginx"), Some(&cgroup))?;
-    lab.adopt(rogue);
-    let rogue_from = now_ms();
     let found = wait_results(&collector, rogue_from, 1, |r| r["ok"] == false)?;
     let r = &found[0];
     ensure!(
@@ -277,17 +296,15 @@ fn a_config_test_with_nginxs_name_and_cgroup_is_not_the_server() -> Result<()> {
 fn a_rogue_holding_the_port_past_the_timeout_is_named_for_the_timeout() -> Result<()> {
     // The rogue holds the port 1 to 3 s and never accepts; the check gives up after 800 ms.
     // A connection queued on it is neither served nor reset in time: it was a plain `timeout`.
-    let (site, _) = site(&Plan::local("queued"))?;
-    let Site {
-        mut lab,
-        web,
-        collector,
-    } = site;
-    wait_results(&collector, 0, 1, |r| r["ok"] == true)?;
-
-    let rogue = services::start_rogue_listener(&lab, &web, 80)?;
-    lab.adopt(rogue);
-    let rogue_from = now_ms();
+    let plan = Plan::local("queued");
+    let (
+        Site {
+            lab: _lab,
+            collector,
+            ..
+        },
+        rogue_from,
+    ) = site_with_rogue(&plan, Rogue::Plain)?;
     // The first failure that is not a reset (the rogue's exit resets what it still holds).
     let found = wait_results(&collector, rogue_from, 1, |r| {
         r["ok"] == false && r["cause"] != "rst_from_non_serving_process"

@@ -166,19 +166,40 @@ async fn capture_traces_a_whole_connection_on_lo() {
     assert!(stats.running);
 }
 
+/// A watched connection to a port nothing listens on: refused, and its trace the SYN and the
+/// RST,ACK that answered it.
+async fn refused_trace(cap: &Capture) -> PacketTrace {
+    let remote = dead_port();
+    let (sock, watch) = watched_socket(cap, remote);
+    let err = sock.connect(remote).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    let t = watch.finish(true).await.expect("a trace");
+    use Direction::{In, Out};
+    assert_eq!(
+        rows(&t),
+        [(Out, SYN, 0, 0), (In, RST | ACK, 0, 1)],
+        "{}",
+        show(&t)
+    );
+    t
+}
+
 /// Refused: the SYN and the RST,ACK that answered it; no TTL learnt for a fresh capture.
+#[tokio::test]
+async fn capture_traces_a_refused_connection() {
+    let t = refused_trace(&Capture::new()).await;
+    assert_eq!(t.inbound_reset().map(|p| p.ttl), Some(64));
+    assert_eq!(t.server_ttl, None);
+}
+
 /// Between checks the thread parks instead of polling, and the next check's flow wakes it:
 /// its whole handshake is still captured.
 #[tokio::test]
 async fn an_idle_thread_parks_and_the_next_flow_wakes_it() {
     let cap = Capture::new();
-    let remote = dead_port();
-    let (sock, watch) = watched_socket(&cap, remote);
-    let _ = sock.connect(remote).await;
-    assert!(watch.finish(true).await.is_some());
-    let parked = |cap: &Capture| lo_stats(cap).parks;
+    refused_trace(&cap).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while parked(&cap) == 0 {
+    while lo_stats(&cap).parks == 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "the thread never parked: {:?}",
@@ -187,37 +208,7 @@ async fn an_idle_thread_parks_and_the_next_flow_wakes_it() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Parked now (or about to): a new flow must be captured from its SYN on.
-    let remote = dead_port();
-    let (sock, watch) = watched_socket(&cap, remote);
-    let err = sock.connect(remote).await.unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
-    let t = watch.finish(true).await.expect("a trace");
-    use Direction::{In, Out};
-    assert_eq!(
-        rows(&t),
-        [(Out, SYN, 0, 0), (In, RST | ACK, 0, 1)],
-        "{}",
-        show(&t)
-    );
-}
-
-#[tokio::test]
-async fn capture_traces_a_refused_connection() {
-    let remote = dead_port();
-    let cap = Capture::new();
-    let (sock, watch) = watched_socket(&cap, remote);
-    let err = sock.connect(remote).await.unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
-    let t = watch.finish(true).await.expect("a trace");
-    use Direction::{In, Out};
-    assert_eq!(
-        rows(&t),
-        [(Out, SYN, 0, 0), (In, RST | ACK, 0, 1)],
-        "{}",
-        show(&t)
-    );
-    assert_eq!(t.inbound_reset().map(|p| p.ttl), Some(64));
-    assert_eq!(t.server_ttl, None);
+    refused_trace(&cap).await;
 }
 
 /// Reset by the server after the request: the RST is in the trace, already drained when the
