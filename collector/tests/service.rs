@@ -11,17 +11,16 @@ mod common;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use causeway_collector::db::Db;
-use common::{ok_check, report};
+use common::{
+    COLLECTOR_BIN as BIN, PROCESS_PATIENCE as PATIENCE, ok_check, report, spawn_serve, wait_for,
+};
 
-const BIN: &str = env!("CARGO_BIN_EXE_causeway-collector");
 const SERVER: &str = "web-01";
-/// How long a test waits for what must happen; a slow machine must not fail a right test.
-const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A collector process serving on a free port of 127.0.0.1, with a token for [`SERVER`].
 struct Serving {
@@ -62,7 +61,7 @@ impl Serving {
         flags: &[&str],
         nofile: Option<u64>,
     ) -> Serving {
-        let mut command = match nofile {
+        let command = match nofile {
             // util-linux's prlimit runs it with the limit (no unsafe setrlimit here).
             Some(n) => {
                 let mut c = Command::new("prlimit");
@@ -71,21 +70,8 @@ impl Serving {
             }
             None => Command::new(BIN),
         };
-        let child = command
-            .arg("--db")
-            .arg(db)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(flags)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let addr = wait_for("the collector's listening line", || {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            text.split_once("listening on http://")
-                .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
-        });
+        let flags: Vec<&std::ffi::OsStr> = flags.iter().map(|f| f.as_ref()).collect();
+        let (child, addr) = spawn_serve(command, db, &flags, &log, "http");
         Serving {
             child,
             addr,
@@ -138,18 +124,6 @@ impl Drop for Serving {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Polls `what` every 50 ms until it gives a value, for at most [`PATIENCE`].
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "no {what} within {PATIENCE:?}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -2,15 +2,15 @@
 //! that trust only its CA, a renewed certificate taken on SIGHUP, a broken one refused, and a
 //! real probe uploading through a configured CA file.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{COLLECTOR_BIN as BIN, PROCESS_PATIENCE as PATIENCE, spawn_serve, wait_for};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-
-const BIN: &str = env!("CARGO_BIN_EXE_causeway-collector");
-const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A CA, and a certificate for 127.0.0.1 it signed: (CA PEM, leaf PEM, leaf key PEM).
 fn pki(name: &str) -> (String, String, String) {
@@ -29,17 +29,6 @@ fn pki(name: &str) -> (String, String, String) {
     (ca_cert.pem(), leaf.pem(), leaf_key.serialize_pem())
 }
 
-fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 struct Collector {
     child: Child,
     addr: SocketAddr,
@@ -56,23 +45,14 @@ impl Drop for Collector {
 impl Collector {
     fn start(dir: &Path, db: &Path) -> Collector {
         let log = dir.join("collector.log");
-        let child = Command::new(BIN)
-            .arg("--db")
-            .arg(db)
-            .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
-            .arg(dir.join("cert.pem"))
-            .arg("--tls-key")
-            .arg(dir.join("key.pem"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let addr = wait_for("the collector's listening line", || {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            text.split_once("listening on https://")
-                .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
-        });
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let flags = [
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+        ];
+        let (child, addr) = spawn_serve(Command::new(BIN), db, &flags, &log, "https");
         Collector { child, addr, log }
     }
 

@@ -765,3 +765,52 @@ pub fn refused_on(at: i64, host: &ProbeHost, gone_ms: i64) -> CheckResult {
     c.diagnosis = classify(&c);
     c
 }
+
+/// The collector binary, for the tests that run it as a process.
+pub const COLLECTOR_BIN: &str = env!("CARGO_BIN_EXE_causeway-collector");
+/// How long a process test waits for what it polls; a slow machine must not fail a right test.
+pub const PROCESS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Polls `what` every 50 ms until it gives a value, for at most [`PROCESS_PATIENCE`].
+pub fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + PROCESS_PATIENCE;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {what} within {PROCESS_PATIENCE:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Runs `command` (the collector binary, or a wrapper already given it) as `serve` on `db`, on
+/// a free loopback port, with `flags`, logging to `log`; returns it with the address its log
+/// says it listens on (`scheme`: "http" or "https").
+pub fn spawn_serve(
+    mut command: std::process::Command,
+    db: &std::path::Path,
+    flags: &[&std::ffi::OsStr],
+    log: &std::path::Path,
+    scheme: &str,
+) -> (std::process::Child, std::net::SocketAddr) {
+    let child = command
+        .arg("--db")
+        .arg(db)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(flags)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let line = format!("listening on {scheme}://");
+    let addr = wait_for("the collector's listening line", || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        text.split_once(line.as_str())
+            .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+    });
+    (child, addr)
+}
