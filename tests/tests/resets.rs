@@ -145,6 +145,17 @@ fn site_with_rogue(plan: &Plan, rogue: Rogue) -> Result<(Site, i64)> {
     Ok((site, now_ms()))
 }
 
+/// The check `r` has `cause`, and its explanation says each of `words`.
+fn diagnosed(r: &Value, cause: &str, words: &[&str]) -> Result<()> {
+    ensure!(r["cause"] == cause, "expected {cause}: {r:#}");
+    let explanation = r["explanation"].as_str().unwrap_or("");
+    ensure!(
+        words.iter().all(|w| explanation.contains(w)),
+        "the explanation must say {words:?}: {r:#}"
+    );
+    Ok(())
+}
+
 /// Every failure since `after_ms` has one of `causes` (the rogue's): none is generic.
 fn only_causes_since(collector: &Collector, after_ms: i64, causes: &[&str]) -> Result<()> {
     let failed = failed_since(collector, after_ms)?;
@@ -204,11 +215,11 @@ fn rogue_reuseport_listener_is_named_as_the_sender_of_the_reset() -> Result<()> 
         r["cause"] == "rst_from_non_serving_process"
     })?;
     let r = &found[0];
-    let explanation = r["explanation"].as_str().unwrap_or("");
-    ensure!(
-        explanation.contains("rogue-listener.py") && explanation.contains("nginx"),
-        "the explanation must name the rogue process and nginx: {r:#}"
-    );
+    diagnosed(
+        r,
+        "rst_from_non_serving_process",
+        &["rogue-listener.py", "nginx"],
+    )?;
 
     // The packets: handshake, request, reset, and not a byte of response.
     let flow = packet_flow(r);
@@ -260,15 +271,12 @@ fn a_config_test_with_nginxs_name_and_cgroup_is_not_the_server() -> Result<()> {
     let cgroup = services::nginx_cgroup(&lab, "nginx")?;
     let found = wait_results(&collector, rogue_from, 1, |r| r["ok"] == false)?;
     let r = &found[0];
-    ensure!(
-        r["cause"] == "rst_from_non_serving_process",
-        "the first failed check: {r:#}"
-    );
-    let explanation = r["explanation"].as_str().unwrap_or("");
-    ensure!(
-        explanation.contains("nginx is neither pid") && explanation.contains("descendants"),
-        "the explanation must say the rogue is outside nginx's tree: {explanation}"
-    );
+    // The explanation says why a process named nginx is not the server.
+    diagnosed(
+        r,
+        "rst_from_non_serving_process",
+        &["nginx is neither pid", "descendants"],
+    )?;
     // The rogue, as the probe saw it: nginx's name and cgroup, and not serving.
     let all = listeners(r);
     let cgroup_name = format!(
@@ -310,15 +318,11 @@ fn a_rogue_holding_the_port_past_the_timeout_is_named_for_the_timeout() -> Resul
         r["ok"] == false && r["cause"] != "rst_from_non_serving_process"
     })?;
     let r = &found[0];
-    ensure!(
-        r["cause"] == "queued_on_non_serving_process",
-        "a check that waited on the rogue's listener: {r:#}"
-    );
-    let explanation = r["explanation"].as_str().unwrap_or("");
-    ensure!(
-        explanation.contains("rogue-listener.py") && explanation.contains("never answered"),
-        "the explanation must name the rogue: {r:#}"
-    );
+    diagnosed(
+        r,
+        "queued_on_non_serving_process",
+        &["rogue-listener.py", "never answered"],
+    )?;
     // The packets: handshake and request, then nothing from the server but its ACK.
     let flow = packet_flow(r);
     ensure!(
