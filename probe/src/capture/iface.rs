@@ -9,49 +9,47 @@
 //!
 //! - the waiter bumps a request generation `g` (an atomic) and waits until the thread reports
 //!   "idle at generation >= g" through a `tokio::sync::watch`, for at most [`DRAIN_MAX`];
-//! - the thread, after each packet and after each read timeout, loads the requested
-//!   generation and then asks `FIONREAD`, which on a packet socket is the size of the next
-//!   queued packet, 0 when the queue is empty. If 0, it publishes that generation.
+//! - the thread, after each packet and after each wake-up, loads the requested generation
+//!   and then asks `FIONREAD`, which on a packet socket is the size of the next queued packet,
+//!   0 when the queue is empty. If 0, it publishes that generation.
 //!
 //! The load happens after the waiter's bump and the ioctl after the load, so an empty queue then
 //! means every packet queued when the waiter asked has been read, and (one thread, one packet at
 //! a time) recorded. A busy queue (the canary's address and port always carrying traffic) never
 //! looks empty: the waiter then gives up after [`DRAIN_MAX`] with what there is.
 //!
-//! A thread sits in `poll` until the read timeout, so a drain on a quiet interface waits up to
-//! [`READ_TIMEOUT`]. 20 ms keeps that short next to the check's own timeouts. Waking the thread
-//! at once would need a second fd in its `poll`, which pnet does not offer.
+//! ## Waiting
 //!
-//! ## Parking
-//!
-//! Between checks no flow is registered, the filter rejects everything and nothing can arrive:
-//! the thread then parks on a condition variable instead of polling 50 times a second (each
-//! timeout also builds an `io::Error` inside pnet: measured, most of an idle probe's CPU). The
-//! first flow registered wakes it ([`Iface::add_flow`] notifies after the filter passes the new
-//! target, and packets queue on the socket meanwhile); so does [`Iface::stop`]. Parked, it still
-//! wakes every [`PARKED_WAKE`] to look at `stop`, in case a notification was missed.
+//! The thread blocks in `poll` on two fds: the socket, and an eventfd ([`socket::Wakeup`])
+//! that a drain, a stop and a flow's end write to. Its only timeout is the moment the next
+//! lingering target is due to leave the filter (see [`super::targets`]). So it runs only when
+//! a packet arrives or someone needs it: between checks the filter closes a few seconds after
+//! the last flow and the thread then sleeps for good, and during a check it wakes once per
+//! packet of the probe's own flows, not on a timer (a 20 ms read timeout used to wake it 50
+//! times a second while a connection was open, and pnet built an `io::Error` for each). A
+//! drain is answered at once.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::IntoRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pnet_datalink::{Channel, DataLinkReceiver};
 use socket2::Socket;
 use tokio::sync::watch;
 
-use super::bpf::{self, MAX_TARGETS, Target};
+use super::bpf::{self, Target};
 use super::flows::{FlowKey, FlowPackets, Flows, Seen, TtlMemory};
 use super::parse::{self, Link};
 use super::route::Route;
+use super::targets::Targets;
 use super::{CaptureStats, LogOnce, lock, socket};
 
-/// The read timeout of the capture thread; see the module doc.
-pub(crate) const READ_TIMEOUT: Duration = Duration::from_millis(20);
-/// How often a parked thread (no flow registered) wakes on its own.
-pub(crate) const PARKED_WAKE: Duration = Duration::from_secs(1);
+/// pnet's own `poll` before each read. The thread reads only after [`socket::wait`] found the
+/// socket readable, so this bounds nothing in practice; it keeps pnet from ever blocking for
+/// good should a packet vanish in between.
+const READ_TIMEOUT: Duration = Duration::from_millis(20);
 /// The longest a drain waits for the thread.
 pub(crate) const DRAIN_MAX: Duration = Duration::from_millis(300);
 /// Receive buffer for one frame: the filter passes at most [`bpf::SNAP_LEN`] bytes.
@@ -88,12 +86,14 @@ pub(crate) struct Iface {
     drop_outgoing: bool,
     /// Our dup of the socket pnet reads: for the filter and the ioctls.
     sock: Socket,
-    /// Remote ends of watched flows, with how many flows use each; the filter passes these.
-    targets: Mutex<BTreeMap<Target, usize>>,
-    /// Wakes the parked thread: a flow was registered, or stop was asked (see "Parking").
-    wake: Condvar,
-    /// Times the thread parked, for tests and the idle bench.
-    parks: AtomicU64,
+    /// Remote ends of watched and recent flows; the filter passes these.
+    targets: Mutex<Targets>,
+    /// Filters attached, for tests and the bench.
+    attaches: AtomicU64,
+    /// Wakes the thread out of its wait (see "Waiting").
+    wakeup: socket::Wakeup,
+    /// Times the thread's wait returned, for tests and the idle bench.
+    wakeups: AtomicU64,
     flows: Mutex<Flows>,
     ttls: Arc<Mutex<TtlMemory>>,
     notes: Arc<LogOnce>,
@@ -130,6 +130,7 @@ impl Iface {
         let ours = sock
             .try_clone()
             .map_err(io("duplicating the AF_PACKET socket"))?;
+        let wakeup = socket::Wakeup::new().map_err(io("creating the capture's eventfd"))?;
         let config = pnet_datalink::Config {
             read_buffer_size: READ_BUFFER,
             write_buffer_size: 64,
@@ -162,8 +163,9 @@ impl Iface {
             drop_outgoing,
             sock: ours,
             targets: Mutex::default(),
-            wake: Condvar::new(),
-            parks: AtomicU64::new(0),
+            attaches: AtomicU64::new(0),
+            wakeup,
+            wakeups: AtomicU64::new(0),
             flows: Mutex::default(),
             ttls,
             notes,
@@ -188,12 +190,10 @@ impl Iface {
         self.running.load(Ordering::SeqCst)
     }
 
-    /// Asks the thread to end (within [`READ_TIMEOUT`]); it closes the socket.
+    /// Asks the thread to end (at once: it is woken); it closes the socket.
     pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Taken so a thread about to park sees `stop` or gets the notification.
-        let _targets = lock(&self.targets);
-        self.wake.notify_all();
+        self.wakeup.notify();
     }
 
     /// Registers `key` and makes sure the filter passes its remote before returning, so the
@@ -202,37 +202,42 @@ impl Iface {
         let target = target_of(&key);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut targets = lock(&self.targets);
-        let new = !targets.contains_key(&target);
-        if new && targets.len() >= MAX_TARGETS {
-            return Err(AddError::TooManyTargets);
-        }
+        let new = targets
+            .add(target, Instant::now())
+            .map_err(|_| AddError::TooManyTargets)?;
         lock(&self.flows).register(key, id);
-        *targets.entry(target).or_insert(0) += 1;
         if new && let Err(e) = self.attach(&targets) {
-            targets.remove(&target);
+            targets.forget(target);
             lock(&self.flows).remove(&key, id);
             return Err(AddError::Filter(e));
         }
-        self.wake.notify_all();
         Ok(id)
     }
 
     /// Unregisters a flow (call once per [`Iface::add_flow`]) and returns its packets if the
-    /// registration was still current. The filter drops a remote no flow uses any more.
+    /// registration was still current. A remote no flow uses any more lingers in the filter
+    /// (see [`super::targets`]); the thread is told, to drop it when it is due.
     pub(crate) fn remove_flow(&self, key: &FlowKey, id: u64) -> Option<FlowPackets> {
         let flow = lock(&self.flows).remove(key, id);
-        let target = target_of(key);
-        let mut targets = lock(&self.targets);
-        if let Some(n) = targets.get_mut(&target) {
-            *n -= 1;
-            if *n == 0 {
-                targets.remove(&target);
-                if let Err(e) = self.attach(&targets) {
-                    tracing::debug!(interface = %self.name, "re-attaching the packet filter: {e}");
-                }
-            }
+        if lock(&self.targets).remove(target_of(key), Instant::now()) {
+            self.wakeup.notify();
         }
         flow
+    }
+
+    /// Drops the lingering targets that are due from the filter; returns how long until the
+    /// next one is (`None`: none lingers).
+    fn expire_targets(&self) -> Option<Duration> {
+        let mut targets = lock(&self.targets);
+        let now = Instant::now();
+        if targets.expire(now)
+            && let Err(e) = self.attach(&targets)
+        {
+            tracing::debug!(interface = %self.name, "re-attaching the packet filter: {e}");
+        }
+        targets
+            .next_expiry()
+            .map(|at| at.saturating_duration_since(now))
     }
 
     /// Whether the flow's SYN-ACK has been recorded.
@@ -250,6 +255,7 @@ impl Iface {
         }
         let generation = self.drain_requested.fetch_add(1, Ordering::SeqCst) + 1;
         let mut idle = self.idle.subscribe();
+        self.wakeup.notify();
         let waited = tokio::time::timeout(DRAIN_MAX, idle.wait_for(|g| *g >= generation)).await;
         matches!(waited, Ok(Ok(_))) && self.is_running()
     }
@@ -259,32 +265,46 @@ impl Iface {
     }
 
     pub(crate) fn stats(&self) -> CaptureStats {
+        let (targets, lingering) = {
+            let t = lock(&self.targets);
+            (t.in_use(), t.lingering())
+        };
         CaptureStats {
             interface: self.name.clone(),
             running: self.is_running(),
-            targets: lock(&self.targets).len(),
+            targets,
+            lingering,
+            attaches: self.attaches.load(Ordering::Relaxed),
             flows: lock(&self.flows).len(),
             received: self.received.load(Ordering::Relaxed),
             unmatched: self.unmatched.load(Ordering::Relaxed),
-            parks: self.parks.load(Ordering::Relaxed),
+            wakeups: self.wakeups.load(Ordering::Relaxed),
         }
     }
 
-    fn attach(&self, targets: &BTreeMap<Target, usize>) -> io::Result<()> {
-        let list: Vec<Target> = targets.keys().copied().collect();
-        let prog = bpf::program(self.link, self.drop_outgoing, &list);
+    fn attach(&self, targets: &Targets) -> io::Result<()> {
+        let prog = bpf::program(self.link, self.drop_outgoing, &targets.filter());
+        self.attaches.fetch_add(1, Ordering::Relaxed);
         // SO_ATTACH_FILTER swaps the program atomically: no packet sees no filter.
         self.sock.attach_filter(&bpf::to_sock_filters(&prog))
     }
 
-    /// The thread: read, record, report idleness; stop on `stop` or on the first error that is
-    /// not a timeout or an interrupted poll (they repeat: pnet does not clear a socket error).
+    /// The thread: report idleness, wait (see "Waiting"), read, record; stop on `stop` or on
+    /// the first error that is not a timeout or an interrupted poll (they repeat: pnet does
+    /// not clear a socket error).
     fn run(self: Arc<Self>, mut rx: Box<dyn DataLinkReceiver>) {
         let result = loop {
+            self.report_idle();
             if self.stop.load(Ordering::SeqCst) {
                 break Ok(());
             }
-            if self.park_while_idle() {
+            let due = self.expire_targets();
+            let readable = match socket::wait(&self.sock, &self.wakeup, due) {
+                Ok(readable) => readable,
+                Err(e) => break Err(e),
+            };
+            self.wakeups.fetch_add(1, Ordering::Relaxed);
+            if !readable {
                 continue;
             }
             match rx.next() {
@@ -300,7 +320,6 @@ impl Iface {
                     ) => {}
                 Err(e) => break Err(self.sock.take_error().ok().flatten().unwrap_or(e)),
             }
-            self.report_idle();
         };
         self.running.store(false, Ordering::SeqCst);
         // Wake any drain: nothing more will be read.
@@ -345,26 +364,6 @@ impl Iface {
             .ok()
             .filter(|s| (s - now).abs() < STAMP_SANITY_NS)
             .unwrap_or(now)
-    }
-
-    /// Parks the thread while no flow is registered and nothing is queued (see "Parking"),
-    /// until woken or [`PARKED_WAKE`]; true when it parked.
-    fn park_while_idle(&self) -> bool {
-        let targets = lock(&self.targets);
-        // Packets of a flow removed before the thread read them are read (and dropped) first.
-        if !targets.is_empty()
-            || self.stop.load(Ordering::SeqCst)
-            || !matches!(socket::next_queued_len(&self.sock), Ok(0))
-        {
-            return false;
-        }
-        self.report_idle();
-        self.parks.fetch_add(1, Ordering::Relaxed);
-        let _ = self
-            .wake
-            .wait_timeout(targets, PARKED_WAKE)
-            .unwrap_or_else(PoisonError::into_inner);
-        true
     }
 
     fn report_idle(&self) {

@@ -12,6 +12,8 @@
 //! Submodules, one job each:
 //! - `route`: which interface the route to a remote uses (`lo` for the host's own addresses).
 //! - `bpf`: the classic BPF filter passing the targets' TCP segments, generated in Rust.
+//! - `targets`: which targets the filter holds: those of watched flows, and recent ones for a
+//!   few seconds, so the filter is attached once per target set, not twice per connection.
 //! - `socket`: the AF_PACKET socket and its ioctls (the only `unsafe`); what pnet does with it.
 //! - `iface`: one interface's capture: socket, filter, watched flows, the reader thread, and
 //!   the drain that lets a failed check see the packets already queued.
@@ -27,6 +29,7 @@ mod iface;
 mod parse;
 mod route;
 mod socket;
+mod targets;
 #[cfg(test)]
 mod tests;
 
@@ -104,16 +107,21 @@ pub struct CaptureStats {
     pub interface: String,
     /// Whether its thread runs (a stopped one restarts with the next `watch`).
     pub running: bool,
-    /// Remote ends the kernel filter passes.
+    /// Remote ends of watched flows (the kernel filter passes these).
     pub targets: usize,
+    /// Remote ends of recent flows the filter still passes (see `targets`, "linger").
+    pub lingering: usize,
+    /// Filters attached to the socket since the start.
+    pub attaches: u64,
     /// Flows being watched.
     pub flows: usize,
     /// Packets the thread read (all passed the kernel filter).
     pub received: u64,
     /// Of those, packets of no watched flow (dropped).
     pub unmatched: u64,
-    /// Times the thread parked for want of flows (see `iface`, "Parking").
-    pub parks: u64,
+    /// Times the thread woke from its wait: a packet, a drain or a stop (see `iface`,
+    /// "Waiting"); between checks, none.
+    pub wakeups: u64,
 }
 
 /// The probe's packet capture: one per process, shared (`Arc`). Capture threads start lazily,

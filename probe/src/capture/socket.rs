@@ -20,7 +20,8 @@
 //! the fd, and the dup is closed by its own owner.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
 
 use socket2::{Domain, Socket, Type};
 
@@ -65,6 +66,77 @@ pub(crate) fn last_stamp_ns(sock: &Socket) -> io::Result<i64> {
     Ok(sec
         .saturating_mul(1_000_000_000)
         .saturating_add(usec.saturating_mul(1_000)))
+}
+
+/// An eventfd that wakes the capture thread out of [`wait`]: for a drain, a stop, or nothing
+/// at all (a spurious wake costs one loop).
+pub(crate) struct Wakeup(OwnedFd);
+
+impl Wakeup {
+    #[allow(unsafe_code)]
+    pub(crate) fn new() -> io::Result<Wakeup> {
+        // SAFETY: eventfd takes no pointers; a non-negative result is a new fd we own.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by eventfd and is owned by nothing else.
+        Ok(Wakeup(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Makes the next (or the current) [`wait`] return.
+    #[allow(unsafe_code)]
+    pub(crate) fn notify(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes the 8 bytes of a live u64 to an eventfd we own. It can only fail
+        // with EAGAIN when the counter is at its maximum, which is as woken as it gets.
+        unsafe { libc::write(self.0.as_raw_fd(), (&raw const one).cast(), 8) };
+    }
+
+    /// Resets the counter after a wake.
+    #[allow(unsafe_code)]
+    fn clear(&self) {
+        let mut n: u64 = 0;
+        // SAFETY: reads 8 bytes into a live, writable u64; EAGAIN (already 0) is fine.
+        unsafe { libc::read(self.0.as_raw_fd(), (&raw mut n).cast(), 8) };
+    }
+}
+
+/// Blocks until `sock` has a packet (or an error) queued, `wakeup` was notified, or
+/// `timeout` passed (`None`: no timeout, so a thread with nothing to read or do costs
+/// nothing). Returns whether the socket is ready.
+#[allow(unsafe_code)]
+pub(crate) fn wait(sock: &Socket, wakeup: &Wakeup, timeout: Option<Duration>) -> io::Result<bool> {
+    let mut fds = [
+        libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wakeup.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: `fds` is a live, writable array of two pollfds, and its length is passed; both
+    // fds stay open for the call (owned by `sock` and `wakeup`).
+    // Rounded up: a timeout of 0.4 ms must not spin as 0 ms.
+    let timeout_ms = timeout.map_or(-1, |t| {
+        libc::c_int::try_from(t.as_micros().div_ceil(1000)).unwrap_or(libc::c_int::MAX)
+    });
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+    if rc == -1 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::Interrupted => Ok(false),
+            _ => Err(e),
+        };
+    }
+    if fds[1].revents != 0 {
+        wakeup.clear();
+    }
+    Ok(fds[0].revents != 0)
 }
 
 /// `FIONREAD` on a packet socket: the length of the next queued packet, 0 when the receive

@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
 use super::*;
+use crate::capture::targets::LINGER;
 
 const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: canary\r\n\r\n";
 const REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
@@ -169,7 +170,11 @@ async fn capture_traces_a_whole_connection_on_lo() {
 /// A watched connection to a port nothing listens on: refused, and its trace the SYN and the
 /// RST,ACK that answered it.
 async fn refused_trace(cap: &Capture) -> PacketTrace {
-    let remote = dead_port();
+    refused_trace_to(cap, dead_port()).await
+}
+
+/// [`refused_trace`] to a given dead port.
+async fn refused_trace_to(cap: &Capture, remote: SocketAddr) -> PacketTrace {
     let (sock, watch) = watched_socket(cap, remote);
     let err = sock.connect(remote).await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
@@ -192,23 +197,60 @@ async fn capture_traces_a_refused_connection() {
     assert_eq!(t.server_ttl, None);
 }
 
-/// Between checks the thread parks instead of polling, and the next check's flow wakes it:
-/// its whole handshake is still captured.
-#[tokio::test]
-async fn an_idle_thread_parks_and_the_next_flow_wakes_it() {
-    let cap = Capture::new();
-    refused_trace(&cap).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while lo_stats(&cap).parks == 0 {
+/// Waits (bounded) until no target lingers in the lo filter any more; returns the stats.
+async fn wait_linger_over(cap: &Capture) -> CaptureStats {
+    let deadline = std::time::Instant::now() + LINGER + Duration::from_secs(10);
+    loop {
+        let stats = lo_stats(cap);
+        if stats.lingering == 0 {
+            return stats;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "the thread never parked: {:?}",
-            lo_stats(&cap)
+            "a target still lingers: {stats:?}"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Parked now (or about to): a new flow must be captured from its SYN on.
+}
+
+/// Between checks the thread sleeps in its wait with no timer: once the last target stopped
+/// lingering, over 2.5 s it wakes at most once (a stray packet), where a 1 s timer would wake
+/// it at least twice. The next check's flow is still captured from its SYN.
+#[tokio::test]
+async fn an_idle_thread_does_not_wake_and_the_next_flow_is_captured() {
+    let cap = Capture::new();
     refused_trace(&cap).await;
+    let before = wait_linger_over(&cap).await.wakeups;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = lo_stats(&cap).wakeups;
+    assert!(
+        after - before <= 1,
+        "the idle thread woke {} times in 2.5 s",
+        after - before
+    );
+    refused_trace(&cap).await;
+}
+
+/// The filter is attached once per target set: a second check of the same target within the
+/// linger finds it in the filter; once the linger is over the filter closes (a second attach).
+#[tokio::test]
+async fn checks_of_one_target_attach_the_filter_once() {
+    let cap = Capture::new();
+    let remote = dead_port();
+    for _ in 0..3 {
+        refused_trace_to(&cap, remote).await;
+    }
+    let stats = lo_stats(&cap);
+    assert_eq!(
+        (stats.attaches, stats.targets, stats.lingering),
+        (1, 0, 1),
+        "{stats:?}"
+    );
+    let stats = wait_linger_over(&cap).await;
+    assert_eq!(
+        stats.attaches, 2,
+        "the filter closes after the linger: {stats:?}"
+    );
 }
 
 /// Reset by the server after the request: the RST is in the trace, already drained when the
