@@ -112,7 +112,7 @@ pub struct Config {
     /// Whether to capture the packets of the probe's connections (needs CAP_NET_RAW).
     pub capture: bool,
     /// How often the listeners on the ports of canaries served on this host are looked at while
-    /// a check is in flight (between checks: once a second, `host::listeners::IDLE_POLL`).
+    /// a check is in flight (between checks: every 10 s, `host::listeners::IDLE_POLL`).
     pub listener_poll: Duration,
     /// How the probe watches its own host (`[host]`).
     pub host_watch: HostConfig,

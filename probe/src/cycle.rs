@@ -20,7 +20,7 @@ use crate::checks::dns::{self, DnsTransport, NameServer};
 use crate::checks::http::HttpChecker;
 use crate::checks::http::{HttpOutcome, HttpTransport};
 use crate::config::{Backend, Canary, Config, TargetHost};
-use crate::host::listeners::ListenerWatch;
+use crate::host::listeners::{CheckInFlight, ListenerWatch};
 use crate::host::watch::{self, HostWatch};
 use crate::now_ms;
 
@@ -163,7 +163,7 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
         let start = Instant::now();
         let name = match &canary.target.host {
             TargetHost::Ip(ip) => {
-                let _check = self.listeners.as_ref().map(ListenerWatch::check);
+                let _check = self.watch_listeners(*ip);
                 let outcome = self
                     .with_listeners(self.http.fetch(canary, *ip).await)
                     .await;
@@ -233,9 +233,7 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
             )
         };
         let fetch = |address: IpAddr, known_ms: f64| async move {
-            // The listeners are looked at closely from before the connection until its evidence
-            // is taken.
-            let _check = self.listeners.as_ref().map(ListenerWatch::check);
+            let _check = self.watch_listeners(address);
             let outcome = self.with_listeners(self.http.fetch(canary, address).await);
             (known_ms, outcome.await)
         };
@@ -354,6 +352,14 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
         };
         let outcomes = dns::resolve(&self.dns, name, servers, self.config.dns_timeout).await;
         dns::addresses(&outcomes)
+    }
+
+    /// For a request to `address`: the listeners are looked at closely from before the
+    /// connection until its evidence is taken, when the address may be this host's (only
+    /// then can its listeners be evidence, see [`Self::with_listeners`]).
+    fn watch_listeners(&self, address: IpAddr) -> Option<CheckInFlight> {
+        let watch = self.listeners.as_ref()?;
+        crate::host::may_be_own_address(address).then(|| watch.check())
     }
 
     /// Adds the listeners on the canary's port to a failed outcome, when the canary is served

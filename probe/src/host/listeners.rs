@@ -10,9 +10,9 @@
 //!
 //! The thread polls every `poll` only while a check is in flight ([`ListenerWatch::check`]:
 //! the first poll at once, just before the connection, then every `poll` until its evidence is
-//! taken); between checks it makes one pass every [`IDLE_POLL`], so an idle probe wakes once a
-//! second. A rogue that listens around a check is seen at the check's pace; one that came and
-//! went between checks, at the idle pace.
+//! taken); between checks it makes one pass every [`IDLE_POLL`]. A rogue that listens around a
+//! check is seen at the check's pace; one that came and went between checks (and so reset no
+//! check of ours) may be seen by the idle pass, which keeps the history a failed check shows.
 //!
 //! A poll is one sock_diag dump per port and family ([`super::sock_diag`], tens of
 //! microseconds). Owners are looked up in `/proc` ([`super::procfs`]) only when a socket not
@@ -52,8 +52,9 @@ pub const OWNERS_MAX: usize = 16;
 /// A listener whose owner was not found is looked up again after 1, 2, 4... polls, at most
 /// this many apart: each try is a full `/proc` scan.
 const OWNER_RETRY_MAX_POLLS: u64 = 600;
-/// How often the listeners are looked at while no check is in flight.
-pub const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How often the listeners are looked at while no check is in flight: a slow background pass,
+/// so an idle probe costs next to nothing (each pass is a sock_diag dump per port and family).
+pub const IDLE_POLL: Duration = Duration::from_secs(10);
 /// After the netlink socket could not be opened, the next try is this much later.
 const REOPEN_AFTER: Duration = Duration::from_secs(30);
 

@@ -19,6 +19,18 @@ pub fn is_own_address(ip: IpAddr) -> bool {
     own_address_among(&pnet_datalink::interfaces(), ip)
 }
 
+/// False only when `ip` is surely not this host's: binding a socket to it fails with
+/// EADDRNOTAVAIL. Three syscalls instead of [`is_own_address`]'s two netlink dumps, for
+/// deciding whether a check is worth watching the listeners for; a host that allows binding
+/// to any address (`net.ipv4.ip_nonlocal_bind = 1`) gets `true` for every address, which
+/// costs polls, never evidence (that is decided by [`is_own_address`]).
+pub fn may_be_own_address(ip: IpAddr) -> bool {
+    match std::net::UdpSocket::bind((ip.to_canonical(), 0)) {
+        Ok(_) => true,
+        Err(e) => e.raw_os_error() != Some(libc::EADDRNOTAVAIL),
+    }
+}
+
 /// [`is_own_address`] against an interface list already read.
 pub fn own_address_among(ifaces: &[pnet_datalink::NetworkInterface], ip: IpAddr) -> bool {
     let ip = ip.to_canonical();
@@ -68,5 +80,21 @@ mod tests {
         let real = own_addresses();
         assert!(real.iter().all(|ip| !ip.is_loopback()), "{real:?}");
         assert!(real.windows(2).all(|w| w[0] < w[1]), "{real:?}");
+    }
+
+    #[test]
+    fn own_addresses_may_be_own_and_a_documentation_address_is_not() {
+        for ip in own_addresses()
+            .into_iter()
+            .chain(["127.0.0.1".parse().unwrap()])
+        {
+            assert!(may_be_own_address(ip), "{ip}");
+        }
+        let nonlocal_bind = std::fs::read_to_string("/proc/sys/net/ipv4/ip_nonlocal_bind")
+            .is_ok_and(|v| v.trim() == "1");
+        assert_eq!(
+            may_be_own_address("192.0.2.1".parse().unwrap()),
+            nonlocal_bind
+        );
     }
 }
