@@ -423,8 +423,10 @@ fn run_blackbox(l: &BenchLab, interval: Duration, phase: Duration) -> Result<Cos
 }
 
 /// CPU time of every thread of `pid` over `phase`, its peak RSS, and the packets on the
-/// host's `lo` meanwhile.
+/// host's `lo` meanwhile. Called right after a cycle ended: the phase starts half an interval
+/// later, so a phase of N intervals holds N cycles, none cut at either end.
 fn measure(web: &Host, pid: u32, interval: Duration, phase: Duration) -> Result<Cost> {
+    std::thread::sleep(interval / 2);
     let (cpu0, pkts0, t0) = (cpu_ns(pid)?, lo_packets(web)?, Instant::now());
     std::thread::sleep(phase);
     let (cpu1, pkts1, elapsed) = (cpu_ns(pid)?, lo_packets(web)?, t0.elapsed());
