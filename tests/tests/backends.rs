@@ -107,6 +107,22 @@ fn wait_cause(site: &Site, after_ms: i64, cause: &str) -> Result<Value> {
     Ok(r)
 }
 
+/// Checks that `shuffle` is the first failed check after `after_ms`: the check that first saw
+/// the move already proves it, and no `upstream_down` or generic cause came before it.
+fn first_failure_is(site: &Site, after_ms: i64, shuffle: &Value) -> Result<()> {
+    let first = services::results(&site.collector, SERVER)?
+        .into_iter()
+        .filter(|r| r["ok"] == false && r["started_at_ms"].as_i64().unwrap_or(0) > after_ms)
+        .min_by_key(|r| r["started_at_ms"].as_i64())
+        .context("no failed check after the fault")?;
+    ensure!(
+        first["started_at_ms"] == shuffle["started_at_ms"],
+        "the first failed check after the move was {}, before the shuffle: {first:#}",
+        first["cause"]
+    );
+    Ok(())
+}
+
 /// The backend table of a result, by configured address.
 fn backend<'a>(result: &'a Value, configured: &str) -> Result<&'a Value> {
     result["evidence"]["backends"]["backends"]
@@ -127,6 +143,7 @@ fn backend_at_a_new_address_is_a_shuffle() -> Result<()> {
     let fault = now_ms();
     site.prod.readdress(ip("10.88.0.15"))?;
     let r = wait_cause(&site, fault, "bad_gateway_after_ip_shuffle")?;
+    first_failure_is(&site, fault, &r)?;
     ensure!(
         [502, 504].contains(&r["status"].as_u64().unwrap_or(0)),
         "{r:#}"
@@ -156,6 +173,7 @@ fn swapped_backends_are_both_named() -> Result<()> {
     site.dev.readdress(ip("10.88.0.12"))?;
     site.prod.readdress(ip("10.88.0.13"))?;
     let r = wait_cause(&site, fault, "bad_gateway_after_ip_shuffle")?;
+    first_failure_is(&site, fault, &r)?;
     // The proxy answers 200 with the development site: only the expected text tells.
     ensure!(r["failure"]["kind"] == "body_mismatch", "{r:#}");
     ensure!(
