@@ -55,7 +55,7 @@ fn main() {
     let poll = Duration::from_millis(20);
     let run = Duration::from_secs(5);
     let before = process_cpu_ns();
-    let watch = ListenerWatch::start(ports.clone(), poll);
+    let watch = ListenerWatch::start(ports.clone(), poll, std::path::Path::new("/proc"));
     std::thread::sleep(run);
     // Read before stopping: an exited thread leaves /proc/self/task, and its time with it.
     let after = process_cpu_ns();

@@ -64,7 +64,8 @@ impl Prober<HickoryTransport, HttpChecker> {
             .iter()
             .map(|c| (c.target.port, c.serving.clone()))
             .collect();
-        let listeners = ListenerWatch::start(ports, config.listener_poll);
+        let listeners =
+            ListenerWatch::start(ports, config.listener_poll, &config.host_watch.proc_root);
         // Always opened: the boot id it keeps is how a reboot is seen.
         let memory = Memory::open(&config.state_dir);
         let host = HostWatch::start(&config.host_watch, memory.reboot());

@@ -112,13 +112,18 @@ impl Reprobe for Prober<HickoryTransport, HttpChecker> {
             (false, false) => HttpChecker::new(),
         };
         let same_ports = watched_ports(&old) == watched_ports(&config)
-            && old.listener_poll == config.listener_poll;
+            && old.listener_poll == config.listener_poll
+            && old.host_watch.proc_root == config.host_watch.proc_root;
         let listeners = match self.listeners {
             Some(watch) if same_ports => watch,
             before => {
                 // Stops and joins the old thread before the new one polls.
                 drop(before);
-                ListenerWatch::start(watched_ports(&config), config.listener_poll)
+                ListenerWatch::start(
+                    watched_ports(&config),
+                    config.listener_poll,
+                    &config.host_watch.proc_root,
+                )
             }
         };
         let memory = match self.memory {

@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -95,12 +95,11 @@ struct Shared {
 impl ListenerWatch {
     /// Starts a background thread polling the listeners of `ports` every `poll`, each port
     /// with the rule that tells its serving process, and returns at once. A port given twice
-    /// keeps its first rule; port 0 is ignored.
-    pub fn start(ports: Vec<(u16, ServingRule)>, poll: Duration) -> ListenerWatch {
-        Self::start_at(ports, poll, PathBuf::from("/proc"))
-    }
-
-    fn start_at(ports: Vec<(u16, ServingRule)>, poll: Duration, proc_root: PathBuf) -> Self {
+    /// keeps its first rule; port 0 is ignored. Owners are looked up under `proc_root`
+    /// (`[host] proc_root`: a probe in a container sees the host's processes where the host's
+    /// /proc is mounted).
+    pub fn start(ports: Vec<(u16, ServingRule)>, poll: Duration, proc_root: &Path) -> Self {
+        let proc_root = proc_root.to_owned();
         let poll = poll.max(Duration::from_millis(1));
         let mut unique: Vec<(u16, ServingRule)> = Vec::new();
         for (port, rule) in ports {

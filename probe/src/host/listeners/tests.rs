@@ -8,6 +8,11 @@ use socket2::{Domain, Socket, Type};
 
 use super::*;
 
+/// A watch reading the real /proc.
+fn start(ports: Vec<(u16, ServingRule)>, poll: Duration) -> ListenerWatch {
+    ListenerWatch::start(ports, poll, Path::new("/proc"))
+}
+
 const T0: i64 = 1_700_000_000_000;
 
 fn dl(addr: &str, inode: u64, uid: u32) -> DiagListener {
@@ -546,8 +551,8 @@ async fn watch_sees_a_rogue_reuseport_listener_come_and_go() {
     let me = me.trim_end().to_owned();
 
     let poll = Duration::from_millis(50);
-    let by_name = ListenerWatch::start(vec![(port, ServingRule::Process(me.clone()))], poll);
-    let by_age = ListenerWatch::start(vec![(port, ServingRule::LongLived)], poll);
+    let by_name = start(vec![(port, ServingRule::Process(me.clone()))], poll);
+    let by_age = start(vec![(port, ServingRule::LongLived)], poll);
     // As during a check: every `poll`, not at the idle pace.
     let _checks = (by_name.check(), by_age.check());
     for w in [&by_name, &by_age] {
@@ -639,7 +644,7 @@ async fn polls_at_the_checks_pace_only_while_one_is_in_flight() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let poll = Duration::from_millis(20);
-    let watch = ListenerWatch::start(vec![(port, ServingRule::LongLived)], poll);
+    let watch = start(vec![(port, ServingRule::LongLived)], poll);
     wait_until(&watch, port, "the listener", |ev| !ev.listeners.is_empty()).await;
     // Idle: 1.5 s at 20 ms would be 75 polls; at the idle pace it is one or two.
     let idle_from = watch.polls();
@@ -667,7 +672,7 @@ async fn evidence_after_next_poll_sees_a_listener_closed_before_the_call() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let inode = inode_of(l.as_raw_fd());
-    let watch = ListenerWatch::start(
+    let watch = start(
         vec![(port, ServingRule::LongLived)],
         Duration::from_millis(20),
     );
@@ -687,7 +692,7 @@ async fn evidence_after_next_poll_sees_a_listener_closed_before_the_call() {
 async fn unwatched_ports_and_a_stopped_watch() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
-    let watch = ListenerWatch::start(
+    let watch = start(
         vec![
             (port, ServingRule::LongLived),
             (port, ServingRule::Process("x".into())),
@@ -726,13 +731,13 @@ async fn unwatched_ports_and_a_stopped_watch() {
     drop(watch);
     drop(clone);
 
-    let empty = ListenerWatch::start(vec![], Duration::from_millis(20));
+    let empty = start(vec![], Duration::from_millis(20));
     assert_eq!(empty.evidence_after_next_poll(80).await, None);
 }
 
 #[test]
 fn dropping_the_last_handle_stops_the_thread() {
-    let watch = ListenerWatch::start(vec![(1, ServingRule::LongLived)], Duration::from_secs(3600));
+    let watch = start(vec![(1, ServingRule::LongLived)], Duration::from_secs(3600));
     let shared = Arc::clone(&watch.inner.shared);
     drop(watch.clone());
     assert!(!*lock(&shared.stopped), "a clone's drop does not stop it");
@@ -740,4 +745,29 @@ fn dropping_the_last_handle_stops_the_thread() {
     assert!(*lock(&shared.stopped));
     // The thread held a reference to `shared`; joined, it has let it go.
     assert_eq!(Arc::strong_count(&shared), 1);
+}
+
+/// Owners are looked up under the configured proc root (`[host] proc_root`, where a probe in
+/// a container sees the host's processes): under one that does not hold our process, the
+/// listener is still listed, without owners; under /proc it is ours.
+#[tokio::test]
+async fn owners_are_looked_up_under_the_proc_root() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let poll = Duration::from_millis(20);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let real = start(vec![(port, ServingRule::LongLived)], poll);
+    let other = ListenerWatch::start(vec![(port, ServingRule::LongLived)], poll, elsewhere.path());
+    let _checks = (real.check(), other.check());
+    let me = std::process::id();
+    wait_until(&real, port, "the listener owned by us", |ev| {
+        ev.listeners
+            .iter()
+            .any(|x| x.owners.iter().any(|o| o.pid == me))
+    })
+    .await;
+    let ev = wait_until(&other, port, "the listener", |ev| !ev.listeners.is_empty()).await;
+    assert!(ev.listeners.iter().all(|x| x.owners.is_empty()), "{ev:#?}");
+    real.stop();
+    other.stop();
 }
