@@ -11,7 +11,6 @@
 //! missing.
 
 use std::io::ErrorKind;
-use std::path::Path;
 
 use crate::config::Config;
 
@@ -101,20 +100,20 @@ impl Privileges {
         let caps = CapSet::current();
         let capture = match config.capture {
             false => Tried::NotWanted("capture = false in the config"),
-            true => match socket2::Socket::new(socket2::Domain::PACKET, socket2::Type::RAW, None) {
-                // Protocol 0: the socket queues nothing; it is closed at once.
-                Ok(_) => Tried::Works,
+            // The capture's own opener: protocol 0 queues nothing, and it is closed at once.
+            true => match crate::capture::try_packet_socket() {
+                Ok(()) => Tried::Works,
                 Err(e) if e.kind() == ErrorKind::PermissionDenied => Tried::Denied,
                 Err(e) => Tried::Failed(format!("cannot make an AF_PACKET socket: {e}")),
             },
         };
-        let owners = match crate::host::procfs::can_read_other_fds(Path::new("/proc")) {
+        let owners = match crate::host::procfs::can_read_other_fds(&config.host_watch.proc_root) {
             true => Tried::Works,
             false => Tried::Denied,
         };
         let kernel_log = match config.host_watch.kernel_log {
             false => Tried::NotWanted("kernel_log = false in the config"),
-            true => match std::fs::File::open("/dev/kmsg") {
+            true => match crate::host::kmsg::open() {
                 Ok(_) => Tried::Works,
                 Err(e) if e.kind() == ErrorKind::PermissionDenied => Tried::Denied,
                 Err(e) => Tried::Failed(format!("cannot open /dev/kmsg: {e}")),

@@ -101,6 +101,12 @@ impl CaptureOff {
     }
 }
 
+/// Opens (and closes) a packet socket as the capture does: what the startup privilege check
+/// tries. `PermissionDenied` without CAP_NET_RAW.
+pub fn try_packet_socket() -> std::io::Result<()> {
+    socket::packet_socket().map(drop)
+}
+
 /// Counters of one interface's capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureStats {

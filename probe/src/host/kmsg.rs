@@ -203,6 +203,15 @@ struct State {
     forged: Option<OomKill>,
 }
 
+/// Opens the kernel log as the reader does: what the startup privilege check tries.
+pub fn open() -> io::Result<std::fs::File> {
+    open_at(Path::new(KMSG))
+}
+
+fn open_at(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::File::open(path)
+}
+
 impl KernelLog {
     /// Opens `/dev/kmsg` and follows it, backlog first, from a thread; returns at once. If it
     /// cannot be opened, the log stays [`KmsgStatus::Unavailable`] and no thread runs.
@@ -221,7 +230,7 @@ impl KernelLog {
     }
 
     fn spawn(&self, path: &Path) -> Result<(), String> {
-        let file = std::fs::File::open(path).map_err(|e| open_error(path, &e))?;
+        let file = open_at(path).map_err(|e| open_error(path, &e))?;
         let boot = boot_time_ms().map_err(|e| format!("cannot date kernel records: {e}"))?;
         let (shared, name) = (Arc::clone(&self.shared), path.display().to_string());
         let mut boot = (Instant::now(), boot);
