@@ -1,8 +1,10 @@
 //! The classifier: a pure function from a check's observations and evidence to its cause.
 //!
 //! A cause is claimed only when its evidence is present; otherwise the generic outcome of the
-//! failure stands. Later capabilities (packets, DNS, backends, host) add rules above the generic
-//! ones, each proven by a field of [`Evidence`](crate::Evidence).
+//! failure stands. The rules are two ordered tables with one signature each: [`CAUSE_RULES`]
+//! names the cause (first match wins, each rule proven by a field of
+//! [`Evidence`](crate::Evidence)), then [`REFINEMENTS`] add contributing causes or let stronger
+//! evidence (an OOM kill of the server) take over. A new capability is a row in one of them.
 
 mod backends;
 mod dns;
@@ -14,38 +16,98 @@ pub use host::{Growth, host_conditions, memory_line, pressure_lines, s_unreclaim
 
 use crate::{Cause, CheckResult, Diagnosis, FailureKind};
 
+/// A rule: the diagnosis its evidence proves, or `None` to leave the check to the next rule.
+type Rule = fn(&CheckResult, &crate::Failure) -> Option<Diagnosis>;
+
+/// One row of [`CAUSE_RULES`].
+struct CauseRule {
+    rule: Rule,
+    /// Whether [`REFINEMENTS`] apply to what it found.
+    refined: bool,
+}
+
+/// The rules that name a failed check's cause, first match wins: the most specific evidence
+/// first, the failure's own kind last (it always matches).
+const CAUSE_RULES: &[CauseRule] = &[
+    // A check that got no address: the resolvers' answers say why, and nothing else applies.
+    CauseRule {
+        rule: |check, failure| {
+            (failure.kind == FailureKind::NoAddress)
+                .then(|| dns::no_address(check))
+                .flatten()
+        },
+        refined: false,
+    },
+    // The proxy's backends, when they were examined, tell more than its status or page does.
+    CauseRule {
+        rule: |check, _| backends::classify(check),
+        refined: true,
+    },
+    // The packets: who reset the connection.
+    CauseRule {
+        rule: |check, _| resets::classify(check).map(|(cause, why)| diagnosis(cause, why)),
+        refined: true,
+    },
+    // The packets and the listeners: a request queued on a rogue listener, never answered.
+    CauseRule {
+        rule: |check, _| resets::queued(check).map(|(cause, why)| diagnosis(cause, why)),
+        refined: true,
+    },
+    // The failure's kind alone: the generic outcome.
+    CauseRule {
+        rule: |check, failure| Some(by_failure_kind(check, failure)),
+        refined: true,
+    },
+];
+
+/// A rule that refines the cause found: adds a contributing cause, or replaces the cause
+/// when its evidence outranks it.
+type Refinement = fn(&CheckResult, Diagnosis) -> Diagnosis;
+
+/// Applied in order to what a [`CauseRule`] with `refined` found.
+const REFINEMENTS: &[Refinement] = &[
+    // A resolver that answered wrong or not at all contributes.
+    |check, mut found| {
+        if let Some(c) = dns::contributing(check) {
+            found.contributing.push(c);
+        }
+        found
+    },
+    // The host last: an OOM kill of the serving process outranks the refused connection it
+    // left.
+    host::classify,
+];
+
 /// The diagnosis of a check, or `None` when the check succeeded.
 pub fn classify(check: &CheckResult) -> Option<Diagnosis> {
     if check.ok {
         return None;
     }
-    let target = target(check);
     let Some(failure) = &check.failure else {
         return Some(diagnosis(
             Cause::Unknown,
-            format!("{target}: the check failed without a recorded error"),
+            format!(
+                "{}: the check failed without a recorded error",
+                target(check)
+            ),
         ));
     };
-    if failure.kind == FailureKind::NoAddress
-        && let Some(d) = dns::no_address(check)
-    {
-        return Some(d);
+    let (found, refined) = CAUSE_RULES
+        .iter()
+        .find_map(|r| (r.rule)(check, failure).map(|d| (d, r.refined)))?;
+    if !refined {
+        return Some(found);
     }
-    // The proxy's backends, when they were examined, tell more than its status or page does.
-    let mut found = backends::classify(check).unwrap_or_else(|| generic(check, failure));
-    if let Some(c) = dns::contributing(check) {
-        found.contributing.push(c);
-    }
-    // The host last: an OOM kill of the serving process outranks the refused connection it left.
-    Some(host::classify(check, found))
+    Some(
+        REFINEMENTS
+            .iter()
+            .fold(found, |found, refine| refine(check, found)),
+    )
 }
 
-/// The packet rules, then the generic outcome of the failure.
-fn generic(check: &CheckResult, failure: &crate::Failure) -> Diagnosis {
+/// The generic outcome of the failure, from its kind alone.
+fn by_failure_kind(check: &CheckResult, failure: &crate::Failure) -> Diagnosis {
     let target = target(check);
-    if let Some((cause, explanation)) = resets::classify(check).or_else(|| resets::queued(check)) {
-        return diagnosis(cause, explanation);
-    }
     let msg = &failure.message;
     let (cause, explanation) = match failure.kind {
         FailureKind::ConnectRefused => (
