@@ -112,6 +112,11 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
         if let Some(host) = &host {
             with_host(&mut results, host);
         }
+        // Classified once, with every piece of evidence in place: the trace and listeners
+        // (with the request), the backends (per canary), the host (per cycle).
+        for r in &mut results {
+            r.diagnosis = classify(r);
+        }
         let mut report = Report {
             schema_version: SCHEMA_VERSION,
             report_id: Uuid::now_v7(),
@@ -292,8 +297,7 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
     }
 
     /// For a canary with backends: learns who they are while it is healthy; when the proxy
-    /// answered 502/503/504 or the wrong page, adds the backend table to those checks and
-    /// classifies them again.
+    /// answered 502/503/504 or the wrong page, adds the backend table to those checks.
     async fn follow_backends(
         &self,
         canary: &Canary,
@@ -342,7 +346,6 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
         };
         for r in results.iter_mut().filter(|r| gateway(r)) {
             r.evidence.backends = Some(evidence.clone());
-            r.diagnosis = classify(r);
         }
     }
 
@@ -385,16 +388,14 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
     }
 }
 
-/// Adds the host's evidence to the failed checks of canaries served on this host, and
-/// classifies them again: an OOM kill of the serving process outranks the refused connection
-/// it left behind.
+/// Adds the host's evidence to the failed checks of canaries served on this host (where an
+/// OOM kill of the serving process outranks the refused connection it left behind).
 fn with_host(results: &mut [CheckResult], host: &causeway_schema::HostEvidence) {
     let local = |r: &CheckResult| {
         r.evidence.listeners.is_some() || r.address.is_some_and(crate::host::is_own_address)
     };
     for r in results.iter_mut().filter(|r| !r.ok && local(r)) {
         r.evidence.host = Some(host.clone());
-        r.diagnosis = classify(r);
     }
 }
 
@@ -431,7 +432,7 @@ fn check_result(
             ..outcome.evidence
         }
     };
-    let mut result = CheckResult {
+    CheckResult {
         canary: canary.name.clone(),
         url: canary.url.clone(),
         address: Some(outcome.remote.ip()),
@@ -448,9 +449,7 @@ fn check_result(
         failure: outcome.failure,
         diagnosis: None,
         evidence,
-    };
-    result.diagnosis = classify(&result);
-    result
+    }
 }
 
 /// The one result of a canary whose name resolved to nothing.
@@ -461,7 +460,7 @@ fn no_address(
     name: &str,
     outcomes: &[ResolverOutcome],
 ) -> CheckResult {
-    let mut result = CheckResult {
+    CheckResult {
         canary: canary.name.clone(),
         url: canary.url.clone(),
         address: None,
@@ -488,9 +487,7 @@ fn no_address(
             dns: outcomes.to_vec(),
             ..Evidence::default()
         },
-    };
-    result.diagnosis = classify(&result);
-    result
+    }
 }
 
 /// `system (10.0.0.53:53) A nx_domain, AAAA nx_domain; 10.0.0.54 A timeout, AAAA timeout`
