@@ -112,6 +112,29 @@ impl Listener {
     }
 }
 
+/// Characters of a command line an explanation quotes at most, after [`brief`]: short enough
+/// that an explanation (cut at 1,000 characters) keeps its last clause, which says what to do.
+/// The evidence keeps the whole command line.
+const CMDLINE_IN_TEXT: usize = 120;
+
+/// A command line for people: each long path cut to its last component (`.../nginx.conf`),
+/// which keeps the program's and the script's names, then at most [`CMDLINE_IN_TEXT`]
+/// characters.
+fn brief(cmd: &str) -> String {
+    let words: Vec<String> = cmd
+        .split(' ')
+        .map(|w| match w.trim_end_matches('/').rsplit_once('/') {
+            Some((_, last)) if w.chars().count() > 24 && !last.is_empty() => format!(".../{last}"),
+            _ => w.to_owned(),
+        })
+        .collect();
+    let text = words.join(" ");
+    match text.char_indices().nth(CMDLINE_IN_TEXT) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text,
+    }
+}
+
 impl fmt::Display for SocketOwner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let cmd = if self.cmdline.is_empty() {
@@ -119,7 +142,7 @@ impl fmt::Display for SocketOwner {
         } else {
             &self.cmdline
         };
-        write!(f, "pid {} ({cmd}", self.pid)?;
+        write!(f, "pid {} ({}", self.pid, brief(cmd))?;
         match (&self.unit, &self.cgroup) {
             (Some(unit), _) => write!(f, "; unit {unit})"),
             (None, Some(cg)) => write!(f, "; cgroup {cg})"),
@@ -131,6 +154,49 @@ impl fmt::Display for SocketOwner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_paths_in_a_command_line_are_cut_in_text_and_kept_whole_in_the_evidence() {
+        let long = format!(
+            "/usr/sbin/nginx -p {} -c nginx.conf",
+            "/very/long/prefix".repeat(10)
+        );
+        let owner = SocketOwner {
+            pid: 42,
+            name: "nginx".into(),
+            cmdline: long.clone(),
+            cgroup: None,
+            unit: None,
+            ppid: None,
+        };
+        assert_eq!(
+            owner.to_string(),
+            "pid 42 (/usr/sbin/nginx -p .../prefix -c nginx.conf)"
+        );
+        let script = SocketOwner {
+            cmdline: format!(
+                "python3 /work{}/rogue-listener.py 10.0.0.2 80",
+                "/lab".repeat(40)
+            ),
+            ..owner.clone()
+        };
+        assert_eq!(
+            script.to_string(),
+            "pid 42 (python3 .../rogue-listener.py 10.0.0.2 80)"
+        );
+        let many = SocketOwner {
+            cmdline: "x ".repeat(100),
+            ..owner.clone()
+        };
+        let text = many.to_string();
+        assert!(text.ends_with("...)") && text.len() < 140, "{text}");
+        assert_eq!(owner.cmdline, long);
+        let short = SocketOwner {
+            cmdline: "nginx -t".into(),
+            ..owner
+        };
+        assert_eq!(short.to_string(), "pid 42 (nginx -t)");
+    }
 
     fn listener(first: i64, last: i64, gone: bool) -> Listener {
         Listener {
