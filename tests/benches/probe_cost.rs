@@ -303,16 +303,21 @@ fn start_bench_probe(l: &BenchLab, interval: Duration) -> Result<(Service, u32)>
     let probe = services::start_probe(&l.lab, &l.web, &config)?;
     let pid = probe.pid().context("the probe is not running")?;
     // Started, its threads up and a first cycle reported (the slow phase waits for one only).
-    let settle = if interval == FAST { 3 } else { 1 };
     services::wait_results(
         &l.collector,
         SERVER,
         after,
-        settle,
+        settle_cycles(interval),
         Duration::from_secs(90),
         |r| r["canary"] == "site",
     )?;
     Ok((probe, pid))
+}
+
+/// Cycles a program runs before it is measured: its threads up and its caches warm (at 30 s,
+/// one: three would add a minute and a half to each phase).
+fn settle_cycles(interval: Duration) -> usize {
+    if interval == FAST { 3 } else { 1 }
 }
 
 /// blackbox_exporter runs so far, which number their logs.
@@ -366,16 +371,7 @@ fn run_blackbox(l: &BenchLab, interval: Duration, phase: Duration) -> Result<Cos
         &l.lab.path(&format!("blackbox-{run}.log")),
     )?;
     let pid = blackbox.pid().context("blackbox_exporter is not running")?;
-    wait_for(
-        "blackbox_exporter to listen",
-        Duration::from_secs(20),
-        || {
-            if !blackbox.is_running() {
-                bail!("blackbox_exporter exited: {}", blackbox.log_text());
-            }
-            Ok(blackbox.log_text().contains("Listening on").then_some(()))
-        },
-    )?;
+    blackbox.wait_for_log("Listening on", Duration::from_secs(20))?;
     let mut urls = vec![format!(
         "http://{BLACKBOX_LISTEN}/probe?module=canary&target=http://{CANARY_NAME}/"
     )];
@@ -392,7 +388,7 @@ fn run_blackbox(l: &BenchLab, interval: Duration, phase: Duration) -> Result<Cos
         .arg(interval.as_millis().to_string())
         .args(&urls);
     let mut scraper = Service::spawn("scrape", &mut cmd, &log)?;
-    let settle = if interval == FAST { 3 } else { 1 };
+    let settle = settle_cycles(interval);
     wait_for(
         "blackbox_exporter's first cycles",
         Duration::from_secs(90),

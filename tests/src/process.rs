@@ -102,6 +102,21 @@ impl Service {
         matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
     }
 
+    /// Waits until the log holds `text` (a program saying it is ready), at most `patience`;
+    /// fails at once, with the log, if the process exits first.
+    pub fn wait_for_log(&mut self, text: &str, patience: Duration) -> Result<()> {
+        wait_for(
+            &format!("{} to print {text:?}", self.name),
+            patience,
+            || {
+                if !self.is_running() {
+                    bail!("{} exited: {}", self.name, self.log_text());
+                }
+                Ok(self.log_text().contains(text).then_some(()))
+            },
+        )
+    }
+
     /// The log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

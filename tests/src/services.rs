@@ -201,12 +201,7 @@ time.sleep(random.uniform(1.0, 3.0))
         .arg(port.to_string())
         .args(comm);
     let mut service = Service::spawn("rogue", &mut cmd, &lab.path("rogue.log"))?;
-    wait_for("the rogue listener to bind", START_TIMEOUT, || {
-        if !service.is_running() {
-            bail!("the rogue loop exited: {}", service.log_text());
-        }
-        Ok(service.log_text().contains("listening").then_some(()))
-    })?;
+    service.wait_for_log("listening", START_TIMEOUT)?;
     Ok(service)
 }
 
@@ -285,12 +280,7 @@ server.serve_forever(poll_interval=0.1)
         cmd.arg(comm);
     }
     let mut service = Service::spawn("hungry", &mut cmd, &lab.path("hungry.log"))?;
-    wait_for("the hungry server to listen", START_TIMEOUT, || {
-        if !service.is_running() {
-            bail!("the hungry server exited: {}", service.log_text());
-        }
-        Ok(service.log_text().contains("serving").then_some(()))
-    })?;
+    service.wait_for_log("serving", START_TIMEOUT)?;
     Ok(service)
 }
 
@@ -347,15 +337,7 @@ pub fn start_unbound_with_access(
     let mut cmd = host.command(sbin("unbound"));
     cmd.arg("-d").arg("-c").arg(&conf);
     let mut service = Service::spawn(name, &mut cmd, &dir.join("unbound.log"))?;
-    wait_for(&format!("{name} to start"), START_TIMEOUT, || {
-        if !service.is_running() {
-            bail!("unbound exited: {}", service.log_text());
-        }
-        Ok(service
-            .log_text()
-            .contains("start of service")
-            .then_some(()))
-    })?;
+    service.wait_for_log("start of service", START_TIMEOUT)?;
     Ok(service)
 }
 

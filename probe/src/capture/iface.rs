@@ -284,9 +284,10 @@ impl Iface {
 
     fn attach(&self, targets: &Targets) -> io::Result<()> {
         let prog = bpf::program(self.link, self.drop_outgoing, &targets.filter());
-        self.attaches.fetch_add(1, Ordering::Relaxed);
         // SO_ATTACH_FILTER swaps the program atomically: no packet sees no filter.
-        self.sock.attach_filter(&bpf::to_sock_filters(&prog))
+        self.sock.attach_filter(&bpf::to_sock_filters(&prog))?;
+        self.attaches.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The thread: report idleness, wait (see "Waiting"), read, record; stop on `stop` or on
