@@ -55,7 +55,8 @@ fn main() {
     let poll = Duration::from_millis(20);
     let run = Duration::from_secs(5);
     let before = process_cpu_ns();
-    let watch = ListenerWatch::start(ports.clone(), poll, std::path::Path::new("/proc"));
+    let os = causeway_probe::os::get_input(&causeway_probe::config::HostConfig::default());
+    let watch = ListenerWatch::start(ports.clone(), poll, os);
     std::thread::sleep(run);
     // Read before stopping: an exited thread leaves /proc/self/task, and its time with it.
     let after = process_cpu_ns();

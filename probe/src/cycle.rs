@@ -23,6 +23,7 @@ use crate::config::{Backend, Canary, Config, TargetHost};
 use crate::host::listeners::{CheckInFlight, ListenerWatch};
 use crate::host::watch::{self, HostWatch};
 use crate::now_ms;
+use crate::os::Os;
 
 mod overrun;
 
@@ -47,39 +48,62 @@ pub struct Prober<D, H> {
     pub memory: Option<Memory>,
     /// The probe's own host: memory, pressure, the kernel log, the reboot found at start.
     pub host: Option<HostWatch>,
+    /// Where every input from the operating system comes from (see [`crate::os`]).
+    pub os: Arc<dyn Os>,
     /// Cycles that outran the interval, and whether the last one did (see [`overrun`]).
     pub(crate) overruns: overrun::Overruns,
 }
 
 impl Prober<HickoryTransport, HttpChecker> {
     /// The real prober: DNS through hickory, the canary request with packet capture (unless
-    /// `capture = false`), and the listener watch on the canaries' ports.
+    /// `capture = false`), and the listener watch on the canaries' ports, all reading the
+    /// operating system through one [`crate::os::get_input`].
     pub fn on_host(config: Arc<Config>) -> Self {
+        let os = crate::os::get_input(&config.host_watch);
         let http = match config.capture {
-            true => HttpChecker::with_capture(Arc::new(Capture::new())),
+            true => HttpChecker::with_capture(Arc::new(Capture::new(Arc::clone(&os)))),
             false => HttpChecker::new(),
         };
-        let ports = config
-            .canaries
-            .iter()
-            .map(|c| (c.target.port, c.serving.clone()))
-            .collect();
-        let listeners =
-            ListenerWatch::start(ports, config.listener_poll, &config.host_watch.proc_root);
-        // Always opened: the boot id it keeps is how a reboot is seen.
-        let memory = Memory::open(&config.state_dir);
-        let host = HostWatch::start(&config.host_watch, memory.reboot());
-        Prober {
-            listeners: Some(listeners),
-            memory: Some(memory),
-            host: Some(host),
-            ..Prober::new(config, HickoryTransport, http)
-        }
+        Prober::new(config, HickoryTransport, http).watching(os)
     }
 }
 
 impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
+    /// This prober with the host's parts started on `os`: the listener watch on the canaries'
+    /// ports, the memory of backends and boot id (always opened: the boot id it keeps is how
+    /// a reboot is seen), and the host watch.
+    pub fn watching(self, os: Arc<dyn Os>) -> Self {
+        let config = &self.config;
+        let listeners = watch_ports(config, Arc::clone(&os));
+        let memory = Memory::open(&config.state_dir, &*os);
+        let host = HostWatch::start(&config.host_watch, memory.reboot(), Arc::clone(&os));
+        Prober {
+            listeners: Some(listeners),
+            memory: Some(memory),
+            host: Some(host),
+            os,
+            ..self
+        }
+    }
+}
+
+/// The listener watch on the ports of `config`'s canaries, each with its serving rule.
+pub fn watch_ports(config: &Config, os: Arc<dyn Os>) -> ListenerWatch {
+    ListenerWatch::start(watched_ports(config), config.listener_poll, os)
+}
+
+/// The canaries' ports, each with the rule that tells its serving process.
+pub fn watched_ports(config: &Config) -> Vec<(u16, crate::config::ServingRule)> {
+    config
+        .canaries
+        .iter()
+        .map(|c| (c.target.port, c.serving.clone()))
+        .collect()
+}
+
+impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
     pub fn new(config: Arc<Config>, dns: D, http: H) -> Self {
+        let os = crate::os::get_input(&config.host_watch);
         Prober {
             config,
             dns,
@@ -88,6 +112,7 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
             listeners: None,
             memory: None,
             host: None,
+            os,
             overruns: overrun::Overruns::default(),
         }
     }
@@ -110,7 +135,7 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
         }
         let host = self.host.as_ref().map(|h| h.observe(now_ms()));
         if let Some(host) = &host {
-            with_host(&mut results, host);
+            with_host(&mut results, host, &*self.os);
         }
         // Classified once, with every piece of evidence in place: the trace and listeners
         // (with the request), the backends (per canary), the host (per cycle).
@@ -325,7 +350,7 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
                     continue;
                 };
                 let names = self.backend_names(b, servers).await;
-                let neigh = crate::host::neighbours::neighbours().unwrap_or_default();
+                let neigh = self.os.neighbours().unwrap_or_default();
                 let identity = backends::identity(b, answer, &neigh, names, now_ms());
                 memory.learn(&canary.name, b.address, identity);
             }
@@ -338,8 +363,14 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
         for b in &canary.backends {
             names.insert(b.address.to_string(), self.backend_names(b, servers).await);
         }
-        let table =
-            backends::investigate(canary, &memory.known(&canary.name), &names, timeout).await;
+        let table = backends::investigate(
+            &*self.os,
+            canary,
+            &memory.known(&canary.name),
+            &names,
+            timeout,
+        )
+        .await;
         let evidence = BackendEvidence {
             backends: table,
             reboot: memory.reboot(),
@@ -363,7 +394,7 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
     /// then can its listeners be evidence, see [`Self::with_listeners`]).
     fn watch_listeners(&self, address: IpAddr) -> Option<CheckInFlight> {
         let watch = self.listeners.as_ref()?;
-        crate::host::may_be_own_address(address).then(|| watch.check())
+        self.os.may_be_own_address(address).then(|| watch.check())
     }
 
     /// Adds the listeners on the canary's port to a failed outcome, when the canary is served
@@ -378,7 +409,7 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
         }
         let local = match &outcome.evidence.trace {
             Some(trace) => trace.interface == "lo",
-            None => crate::host::is_own_address(outcome.remote.ip()),
+            None => self.os.is_own_address(outcome.remote.ip()),
         };
         if local {
             outcome.evidence.listeners =
@@ -390,9 +421,9 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
 
 /// Adds the host's evidence to the failed checks of canaries served on this host (where an
 /// OOM kill of the serving process outranks the refused connection it left behind).
-fn with_host(results: &mut [CheckResult], host: &causeway_schema::HostEvidence) {
+fn with_host(results: &mut [CheckResult], host: &causeway_schema::HostEvidence, os: &dyn Os) {
     let local = |r: &CheckResult| {
-        r.evidence.listeners.is_some() || r.address.is_some_and(crate::host::is_own_address)
+        r.evidence.listeners.is_some() || r.address.is_some_and(|ip| os.is_own_address(ip))
     };
     for r in results.iter_mut().filter(|r| !r.ok && local(r)) {
         r.evidence.host = Some(host.clone());
@@ -553,6 +584,8 @@ pub fn summary(report: &Report) -> String {
 
 #[cfg(test)]
 mod host_tests;
+#[cfg(test)]
+mod os_tests;
 
 #[cfg(test)]
 mod tests {

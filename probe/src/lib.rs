@@ -10,6 +10,7 @@
 //! - [`run`]: the service loop, the uploader task, signals and config reloads.
 //! - [`notify`]: systemd notifications (ready, status, watchdog, reloading, stopping).
 //! - [`privileges`]: what the probe can see with its privileges, said once at start.
+//! - [`os`]: every input taken from the operating system, behind one seam chosen at start.
 
 pub mod capture;
 pub mod checks;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod cycle;
 pub mod host;
 pub mod notify;
+pub mod os;
 pub mod privileges;
 pub mod run;
 pub mod spool;

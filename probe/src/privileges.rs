@@ -13,6 +13,7 @@
 use std::io::ErrorKind;
 
 use crate::config::Config;
+use crate::os::Os;
 
 /// A capability: its bit in the capability sets and its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,29 +95,29 @@ pub struct Privileges {
 }
 
 impl Privileges {
-    /// Tries each part's operation now, for `config` (capture and the kernel log can be off in
-    /// it).
-    pub fn check(config: &Config) -> Privileges {
+    /// Tries each part's operation now through the openers of `os`, the ones the parts use,
+    /// for `config` (capture and the kernel log can be off in it).
+    pub fn check(config: &Config, os: &dyn Os) -> Privileges {
         let caps = CapSet::current();
         let capture = match config.capture {
             false => Tried::NotWanted("capture = false in the config"),
             // The capture's own opener: protocol 0 queues nothing, and it is closed at once.
-            true => match crate::capture::try_packet_socket() {
+            true => match os.try_packet_socket() {
                 Ok(()) => Tried::Works,
                 Err(e) if e.kind() == ErrorKind::PermissionDenied => Tried::Denied,
                 Err(e) => Tried::Failed(format!("cannot make an AF_PACKET socket: {e}")),
             },
         };
-        let owners = match crate::host::procfs::can_read_other_fds(&config.host_watch.proc_root) {
+        let owners = match crate::host::procfs::can_read_other_fds(os.proc_root()) {
             true => Tried::Works,
             false => Tried::Denied,
         };
         let kernel_log = match config.host_watch.kernel_log {
             false => Tried::NotWanted("kernel_log = false in the config"),
-            true => match crate::host::kmsg::open() {
+            true => match os.open_kernel_log() {
                 Ok(_) => Tried::Works,
                 Err(e) if e.kind() == ErrorKind::PermissionDenied => Tried::Denied,
-                Err(e) => Tried::Failed(format!("cannot open /dev/kmsg: {e}")),
+                Err(e) => Tried::Failed(format!("cannot open the kernel log {e}")),
             },
         };
         Privileges::explain(caps, capture, owners, kernel_log)
@@ -341,7 +342,7 @@ mod tests {
         )
         .unwrap();
         let caps = CapSet::current().expect("/proc/self/status has CapEff");
-        let p = Privileges::check(&config);
+        let p = Privileges::check(&config, &crate::os::Host::default());
         for (ability, needs) in [
             (&p.capture, &[CAP_NET_RAW][..]),
             (

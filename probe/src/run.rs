@@ -18,9 +18,8 @@ use crate::capture::Capture;
 use crate::checks::backends::Memory;
 use crate::checks::dns::{DnsTransport, HickoryTransport};
 use crate::checks::http::{HttpChecker, HttpTransport};
-use crate::config::{Config, ServingRule, format_duration};
-use crate::cycle::{Prober, summary};
-use crate::host::listeners::ListenerWatch;
+use crate::config::{Config, format_duration};
+use crate::cycle::{Prober, summary, watch_ports, watched_ports};
 use crate::host::watch::HostWatch;
 use crate::notify::Notifier;
 use crate::privileges::Privileges;
@@ -106,33 +105,34 @@ pub trait Reprobe: Sized + Send + 'static {
 impl Reprobe for Prober<HickoryTransport, HttpChecker> {
     fn reprobe(self, config: Arc<Config>) -> Self {
         let old = self.config;
+        let same_os = old.host_watch.proc_root == config.host_watch.proc_root;
+        let os = match same_os {
+            true => self.os,
+            false => crate::os::get_input(&config.host_watch),
+        };
         let http = match (old.capture == config.capture, config.capture) {
             (true, _) => self.http,
-            (false, true) => HttpChecker::with_capture(Arc::new(Capture::new())),
+            (false, true) => HttpChecker::with_capture(Arc::new(Capture::new(Arc::clone(&os)))),
             (false, false) => HttpChecker::new(),
         };
         let same_ports = watched_ports(&old) == watched_ports(&config)
             && old.listener_poll == config.listener_poll
-            && old.host_watch.proc_root == config.host_watch.proc_root;
+            && same_os;
         let listeners = match self.listeners {
             Some(watch) if same_ports => watch,
             before => {
                 // Stops and joins the old thread before the new one polls.
                 drop(before);
-                ListenerWatch::start(
-                    watched_ports(&config),
-                    config.listener_poll,
-                    &config.host_watch.proc_root,
-                )
+                watch_ports(&config, Arc::clone(&os))
             }
         };
         let memory = match self.memory {
             Some(memory) if old.state_dir == config.state_dir => memory,
-            _ => Memory::open(&config.state_dir),
+            _ => Memory::open(&config.state_dir, &*os),
         };
         let host = match self.host {
             Some(host) if old.host_watch == config.host_watch => host,
-            _ => HostWatch::start(&config.host_watch, memory.reboot()),
+            _ => HostWatch::start(&config.host_watch, memory.reboot(), Arc::clone(&os)),
         };
         Prober {
             config,
@@ -142,18 +142,11 @@ impl Reprobe for Prober<HickoryTransport, HttpChecker> {
             listeners: Some(listeners),
             memory: Some(memory),
             host: Some(host),
+            os,
             // Counted since the probe started, across reloads.
             overruns: self.overruns,
         }
     }
-}
-
-/// The ports the listener watch follows, with their rules, as [`Prober::on_host`] passes them.
-fn watched_ports(config: &Config) -> Vec<(u16, ServingRule)> {
-    let canaries = config.canaries.iter();
-    canaries
-        .map(|c| (c.target.port, c.serving.clone()))
-        .collect()
 }
 
 /// What woke the main loop.
@@ -194,7 +187,7 @@ where
             uploader.url(),
             config.spool_dir.display(),
         );
-        Privileges::check(&config).log();
+        Privileges::check(&config, &*prober.os).log();
 
         let wake = Arc::new(Notify::new());
         let (stop_uploader, uploader_stopped) = watch::channel(false);
@@ -370,7 +363,7 @@ where
     uploaders.send_replace(uploader);
     tracing::info!("{line}");
     if privileges_may_differ {
-        Privileges::check(&new).log();
+        Privileges::check(&new, &*prober.os).log();
     }
     notifier.ready();
     prober
@@ -706,7 +699,13 @@ mod tests {
         }
         let proc = dir.join("proc");
         std::fs::create_dir_all(proc.join("pressure")).unwrap();
+        std::fs::create_dir_all(proc.join("sys/kernel/random")).unwrap();
         for (name, text) in [
+            (
+                "sys/kernel/random/boot_id",
+                "6fa2d3c2-7c64-4bb6-a3f6-0b5fd0a0f2e1\n",
+            ),
+            ("uptime", "350735.47 2343888.90\n"),
             ("meminfo", fixture!("meminfo-healthy.txt")),
             ("loadavg", fixture!("loadavg.txt")),
             ("stat", fixture!("stat.txt")),

@@ -141,9 +141,10 @@ pub struct Capture {
     failures: Mutex<HashMap<Option<String>, (CaptureOff, Instant)>>,
 }
 
+/// The capture of this host, with `/proc` where it usually is (tests).
 impl Default for Capture {
     fn default() -> Capture {
-        Capture::new()
+        Capture::new(Arc::new(crate::os::Host::default()))
     }
 }
 
@@ -156,10 +157,11 @@ impl fmt::Debug for Capture {
 }
 
 impl Capture {
-    pub fn new() -> Capture {
+    /// A capture whose routes are found among `os`'s interfaces.
+    pub fn new(os: Arc<dyn crate::os::Os>) -> Capture {
         Capture {
             ifaces: Mutex::default(),
-            routes: Mutex::default(),
+            routes: Mutex::new(RouteCache::new(os)),
             ttls: Arc::default(),
             notes: Arc::default(),
             failures: Mutex::default(),

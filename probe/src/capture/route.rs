@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use pnet_datalink::NetworkInterface;
 
+use crate::os::Os;
+
 /// How long a resolved route is trusted: a cycle does not call getifaddrs for every check,
 /// and addresses that move are noticed within a minute.
 const ROUTE_TTL: Duration = Duration::from_secs(60);
@@ -35,12 +37,20 @@ impl Route {
     }
 }
 
-#[derive(Default)]
+/// Routes found through the interfaces `os` lists.
 pub(crate) struct RouteCache {
+    os: Arc<dyn Os>,
     entries: HashMap<(IpAddr, u32), (Arc<Route>, Instant)>,
 }
 
 impl RouteCache {
+    pub(crate) fn new(os: Arc<dyn Os>) -> RouteCache {
+        RouteCache {
+            os,
+            entries: HashMap::new(),
+        }
+    }
+
     pub(crate) fn get(&mut self, remote: SocketAddr) -> io::Result<Arc<Route>> {
         let key = (remote.ip().to_canonical(), scope_id(remote));
         let now = Instant::now();
@@ -49,7 +59,7 @@ impl RouteCache {
         {
             return Ok(route.clone());
         }
-        let route = Arc::new(resolve(remote)?);
+        let route = Arc::new(resolve(remote, self.os.interfaces())?);
         if self.entries.len() >= ROUTE_CACHE_MAX {
             self.entries
                 .retain(|_, (_, at)| now.duration_since(*at) < ROUTE_TTL);
@@ -69,11 +79,10 @@ fn scope_id(addr: SocketAddr) -> u32 {
     }
 }
 
-/// Resolves without the cache.
-pub(crate) fn resolve(remote: SocketAddr) -> io::Result<Route> {
-    let ifaces = pnet_datalink::interfaces();
+/// Resolves without the cache, among the host's interfaces `ifaces`.
+pub(crate) fn resolve(remote: SocketAddr, ifaces: Vec<NetworkInterface>) -> io::Result<Route> {
     let ip = remote.ip().to_canonical();
-    let own = crate::host::own_address_among(&ifaces, ip);
+    let own = crate::os::own_address_among(&ifaces, ip);
     let iface = if own {
         ifaces
             .into_iter()
@@ -125,6 +134,7 @@ mod tests {
 
     #[test]
     fn loopback_and_own_addresses_route_through_lo() {
+        let resolve = |remote: SocketAddr| resolve(remote, pnet_datalink::interfaces());
         let r = resolve("127.0.0.1:80".parse().unwrap()).unwrap();
         assert!(r.is_loopback(), "{r:?}");
         assert_eq!(r.link_type, libc::ARPHRD_LOOPBACK);
@@ -144,7 +154,7 @@ mod tests {
 
     #[test]
     fn cache_returns_the_same_route() {
-        let mut cache = RouteCache::default();
+        let mut cache = RouteCache::new(Arc::new(crate::os::Host::default()));
         let a = cache.get("127.0.0.1:1".parse().unwrap()).unwrap();
         let b = cache.get("127.0.0.1:2".parse().unwrap()).unwrap();
         assert!(Arc::ptr_eq(&a, &b));

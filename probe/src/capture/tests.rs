@@ -96,7 +96,7 @@ async fn capture_traces_a_whole_connection_on_lo() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let remote = listener.local_addr().unwrap();
     let server = serve_once(listener, false);
-    let cap = Capture::new();
+    let cap = Capture::default();
     let (sock, watch) = watched_socket(&cap, remote);
     assert_eq!(watch.interface(), "lo");
     let local_port = sock.local_addr().unwrap().port();
@@ -192,7 +192,7 @@ async fn refused_trace_to(cap: &Capture, remote: SocketAddr) -> PacketTrace {
 /// Refused: the SYN and the RST,ACK that answered it; no TTL learnt for a fresh capture.
 #[tokio::test]
 async fn capture_traces_a_refused_connection() {
-    let t = refused_trace(&Capture::new()).await;
+    let t = refused_trace(&Capture::default()).await;
     assert_eq!(t.inbound_reset().map(|p| p.ttl), Some(64));
     assert_eq!(t.server_ttl, None);
 }
@@ -218,7 +218,7 @@ async fn wait_linger_over(cap: &Capture) -> CaptureStats {
 /// it at least twice. The next check's flow is still captured from its SYN.
 #[tokio::test]
 async fn an_idle_thread_does_not_wake_and_the_next_flow_is_captured() {
-    let cap = Capture::new();
+    let cap = Capture::default();
     refused_trace(&cap).await;
     let before = wait_linger_over(&cap).await.wakeups;
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -235,7 +235,7 @@ async fn an_idle_thread_does_not_wake_and_the_next_flow_is_captured() {
 /// linger finds it in the filter; once the linger is over the filter closes (a second attach).
 #[tokio::test]
 async fn checks_of_one_target_attach_the_filter_once() {
-    let cap = Capture::new();
+    let cap = Capture::default();
     let remote = dead_port();
     for _ in 0..3 {
         refused_trace_to(&cap, remote).await;
@@ -260,7 +260,7 @@ async fn capture_traces_a_reset_after_the_request() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let remote = listener.local_addr().unwrap();
     let server = serve_once(listener, true);
-    let cap = Capture::new();
+    let cap = Capture::default();
     let (sock, watch) = watched_socket(&cap, remote);
     let mut stream = sock.connect(remote).await.unwrap();
     stream.write_all(REQUEST).await.unwrap();
@@ -310,7 +310,7 @@ async fn capture_filter_keeps_other_ports_out() {
         }
     });
 
-    let cap = Capture::new();
+    let cap = Capture::default();
     let (sock, watch) = watched_socket(&cap, remote);
     let mut stream = sock.connect(remote).await.unwrap();
     stream.write_all(REQUEST).await.unwrap();
@@ -352,7 +352,7 @@ async fn capture_remembers_the_ttl_of_successful_checks() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let remote = listener.local_addr().unwrap();
     let server = serve_once(listener, false);
-    let cap = Capture::new();
+    let cap = Capture::default();
     let (sock, watch) = watched_socket(&cap, remote);
     let mut stream = sock.connect(remote).await.unwrap();
     stream.write_all(REQUEST).await.unwrap();
@@ -378,7 +378,7 @@ async fn capture_remembers_the_ttl_of_successful_checks() {
 /// watches empties the filter.
 #[tokio::test]
 async fn capture_caps_targets_per_interface() {
-    let cap = Capture::new();
+    let cap = Capture::default();
     let mut watches = Vec::new();
     for i in 0..bpf::MAX_TARGETS as u16 {
         // IPv6 targets make the longest program; ::1 routes through lo.

@@ -22,8 +22,8 @@ use causeway_schema::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::{Backend, Canary};
-use crate::host::boot;
 use crate::host::neighbours::{self, Neighbour};
+use crate::os::Os;
 use crate::state::{ProbeState, StateFile};
 
 /// A learned identity is refreshed this often while the canary is healthy: a backend that is
@@ -42,19 +42,20 @@ pub struct Memory {
 
 impl Memory {
     /// Loads the state in `dir`, compares the boot id with the one saved, and saves the
-    /// current boot id and addresses.
-    pub fn open(dir: &Path) -> Memory {
+    /// current boot id and addresses, as `os` gives them.
+    pub fn open(dir: &Path, os: &dyn Os) -> Memory {
         if let Err(e) = std::fs::create_dir_all(dir) {
             tracing::warn!("cannot create the state directory {}: {e}", dir.display());
         }
         let file = StateFile::new(dir);
         let mut state = file.load();
-        let now = boot::boot_id()
+        let now = os
+            .boot_id()
             .map_err(|e| tracing::warn!("cannot read the boot id, reboots go unseen: {e}"))
             .ok();
         let reboot = match (&state.boot_id, &now) {
             (Some(before), Some(now)) if before != now => {
-                let uptime_s = boot::uptime_s().unwrap_or(0);
+                let uptime_s = os.uptime_s().unwrap_or(0);
                 tracing::info!("the host rebooted since the last cycle (up {uptime_s} s)");
                 Some(Reboot {
                     previous_boot_id: before.clone(),
@@ -65,7 +66,7 @@ impl Memory {
             _ => None,
         };
         state.boot_id = now.or(state.boot_id);
-        state.own_addresses = crate::host::own_addresses();
+        state.own_addresses = os.own_addresses();
         let memory = Memory {
             file,
             state: Mutex::new(state),
@@ -286,7 +287,7 @@ pub fn sweep_targets(
     let size = 1u32 << (32 - u32::from(prefix));
     (1..size.saturating_sub(1))
         .map(|i| IpAddr::V4((base | i).into()))
-        .filter(|ip| *ip != configured && !crate::host::own_address_among(ifaces, *ip))
+        .filter(|ip| *ip != configured && !crate::os::own_address_among(ifaces, *ip))
         .collect()
 }
 
@@ -329,8 +330,10 @@ async fn ask(
 }
 
 /// The backend table of a failed canary: each backend asked directly and, when it does not
-/// answer like before, looked for elsewhere.
+/// answer like before, looked for elsewhere (on the subnets of `os`'s interfaces, with its
+/// neighbour table).
 pub async fn investigate(
+    os: &dyn Os,
     canary: &Canary,
     known: &BTreeMap<String, BackendIdentity>,
     name_addresses: &BTreeMap<String, Vec<IpAddr>>,
@@ -359,7 +362,7 @@ pub async fn investigate(
         .collect();
     // One sweep per port for all the backends that need it.
     let mut answers: BTreeMap<u16, BTreeMap<IpAddr, AnswerPrint>> = BTreeMap::new();
-    let ifaces = pnet_datalink::interfaces();
+    let ifaces = os.interfaces();
     for (b, _) in canary.backends.iter().zip(&moved).filter(|(_, m)| **m) {
         let port = b.address.port();
         if answers.contains_key(&port) {
@@ -368,7 +371,7 @@ pub async fn investigate(
         let targets = sweep_targets(b.address.ip(), &ifaces);
         answers.insert(port, sweep(canary, &targets, port, timeout).await);
     }
-    let neigh = neighbours::neighbours().unwrap_or_else(|e| {
+    let neigh = os.neighbours().unwrap_or_else(|e| {
         tracing::warn!("cannot read the neighbour table: {e}");
         Vec::new()
     });

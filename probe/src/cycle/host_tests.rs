@@ -57,11 +57,12 @@ impl Proc {
 }
 
 fn prober(proc: &Proc, http: FakeHttp) -> Prober<FakeDns, FakeHttp> {
-    let config = canary_on_host(proc.0.path());
-    let host = HostWatch::start(&config.host_watch, None);
+    let prober = Prober::new(canary_on_host(proc.0.path()), FakeDns::default(), http);
+    let os = Arc::clone(&prober.os);
+    let host = HostWatch::start(&prober.config.host_watch, None, os);
     Prober {
         host: Some(host),
-        ..Prober::new(config, FakeDns::default(), http)
+        ..prober
     }
 }
 

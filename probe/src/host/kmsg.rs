@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use causeway_schema::{KernelLine, OomKill};
 
+use crate::os::{KernelLogReader, Os};
+
 /// OOM kills kept, the oldest dropped first.
 pub const KILLS_MAX: usize = 64;
 /// Warning-or-worse lines kept, the oldest dropped first.
@@ -31,7 +33,7 @@ const BOOT_REFRESH: Duration = Duration::from_secs(60);
 /// Lines of one kill are printed together; a `Killed process` line further than this from the
 /// line before it is another kill.
 const MERGE_MS: i64 = 1000;
-const KMSG: &str = "/dev/kmsg";
+pub(crate) const KMSG: &str = "/dev/kmsg";
 
 /// One `/dev/kmsg` record: `prio,seq,usec,flags;message`, then ` KEY=value` lines, dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,19 +160,26 @@ fn parse_announce(body: &str) -> Option<OomKill> {
     })
 }
 
-/// The wall-clock time of the boot, in ms since the epoch: now minus `/proc/uptime`.
+/// The wall-clock time of the boot, in ms since the epoch: now minus `uptime` under
+/// `proc_root`.
 ///
 /// Why not `btime` of `/proc/stat`: it is whole seconds, and a kill must be ordered against a
 /// check that failed within the same second; `/proc/uptime` has hundredths. Both count time
 /// suspended, which the kernel log's clock does not: on a host that was suspended, records
 /// from before the suspend are dated too early.
-pub fn boot_time_ms() -> io::Result<i64> {
-    let text = std::fs::read_to_string("/proc/uptime")?;
+pub fn boot_time_ms(proc_root: &Path) -> io::Result<i64> {
+    let path = proc_root.join(super::boot::UPTIME);
+    let text = std::fs::read_to_string(&path)?;
     let up: f64 = text
         .split_ascii_whitespace()
         .next()
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| io::Error::new(ErrorKind::InvalidData, format!("/proc/uptime: {text:?}")))?;
+        .ok_or_else(|| {
+            io::Error::new(
+                ErrorKind::InvalidData,
+                format!("{}: {text:?}", path.display()),
+            )
+        })?;
     Ok(now_ms() - (up * 1000.0).round() as i64)
 }
 
@@ -203,45 +212,36 @@ struct State {
     forged: Option<OomKill>,
 }
 
-/// Opens the kernel log as the reader does: what the startup privilege check tries.
-pub fn open() -> io::Result<std::fs::File> {
-    open_at(Path::new(KMSG))
-}
-
-fn open_at(path: &Path) -> io::Result<std::fs::File> {
-    std::fs::File::open(path)
-}
-
 impl KernelLog {
-    /// Opens `/dev/kmsg` and follows it, backlog first, from a thread; returns at once. If it
-    /// cannot be opened, the log stays [`KmsgStatus::Unavailable`] and no thread runs.
-    pub fn start() -> KernelLog {
-        Self::start_at(Path::new(KMSG))
-    }
-
-    fn start_at(path: &Path) -> KernelLog {
+    /// Opens the kernel log of `os` and follows it, backlog first, from a thread; returns at
+    /// once. If it cannot be opened, the log stays [`KmsgStatus::Unavailable`] and no thread
+    /// runs.
+    pub fn start(os: Arc<dyn Os>) -> KernelLog {
         let log = KernelLog {
             shared: Arc::default(),
         };
-        if let Err(why) = log.spawn(path) {
+        if let Err(why) = log.spawn(os) {
             log.shared.unavailable(why);
         }
         log
     }
 
-    fn spawn(&self, path: &Path) -> Result<(), String> {
-        let file = open_at(path).map_err(|e| open_error(path, &e))?;
-        let boot = boot_time_ms().map_err(|e| format!("cannot date kernel records: {e}"))?;
-        let (shared, name) = (Arc::clone(&self.shared), path.display().to_string());
+    fn spawn(&self, os: Arc<dyn Os>) -> Result<(), String> {
+        let KernelLogReader { reader, name } = os.open_kernel_log().map_err(|e| open_error(&e))?;
+        let boot =
+            boot_time_ms(os.proc_root()).map_err(|e| format!("cannot date kernel records: {e}"))?;
+        let shared = Arc::clone(&self.shared);
+        // The path, not `os`: the thread must not keep what feeds its reader alive.
+        let proc_root = os.proc_root().to_owned();
         let mut boot = (Instant::now(), boot);
         let boot_ms = move || {
             if boot.0.elapsed() >= BOOT_REFRESH {
-                boot = (Instant::now(), boot_time_ms().unwrap_or(boot.1));
+                boot = (Instant::now(), boot_time_ms(&proc_root).unwrap_or(boot.1));
             }
             boot.1
         };
         let run = move || {
-            let why = match follow(file, &shared, boot_ms) {
+            let why = match follow(reader, &shared, boot_ms) {
                 Ok(()) => format!("the kernel log {name} ended"),
                 Err(e) => format!("cannot read the kernel log {name}: {e}"),
             };
@@ -319,15 +319,15 @@ impl Shared {
     }
 }
 
-fn open_error(path: &Path, e: &io::Error) -> String {
-    let path = path.display();
+/// What a failed open of the kernel log says; `e` names the log (see [`Os::open_kernel_log`]).
+fn open_error(e: &io::Error) -> String {
     match e.kind() {
         ErrorKind::PermissionDenied => format!(
-            "cannot open the kernel log {path}: {e}; reading the kernel log needs CAP_SYSLOG \
-             when kernel.dmesg_restrict=1 (or root): grant it (systemd: \
+            "cannot open the kernel log {e}; reading the kernel log needs CAP_SYSLOG when \
+             kernel.dmesg_restrict=1 (or root): grant it (systemd: \
              AmbientCapabilities=CAP_SYSLOG, without ProtectKernelLogs=yes)"
         ),
-        _ => format!("cannot open the kernel log {path}: {e}"),
+        _ => format!("cannot open the kernel log {e}"),
     }
 }
 
@@ -451,6 +451,7 @@ fn is_dump_line(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::os::Host;
 
     /// Each record of the fixture, with the Debug of its expected `parse_oom`.
     fn fixture() -> Vec<(&'static str, &'static str)> {
@@ -536,7 +537,7 @@ mod tests {
 
     #[test]
     fn kept_kills_and_lines_are_bounded() {
-        let log = KernelLog::start_at(Path::new("/nonexistent"));
+        let log = KernelLog::unfollowed();
         for i in 0..300u32 {
             let long = "y".repeat(600);
             let raw = format!("3,{i},0,-;Out of memory: Killed process {i} (x) {long}");
@@ -563,12 +564,15 @@ mod tests {
 
     #[test]
     fn a_missing_log_is_unavailable_with_its_path() {
-        let log = KernelLog::start_at(Path::new("/nonexistent/causeway-kmsg"));
+        let log = KernelLog::start(Arc::new(
+            Host::default().with_kernel_log(Path::new("/nonexistent/causeway-kmsg")),
+        ));
         let KmsgStatus::Unavailable(why) = log.status() else {
             panic!("{:?}", log.status())
         };
         assert!(why.contains("/nonexistent/causeway-kmsg"), "{why}");
-        let denied = open_error(Path::new(KMSG), &io::Error::from_raw_os_error(libc::EPERM));
+        let eperm = io::Error::from_raw_os_error(libc::EPERM);
+        let denied = open_error(&io::Error::new(eperm.kind(), format!("{KMSG}: {eperm}")));
         let fix = denied.contains("CAP_SYSLOG") && denied.contains("dmesg_restrict");
         assert!(fix, "{denied}");
     }
@@ -588,7 +592,7 @@ mod tests {
             .write(true)
             .open(KMSG)
             .unwrap_or_else(|e| panic!("writing to {KMSG} needs root: {e}"));
-        let log = KernelLog::start();
+        let log = KernelLog::start(Arc::new(Host::default()));
         let pid = std::process::id() % 4_000_000 + 100_000;
         let line = format!(
             "<3>Out of memory: Killed process {pid} (cw-kmsg-test) total-vm:1000kB, \

@@ -33,7 +33,8 @@ use causeway_schema::{LISTENERS_MAX, Listener, ListenerEvidence};
 use tokio::sync::watch;
 
 use super::procfs::{self, Owner};
-use super::sock_diag::{DiagListener, SockDiag};
+use super::sock_diag::DiagListener;
+use crate::os::{ListenerDump, Os};
 
 /// How the serving process of a port is recognised: `Unit(String)` (a systemd unit, e.g.
 /// `nginx.service`), `Process(String)` (a `comm` name) or `LongLived` (the default).
@@ -95,11 +96,10 @@ struct Shared {
 impl ListenerWatch {
     /// Starts a background thread polling the listeners of `ports` every `poll`, each port
     /// with the rule that tells its serving process, and returns at once. A port given twice
-    /// keeps its first rule; port 0 is ignored. Owners are looked up under `proc_root`
-    /// (`[host] proc_root`: a probe in a container sees the host's processes where the host's
-    /// /proc is mounted).
-    pub fn start(ports: Vec<(u16, ServingRule)>, poll: Duration, proc_root: &Path) -> Self {
-        let proc_root = proc_root.to_owned();
+    /// keeps its first rule; port 0 is ignored. Sockets are dumped and their owners looked up
+    /// through `os` (whose `/proc` is `[host] proc_root`: a probe in a container sees the
+    /// host's processes where the host's /proc is mounted).
+    pub fn start(ports: Vec<(u16, ServingRule)>, poll: Duration, os: Arc<dyn Os>) -> Self {
         let poll = poll.max(Duration::from_millis(1));
         let mut unique: Vec<(u16, ServingRule)> = Vec::new();
         for (port, rule) in ports {
@@ -119,12 +119,12 @@ impl ListenerWatch {
         let thread = match unique.is_empty() {
             true => None,
             false => {
-                let visible = procfs::can_read_other_fds(&proc_root);
+                let visible = procfs::can_read_other_fds(os.proc_root());
                 let tracker = Tracker::new(unique, poll, visible);
                 let shared = Arc::clone(&shared);
                 std::thread::Builder::new()
                     .name("listener-watch".into())
-                    .spawn(move || run(&shared, tracker, poll, &proc_root))
+                    .spawn(move || run(&shared, tracker, poll, &*os))
                     .inspect_err(|e| {
                         tracing::warn!("listener evidence is off: cannot start its thread: {e}");
                     })
@@ -268,8 +268,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The poll thread: polls every `poll` until stopped. Netlink failures are logged once and
 /// leave the evidence empty; the thread keeps its pace, never spinning.
-fn run(shared: &Shared, mut tracker: Tracker, poll: Duration, proc_root: &Path) {
-    let mut diag: Option<SockDiag> = None;
+fn run(shared: &Shared, mut tracker: Tracker, poll: Duration, os: &dyn Os) {
+    let proc_root = os.proc_root();
+    let mut diag: Option<Box<dyn ListenerDump>> = None;
     let mut reopen_at = Instant::now();
     let mut warned = false;
     let mut failing = false;
@@ -278,10 +279,10 @@ fn run(shared: &Shared, mut tracker: Tracker, poll: Duration, proc_root: &Path) 
         let begun = Instant::now();
         let n = shared.started.fetch_add(1, Ordering::SeqCst) + 1;
         let outcome = match diag.as_mut() {
-            Some(d) => Some(poll_once(d, &mut tracker, proc_root)),
-            None if begun >= reopen_at => match SockDiag::open() {
+            Some(d) => Some(poll_once(&mut **d, &mut tracker, proc_root)),
+            None if begun >= reopen_at => match os.open_listener_dump() {
                 Ok(mut d) => {
-                    let r = poll_once(&mut d, &mut tracker, proc_root);
+                    let r = poll_once(&mut *d, &mut tracker, proc_root);
                     diag = Some(d);
                     Some(r)
                 }
@@ -336,7 +337,11 @@ fn run(shared: &Shared, mut tracker: Tracker, poll: Duration, proc_root: &Path) 
 }
 
 /// One poll: the dumps, then the tracking (with an owner scan if a new socket appeared).
-fn poll_once(diag: &mut SockDiag, tracker: &mut Tracker, proc_root: &Path) -> std::io::Result<()> {
+fn poll_once(
+    diag: &mut dyn ListenerDump,
+    tracker: &mut Tracker,
+    proc_root: &Path,
+) -> std::io::Result<()> {
     let now = crate::now_ms();
     let mut seen = Vec::with_capacity(tracker.ports.len());
     for port in &tracker.ports {

@@ -6,20 +6,21 @@
 //! comes before the outage, and the collector keeps host conditions with their own history.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use causeway_schema::{
     HOST_WARNINGS_MAX, HostEvidence, KERNEL_LINES_MAX, OOM_KILLS_MAX, Reboot, host_conditions,
 };
 
-use super::boot;
 use super::kmsg::{KernelLog, KmsgStatus};
 use super::pressure::{self, Series};
 use crate::config::HostConfig;
+use crate::os::Os;
 
 /// Follows the host; one per probe.
 pub struct HostWatch {
     config: HostConfig,
+    os: Arc<dyn Os>,
     kernel_log: Option<KernelLog>,
     state: Mutex<State>,
 }
@@ -39,11 +40,12 @@ struct State {
 
 impl HostWatch {
     /// Starts following the kernel log (unless `config.kernel_log` is off). `reboot` is what
-    /// the state file showed at the probe's start.
-    pub fn start(config: &HostConfig, reboot: Option<Reboot>) -> HostWatch {
-        let kernel_log = config.kernel_log.then(KernelLog::start);
+    /// the state file showed at the probe's start. Everything is read from `os`.
+    pub fn start(config: &HostConfig, reboot: Option<Reboot>, os: Arc<dyn Os>) -> HostWatch {
+        let kernel_log = config.kernel_log.then(|| KernelLog::start(Arc::clone(&os)));
         HostWatch {
             config: config.clone(),
+            os,
             kernel_log,
             state: Mutex::new(State {
                 series: Series::new(config.samples),
@@ -58,18 +60,18 @@ impl HostWatch {
     /// Samples the host and judges it: the evidence of this cycle, with the whole series, the
     /// OOM kills and the kernel lines of the window. Call once per cycle, after the checks.
     pub fn observe(&self, now_ms: i64) -> HostEvidence {
-        let sample = pressure::sample(&self.config.proc_root, now_ms);
+        let sample = pressure::sample(self.os.proc_root(), now_ms);
         let mut warnings = sample.warnings.clone();
         let pressure = sample.pressure();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.series.push(sample);
-        let boot_id = boot::boot_id()
+        let boot_id = (self.os.boot_id())
             .map(|id| id.trim().to_owned())
             .unwrap_or_else(|e| {
                 warnings.push(format!("cannot read the boot id: {e}"));
                 String::new()
             });
-        let uptime_s = boot::uptime_s().unwrap_or_else(|e| {
+        let uptime_s = self.os.uptime_s().unwrap_or_else(|e| {
             warnings.push(format!("cannot read the uptime: {e}"));
             0
         });
@@ -194,10 +196,14 @@ mod tests {
         assert!(!lost(&w.observe(3_000)));
     }
 
+    fn proc() -> &'static std::path::Path {
+        std::path::Path::new("/proc")
+    }
+
     fn reboot() -> Reboot {
         Reboot {
             previous_boot_id: "8a1f0c3e-0000-4000-8000-000000000001".into(),
-            boot_id: boot::boot_id().unwrap().trim().to_owned(),
+            boot_id: crate::host::boot::boot_id(proc()).unwrap(),
             uptime_s: 42,
         }
     }
@@ -208,7 +214,7 @@ mod tests {
             ..HostConfig::default()
         };
         config.thresholds.window_s = window_s;
-        HostWatch::start(&config, reboot)
+        HostWatch::start(&config, reboot, Arc::new(crate::os::Host::new(proc())))
     }
 
     fn causes(evidence: &HostEvidence) -> Vec<Cause> {
@@ -217,7 +223,7 @@ mod tests {
 
     #[test]
     fn a_reboot_is_reported_at_least_once_and_while_within_the_window() {
-        let uptime_s = boot::uptime_s().unwrap();
+        let uptime_s = crate::host::boot::uptime_s(proc()).unwrap();
         // This machine has been up longer than a 1 s window: the reboot found at start goes
         // into the first report only.
         let short = watch(1, Some(reboot()));

@@ -7,10 +7,11 @@ use causeway_schema::SocketOwner;
 use socket2::{Domain, Socket, Type};
 
 use super::*;
+use crate::os::Host;
 
 /// A watch reading the real /proc.
 fn start(ports: Vec<(u16, ServingRule)>, poll: Duration) -> ListenerWatch {
-    ListenerWatch::start(ports, poll, Path::new("/proc"))
+    ListenerWatch::start(ports, poll, Arc::new(Host::default()))
 }
 
 const T0: i64 = 1_700_000_000_000;
@@ -757,7 +758,11 @@ async fn owners_are_looked_up_under_the_proc_root() {
     let poll = Duration::from_millis(20);
     let elsewhere = tempfile::tempdir().unwrap();
     let real = start(vec![(port, ServingRule::LongLived)], poll);
-    let other = ListenerWatch::start(vec![(port, ServingRule::LongLived)], poll, elsewhere.path());
+    let other = ListenerWatch::start(
+        vec![(port, ServingRule::LongLived)],
+        poll,
+        Arc::new(Host::new(elsewhere.path())),
+    );
     let _checks = (real.check(), other.check());
     let me = std::process::id();
     wait_until(&real, port, "the listener owned by us", |ev| {
