@@ -16,9 +16,9 @@ use uuid::Uuid;
 use crate::capture::Capture;
 use crate::checks::backends::{self, Memory};
 use crate::checks::dns::HickoryTransport;
-use crate::checks::dns::{self, DnsTransport, NameServer};
+use crate::checks::dns::{self, DnsChecks, NameServer};
 use crate::checks::http::HttpChecker;
-use crate::checks::http::{HttpOutcome, HttpTransport};
+use crate::checks::http::{Fetch, HttpCheck, HttpOutcome};
 use crate::config::{Backend, Canary, Config, TargetHost};
 use crate::host::listeners::{CheckInFlight, ListenerWatch};
 use crate::host::watch::{self, HostWatch};
@@ -68,7 +68,7 @@ impl Prober<HickoryTransport, HttpChecker> {
     }
 }
 
-impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
+impl<D: DnsChecks, H: HttpCheck> Prober<D, H> {
     /// This prober with the host's parts started on `os`: the listener watch on the canaries'
     /// ports, the memory of backends and boot id (always opened: the boot id it keeps is how
     /// a reboot is seen), and the host watch.
@@ -101,7 +101,7 @@ pub fn watched_ports(config: &Config) -> Vec<(u16, crate::config::ServingRule)> 
         .collect()
 }
 
-impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
+impl<D: DnsChecks, H: HttpCheck> Prober<D, H> {
     pub fn new(config: Arc<Config>, dns: D, http: H) -> Self {
         let os = crate::os::get_input(&config.host_watch);
         Prober {
@@ -195,9 +195,7 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
         let name = match &canary.target.host {
             TargetHost::Ip(ip) => {
                 let _check = self.watch_listeners(*ip);
-                let outcome = self
-                    .with_listeners(self.http.fetch(canary, *ip).await)
-                    .await;
+                let outcome = self.with_listeners(self.fetch(canary, *ip).await).await;
                 let mut results = vec![check_result(canary, started_at_ms, None, outcome, &[])];
                 self.follow_backends(canary, servers, &mut results).await;
                 return (results, None);
@@ -265,11 +263,12 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
         };
         let fetch = |address: IpAddr, known_ms: f64| async move {
             let _check = self.watch_listeners(address);
-            let outcome = self.with_listeners(self.http.fetch(canary, address).await);
+            let outcome = self.with_listeners(self.fetch(canary, address).await);
             (known_ms, outcome.await)
         };
-        let reach =
-            |i: usize, server| async move { (i, self.dns.reachability(server, dns_timeout).await) };
+        let reach = |i: usize, server| async move {
+            (i, dns::reachability(&self.dns, server, dns_timeout).await)
+        };
         let mut resolving: FuturesUnordered<_> = (0..servers.len()).map(resolve).collect();
         let mut fetching = FuturesUnordered::new();
         let mut reaching = FuturesUnordered::new();
@@ -387,6 +386,15 @@ impl<D: DnsTransport, H: HttpTransport> Prober<D, H> {
         };
         let outcomes = dns::resolve(&self.dns, name, servers, self.config.dns_timeout).await;
         dns::addresses(&outcomes)
+    }
+
+    /// The canary's request to `address`, within its timeout.
+    async fn fetch(&self, canary: &Canary, address: IpAddr) -> HttpOutcome {
+        let target = Fetch {
+            canary: canary.clone(),
+            address,
+        };
+        crate::checks::run(&self.http, target, canary.timeout).await
     }
 
     /// For a request to `address`: the listeners are looked at closely from before the
@@ -595,13 +603,14 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use causeway_schema::{
-        Cause, DnsAnswer, DnsOutcome, DnsQuery, ReachOutcome, ReachProbe, Reachability,
-    };
+    use causeway_schema::{Cause, DnsAnswer, DnsOutcome, DnsQuery, ReachOutcome, ReachProbe};
 
     use super::*;
-    use crate::checks::dns::RecordKind;
+    use crate::checks::Check;
+    use crate::checks::dns::Query;
+    use crate::checks::reach::{Echo, TcpConnect};
     use crate::config::HostInfo;
+    use tokio::time::Instant;
 
     /// Canned DNS: (server, record type) -> addresses, or an outcome without addresses.
     #[derive(Default)]
@@ -615,18 +624,15 @@ mod tests {
         silence: Duration,
     }
 
-    impl DnsTransport for FakeDns {
-        fn query(
-            &self,
-            server: SocketAddr,
-            name: &str,
-            kind: RecordKind,
-            _timeout: Duration,
-        ) -> impl Future<Output = DnsQuery> + Send {
+    impl Check<Query> for FakeDns {
+        type Outcome = DnsQuery;
+
+        fn run(&self, query: Query, _: Instant) -> impl Future<Output = DnsQuery> + Send {
+            let Query { server, name, kind } = query;
             self.asked
                 .lock()
                 .unwrap()
-                .push((server, name.to_owned(), kind.as_str()));
+                .push((server, name, kind.as_str()));
             let canned = self
                 .answers
                 .get(&(server, kind.as_str()))
@@ -660,27 +666,40 @@ mod tests {
                 q
             }
         }
+    }
 
-        fn reachability(
-            &self,
-            server: SocketAddr,
-            _timeout: Duration,
-        ) -> impl Future<Output = Reachability> + Send {
-            self.reached.lock().unwrap().push(server);
-            let probe = |outcome| ReachProbe {
-                outcome,
-                elapsed_ms: 1.0,
-                detail: None,
-            };
-            let (icmp, tcp) = match self.reachable.get(&server) {
+    impl FakeDns {
+        /// The canned outcome of a reachability test of `server`'s host.
+        fn reach(&self, server: SocketAddr, tcp: bool) -> ReachProbe {
+            if !tcp {
+                // Both tests of a server run together: counted once.
+                self.reached.lock().unwrap().push(server);
+            }
+            let (icmp_outcome, tcp_outcome) = match self.reachable.get(&server) {
                 Some(true) => (ReachOutcome::Reply, ReachOutcome::Refused),
                 _ => (ReachOutcome::NoReply, ReachOutcome::NoReply),
             };
-            let r = Reachability {
-                icmp: probe(icmp),
-                tcp: probe(tcp),
-            };
-            async move { r }
+            ReachProbe {
+                outcome: if tcp { tcp_outcome } else { icmp_outcome },
+                elapsed_ms: 1.0,
+                detail: None,
+            }
+        }
+    }
+
+    impl Check<Echo> for FakeDns {
+        type Outcome = ReachProbe;
+
+        fn run(&self, target: Echo, _: Instant) -> impl Future<Output = ReachProbe> + Send {
+            std::future::ready(self.reach(target.0, false))
+        }
+    }
+
+    impl Check<TcpConnect> for FakeDns {
+        type Outcome = ReachProbe;
+
+        fn run(&self, target: TcpConnect, _: Instant) -> impl Future<Output = ReachProbe> + Send {
+            std::future::ready(self.reach(target.0, true))
         }
     }
 
@@ -693,12 +712,11 @@ mod tests {
         fetched_at: Mutex<Vec<tokio::time::Instant>>,
     }
 
-    impl HttpTransport for FakeHttp {
-        fn fetch(
-            &self,
-            canary: &Canary,
-            address: IpAddr,
-        ) -> impl Future<Output = HttpOutcome> + Send {
+    impl Check<Fetch> for FakeHttp {
+        type Outcome = HttpOutcome;
+
+        fn run(&self, target: Fetch, _: Instant) -> impl Future<Output = HttpOutcome> + Send {
+            let Fetch { canary, address } = target;
             self.fetched.lock().unwrap().push(address);
             self.fetched_at
                 .lock()
@@ -716,11 +734,15 @@ mod tests {
                 connect_ms: (!refused).then_some(1.0),
                 tls_ms: None,
                 first_byte_ms: (!refused).then_some(2.0),
-                total_ms: 5.0,
+                // Stamped by the runner: 5 ms on tokio's clock.
+                total_ms: 0.0,
                 failure,
                 evidence: Evidence::default(),
             };
-            async move { o }
+            async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                o
+            }
         }
     }
 
@@ -750,7 +772,7 @@ mod tests {
 
     const SITE: &str = "[[canary]]\nname = \"site\"\nurl = \"http://canary.test/health\"\n";
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn resolves_through_every_server_and_requests_every_address() {
         let dir = tempfile::tempdir().unwrap();
         let resolv_conf = dir.path().join("resolv.conf");

@@ -16,8 +16,8 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use crate::capture::Capture;
 use crate::checks::backends::Memory;
-use crate::checks::dns::{DnsTransport, HickoryTransport};
-use crate::checks::http::{HttpChecker, HttpTransport};
+use crate::checks::dns::{DnsChecks, HickoryTransport};
+use crate::checks::http::{HttpCheck, HttpChecker};
 use crate::config::{Config, format_duration};
 use crate::cycle::{Prober, summary, watch_ports, watched_ports};
 use crate::host::watch::HostWatch;
@@ -157,7 +157,7 @@ enum Next {
     Cycle,
 }
 
-impl<D: DnsTransport + 'static, H: HttpTransport + 'static> Service<D, H>
+impl<D: DnsChecks + 'static, H: HttpCheck + 'static> Service<D, H>
 where
     Prober<D, H>: Reprobe,
 {
@@ -775,8 +775,8 @@ expect_text = "{expect_text}"
     impl Running {
         fn start<D, H>(svc: Service<D, H>) -> Running
         where
-            D: DnsTransport + 'static,
-            H: HttpTransport + 'static,
+            D: DnsChecks + 'static,
+            H: HttpCheck + 'static,
             Prober<D, H>: Reprobe,
         {
             let (stop, stop_rx) = watch::channel(false);
@@ -1101,12 +1101,14 @@ expect_text = "{expect_text}"
     /// An HTTP transport whose requests never end: a hung cycle.
     struct Hang;
 
-    impl HttpTransport for Hang {
-        fn fetch(
+    impl crate::checks::Check<crate::checks::http::Fetch> for Hang {
+        type Outcome = crate::checks::http::HttpOutcome;
+
+        fn run(
             &self,
-            _: &crate::config::Canary,
-            _: std::net::IpAddr,
-        ) -> impl Future<Output = crate::checks::http::HttpOutcome> + Send {
+            _: crate::checks::http::Fetch,
+            _: tokio::time::Instant,
+        ) -> impl Future<Output = Self::Outcome> + Send {
             std::future::pending()
         }
     }

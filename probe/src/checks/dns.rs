@@ -8,18 +8,22 @@
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use causeway_schema::{DnsAnswer, DnsOutcome, DnsQuery, Reachability, ResolverOutcome};
+use causeway_schema::{DnsAnswer, DnsOutcome, DnsQuery, ReachProbe, Reachability, ResolverOutcome};
 use hickory_resolver::net::NetError;
 use hickory_resolver::net::client::{Client, ClientHandle};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::tcp::TcpClientStream;
-use hickory_resolver::proto::op::{Message, MessageType, Query, ResponseCode};
+use hickory_resolver::proto::op::{self, Message, MessageType, ResponseCode};
 use hickory_resolver::proto::rr::{DNSClass, Name, RData, RecordType};
 use tokio::io::Interest;
+use tokio::time::Instant;
 
+use super::Check;
+use super::reach::{Echo, TcpConnect};
 use crate::AbortOnDrop;
+use crate::checks;
 use crate::config::{ResolverKind, ResolverSpec};
 
 /// The record types we ask for, IPv4 first.
@@ -55,29 +59,48 @@ pub struct NameServer {
     pub server: SocketAddr,
 }
 
-/// The seam around DNS I/O: one query to one server, always answered with a [`DnsQuery`]
-/// (failures are outcomes, not errors). Tests replace it with canned answers.
-pub trait DnsTransport: Send + Sync {
-    fn query(
-        &self,
-        server: SocketAddr,
-        name: &str,
-        kind: RecordKind,
-        timeout: Duration,
-    ) -> impl Future<Output = DnsQuery> + Send;
+/// One question to one name server: the target of a DNS check. The check always answers with
+/// a [`DnsQuery`] (failures are outcomes, not errors); tests replace it with canned answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    pub server: SocketAddr,
+    pub name: String,
+    pub kind: RecordKind,
+}
 
-    /// Whether `server`'s host answers at all (ICMP echo, TCP to its port), for a server that
-    /// gave no usable answer.
-    fn reachability(
-        &self,
-        server: SocketAddr,
-        timeout: Duration,
-    ) -> impl Future<Output = Reachability> + Send;
+/// What the resolvers' side of a cycle runs: queries, and the two reachability tests of a
+/// server that gave no usable answer.
+pub trait DnsChecks:
+    Check<Query, Outcome = DnsQuery>
+    + Check<Echo, Outcome = ReachProbe>
+    + Check<TcpConnect, Outcome = ReachProbe>
+{
+}
+
+impl<T> DnsChecks for T where
+    T: Check<Query, Outcome = DnsQuery>
+        + Check<Echo, Outcome = ReachProbe>
+        + Check<TcpConnect, Outcome = ReachProbe>
+{
+}
+
+/// Whether `server`'s host answers at all: ICMP echo and a TCP connection to its port, both
+/// at once, each within `timeout`.
+pub async fn reachability<T: DnsChecks>(
+    checks: &T,
+    server: SocketAddr,
+    timeout: Duration,
+) -> Reachability {
+    let (icmp, tcp) = tokio::join!(
+        checks::run(checks, Echo(server), timeout),
+        checks::run(checks, TcpConnect(server), timeout)
+    );
+    Reachability { icmp, tcp }
 }
 
 /// Resolves `name` through every server, each on its own and all at once, A and AAAA.
 /// The outcomes keep the servers' order.
-pub async fn resolve<T: DnsTransport>(
+pub async fn resolve<T: DnsChecks>(
     transport: &T,
     name: &str,
     servers: &[NameServer],
@@ -90,13 +113,20 @@ pub async fn resolve<T: DnsTransport>(
 }
 
 /// `name` through one name server: A and AAAA at once.
-pub async fn resolve_one<T: DnsTransport>(
+pub async fn resolve_one<T: DnsChecks>(
     transport: &T,
     name: &str,
     ns: &NameServer,
     timeout: Duration,
 ) -> ResolverOutcome {
-    let queries = RecordKind::BOTH.map(|kind| transport.query(ns.server, name, kind, timeout));
+    let queries = RecordKind::BOTH.map(|kind| {
+        let query = Query {
+            server: ns.server,
+            name: name.to_owned(),
+            kind,
+        };
+        checks::run(transport, query, timeout)
+    });
     let queries = futures_util::future::join_all(queries).await;
     ResolverOutcome {
         resolver: ns.resolver.clone(),
@@ -285,33 +315,30 @@ pub fn judge_response(
 #[derive(Debug, Clone, Default)]
 pub struct HickoryTransport;
 
-impl DnsTransport for HickoryTransport {
-    fn query(
-        &self,
-        server: SocketAddr,
-        name: &str,
-        kind: RecordKind,
-        timeout: Duration,
-    ) -> impl Future<Output = DnsQuery> + Send {
-        let name = name.to_owned();
+impl Check<Query> for HickoryTransport {
+    type Outcome = DnsQuery;
+
+    fn run(&self, query: Query, deadline: Instant) -> impl Future<Output = DnsQuery> + Send {
+        let Query { server, name, kind } = query;
         async move {
-            let start = Instant::now();
+            // The time given, to the millisecond (the runner set the deadline an instant ago).
+            let left = deadline.saturating_duration_since(Instant::now());
+            let timeout = Duration::from_millis((left.as_secs_f64() * 1000.0).round() as u64);
             // What arrived that was not a readable answer, should no answer come.
             let mut garbled = None;
-            // hickory has its own timeouts; this one bounds the whole exchange (UDP and the
-            // TCP retry) whatever they do.
-            let result = tokio::time::timeout(
-                timeout,
+            // hickory has its own timeouts; the deadline bounds the whole exchange (UDP and
+            // the TCP retry) whatever they do.
+            let result = tokio::time::timeout_at(
+                deadline,
                 exchange(server, &name, kind, timeout, &mut garbled),
             )
             .await;
-            let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
             let mut q = DnsQuery {
                 record_type: kind.as_str().to_owned(),
                 outcome: DnsOutcome::Timeout,
                 rcode: None,
                 answers: Vec::new(),
-                elapsed_ms,
+                elapsed_ms: 0.0,
                 error: None,
             };
             match result {
@@ -354,14 +381,6 @@ impl DnsTransport for HickoryTransport {
             q
         }
     }
-
-    fn reachability(
-        &self,
-        server: SocketAddr,
-        timeout: Duration,
-    ) -> impl Future<Output = Reachability> + Send {
-        super::reach::reachability(server, timeout)
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -403,7 +422,7 @@ async fn exchange(
     };
     let mut request = Message::query();
     request.metadata.recursion_desired = true;
-    request.add_query(Query::query(name.clone(), kind.record_type()));
+    request.add_query(op::Query::query(name.clone(), kind.record_type()));
     let response = match udp_exchange(server, &request, garbled).await {
         Ok(r) => r,
         Err(e) => return fail(QueryError::Udp(e)),
@@ -536,6 +555,20 @@ mod tests {
     use tokio::net::{TcpListener, UdpSocket};
 
     use super::*;
+
+    impl HickoryTransport {
+        /// One query through the runner, as the cycle makes it.
+        async fn query(
+            &self,
+            server: SocketAddr,
+            name: &str,
+            kind: RecordKind,
+            timeout: Duration,
+        ) -> DnsQuery {
+            let name = name.to_owned();
+            checks::run(self, super::Query { server, name, kind }, timeout).await
+        }
+    }
 
     fn spec(label: &str, kind: ResolverKind) -> ResolverSpec {
         ResolverSpec {

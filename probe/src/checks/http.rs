@@ -21,6 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpSocket;
 use tokio::time::timeout_at;
 
+use super::Check;
 use crate::AbortOnDrop;
 use crate::capture::{Capture, FlowWatch};
 use crate::config::{Canary, TargetHost, format_duration};
@@ -45,7 +46,8 @@ pub struct HttpOutcome {
     pub tls_ms: Option<f64>,
     /// From the request written to the first byte of the response.
     pub first_byte_ms: Option<f64>,
-    /// The whole request, connect to last body byte (resolution not included).
+    /// The whole check, from before the connect to its end (resolution not included), as
+    /// the runner measured it ([`crate::checks::run`]).
     pub total_ms: f64,
     /// `None` when the canary answered as expected.
     pub failure: Option<Failure>,
@@ -54,10 +56,18 @@ pub struct HttpOutcome {
     pub evidence: Evidence,
 }
 
-/// The seam around the canary request, so cycle logic is tested without sockets.
-pub trait HttpTransport: Send + Sync {
-    fn fetch(&self, canary: &Canary, address: IpAddr) -> impl Future<Output = HttpOutcome> + Send;
+/// The canary request to one of its addresses: the target of an HTTP check. Tests replace
+/// the check with canned outcomes, so cycle logic is tested without sockets.
+#[derive(Debug, Clone)]
+pub struct Fetch {
+    pub canary: Canary,
+    pub address: IpAddr,
 }
+
+/// What the cycle runs for each address of a canary.
+pub trait HttpCheck: Check<Fetch, Outcome = HttpOutcome> {}
+
+impl<T: Check<Fetch, Outcome = HttpOutcome>> HttpCheck for T {}
 
 /// The real canary request.
 #[derive(Clone)]
@@ -106,22 +116,30 @@ fn tls_config() -> Result<ClientConfig, rustls::Error> {
     Ok(config)
 }
 
-impl HttpTransport for HttpChecker {
-    fn fetch(&self, canary: &Canary, address: IpAddr) -> impl Future<Output = HttpOutcome> + Send {
-        let canary = canary.clone();
+impl Check<Fetch> for HttpChecker {
+    type Outcome = HttpOutcome;
+
+    fn run(
+        &self,
+        target: Fetch,
+        deadline: tokio::time::Instant,
+    ) -> impl Future<Output = HttpOutcome> + Send {
         let tls = self.tls.clone();
         let capture = self.capture.clone();
-        async move { fetch(&canary, address, tls, capture.as_deref()).await }
+        async move {
+            let Fetch { canary, address } = target;
+            fetch(&canary, address, deadline, tls, capture.as_deref()).await
+        }
     }
 }
 
 async fn fetch(
     canary: &Canary,
     address: IpAddr,
+    deadline: tokio::time::Instant,
     tls: Result<Arc<ClientConfig>, String>,
     capture: Option<&Capture>,
 ) -> HttpOutcome {
-    let start = Instant::now();
     let remote = SocketAddr::new(address, canary.target.port);
     let mut out = HttpOutcome {
         local: None,
@@ -134,10 +152,8 @@ async fn fetch(
         failure: None,
         evidence: Evidence::default(),
     };
-    let deadline = tokio::time::Instant::from_std(start + canary.timeout);
     let mut watch = None;
     let result = request(canary, remote, deadline, tls, capture, &mut watch, &mut out).await;
-    out.total_ms = ms(start.elapsed());
     if let Err(mut failure) = result {
         failure.message = cut(failure.message, MAX_MESSAGE);
         out.failure = Some(failure);
@@ -637,10 +653,13 @@ mod tests {
         .into_bytes()
     }
 
+    /// The request as the cycle makes it, through the runner.
     async fn check(c: &Canary) -> HttpOutcome {
-        HttpChecker::new()
-            .fetch(c, "127.0.0.1".parse().unwrap())
-            .await
+        let target = Fetch {
+            canary: c.clone(),
+            address: "127.0.0.1".parse().unwrap(),
+        };
+        crate::checks::run(&HttpChecker::new(), target, c.timeout).await
     }
 
     fn kind(o: &HttpOutcome) -> Option<FailureKind> {
@@ -818,9 +837,7 @@ mod tests {
         let _filler = TcpStream::connect(addr).await.unwrap();
         let mut c = canary(addr.port(), false);
         c.timeout = Duration::from_millis(300);
-        let o = HttpChecker::new()
-            .fetch(&c, "127.0.0.1".parse().unwrap())
-            .await;
+        let o = check(&c).await;
         assert_eq!(kind(&o), Some(FailureKind::ConnectTimeout), "{o:?}");
         assert_eq!(o.connect_ms, None);
         assert!(o.total_ms >= 295.0 && o.total_ms < 1000.0, "{o:?}");

@@ -14,19 +14,52 @@ use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use causeway_schema::{ReachOutcome, ReachProbe, Reachability};
+use causeway_schema::{ReachOutcome, ReachProbe};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpStream;
+
+use super::Check;
+use super::dns::HickoryTransport;
 
 /// Sent in every echo; any payload works, a fixed one makes captures recognisable.
 const PAYLOAD: &[u8; 16] = b"causeway reach!!";
 const NEEDS: &str = "ICMP echo needs CAP_NET_RAW or a group in net.ipv4.ping_group_range";
 
-/// Tests `server`'s host by ICMP echo and by a TCP connection to `server` (its DNS port), both
-/// at once, each given at most `timeout`.
-pub async fn reachability(server: SocketAddr, timeout: Duration) -> Reachability {
-    let (icmp, tcp) = tokio::join!(echo(server, timeout, None), connect(server, timeout));
-    Reachability { icmp, tcp }
+/// The target of an ICMP echo to a name server's host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Echo(pub SocketAddr);
+
+/// The target of a TCP connection to a name server's port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpConnect(pub SocketAddr);
+
+/// The real tests, beside the real DNS queries.
+impl Check<Echo> for HickoryTransport {
+    type Outcome = ReachProbe;
+
+    fn run(
+        &self,
+        target: Echo,
+        deadline: tokio::time::Instant,
+    ) -> impl Future<Output = ReachProbe> + Send {
+        echo(target.0, left(deadline), None)
+    }
+}
+
+impl Check<TcpConnect> for HickoryTransport {
+    type Outcome = ReachProbe;
+
+    fn run(
+        &self,
+        target: TcpConnect,
+        deadline: tokio::time::Instant,
+    ) -> impl Future<Output = ReachProbe> + Send {
+        connect(target.0, left(deadline))
+    }
+}
+
+fn left(deadline: tokio::time::Instant) -> Duration {
+    deadline.saturating_duration_since(tokio::time::Instant::now())
 }
 
 async fn connect(server: SocketAddr, timeout: Duration) -> ReachProbe {
@@ -424,7 +457,12 @@ mod tests {
     async fn loopback_answers_echo_and_connect() {
         for ip in [LOCAL4, LOCAL6] {
             let listener = TcpListener::bind((ip, 0)).unwrap();
-            let got = reachability(listener.local_addr().unwrap(), Duration::from_secs(2)).await;
+            let got = crate::checks::dns::reachability(
+                &HickoryTransport,
+                listener.local_addr().unwrap(),
+                Duration::from_secs(2),
+            )
+            .await;
             assert_eq!(got.icmp.outcome, ReachOutcome::Reply, "{ip}: {got:?}");
             assert!(
                 got.icmp.elapsed_ms > 0.0 && got.icmp.elapsed_ms < 1000.0,
@@ -603,7 +641,7 @@ mod tests {
             let (target, timeout) = (addr("10.97.0.2:53"), Duration::from_millis(100));
             let start = Instant::now();
             let (both, raw, ping) = tokio::join!(
-                reachability(target, timeout),
+                crate::checks::dns::reachability(&HickoryTransport, target, timeout),
                 echo(target, timeout, Some(Kind::Raw)),
                 echo(target, timeout, Some(Kind::Datagram)),
             );

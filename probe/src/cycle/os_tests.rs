@@ -4,13 +4,14 @@
 //! that took a connection and reset it on exit, while a memory cgroup elsewhere on the host
 //! hit its limit.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use causeway_schema::{Cause, FailureKind, PacketTrace};
 
 use super::tests::{FakeDns, config};
 use super::*;
-use crate::checks::http::{HttpOutcome, HttpTransport};
+use crate::checks::Check;
+use crate::checks::http::{Fetch, HttpOutcome};
 use crate::os::recorded::{self, Recorded};
 
 const PORT: u16 = 80;
@@ -77,9 +78,15 @@ struct ResetByTheConfigTest {
     watch: std::sync::OnceLock<ListenerWatch>,
 }
 
-impl HttpTransport for ResetByTheConfigTest {
-    fn fetch(&self, canary: &Canary, address: IpAddr) -> impl Future<Output = HttpOutcome> + Send {
-        let remote = SocketAddr::new(address, canary.target.port);
+impl Check<Fetch> for ResetByTheConfigTest {
+    type Outcome = HttpOutcome;
+
+    fn run(
+        &self,
+        target: Fetch,
+        _: tokio::time::Instant,
+    ) -> impl Future<Output = HttpOutcome> + Send {
+        let remote = SocketAddr::new(target.address, target.canary.target.port);
         async move {
             let watch = self.watch.get().expect("the watch is set before the cycle");
             // The cycle holds a check on the port for a request to this host's address, so
