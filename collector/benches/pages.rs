@@ -273,6 +273,7 @@ async fn run(o: Options) -> anyhow::Result<()> {
     prune_once(&db, o.retention(), now_ms).await?;
 
     let state = AppState {
+        alerts: None,
         db: db.clone(),
         clock: Clock::fixed(now_ms),
         max_body: 1_048_576,

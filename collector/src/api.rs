@@ -53,6 +53,8 @@ pub struct AppState {
     pub tokens: Arc<tokens::Cache>,
     /// Who may read the pages, the read API and `/metrics`.
     pub access: Arc<Access>,
+    /// The alerter, woken after each stored report (`None` without a config file).
+    pub alerts: Option<crate::alerts::Alerter>,
 }
 
 /// The whole application, without a socket (tests call it with `oneshot`).

@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use crate::access::{self, Access, AccessError, Mode};
 use crate::access_cli::{self, ReadTokenCommand, UserCommand};
+use crate::alerts::config::{CollectorConfig, ConfigError};
+use crate::alerts::{self, AlertError, Alerter};
 use crate::api::AppState;
 use crate::clock::{Clock, system_now_ms};
 use crate::db::{Db, DbError, Location};
@@ -41,6 +43,11 @@ pub struct Cli {
         value_parser = Location::from_str
     )]
     pub db: Location,
+    /// The config file: the page's public address, the alert channels and rules (see the
+    /// README's Alerts section). SIGHUP reads it again; a file with a mistake is refused and
+    /// the running one stays.
+    #[arg(long, global = true, env = "CAUSEWAY_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
     /// What to do; `serve` when omitted.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -62,6 +69,11 @@ pub enum Command {
     /// Manage the tokens programs read with (probectl, Prometheus).
     #[command(subcommand)]
     ReadToken(ReadTokenCommand),
+    /// Check a config file and say what it holds, or what is wrong with it (exit 1).
+    CheckConfig {
+        /// The file (TOML).
+        file: std::path::PathBuf,
+    },
     /// Copy this SQLite database (--db), history and all, into an empty PostgreSQL database;
     /// then run the collector with --db set to that URL.
     MigrateTo {
@@ -208,6 +220,10 @@ pub enum CliError {
     Access(#[from] AccessError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Alerts(AlertError),
     #[error(
         "refusing to serve {addr} unprotected: no user and no read token exist, and the pages, \
          the read API and /metrics show command lines, kernel log lines and addresses to \
@@ -245,6 +261,11 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
             db.close().await;
             return Ok(result?);
         }
+        Some(Command::CheckConfig { file }) => {
+            let config = CollectorConfig::load(&file)?;
+            writeln!(out, "{}: ok: {}", file.display(), config.summary())?;
+            return Ok(());
+        }
         Some(Command::MigrateTo { url }) => {
             let copied = migrate_to::migrate_to(&cli.db, &url).await?;
             out.write_all(copied.summary().as_bytes())?;
@@ -252,15 +273,30 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
         }
     };
     let retention = serve_args.retention()?;
+    // Before the database: a config with a mistake stops the start with its line.
+    let config = cli
+        .config
+        .as_deref()
+        .map(|path| CollectorConfig::load(path).map(|c| (path.to_owned(), alerts::shared(c))))
+        .transpose()?;
     let db = Db::open_at(&cli.db).await?;
     let ready = async {
         let tls = match (&serve_args.tls_cert, &serve_args.tls_key) {
             (Some(cert), Some(key)) => Some(Arc::new(Tls::load(cert, key)?)),
             _ => None,
         };
-        Ok::<_, CliError>((access_mode(&serve_args, &db).await?, tls))
+        let alerter = match &config {
+            Some((path, shared)) => {
+                let alerter = Alerter::new(db.clone(), shared.clone()).map_err(CliError::Alerts)?;
+                let summary = shared.read().map(|c| c.summary()).unwrap_or_default();
+                tracing::info!("alerts: {}: {summary}", path.display());
+                Some(alerter)
+            }
+            None => None,
+        };
+        Ok::<_, CliError>((access_mode(&serve_args, &db).await?, tls, alerter))
     };
-    let (mode, tls) = match ready.await {
+    let (mode, tls, alerter) = match ready.await {
         Ok(ready) => ready,
         Err(e) => {
             db.close().await;
@@ -269,12 +305,13 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
     };
     let result = async {
         // Before the "listening on" line: from then on a SIGHUP must find its handler.
-        serve::explain_hangups(tls.clone());
+        serve::explain_hangups(tls.clone(), config.clone());
         let listener = serve::bind(serve_args.listen).await?;
         let addr = listener.local_addr().unwrap_or(serve_args.listen);
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(db = %cli.db, "listening on {scheme}://{addr}");
         let state = AppState {
+            alerts: alerter,
             db: db.clone(),
             clock: Clock::system(),
             max_body: serve_args.max_body as usize,

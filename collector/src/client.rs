@@ -136,6 +136,22 @@ impl Client {
         self.get(&path).await
     }
 
+    /// `GET /api/v1/alerts?limit=`, with `&server=` for one server's.
+    pub async fn alerts(
+        &self,
+        server: Option<&str>,
+        limit: u32,
+    ) -> Result<serde_json::Value, ClientError> {
+        let path = match server {
+            Some(name) => format!(
+                "/api/v1/alerts?limit={limit}&server={}",
+                encode_segment(name)
+            ),
+            None => format!("/api/v1/alerts?limit={limit}"),
+        };
+        self.get(&path).await
+    }
+
     /// GETs `path` and reads the JSON answer; maps the API's error answers to errors.
     pub async fn get(&self, path: &str) -> Result<serde_json::Value, ClientError> {
         let url = format!("{}{path}", self.base);

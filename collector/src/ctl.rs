@@ -8,8 +8,10 @@ use serde::de::DeserializeOwned;
 
 use crate::client::{Client, ClientError};
 use crate::duration;
-use crate::views::{HostView, ResolverList, ResolverOverview, ServerList, WhyView};
-use crate::why::{render_host, render_resolvers, render_status, render_why};
+use crate::views::{
+    HostView, NotificationList, ResolverList, ResolverOverview, ServerList, WhyView,
+};
+use crate::why::{render_alerts, render_host, render_resolvers, render_status, render_why};
 
 /// Asks a Causeway collector how the servers are doing, and why they failed.
 #[derive(Debug, Parser)]
@@ -89,6 +91,19 @@ pub enum CtlCommand {
         server: Option<String>,
         #[command(flatten)]
         window: Window,
+        /// Print the API's JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The recent alert notifications: when, which server and event, on which channel, and
+    /// whether it was delivered (attempts, last error).
+    Alerts {
+        /// Only this server's.
+        #[arg(long)]
+        server: Option<String>,
+        /// How many, newest first.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
         /// Print the API's JSON instead of the table.
         #[arg(long)]
         json: bool,
@@ -185,6 +200,17 @@ pub async fn run(ctl: &Ctl, now_ms: i64) -> Result<String, CtlError> {
                 None => shape::<ResolverOverview>(value)?,
             };
             Ok(render_resolvers(&overview))
+        }
+        CtlCommand::Alerts {
+            server,
+            limit,
+            json,
+        } => {
+            let value = client.alerts(server.as_deref(), *limit).await?;
+            if *json {
+                return Ok(pretty(&value));
+            }
+            Ok(render_alerts(&shape::<NotificationList>(value)?))
         }
         CtlCommand::Host {
             server,

@@ -5,12 +5,13 @@
 //! One job per module: [`db`] opens the database, [`tokens`] authenticates probes, [`ingest`]
 //! stores a report, its incidents and its resolvers' and host's conditions, [`read`] answers
 //! queries, [`api`] maps HTTP to both, [`web`] renders the pages, [`metrics`] the Prometheus
-//! text, [`share`] keeps customers' links; [`client`], [`ctl`], [`why`] and
+//! text, [`share`] keeps customers' links, [`alerts`] tells people when a server goes down; [`client`], [`ctl`], [`why`] and
 //! [`table`] are `probectl`'s.
 
 pub mod accept;
 pub mod access;
 pub mod access_cli;
+pub mod alerts;
 pub mod api;
 pub mod cli;
 pub mod client;

@@ -17,7 +17,7 @@ use sqlx::Connection;
 use crate::db::{self, DbError, Location};
 
 /// Every table, parents before children (the foreign keys' order).
-pub const TABLES: [&str; 21] = [
+pub const TABLES: [&str; 23] = [
     "servers",
     "tokens",
     "share_links",
@@ -39,6 +39,8 @@ pub const TABLES: [&str; 21] = [
     "availability_hours",
     "availability_days",
     "result_counts",
+    "alert_state",
+    "notifications",
 ];
 
 /// Bytes of `COPY` text sent at a time.

@@ -21,6 +21,8 @@ use sqlx::AnyPool;
 use tokio::net::TcpListener;
 
 use crate::accept::{self, ConnectionLimits};
+use crate::alerts::SharedConfig;
+use crate::alerts::config::CollectorConfig;
 use crate::api::{self, AppState};
 use crate::metrics::{IngestCounters, IngestOutcome};
 use crate::tls::Tls;
@@ -129,6 +131,12 @@ pub async fn run_notifying(
     let keepalive = tokio::spawn(keepalive(systemd.clone(), state.db.read.clone(), status));
     let pruner = tokio::spawn(prune(state.clone()));
     let _stop_pruner = AbortOnDrop(pruner.abort_handle());
+    // Stopped with the server; a pass cut off rolls back and is made again at the next start.
+    let alerter = state.alerts.clone().map(|alerter| {
+        let clock = state.clock.clone();
+        tokio::spawn(alerter.run(clock, std::future::pending()))
+    });
+    let _stop_alerter = alerter.map(|task| AbortOnDrop(task.abort_handle()));
     // The task ends with the server however the server ends.
     let _stop_keepalive = AbortOnDrop(keepalive.abort_handle());
     let stop_keepalive = keepalive.abort_handle();
@@ -429,7 +437,7 @@ impl Drop for AbortOnDrop {
 /// of `kill -HUP` to reload. With TLS it reads the certificate and key again (a renewal);
 /// otherwise there is no file to read again, and it says so and goes on. The task ends with
 /// the runtime.
-pub fn explain_hangups(tls: Option<Arc<Tls>>) {
+pub fn explain_hangups(tls: Option<Arc<Tls>>, config: Option<(std::path::PathBuf, SharedConfig)>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -437,11 +445,17 @@ pub fn explain_hangups(tls: Option<Arc<Tls>>) {
             Ok(mut hangups) => {
                 tokio::spawn(async move {
                     while hangups.recv().await.is_some() {
+                        if let Some((path, shared)) = &config {
+                            reload_config(path, shared);
+                        }
                         let Some(tls) = &tls else {
-                            tracing::info!(
-                                "SIGHUP: nothing to reload (settings come from the command line \
-                                 and the environment; restart the collector to change them)"
-                            );
+                            if config.is_none() {
+                                tracing::info!(
+                                    "SIGHUP: nothing to reload (settings come from the command \
+                                     line and the environment; restart the collector to change \
+                                     them)"
+                                );
+                            }
                             continue;
                         };
                         match tls.reload() {
@@ -456,6 +470,18 @@ pub fn explain_hangups(tls: Option<Arc<Tls>>) {
             }
             Err(e) => tracing::warn!(error = %e, "cannot listen for SIGHUP"),
         }
+    }
+}
+
+/// Reads the config file again; a file that is refused leaves the running config as it was.
+pub fn reload_config(path: &std::path::Path, shared: &SharedConfig) {
+    match CollectorConfig::load(path) {
+        Ok(config) => {
+            let summary = config.summary();
+            *shared.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+            tracing::info!("SIGHUP: {} loaded again: {summary}", path.display());
+        }
+        Err(e) => tracing::error!("SIGHUP: {e}; the running configuration stays"),
     }
 }
 
@@ -558,6 +584,7 @@ mod tests {
 
     async fn state(dir: &Path) -> AppState {
         AppState {
+            alerts: None,
             db: Db::open(&dir.join("c.db")).await.unwrap(),
             clock: Clock::system(),
             max_body: 1 << 20,

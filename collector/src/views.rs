@@ -361,3 +361,28 @@ pub struct FieldView {
     pub value: String,
     pub allowed: String,
 }
+
+/// `GET /api/v1/alerts`: the recent notifications, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationList {
+    pub now_ms: i64,
+    pub notifications: Vec<NotificationView>,
+}
+
+/// One notification of the outbox and how its delivery went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationView {
+    pub id: i64,
+    /// `down`, `cause_changed`, `reminder`, `recovered`, `stale`, `reporting`.
+    pub event: String,
+    pub server: String,
+    pub channel: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub created_at_ms: i64,
+    pub delivered_at_ms: Option<i64>,
+    pub last_error: Option<String>,
+    /// `[DOWN] web-01: connection_refused`.
+    pub title: String,
+}

@@ -6,6 +6,7 @@
 //! (conditions, a failed check's resolvers) and [`resolvers`] (`probectl resolvers`); the
 //! probe's host in [`host`] (conditions, a failed check's host, `probectl host`).
 
+mod alerts;
 mod backends;
 mod dns;
 mod host;
@@ -15,6 +16,7 @@ use std::fmt::Write;
 
 use causeway_schema::{ListenerEvidence, PacketTrace};
 
+pub use alerts::render_alerts;
 pub use host::render_host;
 pub use resolvers::render_resolvers;
 

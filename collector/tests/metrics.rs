@@ -129,6 +129,7 @@ async fn metrics_after_a_known_history() {
     let h = Harness::new().await;
     let c = Collector {
         app: api::app(AppState {
+            alerts: None,
             ingest: Arc::new(IngestCounters::new(NOW - HOUR)),
             // Its history reaches 40 days back.
             retention: KEEP_ALL,

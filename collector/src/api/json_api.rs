@@ -10,7 +10,8 @@ use serde::Deserialize;
 use super::{ApiError, AppState};
 use crate::read::{self, DEFAULT_RESULTS, MAX_RESULTS};
 use crate::views::{
-    HostView, IncidentList, ResolverList, ResolverOverview, ResultList, ServerList,
+    HostView, IncidentList, NotificationList, ResolverList, ResolverOverview, ResultList,
+    ServerList,
 };
 
 /// The default window of `incidents`, `why`, `resolvers` and `host`.
@@ -26,6 +27,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/servers/{name}/resolvers", get(server_resolvers))
         .route("/api/v1/servers/{name}/host", get(server_host))
         .route("/api/v1/resolvers", get(all_resolvers))
+        .route("/api/v1/alerts", get(alerts))
 }
 
 async fn list_servers(State(app): State<AppState>) -> Result<Json<ServerList>, ApiError> {
@@ -48,6 +50,7 @@ async fn one_server(
 struct Params {
     since_ms: Option<String>,
     limit: Option<String>,
+    server: Option<String>,
 }
 
 fn params(query: Result<Query<Params>, QueryRejection>) -> Result<Params, ApiError> {
@@ -168,4 +171,19 @@ async fn all_resolvers(
     Ok(Json(
         read::all_resolvers(&app.db.read, since, now_ms).await?,
     ))
+}
+
+/// The recent notifications (`?server=NAME` for one server's, `?limit=N`), newest first.
+async fn alerts(
+    State(app): State<AppState>,
+    query: Result<Query<Params>, QueryRejection>,
+) -> Result<Json<NotificationList>, ApiError> {
+    let params = params(query)?;
+    let limit = limit(&params)?;
+    let server = params.server.as_deref();
+    let notifications = crate::alerts::recent(&app.db.read, server, i64::from(limit)).await?;
+    Ok(Json(NotificationList {
+        now_ms: app.clock.now_ms(),
+        notifications,
+    }))
 }

@@ -102,6 +102,9 @@ async fn receive_report(
     let answer = Json(match outcome {
         Outcome::Stored => {
             tracing::debug!(%report_id, server = %report.server, "report stored");
+            if let Some(alerts) = &app.alerts {
+                alerts.wake.notify_one();
+            }
             json!({ "report_id": report_id, "stored": true })
         }
         Outcome::Duplicate => {

@@ -121,6 +121,7 @@ impl Harness {
     pub fn state(&self) -> AppState {
         let now = self.now.clone();
         AppState {
+            alerts: None,
             db: self.db.clone(),
             clock: Clock::from_fn(move || now.load(Ordering::SeqCst)),
             max_body: self.max_body,
@@ -493,6 +494,7 @@ impl Running {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let state = AppState {
+            alerts: None,
             clock: Clock::fixed(NOW),
             ..h.state()
         };

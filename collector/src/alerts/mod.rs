@@ -1,0 +1,693 @@
+//! Alerts: who is told when a server goes down, why, and that it came back.
+//!
+//! Level-triggered, so nothing is lost: every pass ([`Alerter::evaluate`]) looks at the state
+//! in the database (open incidents, servers' last reports) against what it has already raised
+//! (`alert_state`), and raises what is missing. A raised alert and its notifications (the
+//! outbox, `notifications`) are written in one transaction; a sender ([`Alerter::deliver`])
+//! delivers each notification with retries and marks it delivered, or failed after
+//! `give_up`. A collector killed at any point raises on its next pass what it had not raised,
+//! and delivers on its next pass what it had not delivered; a message is sent twice only when
+//! the collector dies between a receiver's answer and marking it delivered, and it carries the
+//! same idempotency key both times.
+//!
+//! - [`config`]: the config file's channels and rules; [`message`]: what a message says and
+//!   how each channel carries it; [`send`]: delivering one notification.
+
+pub mod config;
+pub mod message;
+pub mod send;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use sqlx::{AnyPool, Row};
+use tokio::sync::Notify;
+
+use config::{CollectorConfig, Rule};
+use message::{Event, Message};
+
+use crate::clock::Clock;
+use crate::db::Db;
+
+/// How often the alerter looks, besides after each stored batch of reports.
+pub const PASS_EVERY: Duration = Duration::from_secs(1);
+/// Notifications delivered at once per pass.
+const DELIVER_BATCH: i64 = 50;
+/// The first retry waits this long, each next one twice as long, up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_secs(600);
+
+/// The running config, replaced whole on a reload.
+pub type SharedConfig = Arc<RwLock<Arc<CollectorConfig>>>;
+
+pub fn shared(config: CollectorConfig) -> SharedConfig {
+    Arc::new(RwLock::new(Arc::new(config)))
+}
+
+/// Raises alerts and delivers them. Cheap to clone.
+#[derive(Clone)]
+pub struct Alerter {
+    db: Db,
+    config: SharedConfig,
+    http: reqwest::Client,
+    /// Woken after reports are stored, so an incident alerts without waiting for the tick.
+    pub wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Alerter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Alerter").finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("database error in the alerter: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("cannot build the HTTP client of the alerter: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// An open incident, with what was raised for it.
+struct OpenIncident {
+    id: i64,
+    server_id: i64,
+    server: String,
+    cause: String,
+    explanation: String,
+    started_at_ms: i64,
+    failed_checks: i64,
+    first_result_id: i64,
+}
+
+/// An alert raised and not ended.
+struct Raised {
+    key: String,
+    server_id: i64,
+    rule: String,
+    channels: Vec<String>,
+    raised_at_ms: i64,
+    last_reminder_at_ms: Option<i64>,
+}
+
+impl Alerter {
+    pub fn new(db: Db, config: SharedConfig) -> Result<Alerter, AlertError> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(config::SEND_TIMEOUT)
+            .user_agent(concat!("causeway-collector/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Alerter {
+            db,
+            config,
+            http,
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    fn config(&self) -> Arc<CollectorConfig> {
+        let guard = self.config.read().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(&guard)
+    }
+
+    /// Runs passes until `stop` resolves: after each wake and every [`PASS_EVERY`].
+    pub async fn run(self, clock: Clock, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut failing = false;
+        loop {
+            let now = clock.now_ms();
+            let pass = async {
+                self.evaluate(now).await?;
+                self.deliver(now).await
+            };
+            match pass.await {
+                Ok(_) if failing => {
+                    tracing::info!("alerts: the alerter works again");
+                    failing = false;
+                }
+                Ok(_) => {}
+                Err(e) if !failing => {
+                    tracing::error!("alerts: {e}; trying again every second");
+                    failing = true;
+                }
+                Err(e) => tracing::debug!("alerts: {e}"),
+            }
+            tokio::select! {
+                () = &mut stop => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(PASS_EVERY) => {}
+            }
+        }
+    }
+
+    /// One pass over the state: raises what is due and ends what is over. Returns the
+    /// notifications written.
+    pub async fn evaluate(&self, now_ms: i64) -> Result<usize, AlertError> {
+        let config = self.config();
+        let read = &self.db.read;
+        let open = open_incidents(read).await?;
+        let raised = raised(read).await?;
+        let mut written = 0;
+        let mut superseded: Vec<i64> = Vec::new();
+
+        // Incident alerts raised before: ended, superseded by another cause, or reminded.
+        for r in raised.iter().filter(|r| r.key.starts_with("incident:")) {
+            let id: i64 = r.key["incident:".len()..].parse().unwrap_or(-1);
+            if let Some(i) = open.iter().find(|i| i.id == id) {
+                let rule = config.rules.iter().find(|x| x.name == r.rule);
+                let Some(every) = rule.and_then(|x| x.repeat) else {
+                    continue;
+                };
+                let last = r.last_reminder_at_ms.unwrap_or(r.raised_at_ms);
+                if now_ms - last >= every.as_millis() as i64 {
+                    let n = now_ms / every.as_millis().max(1) as i64;
+                    let m = incident_message(&config, i, Event::Reminder, now_ms, &format!("{n}"));
+                    written += self.remind(r, &m, now_ms).await?;
+                }
+                continue;
+            }
+            let Some(ended) = ended_incident(read, id).await? else {
+                continue;
+            };
+            let successor = open
+                .iter()
+                .find(|i| i.server_id == r.server_id && i.started_at_ms == ended.ended_at_ms);
+            written += match successor {
+                Some(next) => {
+                    superseded.push(next.id);
+                    let mut m = incident_message(&config, next, Event::CauseChanged, now_ms, "");
+                    m.previous_cause = Some(ended.incident.cause.clone());
+                    self.replace(r, next, &m, now_ms).await?
+                }
+                None => {
+                    let mut m =
+                        incident_message(&config, &ended.incident, Event::Recovered, now_ms, "");
+                    m.ended_at_ms = Some(ended.ended_at_ms);
+                    self.end(r, &m, now_ms).await?
+                }
+            };
+        }
+
+        // Open incidents nothing was raised for yet.
+        for i in open.iter().filter(|i| !superseded.contains(&i.id)) {
+            let key = format!("incident:{}", i.id);
+            if raised.iter().any(|r| r.key == key) {
+                continue;
+            }
+            let Some(rule) = config
+                .rules
+                .iter()
+                .find(|r| r.matches_server(&i.server) && r.matches_cause(&i.cause))
+            else {
+                continue;
+            };
+            let lasted = now_ms - i.started_at_ms;
+            let due = i.failed_checks >= i64::from(rule.after)
+                || rule
+                    .after_for
+                    .is_some_and(|f| lasted >= f.as_millis() as i64);
+            if due {
+                let m = incident_message(&config, i, Event::Down, now_ms, "");
+                written += self.raise(&key, i.server_id, rule, &m, now_ms).await?;
+            }
+        }
+
+        written += self.stale(&config, &raised, now_ms).await?;
+        Ok(written)
+    }
+
+    /// Servers that stopped reporting, and those that report again.
+    async fn stale(
+        &self,
+        config: &CollectorConfig,
+        raised: &[Raised],
+        now_ms: i64,
+    ) -> Result<usize, AlertError> {
+        let rows = sqlx::query(
+            "SELECT id, name, last_received_at_ms, interval_s FROM servers
+             WHERE last_received_at_ms IS NOT NULL AND interval_s IS NOT NULL",
+        )
+        .fetch_all(&self.db.read)
+        .await?;
+        let mut written = 0;
+        for row in rows {
+            let id: i64 = row.try_get(0)?;
+            let name: String = row.try_get(1)?;
+            let last: i64 = row.try_get(2)?;
+            let interval_s: i64 = row.try_get(3)?;
+            let prefix = format!("stale:{id}:");
+            if let Some(r) = raised.iter().find(|r| r.key.starts_with(&prefix)) {
+                let since: i64 = r.key[prefix.len()..].parse().unwrap_or(i64::MAX);
+                if last > since {
+                    let mut m = stale_message(config, &name, Event::Reporting, since, now_ms);
+                    m.ended_at_ms = Some(last);
+                    m.key = format!("{}/reporting", r.key);
+                    m.explanation =
+                        format!("a report arrived at {}", crate::timefmt::rfc3339(last));
+                    written += self.end(r, &m, now_ms).await?;
+                }
+                continue;
+            }
+            let Some((rule, n)) = config
+                .rules
+                .iter()
+                .filter(|r| r.matches_server(&name))
+                .find_map(|r| r.stale_after.map(|n| (r, n)))
+            else {
+                continue;
+            };
+            let after_ms = i64::from(n) * interval_s.max(1) * 1000;
+            if now_ms - last < after_ms {
+                continue;
+            }
+            let key = format!("stale:{id}:{last}");
+            let mut m = stale_message(config, &name, Event::Stale, last, now_ms);
+            m.key = format!("{key}/stale");
+            m.explanation = last_words(&self.db.read, id, last, interval_s).await?;
+            written += self.raise(&key, id, rule, &m, now_ms).await?;
+        }
+        Ok(written)
+    }
+
+    /// Raises a new alert: its state and its notifications, in one transaction; nothing if
+    /// another pass (or collector) raised it first.
+    async fn raise(
+        &self,
+        key: &str,
+        server_id: i64,
+        rule: &Rule,
+        m: &Message,
+        now_ms: i64,
+    ) -> Result<usize, AlertError> {
+        let mut tx = self.db.write.begin().await?;
+        let done = sqlx::query(
+            "INSERT INTO alert_state (key, server_id, rule, channels, raised_at_ms)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(server_id)
+        .bind(&rule.name)
+        .bind(rule.channels.join(","))
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(0);
+        }
+        let n = enqueue(&mut tx, m, &rule.channels, now_ms).await?;
+        tx.commit().await?;
+        tracing::info!("alert: {} ({} channel(s))", m.title(), rule.channels.len());
+        Ok(n)
+    }
+
+    /// Ends a raised alert with `m` (recovered, reporting again), to the channels it began on.
+    async fn end(&self, r: &Raised, m: &Message, now_ms: i64) -> Result<usize, AlertError> {
+        let mut tx = self.db.write.begin().await?;
+        let done = sqlx::query(
+            "UPDATE alert_state SET ended_at_ms = $1 WHERE key = $2 AND ended_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(&r.key)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(0);
+        }
+        let n = enqueue(&mut tx, m, &r.channels, now_ms).await?;
+        tx.commit().await?;
+        tracing::info!("alert: {}", m.title());
+        Ok(n)
+    }
+
+    /// Ends `r` and raises its successor (another cause, the server still down) on the same
+    /// channels and rule, with `m` saying so: one transaction.
+    async fn replace(
+        &self,
+        r: &Raised,
+        next: &OpenIncident,
+        m: &Message,
+        now_ms: i64,
+    ) -> Result<usize, AlertError> {
+        let mut tx = self.db.write.begin().await?;
+        let ended = sqlx::query(
+            "UPDATE alert_state SET ended_at_ms = $1 WHERE key = $2 AND ended_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(&r.key)
+        .execute(&mut *tx)
+        .await?;
+        let raised = sqlx::query(
+            "INSERT INTO alert_state (key, server_id, rule, channels, raised_at_ms)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(format!("incident:{}", next.id))
+        .bind(next.server_id)
+        .bind(&r.rule)
+        .bind(r.channels.join(","))
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        if ended.rows_affected() == 0 || raised.rows_affected() == 0 {
+            return Ok(0);
+        }
+        let n = enqueue(&mut tx, m, &r.channels, now_ms).await?;
+        tx.commit().await?;
+        tracing::info!("alert: {}", m.title());
+        Ok(n)
+    }
+
+    async fn remind(&self, r: &Raised, m: &Message, now_ms: i64) -> Result<usize, AlertError> {
+        let mut tx = self.db.write.begin().await?;
+        sqlx::query("UPDATE alert_state SET last_reminder_at_ms = $1 WHERE key = $2")
+            .bind(now_ms)
+            .bind(&r.key)
+            .execute(&mut *tx)
+            .await?;
+        let n = enqueue(&mut tx, m, &r.channels, now_ms).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Delivers the notifications that are due; returns how many were delivered.
+    pub async fn deliver(&self, now_ms: i64) -> Result<usize, AlertError> {
+        let config = self.config();
+        let rows = sqlx::query(
+            "SELECT id, channel, message, attempts, created_at_ms FROM notifications
+             WHERE status = 'pending' AND next_attempt_at_ms <= $1 ORDER BY id LIMIT $2",
+        )
+        .bind(now_ms)
+        .bind(DELIVER_BATCH)
+        .fetch_all(&self.db.write)
+        .await?;
+        let mut due = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get(0)?;
+            let channel: String = row.try_get(1)?;
+            let message: String = row.try_get(2)?;
+            let attempts: i64 = row.try_get(3)?;
+            let created: i64 = row.try_get(4)?;
+            due.push((id, channel, message, attempts, created));
+        }
+        let config = &config;
+        let sends = due.iter().map(|(_, channel, message, _, _)| async move {
+            let channel = config
+                .channel(channel)
+                .ok_or_else(|| format!("channel {channel:?} is no longer in the config"))?;
+            let message: Message = serde_json::from_str(message)
+                .map_err(|e| format!("the stored message cannot be read: {e}"))?;
+            send::send(&self.http, channel, &message).await
+        });
+        let results = futures_util::future::join_all(sends).await;
+        let mut delivered = 0;
+        for ((id, _, _, attempts, created), result) in due.iter().zip(results) {
+            let attempts = attempts + 1;
+            match result {
+                Ok(()) => {
+                    delivered += 1;
+                    sqlx::query(
+                        "UPDATE notifications SET status = 'delivered', attempts = $1,
+                         delivered_at_ms = $2, last_error = NULL WHERE id = $3",
+                    )
+                    .bind(attempts)
+                    .bind(now_ms)
+                    .bind(id)
+                    .execute(&self.db.write)
+                    .await?;
+                }
+                Err(error) => {
+                    let wait = retry_after(attempts);
+                    let next = now_ms + wait.as_millis() as i64;
+                    let give_up = next - created > config.give_up.as_millis() as i64;
+                    let status = if give_up { "failed" } else { "pending" };
+                    if give_up {
+                        tracing::error!("alerts: notification {id} failed for good: {error}");
+                    } else {
+                        tracing::warn!(
+                            "alerts: notification {id}: {error}; trying again in {} s",
+                            wait.as_secs()
+                        );
+                    }
+                    sqlx::query(
+                        "UPDATE notifications SET status = $1, attempts = $2,
+                         next_attempt_at_ms = $3, last_error = $4 WHERE id = $5",
+                    )
+                    .bind(status)
+                    .bind(attempts)
+                    .bind(next)
+                    .bind(error)
+                    .bind(id)
+                    .execute(&self.db.write)
+                    .await?;
+                }
+            }
+        }
+        Ok(delivered)
+    }
+}
+
+/// The wait before attempt `attempts + 1`: 5 s, 10 s, 20 s ... at most 10 minutes.
+fn retry_after(attempts: i64) -> Duration {
+    let doublings = u32::try_from(attempts.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(16);
+    (RETRY_FIRST * 2u32.pow(doublings)).min(RETRY_MAX)
+}
+
+/// Writes `m` to the outbox once per channel.
+async fn enqueue(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    m: &Message,
+    channels: &[String],
+    now_ms: i64,
+) -> Result<usize, AlertError> {
+    let json = serde_json::to_string(m).unwrap_or_default();
+    let mut n = 0;
+    for channel in channels {
+        let done = sqlx::query(
+            "INSERT INTO notifications
+             (key, event, server, channel, message, created_at_ms, status, attempts,
+              next_attempt_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $6) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(format!("{}/{channel}", m.key))
+        .bind(m.event.as_str())
+        .bind(&m.server)
+        .bind(channel)
+        .bind(&json)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await?;
+        n += done.rows_affected() as usize;
+    }
+    Ok(n)
+}
+
+fn incident_message(
+    config: &CollectorConfig,
+    i: &OpenIncident,
+    event: Event,
+    now_ms: i64,
+    suffix: &str,
+) -> Message {
+    let url = config
+        .public_url
+        .as_ref()
+        .map(|base| format!("{base}/servers/{}", i.server));
+    let evidence_url = url
+        .as_ref()
+        .map(|u| format!("{u}/checks/{}", i.first_result_id));
+    let key = match suffix {
+        "" => format!("incident:{}/{}", i.id, event.as_str()),
+        n => format!("incident:{}/{}-{n}", i.id, event.as_str()),
+    };
+    Message {
+        event,
+        key,
+        server: i.server.clone(),
+        cause: i.cause.clone(),
+        previous_cause: None,
+        explanation: i.explanation.clone(),
+        started_at_ms: i.started_at_ms,
+        ended_at_ms: None,
+        failed_checks: Some(i.failed_checks),
+        incident_id: Some(i.id),
+        url,
+        evidence_url,
+        raised_at_ms: now_ms,
+    }
+}
+
+fn stale_message(
+    config: &CollectorConfig,
+    server: &str,
+    event: Event,
+    since_ms: i64,
+    now_ms: i64,
+) -> Message {
+    Message {
+        event,
+        key: String::new(),
+        server: server.to_owned(),
+        cause: "stale".to_owned(),
+        previous_cause: None,
+        explanation: String::new(),
+        started_at_ms: since_ms,
+        ended_at_ms: None,
+        failed_checks: None,
+        incident_id: None,
+        url: config
+            .public_url
+            .as_ref()
+            .map(|base| format!("{base}/servers/{server}")),
+        evidence_url: None,
+        raised_at_ms: now_ms,
+    }
+}
+
+/// What the last reports of a silent server said: its interval, its last checks and the
+/// host conditions open when it went quiet (memory climbing, a load of 260), which tell a
+/// dead host from a cut network.
+async fn last_words(
+    read: &AnyPool,
+    server_id: i64,
+    last_ms: i64,
+    interval_s: i64,
+) -> Result<String, AlertError> {
+    let row = sqlx::query("SELECT last_checks_total, last_checks_ok FROM servers WHERE id = $1")
+        .bind(server_id)
+        .fetch_one(read)
+        .await?;
+    let total: Option<i64> = row.try_get(0)?;
+    let ok: Option<i64> = row.try_get(1)?;
+    let mut words = format!(
+        "the last report arrived at {} (interval {interval_s}s)",
+        crate::timefmt::rfc3339(last_ms)
+    );
+    if let (Some(total), Some(ok)) = (total, ok) {
+        words.push_str(&format!(" with {ok} of {total} checks ok"));
+    }
+    let conditions: Vec<String> = sqlx::query_scalar(
+        "SELECT last_explanation FROM host_conditions
+         WHERE server_id = $1 AND ended_at_ms IS NULL ORDER BY started_at_ms",
+    )
+    .bind(server_id)
+    .fetch_all(read)
+    .await?;
+    match conditions.as_slice() {
+        [] => words.push_str("; no host condition was open then"),
+        open => words.push_str(&format!("; open host conditions then: {}", open.join("; "))),
+    }
+    Ok(words)
+}
+
+async fn open_incidents(read: &AnyPool) -> Result<Vec<OpenIncident>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT i.id, i.server_id, s.name, i.cause, i.explanation, i.started_at_ms,
+                i.failed_checks, i.first_result_id
+         FROM incidents i JOIN servers s ON s.id = i.server_id
+         WHERE i.ended_at_ms IS NULL",
+    )
+    .fetch_all(read)
+    .await?;
+    rows.iter().map(incident_of).collect()
+}
+
+fn incident_of(row: &sqlx::any::AnyRow) -> Result<OpenIncident, sqlx::Error> {
+    Ok(OpenIncident {
+        id: row.try_get(0)?,
+        server_id: row.try_get(1)?,
+        server: row.try_get(2)?,
+        cause: row.try_get(3)?,
+        explanation: row.try_get(4)?,
+        started_at_ms: row.try_get(5)?,
+        failed_checks: row.try_get(6)?,
+        first_result_id: row.try_get(7)?,
+    })
+}
+
+struct Ended {
+    incident: OpenIncident,
+    ended_at_ms: i64,
+}
+
+async fn ended_incident(read: &AnyPool, id: i64) -> Result<Option<Ended>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT i.id, i.server_id, s.name, i.cause, i.explanation, i.started_at_ms,
+                i.failed_checks, i.first_result_id, i.ended_at_ms
+         FROM incidents i JOIN servers s ON s.id = i.server_id
+         WHERE i.id = $1 AND i.ended_at_ms IS NOT NULL",
+    )
+    .bind(id)
+    .fetch_optional(read)
+    .await?;
+    row.map(|row| {
+        Ok(Ended {
+            incident: incident_of(&row)?,
+            ended_at_ms: row.try_get(8)?,
+        })
+    })
+    .transpose()
+}
+
+async fn raised(read: &AnyPool) -> Result<Vec<Raised>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT key, server_id, rule, channels, raised_at_ms, last_reminder_at_ms
+         FROM alert_state WHERE ended_at_ms IS NULL",
+    )
+    .fetch_all(read)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let channels: String = row.try_get(3)?;
+            Ok(Raised {
+                key: row.try_get(0)?,
+                server_id: row.try_get(1)?,
+                rule: row.try_get(2)?,
+                channels: channels
+                    .split(',')
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                raised_at_ms: row.try_get(4)?,
+                last_reminder_at_ms: row.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+/// The recent notifications, newest first, for `probectl alerts` and the page.
+pub async fn recent(
+    read: &AnyPool,
+    server: Option<&str>,
+    limit: i64,
+) -> Result<Vec<crate::views::NotificationView>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, event, server, channel, status, attempts, created_at_ms, delivered_at_ms,
+                last_error, message
+         FROM notifications WHERE ($1 IS NULL OR server = $1) ORDER BY id DESC LIMIT $2",
+    )
+    .bind(server)
+    .bind(limit)
+    .fetch_all(read)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let message: String = row.try_get(9)?;
+        let title = serde_json::from_str::<Message>(&message)
+            .map(|m| m.title())
+            .unwrap_or_default();
+        out.push(crate::views::NotificationView {
+            id: row.try_get(0)?,
+            event: row.try_get(1)?,
+            server: row.try_get(2)?,
+            channel: row.try_get(3)?,
+            status: row.try_get(4)?,
+            attempts: row.try_get(5)?,
+            created_at_ms: row.try_get(6)?,
+            delivered_at_ms: row.try_get(7)?,
+            last_error: row.try_get(8)?,
+            title,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,103 @@
+//! Delivering one notification on its channel: one POST, a 2xx answer is delivered, anything
+//! else an error that says what came back (the sender retries).
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::config::{Channel, ChannelKind};
+use super::message::Message;
+
+/// The header a webhook's signature is in: `sha256=` and the hex HMAC-SHA256 of the body
+/// under the channel's secret.
+pub const SIGNATURE_HEADER: &str = "X-Causeway-Signature";
+/// The header with the message's idempotency key.
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+/// Bytes of an error answer kept in the notification's last error.
+const ERROR_BODY_MAX: usize = 200;
+
+pub async fn send(http: &reqwest::Client, channel: &Channel, m: &Message) -> Result<(), String> {
+    let request = match channel.kind {
+        ChannelKind::Webhook => {
+            let body = serde_json::to_vec(&m.webhook_body()).unwrap_or_default();
+            let mut r = http
+                .post(&channel.url)
+                .header("Content-Type", "application/json")
+                .header(IDEMPOTENCY_HEADER, &m.key);
+            if let Some(secret) = &channel.secret {
+                r = r.header(SIGNATURE_HEADER, signature(secret, &body));
+            }
+            r.body(body)
+        }
+        ChannelKind::Slack => http.post(&channel.url).json(&m.slack_body()),
+        ChannelKind::Ntfy => {
+            let mut r = http.post(&channel.url).body(m.text());
+            for (name, value) in m.ntfy_headers() {
+                if !value.is_empty() {
+                    r = r.header(name, value);
+                }
+            }
+            r
+        }
+        ChannelKind::Alertmanager => {
+            let url = format!("{}/api/v2/alerts", channel.url.trim_end_matches('/'));
+            http.post(url).json(&m.alertmanager_body())
+        }
+    };
+    let answer = request.send().await.map_err(|e| {
+        format!(
+            "{} {}: {}",
+            channel.kind.as_str(),
+            channel.url,
+            error_chain(&e)
+        )
+    })?;
+    let status = answer.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = answer.bytes().await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_MAX)]);
+    Err(format!(
+        "{} {} answered {status}: {}",
+        channel.kind.as_str(),
+        channel.url,
+        text.trim()
+    ))
+}
+
+/// `sha256=<hex>`: HMAC-SHA256 of `body` under `secret`, as receivers check it.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+/// The error and its causes, on one line (reqwest's own message leaves out why a connection
+/// failed).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_rfc_4231s_hmac_sha256() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}

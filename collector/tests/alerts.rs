@@ -1,0 +1,259 @@
+//! Alerts against a real receiver over HTTP, on the run's database (SQLite, or PostgreSQL with
+//! `CAUSEWAY_TEST_DB=postgres`): when an incident pages, that it pages once, recovers once,
+//! that a changed cause is one message, that a silent server goes stale, and that a receiver
+//! that fails gets the message later or, past the bound, a failed notification that says why.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use causeway_collector::alerts::config::CollectorConfig;
+use causeway_collector::alerts::send::{SIGNATURE_HEADER, signature};
+use causeway_collector::alerts::{self, Alerter};
+use common::*;
+use serde_json::Value;
+
+const SECRET: &str = "a-secret-of-some-length";
+
+/// What a receiver got: one entry per POST, with its headers and JSON body.
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
+    /// The status it answers with (200 unless a test breaks it).
+    status: Arc<Mutex<u16>>,
+}
+
+impl Receiver {
+    /// Serves on a free port of 127.0.0.1; returns its URL.
+    async fn start(&self) -> String {
+        *self.status.lock().unwrap() = 200;
+        let me = self.clone();
+        let app = Router::new().route(
+            "/hook",
+            post(move |headers: HeaderMap, body: Bytes| {
+                let me = me.clone();
+                async move {
+                    me.got.lock().unwrap().push((headers, body));
+                    StatusCode::from_u16(*me.status.lock().unwrap()).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/hook")
+    }
+
+    fn bodies(&self) -> Vec<Value> {
+        let got = self.got.lock().unwrap();
+        got.iter()
+            .map(|(_, body)| serde_json::from_slice(body).unwrap())
+            .collect()
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.bodies()
+            .iter()
+            .map(|b| b["event"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+fn config(url: &str, rule: &str) -> CollectorConfig {
+    CollectorConfig::parse(&format!(
+        "public_url = \"https://causeway.example.net\"\n\
+         [[channel]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{url}\"\nsecret = \"{SECRET}\"\n\
+         [[rule]]\nname = \"all\"\nchannels = [\"ops\"]\n{rule}"
+    ))
+    .unwrap()
+}
+
+async fn alerter(h: &Harness, config: CollectorConfig) -> Alerter {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Alerter::new(h.db.clone(), alerts::shared(config)).unwrap()
+}
+
+/// Posts one report of web-01 at `at` (the collector's clock too) with `check`.
+async fn at(h: &Harness, token: &str, at: i64, check: causeway_schema::CheckResult) {
+    h.set_now(at);
+    post_all(h, token, &[report("web-01", at, vec![check])]).await;
+}
+
+/// Evaluates and delivers at `now`: what was written and what was delivered.
+async fn pass(a: &Alerter, now: i64) -> (usize, usize) {
+    (a.evaluate(now).await.unwrap(), a.deliver(now).await.unwrap())
+}
+
+#[tokio::test]
+async fn an_incident_pages_after_two_failed_checks_once_signed_and_recovers_once() {
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    let receiver = Receiver::default();
+    let a = alerter(&h, config(&receiver.start().await, "")).await;
+    let t = |n| cycle(n);
+
+    at(&h, &token, t(0), ok_check(t(0))).await;
+    at(&h, &token, t(1), refused(t(1))).await;
+    assert_eq!(pass(&a, t(1) + 1000).await, (0, 0), "one failed check pages nobody");
+    at(&h, &token, t(2), refused(t(2))).await;
+    assert_eq!(pass(&a, t(2) + 1000).await, (1, 1));
+    assert_eq!(pass(&a, t(2) + 2000).await, (0, 0), "raised once");
+    at(&h, &token, t(3), refused(t(3))).await;
+    assert_eq!(pass(&a, t(3) + 1000).await, (0, 0), "no second DOWN while it lasts");
+
+    let (headers, body) = receiver.got.lock().unwrap()[0].clone();
+    let signed = headers.get(SIGNATURE_HEADER).unwrap().to_str().unwrap();
+    assert_eq!(signed, signature(SECRET, &body), "the HMAC of the body as sent");
+    let down = &receiver.bodies()[0];
+    assert_eq!(down["event"], "down");
+    assert_eq!(down["server"], "web-01");
+    assert_eq!(down["cause"], "connection_refused");
+    assert_eq!(down["title"], "[DOWN] web-01: connection_refused");
+    assert_eq!(down["failed_checks"], 2);
+    assert_eq!(down["started_at_ms"], t(1));
+    assert_eq!(down["url"], "https://causeway.example.net/servers/web-01");
+    let why = down["explanation"].as_str().unwrap();
+    assert!(why.contains("refused"), "{down:#}");
+    assert_eq!(headers.get("Idempotency-Key").unwrap(), down["key"].as_str().unwrap());
+
+    at(&h, &token, t(4), ok_check(t(4))).await;
+    assert_eq!(pass(&a, t(4) + 1000).await, (1, 1));
+    assert_eq!(pass(&a, t(4) + 2000).await, (0, 0), "recovered once");
+    let recovered = &receiver.bodies()[1];
+    assert_eq!(recovered["event"], "recovered");
+    assert_eq!(recovered["ended_at_ms"], t(4));
+    assert!(
+        recovered["text"]
+            .as_str()
+            .unwrap()
+            .contains("after 1m30s down"),
+        "{recovered:#}"
+    );
+    assert_eq!(receiver.events(), ["down", "recovered"]);
+}
+
+#[tokio::test]
+async fn a_changed_cause_is_one_message_and_no_recovery() {
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    let receiver = Receiver::default();
+    let a = alerter(&h, config(&receiver.start().await, "")).await;
+    for n in 1..=2 {
+        at(&h, &token, cycle(n), refused(cycle(n))).await;
+    }
+    pass(&a, cycle(2) + 1000).await;
+    // The proxy answers 502 now: the incident is split, the server still down.
+    at(&h, &token, cycle(3), bad_gateway(cycle(3))).await;
+    assert_eq!(pass(&a, cycle(3) + 1000).await, (1, 1));
+    let changed = &receiver.bodies()[1];
+    assert_eq!(changed["event"], "cause_changed");
+    assert_eq!(changed["previous_cause"], "connection_refused");
+    assert_eq!(changed["cause"], "http_error");
+    at(&h, &token, cycle(4), ok_check(cycle(4))).await;
+    pass(&a, cycle(4) + 1000).await;
+    assert_eq!(receiver.events(), ["down", "cause_changed", "recovered"]);
+    assert_eq!(receiver.bodies()[2]["cause"], "http_error");
+}
+
+#[tokio::test]
+async fn rules_select_servers_and_causes_and_remind_while_open() {
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    let receiver = Receiver::default();
+    let url = receiver.start().await;
+    let elsewhere = alerter(&h, config(&url, "servers = [\"db-*\"]\n")).await;
+    let other_cause = alerter(&h, config(&url, "causes = [\"oom_kill\"]\n")).await;
+    for n in 1..=3 {
+        at(&h, &token, cycle(n), refused(cycle(n))).await;
+    }
+    assert_eq!(pass(&elsewhere, cycle(3)).await, (0, 0));
+    assert_eq!(pass(&other_cause, cycle(3)).await, (0, 0));
+
+    let a = alerter(&h, config(&url, "repeat = \"1m\"\nstale_after = 0\n")).await;
+    assert_eq!(pass(&a, cycle(3)).await, (1, 1));
+    assert_eq!(pass(&a, cycle(3) + 30_000).await, (0, 0));
+    assert_eq!(pass(&a, cycle(3) + 61_000).await, (1, 1));
+    assert_eq!(pass(&a, cycle(3) + 90_000).await, (0, 0));
+    assert_eq!(pass(&a, cycle(3) + 125_000).await, (1, 1));
+    assert_eq!(receiver.events(), ["down", "reminder", "reminder"]);
+    let reminder = &receiver.bodies()[1];
+    assert_eq!(reminder["title"], "[STILL DOWN] web-01: connection_refused");
+}
+
+#[tokio::test]
+async fn a_silent_server_goes_stale_and_says_so_when_it_reports_again() {
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    let receiver = Receiver::default();
+    let a = alerter(&h, config(&receiver.start().await, "")).await;
+    // Interval 30 s: stale after 3 intervals without a report.
+    at(&h, &token, cycle(0), ok_check(cycle(0))).await;
+    assert_eq!(pass(&a, cycle(0) + 89_000).await, (0, 0));
+    assert_eq!(pass(&a, cycle(0) + 91_000).await, (1, 1));
+    assert_eq!(pass(&a, cycle(0) + 200_000).await, (0, 0), "stale once");
+    let stale = &receiver.bodies()[0];
+    assert_eq!(stale["event"], "stale");
+    assert_eq!(stale["title"], "[STALE] web-01: stale");
+    let words = stale["explanation"].as_str().unwrap();
+    assert!(words.contains("(interval 30s) with 1 of 1 checks ok"), "{words}");
+
+    at(&h, &token, cycle(10), ok_check(cycle(10))).await;
+    assert_eq!(pass(&a, cycle(10) + 1000).await, (1, 1));
+    assert_eq!(receiver.events(), ["stale", "reporting"]);
+    // A second silence is a new alert.
+    assert_eq!(pass(&a, cycle(10) + 91_000).await, (1, 1));
+    assert_eq!(receiver.events(), ["stale", "reporting", "stale"]);
+}
+
+#[tokio::test]
+async fn a_failing_receiver_gets_it_later_and_a_dead_one_is_marked_failed_with_why() {
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    let receiver = Receiver::default();
+    let url = receiver.start().await;
+    // A second channel to a port nothing listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/hook", l.local_addr().unwrap())
+    };
+    let text = format!(
+        "give_up = \"2m\"\n\
+         [[channel]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{url}\"\n\
+         [[channel]]\nname = \"gone\"\nkind = \"slack\"\nurl = \"{dead}\"\n\
+         [[rule]]\nname = \"all\"\nchannels = [\"ops\", \"gone\"]\n"
+    );
+    let a = alerter(&h, CollectorConfig::parse(&text).unwrap()).await;
+    *receiver.status.lock().unwrap() = 500;
+    for n in 1..=2 {
+        at(&h, &token, cycle(n), refused(cycle(n))).await;
+    }
+    let t = cycle(2) + 1000;
+    assert_eq!(pass(&a, t).await, (2, 0));
+    // Not due again before the first retry (5 s).
+    assert_eq!(a.deliver(t + 4_000).await.unwrap(), 0);
+    assert_eq!(receiver.got.lock().unwrap().len(), 1);
+    *receiver.status.lock().unwrap() = 200;
+    assert_eq!(a.deliver(t + 5_000).await.unwrap(), 1);
+    assert_eq!(receiver.events(), ["down", "down"], "the same message again");
+    // The dead channel keeps failing until the bound (2 minutes), then fails for good.
+    let mut now = t + 5_000;
+    while now < t + 180_000 {
+        now += 5_000;
+        a.deliver(now).await.unwrap();
+    }
+    let running = Running::start(&h).await;
+    let shown = running.run(&["alerts"]).await.unwrap();
+    running.stop().await;
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 3, "{shown}");
+    assert!(lines[0].starts_with("RAISED"), "{shown}");
+    let gone = lines.iter().find(|l| l.contains(" gone ")).unwrap();
+    assert!(gone.contains("failed"), "{shown}");
+    assert!(gone.contains(&format!("slack {dead}")), "{shown}");
+    let ops = lines.iter().find(|l| l.contains(" ops ")).unwrap();
+    assert!(ops.contains("delivered") && ops.contains("  2"), "{shown}");
+}
