@@ -25,6 +25,8 @@ struct Receiver {
     got: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
     /// The status it answers with (200 unless a test breaks it).
     status: Arc<Mutex<u16>>,
+    /// How long it takes to answer, once it has the message.
+    delay: Arc<Mutex<std::time::Duration>>,
 }
 
 impl Receiver {
@@ -38,6 +40,8 @@ impl Receiver {
                 let me = me.clone();
                 async move {
                     me.got.lock().unwrap().push((headers, body));
+                    let delay = *me.delay.lock().unwrap();
+                    tokio::time::sleep(delay).await;
                     StatusCode::from_u16(*me.status.lock().unwrap()).unwrap()
                 }
             }),
@@ -73,7 +77,6 @@ fn config(url: &str, rule: &str) -> CollectorConfig {
 }
 
 async fn alerter(h: &Harness, config: CollectorConfig) -> Alerter {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     Alerter::new(h.db.clone(), alerts::shared(config)).unwrap()
 }
 
@@ -85,7 +88,10 @@ async fn at(h: &Harness, token: &str, at: i64, check: causeway_schema::CheckResu
 
 /// Evaluates and delivers at `now`: what was written and what was delivered.
 async fn pass(a: &Alerter, now: i64) -> (usize, usize) {
-    (a.evaluate(now).await.unwrap(), a.deliver(now).await.unwrap())
+    (
+        a.evaluate(now).await.unwrap(),
+        a.deliver(now).await.unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -98,16 +104,28 @@ async fn an_incident_pages_after_two_failed_checks_once_signed_and_recovers_once
 
     at(&h, &token, t(0), ok_check(t(0))).await;
     at(&h, &token, t(1), refused(t(1))).await;
-    assert_eq!(pass(&a, t(1) + 1000).await, (0, 0), "one failed check pages nobody");
+    assert_eq!(
+        pass(&a, t(1) + 1000).await,
+        (0, 0),
+        "one failed check pages nobody"
+    );
     at(&h, &token, t(2), refused(t(2))).await;
     assert_eq!(pass(&a, t(2) + 1000).await, (1, 1));
     assert_eq!(pass(&a, t(2) + 2000).await, (0, 0), "raised once");
     at(&h, &token, t(3), refused(t(3))).await;
-    assert_eq!(pass(&a, t(3) + 1000).await, (0, 0), "no second DOWN while it lasts");
+    assert_eq!(
+        pass(&a, t(3) + 1000).await,
+        (0, 0),
+        "no second DOWN while it lasts"
+    );
 
     let (headers, body) = receiver.got.lock().unwrap()[0].clone();
     let signed = headers.get(SIGNATURE_HEADER).unwrap().to_str().unwrap();
-    assert_eq!(signed, signature(SECRET, &body), "the HMAC of the body as sent");
+    assert_eq!(
+        signed,
+        signature(SECRET, &body),
+        "the HMAC of the body as sent"
+    );
     let down = &receiver.bodies()[0];
     assert_eq!(down["event"], "down");
     assert_eq!(down["server"], "web-01");
@@ -118,7 +136,10 @@ async fn an_incident_pages_after_two_failed_checks_once_signed_and_recovers_once
     assert_eq!(down["url"], "https://causeway.example.net/servers/web-01");
     let why = down["explanation"].as_str().unwrap();
     assert!(why.contains("refused"), "{down:#}");
-    assert_eq!(headers.get("Idempotency-Key").unwrap(), down["key"].as_str().unwrap());
+    assert_eq!(
+        headers.get("Idempotency-Key").unwrap(),
+        down["key"].as_str().unwrap()
+    );
 
     at(&h, &token, t(4), ok_check(t(4))).await;
     assert_eq!(pass(&a, t(4) + 1000).await, (1, 1));
@@ -199,7 +220,10 @@ async fn a_silent_server_goes_stale_and_says_so_when_it_reports_again() {
     assert_eq!(stale["event"], "stale");
     assert_eq!(stale["title"], "[STALE] web-01: stale");
     let words = stale["explanation"].as_str().unwrap();
-    assert!(words.contains("(interval 30s) with 1 of 1 checks ok"), "{words}");
+    assert!(
+        words.contains("(interval 30s) with 1 of 1 checks ok"),
+        "{words}"
+    );
 
     at(&h, &token, cycle(10), ok_check(cycle(10))).await;
     assert_eq!(pass(&a, cycle(10) + 1000).await, (1, 1));
@@ -238,7 +262,11 @@ async fn a_failing_receiver_gets_it_later_and_a_dead_one_is_marked_failed_with_w
     assert_eq!(receiver.got.lock().unwrap().len(), 1);
     *receiver.status.lock().unwrap() = 200;
     assert_eq!(a.deliver(t + 5_000).await.unwrap(), 1);
-    assert_eq!(receiver.events(), ["down", "down"], "the same message again");
+    assert_eq!(
+        receiver.events(),
+        ["down", "down"],
+        "the same message again"
+    );
     // The dead channel keeps failing until the bound (2 minutes), then fails for good.
     let mut now = t + 5_000;
     while now < t + 180_000 {
@@ -256,4 +284,87 @@ async fn a_failing_receiver_gets_it_later_and_a_dead_one_is_marked_failed_with_w
     assert!(gone.contains(&format!("slack {dead}")), "{shown}");
     let ops = lines.iter().find(|l| l.contains(" ops ")).unwrap();
     assert!(ops.contains("delivered") && ops.contains("  2"), "{shown}");
+}
+
+/// Ended alerts and sent notifications go with the evidence they link to; a pending one stays.
+#[tokio::test]
+async fn ended_alerts_and_sent_notifications_are_pruned_with_the_evidence() {
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    let receiver = Receiver::default();
+    let a = alerter(&h, config(&receiver.start().await, "stale_after = 0\n")).await;
+    for n in 1..=2 {
+        at(&h, &token, cycle(n), refused(cycle(n))).await;
+    }
+    at(&h, &token, cycle(3), ok_check(cycle(3))).await;
+    // No pass saw it open (a collector stopped meanwhile): the next one raises and ends it.
+    pass(&a, cycle(3) + 1000).await;
+    assert_eq!(receiver.events(), ["down", "recovered"]);
+    // A second outage whose message cannot be delivered yet.
+    *receiver.status.lock().unwrap() = 503;
+    for n in 4..=5 {
+        at(&h, &token, cycle(n), refused(cycle(n))).await;
+    }
+    pass(&a, cycle(5) + 1000).await;
+    assert_eq!(
+        (h.count("alert_state").await, h.count("notifications").await),
+        (2, 3)
+    );
+
+    let day = std::time::Duration::from_secs(86_400);
+    let retention = causeway_collector::ingest::Retention {
+        raw: day,
+        evidence: day,
+        hourly: day,
+    };
+    let later = NOW + 2 * DAY;
+    while !h.db.reports.prune(retention, later).await.unwrap().done {}
+    let pending: Vec<String> = sqlx::query_scalar("SELECT event FROM notifications")
+        .fetch_all(&h.db.read)
+        .await
+        .unwrap();
+    assert_eq!(pending, ["down"]);
+    assert_eq!(h.count("alert_state").await, 1, "the open alert stays");
+}
+
+/// Two collectors on one database (PostgreSQL's deployment) raise and send each message once.
+#[tokio::test]
+async fn two_alerters_on_one_database_send_each_message_once() {
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    let receiver = Receiver::default();
+    let url = receiver.start().await;
+    let (one, two) = (
+        alerter(&h, config(&url, "")).await,
+        alerter(&h, config(&url, "")).await,
+    );
+    for n in 1..=2 {
+        at(&h, &token, cycle(n), refused(cycle(n))).await;
+    }
+    let now = cycle(2) + 1000;
+    let (a, b) = tokio::join!(one.evaluate(now), two.evaluate(now));
+    assert_eq!(a.unwrap() + b.unwrap(), 1, "raised once");
+    // The second looks while the first is still sending (the receiver is slow to answer).
+    *receiver.delay.lock().unwrap() = std::time::Duration::from_millis(500);
+    let first = tokio::spawn({
+        let one = one.clone();
+        async move { one.deliver(now).await.unwrap() }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while receiver.got.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first send never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        two.deliver(now).await.unwrap(),
+        0,
+        "the second leaves it to the first"
+    );
+    assert_eq!(first.await.unwrap(), 1);
+    let (a, b) = tokio::join!(pass(&one, now + 60_000), pass(&two, now + 60_000));
+    assert_eq!((a, b), ((0, 0), (0, 0)));
+    assert_eq!(receiver.events(), ["down"]);
 }

@@ -148,3 +148,54 @@ fn a_command_leaves_no_wal_behind() {
         assert_eq!(frames, 0, "{} holds {frames} bytes", wal.display());
     }
 }
+
+/// `check-config` says what a file holds, or names the key that is wrong (exit 1); `serve`
+/// with that file refuses to start with the same line, before opening the database.
+#[test]
+fn check_config_and_serve_refuse_a_mistake_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.db");
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "public_url = \"https://causeway.example.net\"\n\
+         [[channel]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n\
+         [[channel]]\nname = \"spare\"\nkind = \"ntfy\"\nurl = \"http://127.0.0.1:9/t\"\n\
+         [[rule]]\nname = \"all\"\nchannels = [\"ops\"]\n",
+    )
+    .unwrap();
+    let out = collector(&db, &["check-config", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "{}: ok: 2 channel(s), 1 rule(s); channel \"spare\" is used by no rule\n",
+            good.display()
+        )
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[channel]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n\
+         [[rule]]\nname = \"all\"\nchannels = [\"opz\"]\n",
+    )
+    .unwrap();
+    let want = "rule \"all\": channels: \"opz\" is not a defined channel; defined: ops";
+    let out = collector(&db, &["check-config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains(want), "{}", text(&out.stderr));
+    let out = collector(
+        &db,
+        &[
+            "--config",
+            bad.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains(want), "{}", text(&out.stderr));
+    assert!(!db.exists(), "refused before the database was made");
+}

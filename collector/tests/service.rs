@@ -388,6 +388,51 @@ fn sighup_is_not_fatal_and_says_there_is_nothing_to_reload() {
     assert_eq!(upload(serving.addr, &serving.token, &body).unwrap(), 200);
 }
 
+/// SIGHUP reads `--config` again: a file with a mistake is refused with its key and the
+/// running config stays; a good one replaces it.
+#[test]
+fn sighup_reads_the_config_again_and_keeps_the_running_one_when_the_new_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("collector.toml");
+    let channel = |name: &str| {
+        format!("[[channel]]\nname = \"{name}\"\nkind = \"ntfy\"\nurl = \"http://127.0.0.1:9/t\"\n")
+    };
+    let rule = "[[rule]]\nname = \"all\"\nchannels = [\"a\"]\n";
+    std::fs::write(&config, format!("{}{rule}", channel("a"))).unwrap();
+    let mut serving = Serving::start(&["--config", config.to_str().unwrap()]);
+    let hup = |serving: &Serving| {
+        Command::new("kill")
+            .args(["-HUP", &serving.child.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    assert!(
+        serving.log_text().contains("1 channel(s), 1 rule(s)"),
+        "{}",
+        serving.log_text()
+    );
+
+    std::fs::write(&config, format!("{}{rule}bogus = 1\n", channel("a"))).unwrap();
+    hup(&serving);
+    wait_for("the refusal", || {
+        let log = serving.log_text();
+        (log.contains("unknown field `bogus`") && log.contains("the running configuration stays"))
+            .then_some(())
+    });
+    std::fs::write(&config, format!("{}{}{rule}", channel("a"), channel("b"))).unwrap();
+    hup(&serving);
+    wait_for("the reload", || {
+        let log = serving.log_text();
+        log.contains("loaded again: 2 channel(s), 1 rule(s); channel \"b\" is used by no rule")
+            .then_some(())
+    });
+    assert!(
+        serving.child.try_wait().unwrap().is_none(),
+        "{}",
+        serving.log_text()
+    );
+}
+
 /// Allows this test process `n` open files (soft and hard; root may raise the hard limit).
 fn allow_open_files(n: u64) {
     let status = Command::new("prlimit")

@@ -9,6 +9,7 @@ pub mod browser;
 pub mod evidence;
 pub mod lab;
 pub mod process;
+pub mod receivers;
 pub mod services;
 pub mod wait;
 

@@ -347,18 +347,31 @@ pub struct Collector {
     pub url: String,
     pub db: PathBuf,
     pub host: Host,
+    /// Arguments before `serve` (`--config FILE`), kept for a restart.
+    pub args: Vec<std::ffi::OsString>,
 }
 
 pub const COLLECTOR_PORT: u16 = 8750;
 
 pub fn start_collector(lab: &Lab, host: &Host, db: &Path) -> Result<Collector> {
+    start_collector_with(lab, host, db, &[])
+}
+
+/// [`start_collector`] with `args` before `serve` (`--config FILE`).
+pub fn start_collector_with(
+    lab: &Lab,
+    host: &Host,
+    db: &Path,
+    args: &[std::ffi::OsString],
+) -> Result<Collector> {
     let url = format!("http://{}:{COLLECTOR_PORT}", host.addr);
-    let service = spawn_collector(lab, host, db, &url)?;
+    let service = spawn_collector(lab, host, db, &url, args)?;
     Ok(Collector {
         service,
         url,
         db: db.to_owned(),
         host: host.clone(),
+        args: args.to_vec(),
     })
 }
 
@@ -373,15 +386,22 @@ impl Collector {
 
     /// Starts the collector again on the same address and database.
     pub fn restart(&mut self, lab: &Lab) -> Result<()> {
-        self.service = spawn_collector(lab, &self.host, &self.db, &self.url)?;
+        self.service = spawn_collector(lab, &self.host, &self.db, &self.url, &self.args)?;
         Ok(())
     }
 }
 
-fn spawn_collector(lab: &Lab, host: &Host, db: &Path, url: &str) -> Result<Service> {
+fn spawn_collector(
+    lab: &Lab,
+    host: &Host,
+    db: &Path,
+    url: &str,
+    args: &[std::ffi::OsString],
+) -> Result<Service> {
     let mut cmd = host.command(bin("causeway-collector")?);
     cmd.arg("--db")
         .arg(db)
+        .args(args)
         .arg("serve")
         .arg("--listen")
         .arg(format!("{}:{COLLECTOR_PORT}", host.addr))

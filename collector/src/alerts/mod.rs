@@ -31,6 +31,10 @@ use crate::db::Db;
 
 /// How often the alerter looks, besides after each stored batch of reports.
 pub const PASS_EVERY: Duration = Duration::from_secs(1);
+/// How far back a pass looks for incidents that ended before it could raise them.
+const CATCH_UP: Duration = Duration::from_secs(15 * 60);
+/// How long a notification being sent is left to its sender: more than a send may take.
+const CLAIM: Duration = Duration::from_secs(30);
 /// Notifications delivered at once per pass.
 const DELIVER_BATCH: i64 = 50;
 /// The first retry waits this long, each next one twice as long, up to [`RETRY_MAX`].
@@ -92,6 +96,9 @@ struct Raised {
 
 impl Alerter {
     pub fn new(db: Db, config: SharedConfig) -> Result<Alerter, AlertError> {
+        // reqwest is built without a TLS provider of its own (no cmake for aws-lc): ring, as
+        // the collector's server uses. An error only means one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(config::SEND_TIMEOUT)
@@ -146,8 +153,18 @@ impl Alerter {
         let config = self.config();
         let read = &self.db.read;
         let open = open_incidents(read).await?;
-        let raised = raised(read).await?;
         let mut written = 0;
+        // Incidents that reached a rule and ended between two passes (a collector stopped
+        // for a while, a pass that failed): raised now, so the pass below ends them.
+        let since = now_ms - CATCH_UP.as_millis() as i64;
+        for i in recently_ended_unraised(read, since).await? {
+            if let Some(rule) = due_rule(&config, &i, now_ms) {
+                let m = incident_message(&config, &i, Event::Down, now_ms, "");
+                let key = format!("incident:{}", i.id);
+                written += self.raise(&key, i.server_id, rule, &m, now_ms).await?;
+            }
+        }
+        let raised = raised(read).await?;
         let mut superseded: Vec<i64> = Vec::new();
 
         // Incident alerts raised before: ended, superseded by another cause, or reminded.
@@ -194,19 +211,7 @@ impl Alerter {
             if raised.iter().any(|r| r.key == key) {
                 continue;
             }
-            let Some(rule) = config
-                .rules
-                .iter()
-                .find(|r| r.matches_server(&i.server) && r.matches_cause(&i.cause))
-            else {
-                continue;
-            };
-            let lasted = now_ms - i.started_at_ms;
-            let due = i.failed_checks >= i64::from(rule.after)
-                || rule
-                    .after_for
-                    .is_some_and(|f| lasted >= f.as_millis() as i64);
-            if due {
+            if let Some(rule) = due_rule(&config, i, now_ms) {
                 let m = incident_message(&config, i, Event::Down, now_ms, "");
                 written += self.raise(&key, i.server_id, rule, &m, now_ms).await?;
             }
@@ -280,18 +285,7 @@ impl Alerter {
         now_ms: i64,
     ) -> Result<usize, AlertError> {
         let mut tx = self.db.write.begin().await?;
-        let done = sqlx::query(
-            "INSERT INTO alert_state (key, server_id, rule, channels, raised_at_ms)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(server_id)
-        .bind(&rule.name)
-        .bind(rule.channels.join(","))
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
+        if !insert_state(&mut tx, key, server_id, &rule.name, &rule.channels, now_ms).await? {
             return Ok(0);
         }
         let n = enqueue(&mut tx, m, &rule.channels, now_ms).await?;
@@ -303,14 +297,7 @@ impl Alerter {
     /// Ends a raised alert with `m` (recovered, reporting again), to the channels it began on.
     async fn end(&self, r: &Raised, m: &Message, now_ms: i64) -> Result<usize, AlertError> {
         let mut tx = self.db.write.begin().await?;
-        let done = sqlx::query(
-            "UPDATE alert_state SET ended_at_ms = $1 WHERE key = $2 AND ended_at_ms IS NULL",
-        )
-        .bind(now_ms)
-        .bind(&r.key)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
+        if !end_state(&mut tx, &r.key, now_ms).await? {
             return Ok(0);
         }
         let n = enqueue(&mut tx, m, &r.channels, now_ms).await?;
@@ -329,25 +316,10 @@ impl Alerter {
         now_ms: i64,
     ) -> Result<usize, AlertError> {
         let mut tx = self.db.write.begin().await?;
-        let ended = sqlx::query(
-            "UPDATE alert_state SET ended_at_ms = $1 WHERE key = $2 AND ended_at_ms IS NULL",
-        )
-        .bind(now_ms)
-        .bind(&r.key)
-        .execute(&mut *tx)
-        .await?;
-        let raised = sqlx::query(
-            "INSERT INTO alert_state (key, server_id, rule, channels, raised_at_ms)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING",
-        )
-        .bind(format!("incident:{}", next.id))
-        .bind(next.server_id)
-        .bind(&r.rule)
-        .bind(r.channels.join(","))
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        if ended.rows_affected() == 0 || raised.rows_affected() == 0 {
+        let key = format!("incident:{}", next.id);
+        if !end_state(&mut tx, &r.key, now_ms).await?
+            || !insert_state(&mut tx, &key, next.server_id, &r.rule, &r.channels, now_ms).await?
+        {
             return Ok(0);
         }
         let n = enqueue(&mut tx, m, &r.channels, now_ms).await?;
@@ -372,7 +344,8 @@ impl Alerter {
     pub async fn deliver(&self, now_ms: i64) -> Result<usize, AlertError> {
         let config = self.config();
         let rows = sqlx::query(
-            "SELECT id, channel, message, attempts, created_at_ms FROM notifications
+            "SELECT id, channel, message, attempts, created_at_ms, next_attempt_at_ms
+             FROM notifications
              WHERE status = 'pending' AND next_attempt_at_ms <= $1 ORDER BY id LIMIT $2",
         )
         .bind(now_ms)
@@ -386,7 +359,21 @@ impl Alerter {
             let message: String = row.try_get(2)?;
             let attempts: i64 = row.try_get(3)?;
             let created: i64 = row.try_get(4)?;
-            due.push((id, channel, message, attempts, created));
+            let next: i64 = row.try_get(5)?;
+            // Claimed for the time a send may take: another collector on the same database
+            // (or this one after a restart) sends it only if this one did not finish.
+            let claimed = sqlx::query(
+                "UPDATE notifications SET next_attempt_at_ms = $1
+                 WHERE id = $2 AND status = 'pending' AND next_attempt_at_ms = $3",
+            )
+            .bind(now_ms + CLAIM.as_millis() as i64)
+            .bind(id)
+            .bind(next)
+            .execute(&self.db.write)
+            .await?;
+            if claimed.rows_affected() == 1 {
+                due.push((id, channel, message, attempts, created));
+            }
         }
         let config = &config;
         let sends = due.iter().map(|(_, channel, message, _, _)| async move {
@@ -445,6 +432,21 @@ impl Alerter {
     }
 }
 
+/// The first rule that selects the incident's server and cause, when the incident has
+/// reached it: `after` failed checks, or lasted `for`.
+fn due_rule<'a>(config: &'a CollectorConfig, i: &OpenIncident, now_ms: i64) -> Option<&'a Rule> {
+    let rule = config
+        .rules
+        .iter()
+        .find(|r| r.matches_server(&i.server) && r.matches_cause(&i.cause))?;
+    let lasted = now_ms - i.started_at_ms;
+    let due = i.failed_checks >= i64::from(rule.after)
+        || rule
+            .after_for
+            .is_some_and(|f| lasted >= f.as_millis() as i64);
+    due.then_some(rule)
+}
+
 /// The wait before attempt `attempts + 1`: 5 s, 10 s, 20 s ... at most 10 minutes.
 fn retry_after(attempts: i64) -> Duration {
     let doublings = u32::try_from(attempts.saturating_sub(1))
@@ -453,9 +455,46 @@ fn retry_after(attempts: i64) -> Duration {
     (RETRY_FIRST * 2u32.pow(doublings)).min(RETRY_MAX)
 }
 
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+/// Records a raised alert; false if it was raised already (by another pass or collector).
+async fn insert_state(
+    tx: &mut Tx<'_>,
+    key: &str,
+    server_id: i64,
+    rule: &str,
+    channels: &[String],
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO alert_state (key, server_id, rule, channels, raised_at_ms)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(key)
+    .bind(server_id)
+    .bind(rule)
+    .bind(channels.join(","))
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Ends a raised alert; false if it was ended already.
+async fn end_state(tx: &mut Tx<'_>, key: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE alert_state SET ended_at_ms = $1 WHERE key = $2 AND ended_at_ms IS NULL",
+    )
+    .bind(now_ms)
+    .bind(key)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Writes `m` to the outbox once per channel.
 async fn enqueue(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut Tx<'_>,
     m: &Message,
     channels: &[String],
     now_ms: i64,
@@ -603,6 +642,24 @@ fn incident_of(row: &sqlx::any::AnyRow) -> Result<OpenIncident, sqlx::Error> {
         failed_checks: row.try_get(6)?,
         first_result_id: row.try_get(7)?,
     })
+}
+
+/// Incidents that ended since `since_ms` and raised nothing.
+async fn recently_ended_unraised(
+    read: &AnyPool,
+    since_ms: i64,
+) -> Result<Vec<OpenIncident>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT i.id, i.server_id, s.name, i.cause, i.explanation, i.started_at_ms,
+                i.failed_checks, i.first_result_id
+         FROM incidents i JOIN servers s ON s.id = i.server_id
+         LEFT JOIN alert_state a ON a.key = 'incident:' || i.id
+         WHERE i.ended_at_ms IS NOT NULL AND i.ended_at_ms >= $1 AND a.key IS NULL",
+    )
+    .bind(since_ms)
+    .fetch_all(read)
+    .await?;
+    rows.iter().map(incident_of).collect()
 }
 
 struct Ended {

@@ -7,6 +7,7 @@
 //! - failed checks with their evidence, and every report: `evidence` (90 days, as long as the
 //!   page shows an incident's evidence);
 //! - hourly rollups, resolver hourly counts, ended incidents and conditions: `hourly` (400 days);
+//! - ended alerts and notifications no longer pending: `evidence`;
 //! - per-minute availability: a day (windows of up to two hours read minutes);
 //! - daily rollups: for ever (a row per server and day).
 //!
@@ -87,7 +88,7 @@ const MINUTES: &str = "DELETE FROM availability_minutes WHERE (server_id, minute
 /// indexes by (owner, time) find the rows. On PostgreSQL, healthy results, host readings and
 /// per-minute availability go a day at a time with their partitions (see [`partitions`]):
 /// their statements there delete only from the default partition (the days without one).
-const PER_SERVER: [(&str, Cut); 13] = [
+const PER_SERVER: [(&str, Cut); 15] = [
     // A report's id goes with its healthy checks (it was needed to tell a replay; older
     // reports are not stored at all), or with its failed ones when only those were left.
     (
@@ -144,6 +145,19 @@ const PER_SERVER: [(&str, Cut); 13] = [
         "DELETE FROM host_conditions WHERE id IN (SELECT id FROM host_conditions
              WHERE server_id = $1 AND started_at_ms < $2 AND ended_at_ms < $2 LIMIT $3)",
         Cut::Hourly,
+    ),
+    // Alerts: an alert that ended, and the notifications delivered or failed, as long as
+    // the evidence they link to.
+    (
+        "DELETE FROM alert_state WHERE key IN (SELECT key FROM alert_state
+             WHERE server_id = $1 AND ended_at_ms < $2 LIMIT $3)",
+        Cut::Evidence,
+    ),
+    (
+        "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications
+             WHERE server = (SELECT name FROM servers WHERE id = $1) AND created_at_ms < $2
+             AND status <> 'pending' LIMIT $3)",
+        Cut::Evidence,
     ),
     // Resolver conditions belong to a server through its resolvers.
     (

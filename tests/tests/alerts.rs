@@ -1,0 +1,199 @@
+//! Alerts end to end: real nginx, probe and collector (with a config file) in the lab, and
+//! real receivers: a webhook receiver that checks the HMAC, and Prometheus' Alertmanager.
+//! nginx stopped -> DOWN on both; the receiver down and the collector killed with SIGKILL
+//! before the delivery -> the message once after the restart; nginx started -> RECOVERED with
+//! the outage's length; the probe killed -> STALE.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use causeway_e2e::receivers::{WebhookReceiver, alertmanager_alerts, start_alertmanager};
+use causeway_e2e::services::{self, ProbeSetup};
+use causeway_e2e::{Lab, now_ms, wait_for};
+use serde_json::Value;
+
+const SERVER: &str = "web-01";
+const SECRET: &str = "lab-secret-0123456789";
+const PATIENCE: Duration = Duration::from_secs(90);
+
+/// The webhook messages of `event` received so far.
+fn received(receiver: &WebhookReceiver, event: &str) -> Result<Vec<Value>> {
+    Ok(receiver
+        .received()?
+        .into_iter()
+        .filter(|r| r["path"] == "/hook" && r["body"]["event"] == event)
+        .collect())
+}
+
+fn wait_event(receiver: &WebhookReceiver, event: &str, n: usize) -> Result<Vec<Value>> {
+    wait_for(&format!("{n} {event} message(s)"), PATIENCE, || {
+        let got = received(receiver, event)?;
+        Ok((got.len() >= n).then_some(got))
+    })
+}
+
+#[test]
+fn down_recovered_and_stale_reach_a_webhook_and_alertmanager_once_each() -> Result<()> {
+    let mut lab = Lab::new("alerts")?;
+    let coll_host = lab.add_host("coll", 3)?;
+    let web = lab.add_host("web", 2)?;
+    let am_host = lab.add_host("am", 4)?;
+    let hook_host = lab.add_host("hook", 5)?;
+    let nginx = services::start_nginx(&mut lab, &web, "nginx")?;
+    lab.adopt(nginx);
+    let receiver = WebhookReceiver::start(&lab, &hook_host, SECRET)?;
+    let (alertmanager, am_url) = start_alertmanager(&lab, &am_host)?;
+    lab.adopt(alertmanager);
+
+    let config = lab.path("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "public_url = \"http://{coll}:8750\"\n\n\
+             [[channel]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{hook}/hook\"\n\
+             secret = \"{SECRET}\"\n\n\
+             [[channel]]\nname = \"chat\"\nkind = \"slack\"\nurl = \"{hook}/slack\"\n\n\
+             [[channel]]\nname = \"phones\"\nkind = \"ntfy\"\nurl = \"{hook}/ntfy\"\n\n\
+             [[channel]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"{am_url}\"\n\n\
+             [[rule]]\nname = \"web\"\nservers = [\"web-*\"]\n\
+             channels = [\"ops\", \"chat\", \"phones\", \"am\"]\n",
+            coll = coll_host.addr,
+            hook = receiver.url,
+        ),
+    )?;
+    let db = lab.path("causeway.db");
+    let token = services::add_token(&db, SERVER)?;
+    let args = ["--config".into(), config.clone().into_os_string()];
+    let mut collector = services::start_collector_with(&lab, &coll_host, &db, &args)?;
+    let canary_url = format!("http://{}/", web.addr);
+    let resolvers = ["system".to_owned()];
+    let (probe_config, _spool) = services::write_probe_config(
+        &lab,
+        &ProbeSetup {
+            server: SERVER,
+            collector_url: &collector.url,
+            token: &token,
+            canary_url: &canary_url,
+            resolvers: &resolvers,
+            interval: "1s",
+            timeout: "800ms",
+            ..Default::default()
+        },
+    )?;
+    let probe = services::start_probe(&lab, &web, &probe_config)?;
+    lab.adopt(probe);
+    services::wait_results(&collector, SERVER, 0, 1, PATIENCE, |r| r["ok"] == true)?;
+
+    // nginx stops: one DOWN, signed, on every channel, within the `after` checks.
+    let mut nginx = lab.take("nginx").context("no nginx")?;
+    nginx.stop().context("nginx did not exit")?;
+    let stopped = now_ms();
+    let down = wait_event(&receiver, "down", 1)?.remove(0);
+    let latency_ms = now_ms() - stopped;
+    ensure!(down["signature_ok"] == true, "bad signature: {down:#}");
+    let body = &down["body"];
+    ensure!(
+        body["title"] == "[DOWN] web-01: connection_refused",
+        "{body:#}"
+    );
+    ensure!(body["failed_checks"].as_i64() >= Some(2), "{body:#}");
+    let text = body["text"].as_str().unwrap_or_default();
+    println!("DOWN after {latency_ms} ms:\n{}\n{text}\n", body["title"]);
+    ensure!(
+        text.contains("Why: ") && text.contains("Evidence: http://"),
+        "{text}"
+    );
+    ensure!(
+        down["headers"]["idempotency-key"] == body["key"],
+        "idempotency key: {down:#}"
+    );
+    let chat = wait_for("the slack message", PATIENCE, || {
+        let got = receiver.received()?;
+        Ok(got.into_iter().find(|r| r["path"] == "/slack"))
+    })?;
+    let chat_text = chat["body"]["text"].as_str().unwrap_or_default();
+    ensure!(
+        chat_text.starts_with("*[DOWN] web-01: connection_refused*"),
+        "{chat:#}"
+    );
+    let phone = wait_for("the ntfy message", PATIENCE, || {
+        let got = receiver.received()?;
+        Ok(got.into_iter().find(|r| r["path"] == "/ntfy"))
+    })?;
+    ensure!(phone["headers"]["priority"] == "5", "{phone:#}");
+    ensure!(
+        phone["headers"]["title"] == "[DOWN] web-01: connection_refused",
+        "{phone:#}"
+    );
+    let firing = wait_for("the alert in Alertmanager", PATIENCE, || {
+        let alerts = alertmanager_alerts(&am_host, &am_url, false)?;
+        Ok(alerts.into_iter().find(|a| a["labels"]["server"] == SERVER))
+    })?;
+    ensure!(
+        firing["labels"]["cause"] == "connection_refused",
+        "{firing:#}"
+    );
+    ensure!(
+        firing["labels"]["alertname"] == "CausewayDown",
+        "{firing:#}"
+    );
+    ensure!(
+        firing["annotations"]["why"]
+            .as_str()
+            .is_some_and(|w| !w.is_empty()),
+        "{firing:#}"
+    );
+
+    // The receiver goes down; nginx comes back; the collector is killed before it could
+    // deliver the RECOVERED message, and delivers it once after its restart.
+    receiver.set_failing(true)?;
+    let nginx = services::start_nginx(&mut lab, &web, "nginx")?;
+    lab.adopt(nginx);
+    wait_for("a failed delivery of RECOVERED", PATIENCE, || {
+        let shown = services::probectl(&collector, &["alerts"])?;
+        Ok(shown
+            .lines()
+            .find(|l| l.contains("[RECOVERED] web-01") && l.contains(" ops ") && l.contains("503"))
+            .map(str::to_owned))
+    })?;
+    collector.service.signal("KILL")?;
+    collector.service.stop();
+    receiver.set_failing(false)?;
+    collector.restart(&lab)?;
+    let recovered = wait_event(&receiver, "recovered", 1)?.remove(0);
+    let body = &recovered["body"];
+    ensure!(
+        body["title"] == "[RECOVERED] web-01: connection_refused",
+        "{body:#}"
+    );
+    let text = body["text"].as_str().unwrap_or_default();
+    println!("RECOVERED:\n{}\n{text}\n", body["title"]);
+    ensure!(text.contains("down (since"), "{text}");
+    wait_for("the alert to end in Alertmanager", PATIENCE, || {
+        let alerts = alertmanager_alerts(&am_host, &am_url, false)?;
+        Ok((!alerts.iter().any(|a| a["labels"]["server"] == SERVER)).then_some(()))
+    })?;
+
+    // The probe dies: STALE after 3 intervals without a report.
+    let mut probe = lab.take("probe").context("no probe")?;
+    probe.signal("KILL")?;
+    probe.stop();
+    let stale = wait_event(&receiver, "stale", 1)?.remove(0);
+    let text = stale["body"]["text"].as_str().unwrap_or_default();
+    println!("STALE:\n{}\n{text}\n", stale["body"]["title"]);
+    ensure!(text.contains("has sent no report since"), "{text}");
+
+    // Exactly once each at the webhook, whatever the restart.
+    let events: Vec<String> = received(&receiver, "down")?
+        .iter()
+        .chain(&received(&receiver, "recovered")?)
+        .chain(&received(&receiver, "stale")?)
+        .map(|r| r["body"]["event"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    ensure!(events == ["down", "recovered", "stale"], "{events:?}");
+    let shown = services::probectl(&collector, &["alerts"])?;
+    println!("probectl alerts:\n{shown}");
+    let delivered = shown.lines().filter(|l| l.contains(" delivered ")).count();
+    ensure!(delivered >= 8, "{shown}");
+    Ok(())
+}
