@@ -155,6 +155,26 @@ async fn an_incident_pages_after_two_failed_checks_once_signed_and_recovers_once
         "{recovered:#}"
     );
     assert_eq!(receiver.events(), ["down", "recovered"]);
+
+    // The server's page lists them with how their delivery went.
+    let (status, page) = h.get("/servers/web-01").await;
+    assert_eq!(status, StatusCode::OK);
+    let page = page.as_str().unwrap();
+    for part in [
+        "<h2>Notifications, latest 2</h2>",
+        "<td>[RECOVERED] web-01: connection_refused</td><td>ops</td><td>delivered",
+        "<td>[DOWN] web-01: connection_refused</td><td>ops</td><td>delivered",
+    ] {
+        assert!(page.contains(part), "{part}");
+    }
+    // Not on the customer's view through a share link.
+    let secret = causeway_collector::share::add(&h.db.write, "web-01", NOW)
+        .await
+        .unwrap();
+    let (status, shared) = h.get(&format!("/s/{secret}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let shared = shared.as_str().unwrap();
+    assert!(shared.contains("<h1>web-01") && !shared.contains("Notifications"));
 }
 
 #[tokio::test]
@@ -367,4 +387,60 @@ async fn two_alerters_on_one_database_send_each_message_once() {
     let (a, b) = tokio::join!(pass(&one, now + 60_000), pass(&two, now + 60_000));
     assert_eq!((a, b), ((0, 0), (0, 0)));
     assert_eq!(receiver.events(), ["down"]);
+}
+
+/// A rule with `conditions = true` warns of a host condition (a kernel memory leak, before
+/// any outage) and of a resolver that refuses us, and says when each cleared; a rule without
+/// it does not.
+#[tokio::test]
+async fn conditions_warn_and_clear_only_through_rules_that_ask_for_them() {
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    let receiver = Receiver::default();
+    let url = receiver.start().await;
+    let quiet = alerter(&h, config(&url, "stale_after = 0\n")).await;
+    let a = alerter(&h, config(&url, "stale_after = 0\nconditions = true\n")).await;
+    let with = |at, host: ProbeHost, resolvers| {
+        let mut r = resolved("web-01", at, resolvers);
+        r = with_host(r, &host);
+        r
+    };
+    let (good, bad) = ("10.0.0.53", "10.0.0.54");
+    h.set_now(cycle(1));
+    let leaking = with(
+        cycle(1),
+        ProbeHost::at(cycle(1)).leaking(),
+        vec![answering(good), refusing(bad)],
+    );
+    post_all(&h, &token, &[leaking]).await;
+    assert_eq!(pass(&quiet, cycle(1) + 1000).await, (0, 0));
+    assert_eq!(pass(&a, cycle(1) + 1000).await, (2, 2));
+    let mut warnings = receiver.bodies();
+    warnings.sort_by_key(|b| b["cause"].as_str().unwrap().to_owned());
+    assert_eq!(warnings[0]["event"], "warning");
+    assert_eq!(warnings[0]["title"], "[WARNING] web-01: dns_upstream_block");
+    assert!(
+        warnings[0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("web-01 has a condition of resolver 10.0.0.54:53 of canary site since"),
+        "{:#}",
+        warnings[0]
+    );
+    assert_eq!(warnings[1]["title"], "[WARNING] web-01: kernel_memory_leak");
+    assert_eq!(warnings[1]["subject"], "its host");
+
+    h.set_now(cycle(2));
+    let healthy = with(
+        cycle(2),
+        ProbeHost::at(cycle(2)),
+        vec![answering(good), answering(bad)],
+    );
+    post_all(&h, &token, &[healthy]).await;
+    assert_eq!(pass(&a, cycle(2) + 1000).await, (2, 2));
+    assert_eq!(pass(&a, cycle(2) + 2000).await, (0, 0));
+    let events = receiver.events();
+    assert_eq!(events, ["warning", "warning", "cleared", "cleared"]);
+    let cleared = &receiver.bodies()[2];
+    assert_eq!(cleared["ended_at_ms"], cycle(2));
 }

@@ -85,6 +85,10 @@ pub struct Rule {
     /// A server that sent no report for this many of its intervals is stale (`None`: stale
     /// servers do not alert through this rule).
     pub stale_after: Option<u32>,
+    /// Whether the rule also warns of the host's and the resolvers' conditions with its
+    /// causes (a kernel memory leak before any outage, an OOM kill, a reboot, an overload, a
+    /// resolver that refuses us), as warnings.
+    pub conditions: bool,
 }
 
 impl Rule {
@@ -129,6 +133,7 @@ struct RawRule {
     after_for: Option<String>,
     repeat: Option<String>,
     stale_after: Option<u32>,
+    conditions: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -275,6 +280,7 @@ impl CollectorConfig {
                 after_for,
                 repeat,
                 stale_after,
+                conditions: r.conditions.unwrap_or(false),
             });
         }
         Ok(CollectorConfig {

@@ -27,6 +27,10 @@ pub enum Event {
     Stale,
     /// Reports arrive again after a stale alert.
     Reporting,
+    /// A host or resolver condition opened (a warning, not an outage).
+    Warning,
+    /// The condition ended.
+    Cleared,
 }
 
 impl Event {
@@ -38,6 +42,8 @@ impl Event {
             Event::Recovered => "recovered",
             Event::Stale => "stale",
             Event::Reporting => "reporting",
+            Event::Warning => "warning",
+            Event::Cleared => "cleared",
         }
     }
 
@@ -50,12 +56,14 @@ impl Event {
             Event::Recovered => "RECOVERED",
             Event::Stale => "STALE",
             Event::Reporting => "REPORTING AGAIN",
+            Event::Warning => "WARNING",
+            Event::Cleared => "CLEARED",
         }
     }
 
     /// Whether the message ends what an earlier one began (Alertmanager's resolved alert).
     pub fn ends(self) -> bool {
-        matches!(self, Event::Recovered | Event::Reporting)
+        matches!(self, Event::Recovered | Event::Reporting | Event::Cleared)
     }
 }
 
@@ -68,6 +76,9 @@ pub struct Message {
     pub server: String,
     /// The cause id (`stale` for a server that stopped reporting).
     pub cause: String,
+    /// What a condition is about: `its host`, or `resolver 10.0.0.53 of canary site`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     /// The cause before, for [`Event::CauseChanged`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_cause: Option<String>,
@@ -149,6 +160,20 @@ impl Message {
                     self.ended_at_ms.unwrap_or(self.raised_at_ms) - self.started_at_ms
                 )
             ),
+            Event::Warning => format!(
+                "{} has a condition of {} since {start}.",
+                self.server,
+                self.subject.as_deref().unwrap_or("its host")
+            ),
+            Event::Cleared => format!(
+                "{}: the condition of {} ended at {} after {}.",
+                self.server,
+                self.subject.as_deref().unwrap_or("its host"),
+                rfc3339(self.ended_at_ms.unwrap_or(self.raised_at_ms)),
+                compact_duration(
+                    self.ended_at_ms.unwrap_or(self.raised_at_ms) - self.started_at_ms
+                )
+            ),
         }];
         lines.push(format!("Cause: {}: {}.", self.cause, self.meaning()));
         if !self.explanation.is_empty() {
@@ -190,8 +215,8 @@ impl Message {
     pub fn ntfy_headers(&self) -> [(&'static str, String); 4] {
         let (priority, tags) = match self.event {
             Event::Down | Event::CauseChanged | Event::Stale => ("5", "rotating_light"),
-            Event::Reminder => ("4", "warning"),
-            Event::Recovered | Event::Reporting => ("3", "white_check_mark"),
+            Event::Reminder | Event::Warning => ("4", "warning"),
+            Event::Recovered | Event::Reporting | Event::Cleared => ("3", "white_check_mark"),
         };
         [
             ("Title", self.title()),
@@ -207,6 +232,26 @@ impl Message {
         ]
     }
 
+    /// Whether it is about a condition (a warning) rather than an outage.
+    pub fn is_condition(&self) -> bool {
+        matches!(self.event, Event::Warning | Event::Cleared)
+    }
+
+    fn severity(&self) -> &'static str {
+        match self.is_condition() {
+            true => "warning",
+            false => "critical",
+        }
+    }
+
+    fn alertname(&self) -> &'static str {
+        match (self.is_condition(), self.cause.as_str()) {
+            (true, _) => "CausewayCondition",
+            (false, "stale") => "CausewayStale",
+            (false, _) => "CausewayDown",
+        }
+    }
+
     /// The alerts of Alertmanager's `POST /api/v2/alerts`: the alert for this cause (resolved
     /// with `endsAt` when the message ends it), and for a changed cause the previous one,
     /// resolved.
@@ -214,10 +259,10 @@ impl Message {
         let alert = |cause: &str, ends: Option<i64>| {
             let mut a = json!({
                 "labels": {
-                    "alertname": if self.cause == "stale" { "CausewayStale" } else { "CausewayDown" },
+                    "alertname": self.alertname(),
                     "server": self.server,
                     "cause": cause,
-                    "severity": "critical",
+                    "severity": self.severity(),
                 },
                 "annotations": {
                     "summary": self.title(),
@@ -260,6 +305,7 @@ mod tests {
             key: "incident:7/down".into(),
             server: "web-01".into(),
             cause: "rst_from_non_serving_process".into(),
+            subject: None,
             previous_cause: None,
             explanation: "10.88.0.2:80 reset the connection 1502 ms after the request (78 bytes), \
                           before any response, from a socket the serving process does not own: \

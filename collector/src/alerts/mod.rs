@@ -218,6 +218,7 @@ impl Alerter {
         }
 
         written += self.stale(&config, &raised, now_ms).await?;
+        written += self.conditions(&config, &raised, now_ms).await?;
         Ok(written)
     }
 
@@ -270,6 +271,53 @@ impl Alerter {
             m.key = format!("{key}/stale");
             m.explanation = last_words(&self.db.read, id, last, interval_s).await?;
             written += self.raise(&key, id, rule, &m, now_ms).await?;
+        }
+        Ok(written)
+    }
+
+    /// The host's and resolvers' conditions, for the rules that warn of them.
+    async fn conditions(
+        &self,
+        config: &CollectorConfig,
+        raised: &[Raised],
+        now_ms: i64,
+    ) -> Result<usize, AlertError> {
+        let read = &self.db.read;
+        let open = open_conditions(read).await?;
+        let mut written = 0;
+        for c in &open {
+            if raised.iter().any(|r| r.key == c.key) {
+                continue;
+            }
+            let Some(rule) = config
+                .rules
+                .iter()
+                .find(|r| r.conditions && r.matches_server(&c.server) && r.matches_cause(&c.cause))
+            else {
+                continue;
+            };
+            let m = condition_message(config, c, Event::Warning, now_ms);
+            written += self.raise(&c.key, c.server_id, rule, &m, now_ms).await?;
+        }
+        let is_condition = |k: &str| k.starts_with("host:") || k.starts_with("resolver:");
+        for r in raised.iter().filter(|r| is_condition(&r.key)) {
+            if open.iter().any(|c| c.key == r.key) {
+                continue;
+            }
+            written += match ended_condition(read, &r.key).await? {
+                Some((c, ended_at_ms)) => {
+                    let mut m = condition_message(config, &c, Event::Cleared, now_ms);
+                    m.ended_at_ms = Some(ended_at_ms);
+                    self.end(r, &m, now_ms).await?
+                }
+                // Pruned meanwhile: nothing left to say.
+                None => {
+                    let mut tx = self.db.write.begin().await?;
+                    end_state(&mut tx, &r.key, now_ms).await?;
+                    tx.commit().await?;
+                    0
+                }
+            };
         }
         Ok(written)
     }
@@ -544,6 +592,7 @@ fn incident_message(
         key,
         server: i.server.clone(),
         cause: i.cause.clone(),
+        subject: None,
         previous_cause: None,
         explanation: i.explanation.clone(),
         started_at_ms: i.started_at_ms,
@@ -552,6 +601,33 @@ fn incident_message(
         incident_id: Some(i.id),
         url,
         evidence_url,
+        raised_at_ms: now_ms,
+    }
+}
+
+fn condition_message(
+    config: &CollectorConfig,
+    c: &OpenCondition,
+    event: Event,
+    now_ms: i64,
+) -> Message {
+    Message {
+        event,
+        key: format!("{}/{}", c.key, event.as_str()),
+        server: c.server.clone(),
+        cause: c.cause.clone(),
+        subject: Some(c.subject.clone()),
+        previous_cause: None,
+        explanation: c.explanation.clone(),
+        started_at_ms: c.started_at_ms,
+        ended_at_ms: None,
+        failed_checks: None,
+        incident_id: None,
+        url: config
+            .public_url
+            .as_ref()
+            .map(|base| format!("{base}/servers/{}", c.server)),
+        evidence_url: None,
         raised_at_ms: now_ms,
     }
 }
@@ -568,6 +644,7 @@ fn stale_message(
         key: String::new(),
         server: server.to_owned(),
         cause: "stale".to_owned(),
+        subject: None,
         previous_cause: None,
         explanation: String::new(),
         started_at_ms: since_ms,
@@ -660,6 +737,86 @@ async fn recently_ended_unraised(
     .fetch_all(read)
     .await?;
     rows.iter().map(incident_of).collect()
+}
+
+/// An open host or resolver condition, keyed `host:<id>` or `resolver:<id>`.
+struct OpenCondition {
+    key: String,
+    server_id: i64,
+    server: String,
+    cause: String,
+    explanation: String,
+    started_at_ms: i64,
+    /// `its host`, or `resolver 10.0.0.53 (system) of canary site`.
+    subject: String,
+}
+
+const HOST_CONDITIONS: &str = "SELECT c.id, c.server_id, s.name, c.cause, c.last_explanation,
+            c.started_at_ms, c.ended_at_ms
+     FROM host_conditions c JOIN servers s ON s.id = c.server_id";
+const RESOLVER_CONDITIONS: &str = "SELECT c.id, r.server_id, s.name, c.cause,
+            c.last_explanation, c.started_at_ms, c.ended_at_ms, r.resolver, r.address, r.canary
+     FROM resolver_conditions c JOIN resolvers r ON r.id = c.resolver_id
+     JOIN servers s ON s.id = r.server_id";
+
+fn condition_of(row: &sqlx::any::AnyRow, host: bool) -> Result<OpenCondition, sqlx::Error> {
+    let id: i64 = row.try_get(0)?;
+    let subject = match host {
+        true => "its host".to_owned(),
+        false => {
+            let (resolver, address, canary): (String, String, String) =
+                (row.try_get(7)?, row.try_get(8)?, row.try_get(9)?);
+            match address.starts_with(&resolver) {
+                true => format!("resolver {address} of canary {canary}"),
+                false => format!("resolver {resolver} ({address}) of canary {canary}"),
+            }
+        }
+    };
+    Ok(OpenCondition {
+        key: format!("{}:{id}", if host { "host" } else { "resolver" }),
+        server_id: row.try_get(1)?,
+        server: row.try_get(2)?,
+        cause: row.try_get(3)?,
+        explanation: row.try_get(4)?,
+        started_at_ms: row.try_get(5)?,
+        subject,
+    })
+}
+
+async fn open_conditions(read: &AnyPool) -> Result<Vec<OpenCondition>, sqlx::Error> {
+    let mut out = Vec::new();
+    for (sql, host) in [(HOST_CONDITIONS, true), (RESOLVER_CONDITIONS, false)] {
+        let rows = sqlx::query(&format!("{sql} WHERE c.ended_at_ms IS NULL"))
+            .fetch_all(read)
+            .await?;
+        for row in &rows {
+            out.push(condition_of(row, host)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The condition of an alert key, with its end, once it has ended.
+async fn ended_condition(
+    read: &AnyPool,
+    key: &str,
+) -> Result<Option<(OpenCondition, i64)>, sqlx::Error> {
+    let (sql, host, id) = match key.split_once(':') {
+        Some(("host", id)) => (HOST_CONDITIONS, true, id),
+        Some(("resolver", id)) => (RESOLVER_CONDITIONS, false, id),
+        _ => return Ok(None),
+    };
+    let Ok(id) = id.parse::<i64>() else {
+        return Ok(None);
+    };
+    let row = sqlx::query(&format!(
+        "{sql} WHERE c.id = $1 AND c.ended_at_ms IS NOT NULL"
+    ))
+    .bind(id)
+    .fetch_optional(read)
+    .await?;
+    row.map(|row| Ok((condition_of(&row, host)?, row.try_get(6)?)))
+        .transpose()
 }
 
 struct Ended {

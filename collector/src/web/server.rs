@@ -11,7 +11,7 @@ use super::charts::{self, Beat, Phases, Span};
 use super::layout::{self, esc, server_href};
 use crate::read::{self, DAY_MS, ReadError};
 use crate::timefmt;
-use crate::views::{Availability, Condition, IncidentView, ResultView, WhyView};
+use crate::views::{Availability, Condition, IncidentView, NotificationView, ResultView, WhyView};
 
 /// Days in the availability strip.
 pub const STRIP_DAYS: i64 = 90;
@@ -27,7 +27,12 @@ pub struct ServerPage {
     pub days: Vec<(i64, Availability)>,
     /// Newest first.
     pub results: Vec<ResultView>,
+    /// The server's latest alert notifications, newest first (operators only).
+    pub notifications: Vec<NotificationView>,
 }
+
+/// Notifications shown on a server's page.
+pub const NOTIFICATIONS: i64 = 20;
 
 /// Who is looking: the operator (links to the fleet and to each check) or a customer through
 /// a share link (this server only, nothing else reachable from the page).
@@ -42,7 +47,13 @@ pub async fn load(pool: &AnyPool, name: &str, now_ms: i64) -> Result<ServerPage,
     let id = read::server_id(pool, name).await?;
     let days = read::days(pool, id, STRIP_DAYS, now_ms).await?;
     let results = read::results(pool, name, 0, RECENT_CHECKS).await?;
-    Ok(ServerPage { why, days, results })
+    let notifications = crate::alerts::recent(pool, Some(name), NOTIFICATIONS).await?;
+    Ok(ServerPage {
+        why,
+        days,
+        results,
+        notifications,
+    })
 }
 
 pub fn render(page: &ServerPage, audience: Audience) -> String {
@@ -144,12 +155,44 @@ pub fn render(page: &ServerPage, audience: Audience) -> String {
         incident_html(&mut body, incident, now_ms);
     }
     conditions_html(&mut body, why);
+    if audience == Audience::Operator && !page.notifications.is_empty() {
+        notifications_html(&mut body, &page.notifications, now_ms);
+    }
     let header = format!(
         "<span>{name}</span><span class=\"muted\">as of {}</span>",
         timefmt::rfc3339(now_ms)
     );
     let title = format!("{} - Causeway", server.name);
     layout::page_for(&title, &header, &body, audience == Audience::Operator)
+}
+
+/// The alerts sent about this server and how their delivery went (`probectl alerts
+/// --server` has the same).
+fn notifications_html(body: &mut String, list: &[NotificationView], now_ms: i64) {
+    let _ = writeln!(
+        body,
+        "<h2>Notifications, latest {}</h2>\n<table class=\"ev-table\">\n<thead><tr><th>raised</th>\
+         <th>message</th><th>channel</th><th>state</th><th>attempts</th><th>last error</th>\
+         </tr></thead><tbody>",
+        list.len()
+    );
+    for n in list {
+        let state = match (n.status.as_str(), n.delivered_at_ms) {
+            ("delivered", Some(at)) => format!("delivered {}", timefmt::ago(at, now_ms)),
+            (status, _) => status.to_owned(),
+        };
+        let _ = writeln!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            timefmt::short_time(n.created_at_ms, now_ms),
+            esc(&n.title),
+            esc(&n.channel),
+            esc(&state),
+            n.attempts,
+            esc(n.last_error.as_deref().unwrap_or(""))
+        );
+    }
+    body.push_str("</tbody></table>\n");
 }
 
 fn incident_html(body: &mut String, i: &IncidentView, now_ms: i64) {
