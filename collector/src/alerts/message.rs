@@ -410,4 +410,107 @@ mod tests {
             "CausewayStale"
         );
     }
+
+    /// The messages of the three causes of the product's first incidents, pinned whole: the
+    /// explanations are the classifier's for the recorded scenarios in schema/tests/scenarios.
+    #[test]
+    fn the_three_seed_causes_read_as_pinned() {
+        const SHUFFLE: &str = "the proxy answered 502; backend app (10.88.0.12:80) moved to \
+            10.88.0.15: same MAC 02:aa:bb:cc:dd:01, answers like before; 10.88.0.12:80 now \
+            refuses connections (connection refused). The host rebooted (boot id changed, up 42 \
+            s): the proxy still points at the old address";
+        const BLOCK: &str = "10.88.0.13 refuses our queries for canary.lab (A refused, AAAA \
+            refused), yet it is reachable (ping reply in 0.1 ms, TCP port 53 reply in 0.1 ms); \
+            10.88.0.11 answers 10.88.0.2";
+        let shuffle = Message {
+            cause: "bad_gateway_after_ip_shuffle".into(),
+            explanation: SHUFFLE.into(),
+            failed_checks: Some(3),
+            ..down()
+        };
+        assert_eq!(
+            format!("{}\n{}", shuffle.title(), shuffle.text()),
+            "[DOWN] web-01: bad_gateway_after_ip_shuffle\n\
+             web-01 is down since 2026-12-07T09:00:00Z (3 failed checks).\n\
+             Cause: bad_gateway_after_ip_shuffle: the proxy answers 5xx because a backend moved \
+             to another address.\n\
+             Why: the proxy answered 502; backend app (10.88.0.12:80) moved to 10.88.0.15: same \
+             MAC 02:aa:bb:cc:dd:01, answers like before; 10.88.0.12:80 now refuses connections \
+             (connection refused). The host rebooted (boot id changed, up 42 s): the proxy still \
+             points at the old address\n\
+             Evidence: https://causeway.example.net/servers/web-01/checks/31\n\
+             Server: https://causeway.example.net/servers/web-01"
+        );
+        let reminder = Message {
+            event: Event::Reminder,
+            failed_checks: Some(480),
+            raised_at_ms: T0 + 4 * 3_600_000,
+            ..shuffle.clone()
+        };
+        assert_eq!(
+            reminder.text().lines().next().unwrap(),
+            "web-01 is still down since 2026-12-07T09:00:00Z (480 failed checks)."
+        );
+        assert_eq!(
+            reminder.title(),
+            "[STILL DOWN] web-01: bad_gateway_after_ip_shuffle"
+        );
+        let rst_back = Message {
+            event: Event::Recovered,
+            ended_at_ms: Some(T0 + 754_000),
+            ..down()
+        };
+        assert_eq!(
+            format!(
+                "{}\n{}",
+                rst_back.title(),
+                rst_back.text().lines().next().unwrap()
+            ),
+            "[RECOVERED] web-01: rst_from_non_serving_process\n\
+             web-01 is up again at 2026-12-07T09:12:34Z after 12m34s down (since \
+             2026-12-07T09:00:00Z)."
+        );
+        let block = Message {
+            event: Event::Warning,
+            key: "resolver:4/warning".into(),
+            cause: "dns_upstream_block".into(),
+            subject: Some("resolver 10.88.0.13:53 of canary site".into()),
+            explanation: BLOCK.into(),
+            failed_checks: None,
+            incident_id: None,
+            evidence_url: None,
+            ..down()
+        };
+        assert_eq!(
+            format!("{}\n{}", block.title(), block.text()),
+            "[WARNING] web-01: dns_upstream_block\n\
+             web-01 has a condition of resolver 10.88.0.13:53 of canary site since \
+             2026-12-07T09:00:00Z.\n\
+             Cause: dns_upstream_block: a reachable resolver refuses or ignores our queries while \
+             others answer.\n\
+             Why: 10.88.0.13 refuses our queries for canary.lab (A refused, AAAA refused), yet it \
+             is reachable (ping reply in 0.1 ms, TCP port 53 reply in 0.1 ms); 10.88.0.11 answers \
+             10.88.0.2\n\
+             Server: https://causeway.example.net/servers/web-01"
+        );
+        let cleared = Message {
+            event: Event::Cleared,
+            ended_at_ms: Some(T0 + 3_600_000),
+            ..block.clone()
+        };
+        assert_eq!(
+            format!(
+                "{}\n{}",
+                cleared.title(),
+                cleared.text().lines().next().unwrap()
+            ),
+            "[CLEARED] web-01: dns_upstream_block\n\
+             web-01: the condition of resolver 10.88.0.13:53 of canary site ended at \
+             2026-12-07T10:00:00Z after 1h."
+        );
+        let am = cleared.alertmanager_body();
+        assert_eq!(am[0]["labels"]["alertname"], "CausewayCondition");
+        assert_eq!(am[0]["labels"]["severity"], "warning");
+        assert_eq!(am[0]["endsAt"], "2026-12-07T10:00:00Z");
+    }
 }
