@@ -106,6 +106,8 @@ pub struct ReadTokenInfo {
     pub name: String,
     pub created_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
+    /// 1 when it may also write (silences).
+    pub can_write: i64,
 }
 
 /// Whether reads need a credential.
@@ -364,11 +366,13 @@ pub async fn end_session(pool: &AnyPool, secret: &str) -> Result<(), sqlx::Error
     Ok(())
 }
 
-/// Makes a read token named `name` (what it is for: "prometheus", "alice's probectl").
+/// Makes a read token named `name` (what it is for: "prometheus", "alice's probectl"); with
+/// `write`, it may also make and remove silences.
 pub async fn add_read_token(
     pool: &AnyPool,
     name: &str,
     now_ms: i64,
+    write: bool,
 ) -> Result<String, AccessError> {
     if !check_name(name) {
         return Err(AccessError::InvalidTokenName {
@@ -379,18 +383,22 @@ pub async fn add_read_token(
         "{READ_TOKEN_PREFIX}{}",
         &tokens::generate()?[tokens::TOKEN_PREFIX.len()..]
     );
-    sqlx::query("INSERT INTO read_tokens (name, sha256, created_at_ms) VALUES ($1, $2, $3)")
-        .bind(name)
-        .bind(hash(&token))
-        .bind(now_ms)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "INSERT INTO read_tokens (name, sha256, created_at_ms, can_write) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(name)
+    .bind(hash(&token))
+    .bind(now_ms)
+    .bind(i64::from(write))
+    .execute(pool)
+    .await?;
     Ok(token)
 }
 
 pub async fn list_read_tokens(pool: &AnyPool) -> Result<Vec<ReadTokenInfo>, AccessError> {
     Ok(sqlx::query_as(
-        "SELECT name, created_at_ms, revoked_at_ms FROM read_tokens ORDER BY name, created_at_ms",
+        "SELECT name, created_at_ms, revoked_at_ms, can_write FROM read_tokens
+         ORDER BY name, created_at_ms",
     )
     .fetch_all(pool)
     .await?)
@@ -416,6 +424,24 @@ pub async fn revoke_read_token(
         });
     }
     Ok(revoked)
+}
+
+/// The name of the valid read token `token` and whether it may write; `None` for an unknown
+/// or revoked one.
+pub async fn read_token_rights(
+    pool: &AnyPool,
+    token: &str,
+) -> Result<Option<(String, bool)>, sqlx::Error> {
+    if !token.starts_with(READ_TOKEN_PREFIX) {
+        return Ok(None);
+    }
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT name, can_write FROM read_tokens WHERE sha256 = $1 AND revoked_at_ms IS NULL",
+    )
+    .bind(hash(token))
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(name, w)| (name, w != 0)))
 }
 
 /// Whether `token` is a valid read token.

@@ -34,8 +34,11 @@ pub enum ReadTokenCommand {
     Add {
         /// What it is for, e.g. prometheus: 1 to 64 of letters, digits, '.', '-', '_', '@'.
         name: String,
+        /// It may also write: make and remove silences (`probectl silence`).
+        #[arg(long)]
+        write: bool,
     },
-    /// List read tokens: name, created, revoked.
+    /// List read tokens: name, created, revoked, rights.
     List,
     /// Revoke the read tokens with this name.
     Revoke { name: String },
@@ -103,8 +106,8 @@ pub async fn read_token(
 ) -> Result<(), AccessError> {
     let now_ms = system_now_ms();
     match cmd {
-        ReadTokenCommand::Add { name } => {
-            let token = access::add_read_token(&db.write, &name, now_ms).await?;
+        ReadTokenCommand::Add { name, write } => {
+            let token = access::add_read_token(&db.write, &name, now_ms, write).await?;
             writeln!(out, "{token}")?;
             writeln!(
                 err,
@@ -116,12 +119,21 @@ pub async fn read_token(
             if list.is_empty() {
                 writeln!(err, "no read tokens; make one with `read-token add NAME`")?;
             }
-            writeln!(out, "{:<24}  {:<20}  REVOKED", "NAME", "CREATED")?;
+            writeln!(
+                out,
+                "{:<24}  {:<20}  {:<20}  RIGHTS",
+                "NAME", "CREATED", "REVOKED"
+            )?;
             for t in list {
                 let revoked = t.revoked_at_ms.map_or("-".to_owned(), rfc3339);
+                let rights = if t.can_write != 0 {
+                    "read, write"
+                } else {
+                    "read"
+                };
                 writeln!(
                     out,
-                    "{:<24}  {:<20}  {revoked}",
+                    "{:<24}  {:<20}  {revoked:<20}  {rights}",
                     t.name,
                     rfc3339(t.created_at_ms)
                 )?;

@@ -10,6 +10,7 @@ mod pages;
 mod prometheus;
 mod reports;
 mod share_links;
+mod silences;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +67,7 @@ pub fn app(state: AppState) -> Router {
         .merge(json_api::router())
         .merge(pages::router())
         .merge(prometheus::router())
+        .merge(silences::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             guard::require_reader,

@@ -152,14 +152,48 @@ impl Client {
         self.get(&path).await
     }
 
+    /// `GET /api/v1/silences`.
+    pub async fn silences(&self) -> Result<serde_json::Value, ClientError> {
+        self.get("/api/v1/silences").await
+    }
+
+    /// `POST /api/v1/silences` (needs a token with write rights).
+    pub async fn add_silence(
+        &self,
+        silence: &crate::silences::NewSilence,
+    ) -> Result<serde_json::Value, ClientError> {
+        let body = serde_json::to_value(silence).unwrap_or_default();
+        self.send(reqwest::Method::POST, "/api/v1/silences", Some(body))
+            .await
+    }
+
+    /// `DELETE /api/v1/silences/{id}` (needs a token with write rights).
+    pub async fn remove_silence(&self, id: i64) -> Result<serde_json::Value, ClientError> {
+        let path = format!("/api/v1/silences/{id}");
+        self.send(reqwest::Method::DELETE, &path, None).await
+    }
+
     /// GETs `path` and reads the JSON answer; maps the API's error answers to errors.
     pub async fn get(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    /// Sends a request (with `body` as JSON) and reads the JSON answer.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
         let url = format!("{}{path}", self.base);
         let unreachable = |e: reqwest::Error| ClientError::Unreachable {
             url: self.base.clone(),
             detail: chain(&e),
         };
-        let mut request = self.http.get(&url);
+        let mut request = self.http.request(method, &url);
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }

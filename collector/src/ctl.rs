@@ -108,6 +108,9 @@ pub enum CtlCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Maintenance windows: servers that raise no alert for a while.
+    #[command(subcommand)]
+    Silence(SilenceCommand),
     /// A server's host as its probe reads it: the latest memory and pressure readings, boot
     /// id and uptime, and the host conditions (OOM kills, kernel memory leak, overload,
     /// reboot) over a window.
@@ -120,6 +123,30 @@ pub enum CtlCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SilenceCommand {
+    /// Silence a server (or a glob: `web-*`) from now on; needs a read token made with
+    /// `read-token add NAME --write`.
+    Add {
+        /// A server name or glob.
+        servers: String,
+        /// How long: a whole number and s, m, h or d (30m, 2h, 1d), at most 7d.
+        #[arg(long = "for", value_parser = duration::parse)]
+        duration: Duration,
+        /// What the work is, for whoever wonders why the server did not page.
+        #[arg(long)]
+        reason: String,
+    },
+    /// The silences in force and those that ended in the last day.
+    List {
+        /// Print the API's JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a silence now (its id, from `list`).
+    Remove { id: i64 },
 }
 
 /// The window a command looks at, ending now.
@@ -212,6 +239,7 @@ pub async fn run(ctl: &Ctl, now_ms: i64) -> Result<String, CtlError> {
             }
             Ok(render_alerts(&shape::<NotificationList>(value)?))
         }
+        CtlCommand::Silence(cmd) => silence(&client, cmd).await,
         CtlCommand::Host {
             server,
             window,
@@ -236,6 +264,41 @@ fn pretty(value: &serde_json::Value) -> String {
     let mut text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
     text.push('\n');
     text
+}
+
+async fn silence(client: &Client, cmd: &SilenceCommand) -> Result<String, CtlError> {
+    match cmd {
+        SilenceCommand::Add {
+            servers,
+            duration,
+            reason,
+        } => {
+            let new = crate::silences::NewSilence {
+                servers: servers.clone(),
+                duration_s: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+                reason: reason.clone(),
+            };
+            let made: crate::silences::Silence = shape(client.add_silence(&new).await?)?;
+            Ok(format!(
+                "silence {}: {} until {} ({})\n",
+                made.id,
+                made.servers,
+                crate::timefmt::rfc3339(made.ends_at_ms),
+                made.reason
+            ))
+        }
+        SilenceCommand::List { json } => {
+            let value = client.silences().await?;
+            if *json {
+                return Ok(pretty(&value));
+            }
+            Ok(crate::why::render_silences(&shape(value)?))
+        }
+        SilenceCommand::Remove { id } => {
+            client.remove_silence(*id).await?;
+            Ok(format!("silence {id} removed\n"))
+        }
+    }
 }
 
 #[cfg(test)]

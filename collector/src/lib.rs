@@ -27,6 +27,7 @@ pub mod names;
 pub mod read;
 pub mod serve;
 pub mod share;
+pub mod silences;
 pub mod table;
 pub mod timefmt;
 pub mod tls;

@@ -17,7 +17,7 @@ use sqlx::Connection;
 use crate::db::{self, DbError, Location};
 
 /// Every table, parents before children (the foreign keys' order).
-pub const TABLES: [&str; 23] = [
+pub const TABLES: [&str; 24] = [
     "servers",
     "tokens",
     "share_links",
@@ -41,6 +41,7 @@ pub const TABLES: [&str; 23] = [
     "result_counts",
     "alert_state",
     "notifications",
+    "silences",
 ];
 
 /// Bytes of `COPY` text sent at a time.

@@ -16,7 +16,7 @@ use std::fmt::Write;
 
 use causeway_schema::{ListenerEvidence, PacketTrace};
 
-pub use alerts::render_alerts;
+pub use alerts::{render_alerts, render_silences};
 pub use host::render_host;
 pub use resolvers::render_resolvers;
 

@@ -25,7 +25,7 @@ async fn protected() -> (Harness, String) {
     access::add_user(&h.db.write, "alice", PASSWORD, Role::Viewer, NOW)
         .await
         .unwrap();
-    let read = access::add_read_token(&h.db.write, "prometheus", NOW)
+    let read = access::add_read_token(&h.db.write, "prometheus", NOW, false)
         .await
         .unwrap();
     let probe = h.token("web-01").await;
@@ -280,7 +280,7 @@ async fn loopback_is_open_until_the_first_credential() {
         get(&h, "/api/v1/servers", None).await.status,
         StatusCode::OK
     );
-    access::add_read_token(&h.db.write, "ctl", NOW)
+    access::add_read_token(&h.db.write, "ctl", NOW, false)
         .await
         .unwrap();
     // A new collector (the answer is remembered for a few seconds in a running one).

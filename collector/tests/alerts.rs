@@ -444,3 +444,92 @@ async fn conditions_warn_and_clear_only_through_rules_that_ask_for_them() {
     let cleared = &receiver.bodies()[2];
     assert_eq!(cleared["ended_at_ms"], cycle(2));
 }
+
+/// A maintenance window: made over the API with a token that may write (a read-only token
+/// and no token are refused, saying how), it keeps the server quiet while it lasts; its end
+/// lets the failure through.
+#[tokio::test]
+async fn a_silence_keeps_a_server_quiet_and_needs_write_rights() {
+    use causeway_collector::access;
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    let reader = access::add_read_token(&h.db.write, "grafana", NOW, false)
+        .await
+        .unwrap();
+    let writer = access::add_read_token(&h.db.write, "ops", NOW, true)
+        .await
+        .unwrap();
+    let receiver = Receiver::default();
+    let a = alerter(&h, config(&receiver.start().await, "stale_after = 0\n")).await;
+    let running = Running::start(&h).await;
+    let add = [
+        "silence",
+        "add",
+        "web-*",
+        "--for",
+        "2h",
+        "--reason",
+        "kernel upgrade",
+    ];
+
+    let denied = running.run(&add).await.unwrap_err().to_string();
+    assert!(
+        denied.contains("answered 401") && denied.contains("read-token add NAME --write"),
+        "{denied}"
+    );
+    let mut as_reader = vec!["--token", reader.as_str()];
+    as_reader.extend_from_slice(&add);
+    let denied = running.run(&as_reader).await.unwrap_err().to_string();
+    assert!(
+        denied.contains("answered 403") && denied.contains("\"grafana\" may only read"),
+        "{denied}"
+    );
+    let mut as_writer = vec!["--token", writer.as_str()];
+    as_writer.extend_from_slice(&add);
+    let made = running.run(&as_writer).await.unwrap();
+    assert_eq!(
+        made,
+        "silence 1: web-* until 2026-11-23T14:04:30Z (kernel upgrade)\n"
+    );
+    let listed = running.run(&["silence", "list"]).await.unwrap();
+    assert!(
+        listed.contains("\n 1  web-*    until 14:04:30  ops  12:04:30  kernel upgrade\n"),
+        "{listed}"
+    );
+
+    for n in 1..=3 {
+        at(&h, &token, cycle(n), refused(cycle(n))).await;
+    }
+    assert_eq!(pass(&a, NOW + 60_000).await, (0, 0), "silenced");
+    assert_eq!(pass(&a, NOW + 7_199_000).await, (0, 0), "still silenced");
+    assert_eq!(
+        pass(&a, NOW + 7_200_000).await,
+        (1, 1),
+        "the window is over"
+    );
+    assert_eq!(receiver.events(), ["down"]);
+
+    // Removed before its end, a silence stops at once.
+    let mut again = vec!["--token", writer.as_str()];
+    again.extend_from_slice(&[
+        "silence",
+        "add",
+        "db-01",
+        "--for",
+        "1h",
+        "--reason",
+        "disk swap",
+    ]);
+    running.run(&again).await.unwrap();
+    let mut remove = vec!["--token", writer.as_str()];
+    remove.extend_from_slice(&["silence", "remove", "2"]);
+    assert_eq!(running.run(&remove).await.unwrap(), "silence 2 removed\n");
+    let listed = running.run(&["silence", "list"]).await.unwrap();
+    assert!(listed.contains("\n 2  db-01    removed 0s ago"), "{listed}");
+    let gone = running.run(&remove).await.unwrap_err().to_string();
+    assert!(
+        gone.contains("answered 404") && gone.contains("no silence \"2\" in force"),
+        "{gone}"
+    );
+    running.stop().await;
+}

@@ -153,11 +153,17 @@ impl Alerter {
         let config = self.config();
         let read = &self.db.read;
         let open = open_incidents(read).await?;
+        // Servers in a maintenance window raise nothing (what they raised before still ends).
+        let silences = crate::silences::in_force(read, now_ms).await?;
+        let quiet = |server: &str| silences.iter().any(|s| s.covers(server, now_ms));
         let mut written = 0;
         // Incidents that reached a rule and ended between two passes (a collector stopped
         // for a while, a pass that failed): raised now, so the pass below ends them.
         let since = now_ms - CATCH_UP.as_millis() as i64;
         for i in recently_ended_unraised(read, since).await? {
+            if quiet(&i.server) {
+                continue;
+            }
             if let Some(rule) = due_rule(&config, &i, now_ms) {
                 let m = incident_message(&config, &i, Event::Down, now_ms, "");
                 let key = format!("incident:{}", i.id);
@@ -171,6 +177,9 @@ impl Alerter {
         for r in raised.iter().filter(|r| r.key.starts_with("incident:")) {
             let id: i64 = r.key["incident:".len()..].parse().unwrap_or(-1);
             if let Some(i) = open.iter().find(|i| i.id == id) {
+                if quiet(&i.server) {
+                    continue;
+                }
                 let rule = config.rules.iter().find(|x| x.name == r.rule);
                 let Some(every) = rule.and_then(|x| x.repeat) else {
                     continue;
@@ -190,6 +199,8 @@ impl Alerter {
                 .iter()
                 .find(|i| i.server_id == r.server_id && i.started_at_ms == ended.ended_at_ms);
             written += match successor {
+                // Told when the maintenance window ends, if the server is still down then.
+                Some(next) if quiet(&next.server) => 0,
                 Some(next) => {
                     superseded.push(next.id);
                     let mut m = incident_message(&config, next, Event::CauseChanged, now_ms, "");
@@ -208,7 +219,7 @@ impl Alerter {
         // Open incidents nothing was raised for yet.
         for i in open.iter().filter(|i| !superseded.contains(&i.id)) {
             let key = format!("incident:{}", i.id);
-            if raised.iter().any(|r| r.key == key) {
+            if raised.iter().any(|r| r.key == key) || quiet(&i.server) {
                 continue;
             }
             if let Some(rule) = due_rule(&config, i, now_ms) {
@@ -217,8 +228,8 @@ impl Alerter {
             }
         }
 
-        written += self.stale(&config, &raised, now_ms).await?;
-        written += self.conditions(&config, &raised, now_ms).await?;
+        written += self.stale(&config, &raised, &quiet, now_ms).await?;
+        written += self.conditions(&config, &raised, &quiet, now_ms).await?;
         Ok(written)
     }
 
@@ -227,6 +238,7 @@ impl Alerter {
         &self,
         config: &CollectorConfig,
         raised: &[Raised],
+        quiet: &(dyn Fn(&str) -> bool + Sync),
         now_ms: i64,
     ) -> Result<usize, AlertError> {
         let rows = sqlx::query(
@@ -252,6 +264,9 @@ impl Alerter {
                         format!("a report arrived at {}", crate::timefmt::rfc3339(last));
                     written += self.end(r, &m, now_ms).await?;
                 }
+                continue;
+            }
+            if quiet(&name) {
                 continue;
             }
             let Some((rule, n)) = config
@@ -280,13 +295,14 @@ impl Alerter {
         &self,
         config: &CollectorConfig,
         raised: &[Raised],
+        quiet: &(dyn Fn(&str) -> bool + Sync),
         now_ms: i64,
     ) -> Result<usize, AlertError> {
         let read = &self.db.read;
         let open = open_conditions(read).await?;
         let mut written = 0;
         for c in &open {
-            if raised.iter().any(|r| r.key == c.key) {
+            if raised.iter().any(|r| r.key == c.key) || quiet(&c.server) {
                 continue;
             }
             let Some(rule) = config

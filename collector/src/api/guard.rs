@@ -44,6 +44,30 @@ async fn allowed(app: &AppState, headers: &HeaderMap) -> Result<bool, sqlx::Erro
     Ok(false)
 }
 
+/// Who may write (make and remove silences): only a read token made with `--write`, sent as a
+/// bearer token, whatever the access mode, since an open collector lets anyone read but
+/// nobody silence its alerts. Cookies are not taken for writes, so a page on another site
+/// cannot make a signed-in browser write. Returns the token's name.
+pub(super) async fn writer(app: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let how = "send `Authorization: Bearer cwr_...` with a token made with \
+               `causeway-collector read-token add NAME --write` (probectl: --token or \
+               CAUSEWAY_TOKEN)";
+    let Some(token) = bearer(headers) else {
+        return Err(ApiError::Unauthorized(format!(
+            "writing needs a read token with write rights: {how}"
+        )));
+    };
+    match access::read_token_rights(&app.db.read, token).await? {
+        Some((name, true)) => Ok(name),
+        Some((name, false)) => Err(ApiError::Forbidden(format!(
+            "read token {name:?} may only read; writing needs write rights: {how}"
+        ))),
+        None => Err(ApiError::Unauthorized(format!(
+            "unknown or revoked token; {how}"
+        ))),
+    }
+}
+
 fn refused(req: &Request) -> Response {
     let path = req.uri().path();
     let program = path.starts_with("/api/") || path == "/metrics";

@@ -44,6 +44,39 @@ pub fn render_alerts(list: &NotificationList) -> String {
     )
 }
 
+/// `probectl silence list`: one line per silence, in force first.
+pub fn render_silences(list: &crate::silences::SilenceList) -> String {
+    if list.silences.is_empty() {
+        return "no silences in force or ended in the last day\n".to_owned();
+    }
+    let rows: Vec<[String; 6]> = list
+        .silences
+        .iter()
+        .map(|s| {
+            let state = match s.removed_at_ms {
+                Some(at) => format!("removed {}", ago(at, list.now_ms)),
+                None if s.ends_at_ms > list.now_ms => {
+                    format!("until {}", short_time(s.ends_at_ms, list.now_ms))
+                }
+                None => format!("ended {}", ago(s.ends_at_ms, list.now_ms)),
+            };
+            [
+                s.id.to_string(),
+                clean(&s.servers),
+                state,
+                clean(&s.created_by),
+                short_time(s.created_at_ms, list.now_ms),
+                clean(&s.reason),
+            ]
+        })
+        .collect();
+    table::render(
+        ["ID", "SERVERS", "STATE", "BY", "MADE", "REASON"],
+        &rows,
+        &[0],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
