@@ -433,6 +433,21 @@ pub fn add_token(db: &Path, server: &str) -> Result<String> {
     Ok(token)
 }
 
+/// `causeway-collector read-token add <name> [--write]`: the token (`cwr_...`).
+pub fn add_read_token(db: &Path, name: &str, write: bool) -> Result<String> {
+    let mut cmd = std::process::Command::new(bin("causeway-collector")?);
+    cmd.arg("--db").arg(db).args(["read-token", "add", name]);
+    if write {
+        cmd.arg("--write");
+    }
+    let out = run(&mut cmd)?;
+    let token = out.trim().to_owned();
+    if !token.starts_with("cwr_") {
+        bail!("read-token add printed {out:?}, not a token");
+    }
+    Ok(token)
+}
+
 /// `causeway-collector share add <server>`: the link's path (`/s/cws_...`).
 pub fn add_share_link(db: &Path, server: &str) -> Result<String> {
     let out = run(std::process::Command::new(bin("causeway-collector")?)

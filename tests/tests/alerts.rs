@@ -2,7 +2,8 @@
 //! real receivers: a webhook receiver that checks the HMAC, and Prometheus' Alertmanager.
 //! nginx stopped -> DOWN on both; the receiver down and the collector killed with SIGKILL
 //! before the delivery -> the message once after the restart; nginx started -> RECOVERED with
-//! the outage's length; the probe killed -> STALE.
+//! the outage's length; a maintenance window -> nothing until it is removed; the probe killed
+//! -> STALE.
 
 use std::time::Duration;
 
@@ -174,6 +175,31 @@ fn down_recovered_and_stale_reach_a_webhook_and_alertmanager_once_each() -> Resu
         Ok((!alerts.iter().any(|a| a["labels"]["server"] == SERVER)).then_some(()))
     })?;
 
+    // A maintenance window: nginx stopped again raises nothing until the window is removed.
+    let ops = services::add_read_token(&db, "ops", true)?;
+    let made = services::probectl(
+        &collector,
+        &[
+            "--token", &ops, "silence", "add", "web-*", "--for", "1h", "--reason", "upgrade",
+        ],
+    )?;
+    ensure!(made.starts_with("silence 1: web-* until "), "{made}");
+    let mut nginx = lab.take("nginx").context("no nginx")?;
+    nginx.stop().context("nginx did not exit")?;
+    let stopped = now_ms();
+    services::wait_results(&collector, SERVER, stopped, 3, PATIENCE, |r| {
+        r["ok"] == false
+    })?;
+    ensure!(
+        received(&receiver, "down")?.len() == 1,
+        "a silenced server paged"
+    );
+    services::probectl(&collector, &["--token", &ops, "silence", "remove", "1"])?;
+    wait_event(&receiver, "down", 2)?;
+    let nginx = services::start_nginx(&mut lab, &web, "nginx")?;
+    lab.adopt(nginx);
+    wait_event(&receiver, "recovered", 2)?;
+
     // The probe dies: STALE after 3 intervals without a report.
     let mut probe = lab.take("probe").context("no probe")?;
     probe.signal("KILL")?;
@@ -190,7 +216,10 @@ fn down_recovered_and_stale_reach_a_webhook_and_alertmanager_once_each() -> Resu
         .chain(&received(&receiver, "stale")?)
         .map(|r| r["body"]["event"].as_str().unwrap_or_default().to_owned())
         .collect();
-    ensure!(events == ["down", "recovered", "stale"], "{events:?}");
+    ensure!(
+        events == ["down", "down", "recovered", "recovered", "stale"],
+        "{events:?}"
+    );
     let shown = services::probectl(&collector, &["alerts"])?;
     println!("probectl alerts:\n{shown}");
     let delivered = shown.lines().filter(|l| l.contains(" delivered ")).count();
