@@ -279,6 +279,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
         .as_deref()
         .map(|path| CollectorConfig::load(path).map(|c| (path.to_owned(), alerts::shared(c))))
         .transpose()?;
+    if let Some((_, shared)) = &config {
+        let gap = shared.read().map(|c| c.merge_gap).unwrap_or_default();
+        crate::ingest::set_merge_gap(gap);
+    }
     let db = Db::open_at(&cli.db).await?;
     let ready = async {
         let tls = match (&serve_args.tls_cert, &serve_args.tls_key) {

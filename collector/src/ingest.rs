@@ -8,7 +8,9 @@
 //! - a report without a failed check closes the open incident (ended at the report's start);
 //! - a report with failed checks has a primary cause, the most frequent cause among them (ties:
 //!   the first in the report). An open incident with that cause is extended; an open incident
-//!   with another cause is closed at the report's start and a new one opened.
+//!   with another cause is closed at the report's start and a new one opened. With none open,
+//!   the latest ended incident is reopened when it has that cause and ended within the merge
+//!   gap (an intermittent fault is one incident with several bursts).
 //!
 //! Reports arrive in order from a probe's spool, so grouping follows the order of arrival. A
 //! report that started before the newest report already processed for its server (a replay of
@@ -35,7 +37,7 @@ pub mod sql;
 mod values;
 mod writer;
 
-pub use grouping::primary_cause;
+pub use grouping::{MERGE_GAP_MS, merge_gap_ms, primary_cause, set_merge_gap};
 pub use prune::{Pruned, Retention};
 pub use writer::{Writer, WriterError};
 
@@ -43,7 +45,7 @@ use std::sync::Arc;
 
 use causeway_schema::{CheckResult, Report};
 
-use grouping::{IncidentStep, Open, next_incident};
+use grouping::{Closed, IncidentStep, Open, next_incident, reopens};
 use server::Servers;
 use sql::{Conn, SqlError, values};
 use values::{clamp_i64, encode, micros};
@@ -173,7 +175,7 @@ fn store(
             ],
         )?;
         state.last_at_ms = Some(at_ms);
-        update_incidents(conn, &mut state.incident, server_id, report, &result_ids)?;
+        update_incidents(conn, state, server_id, report, &result_ids)?;
         resolvers::update_conditions(conn, state, report.started_at_ms, &observed)?;
         host::update_conditions(conn, state, server_id, report.started_at_ms, &host)?;
     } else {
@@ -273,20 +275,50 @@ fn insert_result(
     Ok(id)
 }
 
-/// Carries out the incident rule ([`next_incident`]) for an in-order report; `open` is the
-/// server's open incident before and after.
+/// Carries out the incident rule ([`next_incident`], and [`reopens`] within the merge gap)
+/// for an in-order report, keeping the server's open and latest ended incidents in `state`.
 fn update_incidents(
     conn: &mut dyn Conn,
-    open: &mut Option<Open>,
+    state: &mut server::ServerState,
     server_id: i64,
     report: &Report,
     result_ids: &[i64],
 ) -> Result<(), IngestError> {
-    match next_incident(open.as_ref(), &report.results) {
+    let open = &mut state.incident;
+    let step = next_incident(open.as_ref(), &report.results);
+    if let Some(id) = reopens(state.closed.as_ref(), &step, report.started_at_ms) {
+        let IncidentStep::Open { failures, .. } = step else {
+            unreachable!("only an opening step reopens")
+        };
+        let last = failures.checks[failures.checks.len() - 1];
+        conn.execute(
+            "UPDATE incidents SET ended_at_ms = NULL, bursts = bursts + 1,
+                    failed_checks = failed_checks + $2,
+                    last_failure_at_ms = greatest(last_failure_at_ms, $3), last_result_id = $4
+             WHERE id = $1",
+            values![
+                id,
+                failures.checks.len() as i64,
+                failures.last_failure_at_ms,
+                result_ids[last],
+            ],
+        )?;
+        *open = Some(Open {
+            id,
+            cause: failures.cause.id().to_owned(),
+        });
+        state.closed = None;
+        return Ok(());
+    }
+    match step {
         IncidentStep::Nothing => {}
         IncidentStep::Close { id } => {
             conditions::close(conn, CLOSE_INCIDENT, id, report.started_at_ms)?;
-            *open = None;
+            state.closed = open.take().map(|o| Closed {
+                id,
+                cause: o.cause,
+                ended_at_ms: report.started_at_ms,
+            });
         }
         IncidentStep::Extend { id, failures } => {
             let last = failures.checks[failures.checks.len() - 1];
@@ -305,6 +337,8 @@ fn update_incidents(
         IncidentStep::Open { close, failures } => {
             if let Some(id) = close {
                 conditions::close(conn, CLOSE_INCIDENT, id, report.started_at_ms)?;
+                // Replaced by another cause: not one to reopen.
+                state.closed = None;
             }
             let (first, last) = (
                 failures.checks[0],

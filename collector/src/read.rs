@@ -367,11 +367,12 @@ struct IncidentRow {
     first_result_id: i64,
     last_result_id: i64,
     explanation: String,
+    bursts: i64,
 }
 
 const INCIDENT_COLUMNS: &str =
     "id, server_id, cause, started_at_ms, last_failure_at_ms, ended_at_ms,
-    failed_checks, first_result_id, last_result_id, explanation";
+    failed_checks, first_result_id, last_result_id, explanation, bursts";
 
 async fn incident_view(pool: &AnyPool, row: IncidentRow) -> Result<IncidentView, ReadError> {
     let mut samples = Vec::with_capacity(2);
@@ -396,6 +397,7 @@ fn incident_summary(row: IncidentRow) -> IncidentView {
         ended_at_ms: row.ended_at_ms,
         open: row.ended_at_ms.is_none(),
         failed_checks: u64::try_from(row.failed_checks).unwrap_or(0),
+        bursts: u64::try_from(row.bursts).unwrap_or(1),
         explanation: row.explanation,
         samples: Vec::new(),
     }

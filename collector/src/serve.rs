@@ -478,6 +478,7 @@ pub fn reload_config(path: &std::path::Path, shared: &SharedConfig) {
     match CollectorConfig::load(path) {
         Ok(config) => {
             let summary = config.summary();
+            crate::ingest::set_merge_gap(config.merge_gap);
             *shared.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
             tracing::info!("SIGHUP: {} loaded again: {summary}", path.display());
         }

@@ -110,6 +110,10 @@ pub struct IncidentView {
     pub ended_at_ms: Option<i64>,
     pub open: bool,
     pub failed_checks: u64,
+    /// How often it began: more than one for an intermittent fault, whose failures came back
+    /// within the merge gap (10 minutes) after it had ended. 1 from older collectors.
+    #[serde(default = "one")]
+    pub bursts: u64,
     /// The explanation of the first failure.
     pub explanation: String,
     /// The first and the last failed check (one when they are the same).
@@ -385,4 +389,8 @@ pub struct NotificationView {
     pub last_error: Option<String>,
     /// `[DOWN] web-01: connection_refused`.
     pub title: String,
+}
+
+fn one() -> u64 {
+    1
 }

@@ -167,9 +167,16 @@ fn render_condition<E>(
 fn render_incident(out: &mut String, i: &IncidentView, now_ms: i64) {
     heading(out, i.open, &i.cause, &i.summary);
     let plural = if i.failed_checks == 1 { "" } else { "s" };
+    let bursts = match i.bursts {
+        0 | 1 => String::new(),
+        n => format!(", intermittent: {n} bursts, each back within 10 minutes of the last"),
+    };
     let lines = [
         ("when:", span(i.started_at_ms, i.ended_at_ms, now_ms)),
-        ("failed:", format!("{} check{plural}", i.failed_checks)),
+        (
+            "failed:",
+            format!("{} check{plural}{bursts}", i.failed_checks),
+        ),
         ("why:", clean(&i.explanation)),
     ];
     for (label, line) in lines {

@@ -14,6 +14,7 @@ use axum::routing::post;
 use causeway_collector::alerts::config::CollectorConfig;
 use causeway_collector::alerts::send::{SIGNATURE_HEADER, signature};
 use causeway_collector::alerts::{self, Alerter};
+use causeway_collector::ingest::MERGE_GAP_MS;
 use common::*;
 use serde_json::Value;
 
@@ -99,7 +100,7 @@ async fn an_incident_pages_after_two_failed_checks_once_signed_and_recovers_once
     let h = Harness::new().await;
     let token = h.token("web-01").await;
     let receiver = Receiver::default();
-    let a = alerter(&h, config(&receiver.start().await, "")).await;
+    let a = alerter(&h, config(&receiver.start().await, "stale_after = 0\n")).await;
     let t = |n| cycle(n);
 
     at(&h, &token, t(0), ok_check(t(0))).await;
@@ -142,8 +143,18 @@ async fn an_incident_pages_after_two_failed_checks_once_signed_and_recovers_once
     );
 
     at(&h, &token, t(4), ok_check(t(4))).await;
-    assert_eq!(pass(&a, t(4) + 1000).await, (1, 1));
-    assert_eq!(pass(&a, t(4) + 2000).await, (0, 0), "recovered once");
+    // Recovered once the merge gap has passed without its cause (10 minutes).
+    assert_eq!(
+        pass(&a, t(4) + 1000).await,
+        (0, 0),
+        "not before the merge gap"
+    );
+    assert_eq!(pass(&a, t(4) + MERGE_GAP_MS).await, (1, 1));
+    assert_eq!(
+        pass(&a, t(4) + MERGE_GAP_MS + 1000).await,
+        (0, 0),
+        "recovered once"
+    );
     let recovered = &receiver.bodies()[1];
     assert_eq!(recovered["event"], "recovered");
     assert_eq!(recovered["ended_at_ms"], t(4));
@@ -182,7 +193,7 @@ async fn a_changed_cause_is_one_message_and_no_recovery() {
     let h = Harness::new().await;
     let token = h.token("web-01").await;
     let receiver = Receiver::default();
-    let a = alerter(&h, config(&receiver.start().await, "")).await;
+    let a = alerter(&h, config(&receiver.start().await, "stale_after = 0\n")).await;
     for n in 1..=2 {
         at(&h, &token, cycle(n), refused(cycle(n))).await;
     }
@@ -195,7 +206,7 @@ async fn a_changed_cause_is_one_message_and_no_recovery() {
     assert_eq!(changed["previous_cause"], "connection_refused");
     assert_eq!(changed["cause"], "http_error");
     at(&h, &token, cycle(4), ok_check(cycle(4))).await;
-    pass(&a, cycle(4) + 1000).await;
+    pass(&a, cycle(4) + MERGE_GAP_MS).await;
     assert_eq!(receiver.events(), ["down", "cause_changed", "recovered"]);
     assert_eq!(receiver.bodies()[2]["cause"], "http_error");
 }
@@ -317,15 +328,17 @@ async fn ended_alerts_and_sent_notifications_are_pruned_with_the_evidence() {
         at(&h, &token, cycle(n), refused(cycle(n))).await;
     }
     at(&h, &token, cycle(3), ok_check(cycle(3))).await;
-    // No pass saw it open (a collector stopped meanwhile): the next one raises and ends it.
-    pass(&a, cycle(3) + 1000).await;
+    // No pass saw it open (a collector stopped meanwhile): the first after the merge gap
+    // raises and ends it.
+    pass(&a, cycle(3) + MERGE_GAP_MS).await;
     assert_eq!(receiver.events(), ["down", "recovered"]);
-    // A second outage whose message cannot be delivered yet.
+    // A second outage, past the merge gap, whose message cannot be delivered yet.
     *receiver.status.lock().unwrap() = 503;
-    for n in 4..=5 {
-        at(&h, &token, cycle(n), refused(cycle(n))).await;
+    let later = cycle(3) + MERGE_GAP_MS + 60_000;
+    for at_ms in [later, later + 30_000] {
+        at(&h, &token, at_ms, refused(at_ms)).await;
     }
-    pass(&a, cycle(5) + 1000).await;
+    pass(&a, later + 31_000).await;
     assert_eq!(
         (h.count("alert_state").await, h.count("notifications").await),
         (2, 3)
@@ -532,4 +545,53 @@ async fn a_silence_keeps_a_server_quiet_and_needs_write_rights() {
         "{gone}"
     );
     running.stop().await;
+}
+
+/// An intermittent fault (failures that come back within the merge gap) is one incident with
+/// its bursts: one DOWN, one RECOVERED once it has stayed away for the gap, and `why` says so.
+#[tokio::test]
+async fn an_intermittent_fault_is_one_incident_and_one_alert() {
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    let receiver = Receiver::default();
+    let a = alerter(&h, config(&receiver.start().await, "stale_after = 0\n")).await;
+    // Refused twice, healthy, refused again 2 minutes later, then healthy for good.
+    let story = [(1, false), (2, false), (3, true), (7, false), (8, true)];
+    for (n, ok) in story {
+        let check = if ok {
+            ok_check(cycle(n))
+        } else {
+            refused(cycle(n))
+        };
+        at(&h, &token, cycle(n), check).await;
+        pass(&a, cycle(n) + 1000).await;
+    }
+    assert_eq!(h.count("incidents").await, 1, "one incident");
+    assert_eq!(receiver.events(), ["down"]);
+    assert_eq!(pass(&a, cycle(8) + MERGE_GAP_MS).await, (1, 1));
+    assert_eq!(receiver.events(), ["down", "recovered"]);
+    let recovered = &receiver.bodies()[1];
+    assert_eq!(recovered["failed_checks"], 3);
+    assert_eq!(recovered["ended_at_ms"], cycle(8));
+
+    let running = Running::start(&h).await;
+    let why = running
+        .run(&["why", "web-01", "--since", "1h"])
+        .await
+        .unwrap();
+    running.stop().await;
+    assert!(
+        why.contains("failed:   3 checks, intermittent: 2 bursts, each back within 10 minutes"),
+        "{why}"
+    );
+    let (_, page) = h.get("/servers/web-01").await;
+    let page = page.as_str().unwrap();
+    assert!(
+        page.contains("<b>intermittent</b> (2 bursts)"),
+        "the page marks it"
+    );
+    // Past the gap, the same cause is a new incident.
+    let much_later = cycle(8) + MERGE_GAP_MS + 1;
+    at(&h, &token, much_later, refused(much_later)).await;
+    assert_eq!(h.count("incidents").await, 2);
 }

@@ -5,6 +5,9 @@
 //! `after - 1` intervals later, and 1 s is left for the report, the alerter and the POST:
 //! `after x interval + 1 s`, 5 s.
 //!
+//! The config's `merge_gap` is 1 s, so each run's fault is an incident of its own (the default
+//! 10 minutes would make 20 runs one intermittent incident).
+//!
 //! Run (root; a lab of network namespaces):
 //! `cargo build --release --bins && cargo bench -p causeway-e2e --bench alert_latency`.
 
@@ -36,7 +39,8 @@ fn main() -> Result<()> {
     std::fs::write(
         &config,
         format!(
-            "[[channel]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{}/hook\"\n\
+            "merge_gap = \"1s\"\n\
+             [[channel]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{}/hook\"\n\
              [[rule]]\nname = \"all\"\nchannels = [\"ops\"]\nafter = {AFTER}\nstale_after = 0\n",
             receiver.url
         ),

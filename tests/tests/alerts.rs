@@ -50,7 +50,7 @@ fn down_recovered_and_stale_reach_a_webhook_and_alertmanager_once_each() -> Resu
     std::fs::write(
         &config,
         format!(
-            "public_url = \"http://{coll}:8750\"\n\n\
+            "public_url = \"http://{coll}:8750\"\nmerge_gap = \"2s\"\n\n\
              [[channel]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{hook}/hook\"\n\
              secret = \"{SECRET}\"\n\n\
              [[channel]]\nname = \"chat\"\nkind = \"slack\"\nurl = \"{hook}/slack\"\n\n\

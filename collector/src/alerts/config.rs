@@ -32,6 +32,9 @@ pub struct CollectorConfig {
     pub rules: Vec<Rule>,
     /// How long a notification is retried before it is marked failed.
     pub give_up: Duration,
+    /// Failures of an incident's cause that come back within this long after it ended
+    /// reopen it (an intermittent fault is one incident); its RECOVERED waits as long.
+    pub merge_gap: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +109,7 @@ impl Rule {
 struct RawConfig {
     public_url: Option<String>,
     give_up: Option<String>,
+    merge_gap: Option<String>,
     #[serde(default, rename = "channel")]
     channels: Vec<RawChannel>,
     #[serde(default, rename = "rule")]
@@ -152,6 +156,7 @@ impl CollectorConfig {
             channels: Vec::new(),
             rules: Vec::new(),
             give_up: duration::parse(DEFAULT_GIVE_UP).expect("a valid default"),
+            merge_gap: Duration::from_millis(crate::ingest::MERGE_GAP_MS as u64),
         }
     }
 
@@ -173,6 +178,18 @@ impl CollectorConfig {
             .map(|u| check_url("public_url", &u).map(|()| u.trim_end_matches('/').to_owned()))
             .transpose()?;
         let give_up = duration_key("give_up", raw.give_up.as_deref().unwrap_or(DEFAULT_GIVE_UP))?;
+        let merge_gap = match raw.merge_gap.as_deref() {
+            None => Duration::from_millis(crate::ingest::MERGE_GAP_MS as u64),
+            Some(t) => {
+                let gap = duration_key("merge_gap", t)?;
+                if gap > Duration::from_secs(86_400) {
+                    return Err(format!(
+                        "merge_gap: {t:?} is too long: at most 1d is allowed (0s: never merge)"
+                    ));
+                }
+                gap
+            }
+        };
         let mut channels: Vec<Channel> = Vec::new();
         for (i, c) in raw.channels.into_iter().enumerate() {
             let at = format!("channel[{i}]");
@@ -288,6 +305,7 @@ impl CollectorConfig {
             channels,
             rules,
             give_up,
+            merge_gap,
         })
     }
 
@@ -448,6 +466,7 @@ stale_after = 0
             (vec!["*".to_owned()], vec!["*".to_owned()])
         );
         assert_eq!(c.give_up, Duration::from_secs(86_400));
+        assert_eq!(c.merge_gap, Duration::from_secs(600));
         assert_eq!(
             c.summary(),
             "1 channel(s), 1 rule(s); no public_url: messages carry no link to the page"
@@ -472,6 +491,7 @@ stale_after = 0
             (rule("repeat = \"30s\"\n"), "rule \"r\": repeat: \"30s\" is too often: at least 1m is allowed, or \"off\""),
             (rule("for = \"soon\"\n"), "rule \"r\": for: invalid duration \"soon\""),
             ("public_url = \"causeway\"\n".to_owned(), "public_url: \"causeway\" is not a URL"),
+            ("merge_gap = \"2d\"\n".to_owned(), "merge_gap: \"2d\" is too long: at most 1d is allowed"),
         ] {
             let err = CollectorConfig::parse(&text).unwrap_err();
             assert!(err.contains(want), "{text}\n-> {err}\nwanted: {want}");

@@ -207,6 +207,9 @@ impl Alerter {
                     m.previous_cause = Some(ended.incident.cause.clone());
                     self.replace(r, next, &m, now_ms).await?
                 }
+                // Failures of its cause within the merge gap reopen it (an intermittent
+                // fault is one incident): recovered only once the gap has passed.
+                None if now_ms - ended.ended_at_ms < crate::ingest::merge_gap_ms() => 0,
                 None => {
                     let mut m =
                         incident_message(&config, &ended.incident, Event::Recovered, now_ms, "");

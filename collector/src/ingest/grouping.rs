@@ -2,6 +2,9 @@
 //! what one in-order report says, the step to take. The store carries the steps out; these
 //! functions never touch the database, so the rules are tested here on plain values.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
 use causeway_schema::{Cause, CheckResult};
 
 /// What is open for a server, or for one of its resolvers or host causes.
@@ -89,6 +92,50 @@ pub fn next_incident(open: Option<&Open>, results: &[CheckResult]) -> IncidentSt
             failures,
         },
     }
+}
+
+/// Failures of the same primary cause that come back within the merge gap after an incident
+/// ended belong to it: an intermittent fault (a rogue listener resetting a few connections a
+/// minute) is one incident with several bursts, not a new one every few seconds. The default
+/// gap; the config file's `merge_gap` sets another ([`set_merge_gap`]).
+pub const MERGE_GAP_MS: i64 = 10 * 60_000;
+
+/// The merge gap in force: one per process, as the config file that sets it.
+static MERGE_GAP: AtomicI64 = AtomicI64::new(MERGE_GAP_MS);
+
+/// Sets the merge gap (at start and on a reload of the config file).
+pub fn set_merge_gap(gap: Duration) {
+    let ms = i64::try_from(gap.as_millis()).unwrap_or(i64::MAX);
+    MERGE_GAP.store(ms, Ordering::Relaxed);
+}
+
+/// The merge gap in force, in milliseconds.
+pub fn merge_gap_ms() -> i64 {
+    MERGE_GAP.load(Ordering::Relaxed)
+}
+
+/// A server's latest ended incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    pub id: i64,
+    pub cause: String,
+    pub ended_at_ms: i64,
+}
+
+/// The ended incident that `step` continues instead of opening a new one: when nothing is
+/// open, the new failures have the latest incident's cause, and they started within
+/// [`MERGE_GAP_MS`] of its end.
+pub fn reopens(closed: Option<&Closed>, step: &IncidentStep, at_ms: i64) -> Option<i64> {
+    let IncidentStep::Open {
+        close: None,
+        failures,
+    } = step
+    else {
+        return None;
+    };
+    let closed = closed?;
+    let within = at_ms.saturating_sub(closed.ended_at_ms) <= merge_gap_ms();
+    (closed.cause == failures.cause.id() && within).then_some(closed.id)
 }
 
 /// What one observation does to the condition of what it observed (a resolver, or one cause
@@ -219,6 +266,48 @@ mod tests {
                 close: None,
                 failures
             }
+        );
+    }
+
+    #[test]
+    fn failures_of_the_same_cause_within_the_gap_reopen_the_last_incident() {
+        use Cause::*;
+        let refused = [check(false, Some(ConnectionRefused), 10)];
+        let step = next_incident(None, &refused);
+        let ended = |cause: Cause, at| Closed {
+            id: 9,
+            cause: cause.id().into(),
+            ended_at_ms: at,
+        };
+        let t = 1_000_000;
+        assert_eq!(
+            reopens(Some(&ended(ConnectionRefused, t)), &step, t + 5_000),
+            Some(9)
+        );
+        assert_eq!(
+            reopens(Some(&ended(ConnectionRefused, t)), &step, t + MERGE_GAP_MS),
+            Some(9)
+        );
+        assert_eq!(
+            reopens(
+                Some(&ended(ConnectionRefused, t)),
+                &step,
+                t + MERGE_GAP_MS + 1
+            ),
+            None,
+            "past the gap: a new incident"
+        );
+        assert_eq!(
+            reopens(Some(&ended(Timeout, t)), &step, t + 5_000),
+            None,
+            "another cause"
+        );
+        assert_eq!(reopens(None, &step, t), None);
+        // An incident open with another cause is replaced, never merged.
+        let replace = next_incident(Some(&open(3, Timeout)), &refused);
+        assert_eq!(
+            reopens(Some(&ended(ConnectionRefused, t)), &replace, t + 5_000),
+            None
         );
     }
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use super::IngestError;
-use super::grouping::Open;
+use super::grouping::{Closed, Open};
 use super::rollups::{RecentCheck, parse_recent};
 use super::sql::{Conn, Row, SqlError, values};
 
@@ -60,6 +60,8 @@ pub(super) struct ServerState {
     /// `None` before the first report.
     pub last_at_ms: Option<i64>,
     pub incident: Option<Open>,
+    /// The latest ended incident, which failures of its cause within the merge gap reopen.
+    pub closed: Option<Closed>,
     pub recent: Vec<RecentCheck>,
     pub resolvers: HashMap<ResolverKey, KnownResolver>,
     /// The canaries seen: name, URL and id (a server has a few).
@@ -118,6 +120,19 @@ fn load(conn: &mut dyn Conn, server_id: i64) -> Result<ServerState, IngestError>
             Ok(Open {
                 id: r.i64(0)?,
                 cause: r.string(1)?,
+            })
+        },
+    )?;
+    let closed = conn.query_row(
+        "SELECT id, cause, ended_at_ms FROM incidents
+         WHERE server_id = $1 AND ended_at_ms IS NOT NULL
+         ORDER BY started_at_ms DESC LIMIT 1",
+        values![server_id],
+        |r| {
+            Ok(Closed {
+                id: r.i64(0)?,
+                cause: r.string(1)?,
+                ended_at_ms: r.i64(2)?,
             })
         },
     )?;
@@ -188,6 +203,7 @@ fn load(conn: &mut dyn Conn, server_id: i64) -> Result<ServerState, IngestError>
         generation,
         last_at_ms,
         incident,
+        closed,
         recent: parse_recent(recent.as_deref()),
         resolvers,
         canaries,

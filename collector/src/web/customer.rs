@@ -118,6 +118,7 @@ mod tests {
                 ended_at_ms: None,
                 open: true,
                 failed_checks: 2,
+                bursts: 1,
                 explanation: "x".into(),
                 samples: vec![],
             }),

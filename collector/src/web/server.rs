@@ -211,7 +211,12 @@ fn incident_html(body: &mut String, i: &IncidentView, now_ms: i64) {
         timefmt::compact_duration(span),
         i.failed_checks,
         if i.failed_checks == 1 { "" } else { "s" },
-        if class == "open" { ", <b>open</b>" } else { "" },
+        match (class, i.bursts) {
+            ("open", 0 | 1) => ", <b>open</b>".to_owned(),
+            ("open", n) => format!(", <b>open</b>, <b>intermittent</b> ({n} bursts)"),
+            (_, 0 | 1) => String::new(),
+            (_, n) => format!(", <b>intermittent</b> ({n} bursts)"),
+        },
         esc(&i.explanation)
     );
     if let Some(last) = i.samples.last() {
