@@ -275,6 +275,38 @@ fn insert_result(
     Ok(id)
 }
 
+/// Counts a report's failures in incident `id`: `sql` is [`EXTEND_INCIDENT`] or
+/// [`REOPEN_INCIDENT`].
+fn count_failures(
+    conn: &mut dyn Conn,
+    id: i64,
+    failures: &grouping::Failures,
+    result_ids: &[i64],
+    sql: &'static str,
+) -> Result<(), IngestError> {
+    let last = failures.checks[failures.checks.len() - 1];
+    conn.execute(
+        sql,
+        values![
+            id,
+            failures.checks.len() as i64,
+            failures.last_failure_at_ms,
+            result_ids[last],
+        ],
+    )?;
+    Ok(())
+}
+
+const EXTEND_INCIDENT: &str = "UPDATE incidents SET failed_checks = failed_checks + $2,
+        last_failure_at_ms = greatest(last_failure_at_ms, $3), last_result_id = $4
+     WHERE id = $1";
+/// [`EXTEND_INCIDENT`] for an incident that ended within the merge gap: open again, one more
+/// burst.
+const REOPEN_INCIDENT: &str = "UPDATE incidents SET ended_at_ms = NULL, bursts = bursts + 1,
+        failed_checks = failed_checks + $2,
+        last_failure_at_ms = greatest(last_failure_at_ms, $3), last_result_id = $4
+     WHERE id = $1";
+
 /// Carries out the incident rule ([`next_incident`], and [`reopens`] within the merge gap)
 /// for an in-order report, keeping the server's open and latest ended incidents in `state`.
 fn update_incidents(
@@ -290,19 +322,7 @@ fn update_incidents(
         let IncidentStep::Open { failures, .. } = step else {
             unreachable!("only an opening step reopens")
         };
-        let last = failures.checks[failures.checks.len() - 1];
-        conn.execute(
-            "UPDATE incidents SET ended_at_ms = NULL, bursts = bursts + 1,
-                    failed_checks = failed_checks + $2,
-                    last_failure_at_ms = greatest(last_failure_at_ms, $3), last_result_id = $4
-             WHERE id = $1",
-            values![
-                id,
-                failures.checks.len() as i64,
-                failures.last_failure_at_ms,
-                result_ids[last],
-            ],
-        )?;
+        count_failures(conn, id, &failures, result_ids, REOPEN_INCIDENT)?;
         *open = Some(Open {
             id,
             cause: failures.cause.id().to_owned(),
@@ -321,18 +341,7 @@ fn update_incidents(
             });
         }
         IncidentStep::Extend { id, failures } => {
-            let last = failures.checks[failures.checks.len() - 1];
-            conn.execute(
-                "UPDATE incidents SET failed_checks = failed_checks + $2,
-                        last_failure_at_ms = greatest(last_failure_at_ms, $3), last_result_id = $4
-                 WHERE id = $1",
-                values![
-                    id,
-                    failures.checks.len() as i64,
-                    failures.last_failure_at_ms,
-                    result_ids[last],
-                ],
-            )?;
+            count_failures(conn, id, &failures, result_ids, EXTEND_INCIDENT)?;
         }
         IncidentStep::Open { close, failures } => {
             if let Some(id) = close {
