@@ -595,3 +595,73 @@ async fn an_intermittent_fault_is_one_incident_and_one_alert() {
     at(&h, &token, much_later, refused(much_later)).await;
     assert_eq!(h.count("incidents").await, 2);
 }
+
+/// Servers failing with one cause within `group_window` are one message listing each; one
+/// that fails later in the window waits for its end; another cause goes out on its own.
+#[tokio::test]
+async fn servers_failing_together_are_one_message() {
+    let h = Harness::new().await;
+    let receiver = Receiver::default();
+    let a = alerter(&h, config(&receiver.start().await, "stale_after = 0\n")).await;
+    let mut tokens = Vec::new();
+    for name in ["web-01", "web-02", "web-03", "web-04"] {
+        tokens.push((name, h.token(name).await));
+    }
+    for n in 1..=2 {
+        h.set_now(cycle(n));
+        for (name, token) in &tokens[..3] {
+            post_all(
+                &h,
+                token,
+                &[report(name, cycle(n), vec![refused(cycle(n))])],
+            )
+            .await;
+        }
+    }
+    let t = cycle(2) + 1000;
+    assert_eq!(
+        pass(&a, t).await,
+        (3, 3),
+        "three notifications in one message"
+    );
+    let got = receiver.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    let (headers, body) = &got[0];
+    assert_eq!(
+        headers.get(SIGNATURE_HEADER).unwrap(),
+        &signature(SECRET, body)
+    );
+    let grouped: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(grouped["grouped"], true);
+    assert_eq!(grouped["title"], "[DOWN] 3 servers: connection_refused");
+    assert_eq!(
+        grouped["servers"],
+        serde_json::json!(["web-01", "web-02", "web-03"])
+    );
+    let text = grouped["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(
+            "3 servers are down with connection_refused: nothing listens on the canary port: \
+             the SYN was refused.\nweb-01 since "
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("https://causeway.example.net/servers/web-03/checks/"),
+        "{text}"
+    );
+
+    // web-04 fails 10 s later: it waits for the window's end (30 s after the first message).
+    let (name, token) = &tokens[3];
+    for at_ms in [t + 9_000, t + 10_000] {
+        h.set_now(at_ms);
+        post_all(&h, token, &[report(name, at_ms, vec![refused(at_ms)])]).await;
+    }
+    assert_eq!(pass(&a, t + 11_000).await, (1, 0), "held for the window");
+    assert_eq!(a.deliver(t + 29_000).await.unwrap(), 0);
+    assert_eq!(a.deliver(t + 30_000).await.unwrap(), 1);
+    let events = receiver.bodies();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1]["title"], "[DOWN] web-04: connection_refused");
+    assert!(events[1].get("grouped").is_none());
+}

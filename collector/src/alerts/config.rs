@@ -21,6 +21,8 @@ pub const DEFAULT_REPEAT: &str = "4h";
 pub const DEFAULT_STALE_AFTER: u32 = 3;
 /// How long a notification is retried before it is marked failed.
 pub const DEFAULT_GIVE_UP: &str = "24h";
+/// DOWN messages of one cause within this many seconds go out as one.
+pub const DEFAULT_GROUP_WINDOW_S: u64 = 30;
 /// Each delivery attempt's time limit.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -35,6 +37,10 @@ pub struct CollectorConfig {
     /// Failures of an incident's cause that come back within this long after it ended
     /// reopen it (an intermittent fault is one incident); its RECOVERED waits as long.
     pub merge_gap: Duration,
+    /// DOWN messages of one cause on one channel within this long of each other go out as
+    /// one message listing every server (a shared resolver failing is one page, not fifty).
+    /// The first goes out at once; zero turns grouping off.
+    pub group_window: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +116,7 @@ struct RawConfig {
     public_url: Option<String>,
     give_up: Option<String>,
     merge_gap: Option<String>,
+    group_window: Option<String>,
     #[serde(default, rename = "channel")]
     channels: Vec<RawChannel>,
     #[serde(default, rename = "rule")]
@@ -157,6 +164,7 @@ impl CollectorConfig {
             rules: Vec::new(),
             give_up: duration::parse(DEFAULT_GIVE_UP).expect("a valid default"),
             merge_gap: Duration::from_millis(crate::ingest::MERGE_GAP_MS as u64),
+            group_window: Duration::from_secs(DEFAULT_GROUP_WINDOW_S),
         }
     }
 
@@ -188,6 +196,18 @@ impl CollectorConfig {
                     ));
                 }
                 gap
+            }
+        };
+        let group_window = match raw.group_window.as_deref() {
+            None => Duration::from_secs(DEFAULT_GROUP_WINDOW_S),
+            Some(t) => {
+                let window = duration_key("group_window", t)?;
+                if window > Duration::from_secs(3600) {
+                    return Err(format!(
+                        "group_window: {t:?} is too long: at most 1h is allowed (0s: no grouping)"
+                    ));
+                }
+                window
             }
         };
         let mut channels: Vec<Channel> = Vec::new();
@@ -306,6 +326,7 @@ impl CollectorConfig {
             rules,
             give_up,
             merge_gap,
+            group_window,
         })
     }
 
@@ -467,6 +488,7 @@ stale_after = 0
         );
         assert_eq!(c.give_up, Duration::from_secs(86_400));
         assert_eq!(c.merge_gap, Duration::from_secs(600));
+        assert_eq!(c.group_window, Duration::from_secs(30));
         assert_eq!(
             c.summary(),
             "1 channel(s), 1 rule(s); no public_url: messages carry no link to the page"
@@ -492,6 +514,7 @@ stale_after = 0
             (rule("for = \"soon\"\n"), "rule \"r\": for: invalid duration \"soon\""),
             ("public_url = \"causeway\"\n".to_owned(), "public_url: \"causeway\" is not a URL"),
             ("merge_gap = \"2d\"\n".to_owned(), "merge_gap: \"2d\" is too long: at most 1d is allowed"),
+            ("group_window = \"2h\"\n".to_owned(), "group_window: \"2h\" is too long: at most 1h is allowed"),
         ] {
             let err = CollectorConfig::parse(&text).unwrap_err();
             assert!(err.contains(want), "{text}\n-> {err}\nwanted: {want}");

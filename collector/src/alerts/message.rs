@@ -292,6 +292,63 @@ impl Message {
     }
 }
 
+/// DOWN messages of one cause sent together ([`crate::alerts::config::CollectorConfig::group_window`]):
+/// one title and text listing every server, with each one's `why` and links.
+pub struct Group<'a>(pub &'a [Message]);
+
+impl Group<'_> {
+    /// `[DOWN] 3 servers: dns_upstream_block`.
+    pub fn title(&self) -> String {
+        let first = &self.0[0];
+        format!("[DOWN] {} servers: {}", self.0.len(), first.cause)
+    }
+
+    pub fn text(&self) -> String {
+        let first = &self.0[0];
+        let mut lines = vec![format!(
+            "{} servers are down with {}: {}.",
+            self.0.len(),
+            first.cause,
+            first.meaning()
+        )];
+        for m in self.0 {
+            let checks = m.failed_checks.map_or(String::new(), |n| match n {
+                1 => " (1 failed check)".to_owned(),
+                n => format!(" ({n} failed checks)"),
+            });
+            lines.push(format!(
+                "{} since {}{checks}: {}",
+                m.server,
+                rfc3339(m.started_at_ms),
+                m.explanation
+            ));
+            if let Some(url) = m.evidence_url.as_ref().or(m.url.as_ref()) {
+                lines.push(format!("  {url}"));
+            }
+        }
+        lines.join("\n")
+    }
+
+    /// The webhook's body: `grouped`, the servers, and every message's own body.
+    pub fn webhook_body(&self) -> serde_json::Value {
+        json!({
+            "event": "down",
+            "grouped": true,
+            "cause": self.0[0].cause,
+            "meaning": self.0[0].meaning(),
+            "title": self.title(),
+            "text": self.text(),
+            "servers": self.0.iter().map(|m| m.server.as_str()).collect::<Vec<_>>(),
+            "messages": self.0.iter().map(Message::webhook_body).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The idempotency key: the first message's and how many.
+    pub fn key(&self) -> String {
+        format!("{}+{}", self.0[0].key, self.0.len() - 1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@ pub mod config;
 pub mod message;
 pub mod send;
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -407,9 +408,13 @@ impl Alerter {
         Ok(n)
     }
 
-    /// Delivers the notifications that are due; returns how many were delivered.
+    /// Delivers the notifications that are due; returns how many were delivered. DOWN
+    /// messages of one cause due together on one channel go out as one; one whose cause went
+    /// out on that channel less than `group_window` ago waits for the window's end, to go
+    /// out with the others that come meanwhile.
     pub async fn deliver(&self, now_ms: i64) -> Result<usize, AlertError> {
         let config = self.config();
+        let window_ms = config.group_window.as_millis() as i64;
         let rows = sqlx::query(
             "SELECT id, channel, message, attempts, created_at_ms, next_attempt_at_ms
              FROM notifications
@@ -419,84 +424,185 @@ impl Alerter {
         .bind(DELIVER_BATCH)
         .fetch_all(&self.db.write)
         .await?;
-        let mut due = Vec::with_capacity(rows.len());
+        let mut due: Vec<Due> = Vec::with_capacity(rows.len());
+        let mut last_sent: HashMap<(String, String, String), Option<i64>> = HashMap::new();
         for row in rows {
             let id: i64 = row.try_get(0)?;
             let channel: String = row.try_get(1)?;
-            let message: String = row.try_get(2)?;
-            let attempts: i64 = row.try_get(3)?;
-            let created: i64 = row.try_get(4)?;
+            let text: String = row.try_get(2)?;
             let next: i64 = row.try_get(5)?;
+            let message: Result<Message, String> = serde_json::from_str(&text)
+                .map_err(|e| format!("the stored message cannot be read: {e}"));
+            let mut claim_until = now_ms + CLAIM.as_millis() as i64;
+            if let Some(m) = message
+                .as_ref()
+                .ok()
+                .filter(|m| window_ms > 0 && m.event == Event::Down)
+            {
+                let key = (channel.clone(), m.cause.clone(), m.server.clone());
+                let last = match last_sent.get(&key) {
+                    Some(last) => *last,
+                    None => {
+                        let since = now_ms - window_ms;
+                        let last = self.last_down_sent(&key.0, &key.1, &key.2, since).await?;
+                        last_sent.insert(key, last);
+                        last
+                    }
+                };
+                if let Some(until) = last.map(|l| l + window_ms).filter(|u| *u > now_ms) {
+                    // Deferred, not claimed: due again when the window ends.
+                    claim_until = until;
+                }
+            }
             // Claimed for the time a send may take: another collector on the same database
             // (or this one after a restart) sends it only if this one did not finish.
             let claimed = sqlx::query(
                 "UPDATE notifications SET next_attempt_at_ms = $1
                  WHERE id = $2 AND status = 'pending' AND next_attempt_at_ms = $3",
             )
-            .bind(now_ms + CLAIM.as_millis() as i64)
+            .bind(claim_until)
             .bind(id)
             .bind(next)
             .execute(&self.db.write)
             .await?;
-            if claimed.rows_affected() == 1 {
-                due.push((id, channel, message, attempts, created));
+            let sending = claim_until == now_ms + CLAIM.as_millis() as i64;
+            if claimed.rows_affected() == 1 && sending {
+                due.push(Due {
+                    id,
+                    channel,
+                    message,
+                    attempts: row.try_get(3)?,
+                    created: row.try_get(4)?,
+                });
+            }
+        }
+        // Batches: DOWN of one cause on one channel together, everything else alone.
+        let mut batches: Vec<Vec<&Due>> = Vec::new();
+        for d in &due {
+            let group = |b: &&mut Vec<&Due>| {
+                let (first, other) = (b[0].message.as_ref(), d.message.as_ref());
+                window_ms > 0
+                    && b[0].channel == d.channel
+                    && matches!((first, other), (Ok(a), Ok(m))
+                        if a.event == Event::Down && m.event == Event::Down && a.cause == m.cause)
+            };
+            match batches.iter_mut().find(group) {
+                Some(b) => b.push(d),
+                None => batches.push(vec![d]),
             }
         }
         let config = &config;
-        let sends = due.iter().map(|(_, channel, message, _, _)| async move {
-            let channel = config
-                .channel(channel)
-                .ok_or_else(|| format!("channel {channel:?} is no longer in the config"))?;
-            let message: Message = serde_json::from_str(message)
-                .map_err(|e| format!("the stored message cannot be read: {e}"))?;
-            send::send(&self.http, channel, &message).await
+        let sends = batches.iter().map(|batch| async move {
+            let channel = config.channel(&batch[0].channel).ok_or_else(|| {
+                format!("channel {:?} is no longer in the config", batch[0].channel)
+            })?;
+            let messages: Vec<Message> = batch
+                .iter()
+                .map(|d| d.message.clone())
+                .collect::<Result<_, _>>()?;
+            send::send_all(&self.http, channel, &messages).await
         });
         let results = futures_util::future::join_all(sends).await;
         let mut delivered = 0;
-        for ((id, _, _, attempts, created), result) in due.iter().zip(results) {
-            let attempts = attempts + 1;
-            match result {
-                Ok(()) => {
-                    delivered += 1;
-                    sqlx::query(
-                        "UPDATE notifications SET status = 'delivered', attempts = $1,
-                         delivered_at_ms = $2, last_error = NULL WHERE id = $3",
-                    )
-                    .bind(attempts)
-                    .bind(now_ms)
-                    .bind(id)
-                    .execute(&self.db.write)
-                    .await?;
-                }
-                Err(error) => {
-                    let wait = retry_after(attempts);
-                    let next = now_ms + wait.as_millis() as i64;
-                    let give_up = next - created > config.give_up.as_millis() as i64;
-                    let status = if give_up { "failed" } else { "pending" };
-                    if give_up {
-                        tracing::error!("alerts: notification {id} failed for good: {error}");
-                    } else {
-                        tracing::warn!(
-                            "alerts: notification {id}: {error}; trying again in {} s",
-                            wait.as_secs()
-                        );
-                    }
-                    sqlx::query(
-                        "UPDATE notifications SET status = $1, attempts = $2,
-                         next_attempt_at_ms = $3, last_error = $4 WHERE id = $5",
-                    )
-                    .bind(status)
-                    .bind(attempts)
-                    .bind(next)
-                    .bind(error)
-                    .bind(id)
-                    .execute(&self.db.write)
-                    .await?;
-                }
+        for (batch, result) in batches.iter().zip(results) {
+            for d in batch {
+                delivered += usize::from(result.is_ok());
+                self.record(d, &result, config, now_ms).await?;
             }
         }
         Ok(delivered)
     }
+
+    /// When a DOWN of `cause` about another server than `server` last went out on `channel`,
+    /// since `since_ms`.
+    async fn last_down_sent(
+        &self,
+        channel: &str,
+        cause: &str,
+        server: &str,
+        since_ms: i64,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT message, delivered_at_ms FROM notifications
+             WHERE channel = $1 AND event = 'down' AND status = 'delivered'
+             AND delivered_at_ms > $2",
+        )
+        .bind(channel)
+        .bind(since_ms)
+        .fetch_all(&self.db.write)
+        .await?;
+        let mut last = None;
+        for row in rows {
+            let text: String = row.try_get(0)?;
+            let at: i64 = row.try_get(1)?;
+            let same = serde_json::from_str::<Message>(&text)
+                .is_ok_and(|m| m.cause == cause && m.server != server);
+            if same {
+                last = last.max(Some(at));
+            }
+        }
+        Ok(last)
+    }
+
+    /// Records how a delivery went: delivered, or the next attempt (or failed, past the
+    /// bound) with its error.
+    async fn record(
+        &self,
+        d: &Due,
+        result: &Result<(), String>,
+        config: &CollectorConfig,
+        now_ms: i64,
+    ) -> Result<(), AlertError> {
+        let (id, attempts) = (d.id, d.attempts + 1);
+        match result {
+            Ok(()) => {
+                sqlx::query(
+                    "UPDATE notifications SET status = 'delivered', attempts = $1,
+                     delivered_at_ms = $2, last_error = NULL WHERE id = $3",
+                )
+                .bind(attempts)
+                .bind(now_ms)
+                .bind(id)
+                .execute(&self.db.write)
+                .await?;
+            }
+            Err(error) => {
+                let wait = retry_after(attempts);
+                let next = now_ms + wait.as_millis() as i64;
+                let give_up = next - d.created > config.give_up.as_millis() as i64;
+                let status = if give_up { "failed" } else { "pending" };
+                if give_up {
+                    tracing::error!("alerts: notification {id} failed for good: {error}");
+                } else {
+                    tracing::warn!(
+                        "alerts: notification {id}: {error}; trying again in {} s",
+                        wait.as_secs()
+                    );
+                }
+                sqlx::query(
+                    "UPDATE notifications SET status = $1, attempts = $2,
+                     next_attempt_at_ms = $3, last_error = $4 WHERE id = $5",
+                )
+                .bind(status)
+                .bind(attempts)
+                .bind(next)
+                .bind(error)
+                .bind(id)
+                .execute(&self.db.write)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A notification claimed for sending.
+struct Due {
+    id: i64,
+    channel: String,
+    message: Result<Message, String>,
+    attempts: i64,
+    created: i64,
 }
 
 /// The first rule that selects the incident's server and cause, when the incident has

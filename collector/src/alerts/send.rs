@@ -5,7 +5,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::config::{Channel, ChannelKind};
-use super::message::Message;
+use super::message::{Group, Message};
 
 /// The header a webhook's signature is in: `sha256=` and the hex HMAC-SHA256 of the body
 /// under the channel's secret.
@@ -15,18 +15,75 @@ pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 /// Bytes of an error answer kept in the notification's last error.
 const ERROR_BODY_MAX: usize = 200;
 
+/// Sends `messages` on `channel`: one message alone, or several DOWN of one cause as one
+/// (see [`Group`]).
+pub async fn send_all(
+    http: &reqwest::Client,
+    channel: &Channel,
+    messages: &[Message],
+) -> Result<(), String> {
+    match messages {
+        [] => Ok(()),
+        [one] => send(http, channel, one).await,
+        many => {
+            let group = Group(many);
+            let request = match channel.kind {
+                ChannelKind::Webhook => {
+                    let body = serde_json::to_vec(&group.webhook_body()).unwrap_or_default();
+                    signed(http, channel, &group.key(), body)
+                }
+                ChannelKind::Slack => http.post(&channel.url).json(&serde_json::json!({
+                    "username": "Causeway",
+                    "text": format!("*{}*\n{}", group.title(), group.text()),
+                })),
+                ChannelKind::Ntfy => http
+                    .post(&channel.url)
+                    .body(group.text())
+                    .header("Title", group.title())
+                    .header("Priority", "5")
+                    .header("Tags", format!("rotating_light,{}", many[0].cause)),
+                // Alertmanager groups alerts itself: all of them in one POST.
+                ChannelKind::Alertmanager => {
+                    let alerts: Vec<serde_json::Value> = many
+                        .iter()
+                        .flat_map(|m| {
+                            m.alertmanager_body()
+                                .as_array()
+                                .cloned()
+                                .unwrap_or_default()
+                        })
+                        .collect();
+                    let url = format!("{}/api/v2/alerts", channel.url.trim_end_matches('/'));
+                    http.post(url).json(&alerts)
+                }
+            };
+            answer(channel, request).await
+        }
+    }
+}
+
+/// A webhook POST of `body`, with its idempotency key and, with a secret, its signature.
+fn signed(
+    http: &reqwest::Client,
+    channel: &Channel,
+    key: &str,
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
+    let mut r = http
+        .post(&channel.url)
+        .header("Content-Type", "application/json")
+        .header(IDEMPOTENCY_HEADER, key);
+    if let Some(secret) = &channel.secret {
+        r = r.header(SIGNATURE_HEADER, signature(secret, &body));
+    }
+    r.body(body)
+}
+
 pub async fn send(http: &reqwest::Client, channel: &Channel, m: &Message) -> Result<(), String> {
     let request = match channel.kind {
         ChannelKind::Webhook => {
             let body = serde_json::to_vec(&m.webhook_body()).unwrap_or_default();
-            let mut r = http
-                .post(&channel.url)
-                .header("Content-Type", "application/json")
-                .header(IDEMPOTENCY_HEADER, &m.key);
-            if let Some(secret) = &channel.secret {
-                r = r.header(SIGNATURE_HEADER, signature(secret, &body));
-            }
-            r.body(body)
+            signed(http, channel, &m.key, body)
         }
         ChannelKind::Slack => http.post(&channel.url).json(&m.slack_body()),
         ChannelKind::Ntfy => {
@@ -43,6 +100,11 @@ pub async fn send(http: &reqwest::Client, channel: &Channel, m: &Message) -> Res
             http.post(url).json(&m.alertmanager_body())
         }
     };
+    answer(channel, request).await
+}
+
+/// Sends `request`: a 2xx answer is delivered, anything else an error saying what came back.
+async fn answer(channel: &Channel, request: reqwest::RequestBuilder) -> Result<(), String> {
     let answer = request.send().await.map_err(|e| {
         format!(
             "{} {}: {}",
