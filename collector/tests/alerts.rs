@@ -665,3 +665,30 @@ async fn servers_failing_together_are_one_message() {
     assert_eq!(events[1]["title"], "[DOWN] web-04: connection_refused");
     assert!(events[1].get("grouped").is_none());
 }
+
+/// A weekly maintenance window from the config keeps its servers quiet while it lasts.
+#[tokio::test]
+async fn a_weekly_maintenance_window_keeps_its_servers_quiet() {
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    let receiver = Receiver::default();
+    // NOW is Monday 2026-11-23 12:04:30 UTC.
+    let window = "stale_after = 0\n[[maintenance]]\nservers = [\"web-*\"]\n\
+                  weekly = \"mon 12:00-13:00\"\nreason = \"weekly updates\"\n";
+    let a = alerter(&h, config(&receiver.start().await, window)).await;
+    for n in 1..=2 {
+        at(&h, &token, cycle(n), refused(cycle(n))).await;
+    }
+    assert_eq!(pass(&a, NOW).await, (0, 0), "inside the window");
+    assert_eq!(
+        pass(&a, NOW + 55 * MIN).await,
+        (0, 0),
+        "12:59:30, still inside"
+    );
+    let thirteen = NOW - 4 * MIN - 30_000 + HOUR;
+    assert_eq!(
+        pass(&a, thirteen).await,
+        (1, 1),
+        "13:00, the window is over"
+    );
+}

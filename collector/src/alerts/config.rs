@@ -41,6 +41,75 @@ pub struct CollectorConfig {
     /// one message listing every server (a shared resolver failing is one page, not fifty).
     /// The first goes out at once; zero turns grouping off.
     pub group_window: Duration,
+    /// Recurring maintenance windows: their servers raise no alert while one lasts.
+    pub maintenance: Vec<Maintenance>,
+}
+
+/// `[[maintenance]]`: servers (globs) quiet every week on some days between two UTC times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Maintenance {
+    pub servers: Vec<String>,
+    /// Monday first.
+    pub days: [bool; 7],
+    /// Minutes after midnight UTC; an end at or before the start ends on the next day.
+    pub start_min: u32,
+    pub end_min: u32,
+    pub reason: String,
+}
+
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+impl Maintenance {
+    /// Whether the window silences `server` at `at_ms`.
+    pub fn covers(&self, server: &str, at_ms: i64) -> bool {
+        if !self.servers.iter().any(|g| glob_match(g, server)) {
+            return false;
+        }
+        let day = at_ms.div_euclid(86_400_000);
+        // 1970-01-01 was a Thursday (index 3, Monday first).
+        let weekday = (day + 3).rem_euclid(7) as usize;
+        let minute = (at_ms.rem_euclid(86_400_000) / 60_000) as u32;
+        let (start, end) = (self.start_min, self.end_min);
+        if start < end {
+            self.days[weekday] && (start..end).contains(&minute)
+        } else {
+            // Across midnight: the evening of a listed day, or the morning after it.
+            (self.days[weekday] && minute >= start)
+                || (self.days[(weekday + 6) % 7] && minute < end)
+        }
+    }
+
+    /// `sat,sun 02:00-04:00`, as the config writes it.
+    fn parse(key: &str, text: &str) -> Result<([bool; 7], u32, u32), String> {
+        let bad = || {
+            format!(
+                "{key}: {text:?} is not a weekly window: days (mon, tue, ... sun, comma-separated, \
+                 or daily) and UTC times, e.g. \"sat,sun 02:00-04:00\""
+            )
+        };
+        let (days_text, times) = text.trim().split_once(' ').ok_or_else(bad)?;
+        let mut days = [false; 7];
+        for d in days_text.split(',') {
+            match (d, DAYS.iter().position(|n| *n == d)) {
+                ("daily", _) => days = [true; 7],
+                (_, Some(i)) => days[i] = true,
+                _ => return Err(bad()),
+            }
+        }
+        let (from, to) = times.trim().split_once('-').ok_or_else(bad)?;
+        let minutes = |t: &str| -> Option<u32> {
+            let (h, m) = t.split_once(':')?;
+            let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+            (h < 24 && m < 60 && t.len() == 5).then_some(h * 60 + m)
+        };
+        let (start, end) = (minutes(from).ok_or_else(bad)?, minutes(to).ok_or_else(bad)?);
+        if start == end {
+            return Err(format!(
+                "{key}: {text:?} is empty: its start and end are the same"
+            ));
+        }
+        Ok((days, start, end))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -117,10 +186,20 @@ struct RawConfig {
     give_up: Option<String>,
     merge_gap: Option<String>,
     group_window: Option<String>,
+    #[serde(default)]
+    maintenance: Vec<RawMaintenance>,
     #[serde(default, rename = "channel")]
     channels: Vec<RawChannel>,
     #[serde(default, rename = "rule")]
     rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaintenance {
+    servers: Vec<String>,
+    weekly: String,
+    reason: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,6 +244,7 @@ impl CollectorConfig {
             give_up: duration::parse(DEFAULT_GIVE_UP).expect("a valid default"),
             merge_gap: Duration::from_millis(crate::ingest::MERGE_GAP_MS as u64),
             group_window: Duration::from_secs(DEFAULT_GROUP_WINDOW_S),
+            maintenance: Vec::new(),
         }
     }
 
@@ -210,6 +290,30 @@ impl CollectorConfig {
                 window
             }
         };
+        let mut maintenance = Vec::new();
+        for (i, m) in raw.maintenance.into_iter().enumerate() {
+            let key = format!("maintenance[{i}]");
+            if let Some(bad) = m.servers.iter().find(|g| !valid_glob(g)) {
+                return Err(format!(
+                    "{key}.servers: {bad:?} is not a server name or glob: letters, digits, '.', \
+                     '-', '_', '*' and '?' are allowed"
+                ));
+            }
+            if m.servers.is_empty() || m.reason.trim().is_empty() {
+                return Err(format!(
+                    "{key}: servers and reason are required (what the window is for)"
+                ));
+            }
+            let (days, start_min, end_min) =
+                Maintenance::parse(&format!("{key}.weekly"), &m.weekly)?;
+            maintenance.push(Maintenance {
+                servers: m.servers,
+                days,
+                start_min,
+                end_min,
+                reason: m.reason,
+            });
+        }
         let mut channels: Vec<Channel> = Vec::new();
         for (i, c) in raw.channels.into_iter().enumerate() {
             let at = format!("channel[{i}]");
@@ -327,6 +431,7 @@ impl CollectorConfig {
             give_up,
             merge_gap,
             group_window,
+            maintenance,
         })
     }
 
@@ -341,6 +446,12 @@ impl CollectorConfig {
             self.channels.len(),
             self.rules.len()
         );
+        if !self.maintenance.is_empty() {
+            s.push_str(&format!(
+                ", {} weekly maintenance window(s)",
+                self.maintenance.len()
+            ));
+        }
         let used: BTreeSet<&str> = self
             .rules
             .iter()
@@ -518,6 +629,60 @@ stale_after = 0
         ] {
             let err = CollectorConfig::parse(&text).unwrap_err();
             assert!(err.contains(want), "{text}\n-> {err}\nwanted: {want}");
+        }
+    }
+
+    #[test]
+    fn weekly_maintenance_windows() {
+        let c = CollectorConfig::parse(
+            "[[maintenance]]\nservers = [\"web-*\"]\nweekly = \"sat,sun 23:00-01:30\"\n\
+             reason = \"kernel updates\"\n",
+        )
+        .unwrap();
+        let m = &c.maintenance[0];
+        // 2026-12-05 is a Saturday, 2026-12-07 a Monday.
+        let at =
+            |day: i64, h: i64, min: i64| 1_796_428_800_000 + ((day * 24 + h) * 60 + min) * 60_000;
+        assert!(m.covers("web-01", at(0, 23, 0)), "Saturday 23:00");
+        assert!(
+            m.covers("web-01", at(1, 1, 29)),
+            "Sunday 01:29, the night after Saturday"
+        );
+        assert!(!m.covers("web-01", at(1, 1, 30)), "the end is not in it");
+        assert!(!m.covers("web-01", at(0, 22, 59)));
+        assert!(
+            m.covers("web-01", at(2, 0, 30)),
+            "Monday 00:30, the night after Sunday"
+        );
+        assert!(
+            !m.covers("web-01", at(2, 23, 0)),
+            "Monday evening is not listed"
+        );
+        assert!(!m.covers("db-01", at(0, 23, 0)), "another server");
+        assert_eq!(
+            c.summary(),
+            "0 channel(s), 0 rule(s), 1 weekly maintenance window(s)"
+        );
+        let daily = CollectorConfig::parse(
+            "[[maintenance]]\nservers = [\"*\"]\nweekly = \"daily 03:00-03:15\"\nreason = \"backup\"\n",
+        )
+        .unwrap();
+        assert!(daily.maintenance[0].covers("x", at(3, 3, 10)));
+        for (weekly, want) in [
+            (
+                "sun",
+                "maintenance[0].weekly: \"sun\" is not a weekly window",
+            ),
+            ("sunday 02:00-04:00", "is not a weekly window"),
+            ("sun 2:00-04:00", "is not a weekly window"),
+            ("sun 02:00-24:00", "is not a weekly window"),
+            ("sun 02:00-02:00", "is empty"),
+        ] {
+            let text = format!(
+                "[[maintenance]]\nservers = [\"web-*\"]\nweekly = \"{weekly}\"\nreason = \"x\"\n"
+            );
+            let err = CollectorConfig::parse(&text).unwrap_err();
+            assert!(err.contains(want), "{weekly}: {err}");
         }
     }
 

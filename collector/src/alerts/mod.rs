@@ -156,7 +156,10 @@ impl Alerter {
         let open = open_incidents(read).await?;
         // Servers in a maintenance window raise nothing (what they raised before still ends).
         let silences = crate::silences::in_force(read, now_ms).await?;
-        let quiet = |server: &str| silences.iter().any(|s| s.covers(server, now_ms));
+        let quiet = |server: &str| {
+            silences.iter().any(|s| s.covers(server, now_ms))
+                || config.maintenance.iter().any(|m| m.covers(server, now_ms))
+        };
         let mut written = 0;
         // Incidents that reached a rule and ended between two passes (a collector stopped
         // for a while, a pass that failed): raised now, so the pass below ends them.
