@@ -391,6 +391,16 @@ pub struct NotificationView {
     pub title: String,
 }
 
+impl NotificationView {
+    /// `delivered 12s ago`, `pending` or `failed`, as `probectl alerts` and the page say it.
+    pub fn state(&self, now_ms: i64) -> String {
+        match (self.status.as_str(), self.delivered_at_ms) {
+            ("delivered", Some(at)) => format!("delivered {}", crate::timefmt::ago(at, now_ms)),
+            (status, _) => status.to_owned(),
+        }
+    }
+}
+
 fn one() -> u64 {
     1
 }

@@ -45,20 +45,15 @@ fn main() -> Result<()> {
             receiver.url
         ),
     )?;
-    let db = lab.path("causeway.db");
-    let token = services::add_token(&db, SERVER)?;
     let args = ["--config".into(), config.into_os_string()];
-    let collector = services::start_collector_with(&lab, &coll_host, &db, &args)?;
     let canary_url = format!("http://{}/", web.addr);
-    let resolvers = ["system".to_owned()];
-    let (probe_config, _) = services::write_probe_config(
+    let (collector, probe_config, _) = services::collector_and_probe_config_with(
         &lab,
-        &ProbeSetup {
-            server: SERVER,
-            collector_url: &collector.url,
-            token: &token,
-            canary_url: &canary_url,
-            resolvers: &resolvers,
+        &coll_host,
+        SERVER,
+        &canary_url,
+        &args,
+        ProbeSetup {
             interval: "2s",
             timeout: "1s",
             ..Default::default()

@@ -505,9 +505,23 @@ pub fn collector_and_probe_config(
     canary_url: &str,
     setup: ProbeSetup<'_>,
 ) -> Result<(Collector, PathBuf, PathBuf)> {
+    collector_and_probe_config_with(lab, coll, server, canary_url, &[], setup)
+}
+
+/// [`collector_and_probe_config`] with `args` before the collector's `serve` (`--config
+/// FILE`); the probe checks every `setup.interval` (1 s when empty) within `setup.timeout`
+/// (800 ms when empty).
+pub fn collector_and_probe_config_with(
+    lab: &Lab,
+    coll: &Host,
+    server: &str,
+    canary_url: &str,
+    args: &[std::ffi::OsString],
+    setup: ProbeSetup<'_>,
+) -> Result<(Collector, PathBuf, PathBuf)> {
     let db = lab.path("causeway.db");
     let token = add_token(&db, server)?;
-    let collector = start_collector(lab, coll, &db)?;
+    let collector = start_collector_with(lab, coll, &db, args)?;
     let (config, spool) = write_probe_config(
         lab,
         &ProbeSetup {
@@ -516,12 +530,16 @@ pub fn collector_and_probe_config(
             token: &token,
             canary_url,
             resolvers: &["system".to_owned()],
-            interval: "1s",
-            timeout: "800ms",
+            interval: or_default(setup.interval, "1s"),
+            timeout: or_default(setup.timeout, "800ms"),
             ..setup
         },
     )?;
     Ok((collector, config, spool))
+}
+
+fn or_default<'s>(given: &'s str, default: &'s str) -> &'s str {
+    if given.is_empty() { default } else { given }
 }
 
 /// The probe's config file for `setup`, written into the lab.

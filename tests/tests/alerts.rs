@@ -63,23 +63,15 @@ fn down_recovered_and_stale_reach_a_webhook_and_alertmanager_once_each() -> Resu
         ),
     )?;
     let db = lab.path("causeway.db");
-    let token = services::add_token(&db, SERVER)?;
     let args = ["--config".into(), config.clone().into_os_string()];
-    let mut collector = services::start_collector_with(&lab, &coll_host, &db, &args)?;
     let canary_url = format!("http://{}/", web.addr);
-    let resolvers = ["system".to_owned()];
-    let (probe_config, _spool) = services::write_probe_config(
+    let (mut collector, probe_config, _spool) = services::collector_and_probe_config_with(
         &lab,
-        &ProbeSetup {
-            server: SERVER,
-            collector_url: &collector.url,
-            token: &token,
-            canary_url: &canary_url,
-            resolvers: &resolvers,
-            interval: "1s",
-            timeout: "800ms",
-            ..Default::default()
-        },
+        &coll_host,
+        SERVER,
+        &canary_url,
+        &args,
+        ProbeSetup::default(),
     )?;
     let probe = services::start_probe(&lab, &web, &probe_config)?;
     lab.adopt(probe);

@@ -123,14 +123,28 @@ impl Message {
         format!("[{}] {}: {}", self.event.tag(), self.server, self.cause)
     }
 
-    /// The body as plain text: what happened, why, and where to look.
-    pub fn text(&self) -> String {
-        let start = rfc3339(self.started_at_ms);
-        let checks = match self.failed_checks {
+    /// When what it tells of ended: the recorded end, or when it was raised.
+    fn ended(&self) -> i64 {
+        self.ended_at_ms.unwrap_or(self.raised_at_ms)
+    }
+
+    /// ` (2 failed checks)`, or nothing without a count.
+    fn checks(&self) -> String {
+        match self.failed_checks {
             Some(1) => " (1 failed check)".to_owned(),
             Some(n) => format!(" ({n} failed checks)"),
             None => String::new(),
-        };
+        }
+    }
+
+    /// The body as plain text: what happened, why, and where to look.
+    pub fn text(&self) -> String {
+        let start = rfc3339(self.started_at_ms);
+        let checks = self.checks();
+        let (end, lasted) = (
+            rfc3339(self.ended()),
+            compact_duration(self.ended() - self.started_at_ms),
+        );
         let mut lines = vec![match self.event {
             Event::Down => format!("{} is down since {start}{checks}.", self.server),
             Event::CauseChanged => format!(
@@ -140,12 +154,8 @@ impl Message {
             ),
             Event::Reminder => format!("{} is still down since {start}{checks}.", self.server),
             Event::Recovered => format!(
-                "{} is up again at {} after {} down (since {start}).",
-                self.server,
-                rfc3339(self.ended_at_ms.unwrap_or(self.raised_at_ms)),
-                compact_duration(
-                    self.ended_at_ms.unwrap_or(self.raised_at_ms) - self.started_at_ms
-                )
+                "{} is up again at {end} after {lasted} down (since {start}).",
+                self.server
             ),
             Event::Stale => format!(
                 "{} has sent no report since {start} ({} ago).",
@@ -153,12 +163,8 @@ impl Message {
                 compact_duration(self.raised_at_ms - self.started_at_ms)
             ),
             Event::Reporting => format!(
-                "{} reports again, at {} after {} of silence.",
-                self.server,
-                rfc3339(self.ended_at_ms.unwrap_or(self.raised_at_ms)),
-                compact_duration(
-                    self.ended_at_ms.unwrap_or(self.raised_at_ms) - self.started_at_ms
-                )
+                "{} reports again, at {end} after {lasted} of silence.",
+                self.server
             ),
             Event::Warning => format!(
                 "{} has a condition of {} since {start}.",
@@ -166,13 +172,9 @@ impl Message {
                 self.subject.as_deref().unwrap_or("its host")
             ),
             Event::Cleared => format!(
-                "{}: the condition of {} ended at {} after {}.",
+                "{}: the condition of {} ended at {end} after {lasted}.",
                 self.server,
-                self.subject.as_deref().unwrap_or("its host"),
-                rfc3339(self.ended_at_ms.unwrap_or(self.raised_at_ms)),
-                compact_duration(
-                    self.ended_at_ms.unwrap_or(self.raised_at_ms) - self.started_at_ms
-                )
+                self.subject.as_deref().unwrap_or("its host")
             ),
         }];
         lines.push(format!("Cause: {}: {}.", self.cause, self.meaning()));
@@ -280,10 +282,7 @@ impl Message {
             }
             a
         };
-        let ends = self
-            .event
-            .ends()
-            .then(|| self.ended_at_ms.unwrap_or(self.raised_at_ms));
+        let ends = self.event.ends().then(|| self.ended());
         let mut alerts = vec![alert(&self.cause, ends)];
         if let (Event::CauseChanged, Some(before)) = (self.event, &self.previous_cause) {
             alerts.push(alert(before, Some(self.started_at_ms)));
@@ -312,14 +311,11 @@ impl Group<'_> {
             first.meaning()
         )];
         for m in self.0 {
-            let checks = m.failed_checks.map_or(String::new(), |n| match n {
-                1 => " (1 failed check)".to_owned(),
-                n => format!(" ({n} failed checks)"),
-            });
             lines.push(format!(
-                "{} since {}{checks}: {}",
+                "{} since {}{}: {}",
                 m.server,
                 rfc3339(m.started_at_ms),
+                m.checks(),
                 m.explanation
             ));
             if let Some(url) = m.evidence_url.as_ref().or(m.url.as_ref()) {

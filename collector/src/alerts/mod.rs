@@ -697,6 +697,12 @@ async fn enqueue(
     Ok(n)
 }
 
+/// The server's page, when the config has a `public_url`.
+fn server_url(config: &CollectorConfig, server: &str) -> Option<String> {
+    let base = config.public_url.as_ref()?;
+    Some(format!("{base}/servers/{server}"))
+}
+
 fn incident_message(
     config: &CollectorConfig,
     i: &OpenIncident,
@@ -704,10 +710,7 @@ fn incident_message(
     now_ms: i64,
     suffix: &str,
 ) -> Message {
-    let url = config
-        .public_url
-        .as_ref()
-        .map(|base| format!("{base}/servers/{}", i.server));
+    let url = server_url(config, &i.server);
     let evidence_url = url
         .as_ref()
         .map(|u| format!("{u}/checks/{}", i.first_result_id));
@@ -751,10 +754,7 @@ fn condition_message(
         ended_at_ms: None,
         failed_checks: None,
         incident_id: None,
-        url: config
-            .public_url
-            .as_ref()
-            .map(|base| format!("{base}/servers/{}", c.server)),
+        url: server_url(config, &c.server),
         evidence_url: None,
         raised_at_ms: now_ms,
     }
@@ -779,10 +779,7 @@ fn stale_message(
         ended_at_ms: None,
         failed_checks: None,
         incident_id: None,
-        url: config
-            .public_url
-            .as_ref()
-            .map(|base| format!("{base}/servers/{server}")),
+        url: server_url(config, server),
         evidence_url: None,
         raised_at_ms: now_ms,
     }

@@ -177,17 +177,13 @@ fn notifications_html(body: &mut String, list: &[NotificationView], now_ms: i64)
         list.len()
     );
     for n in list {
-        let state = match (n.status.as_str(), n.delivered_at_ms) {
-            ("delivered", Some(at)) => format!("delivered {}", timefmt::ago(at, now_ms)),
-            (status, _) => status.to_owned(),
-        };
         let _ = writeln!(
             body,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             timefmt::short_time(n.created_at_ms, now_ms),
             esc(&n.title),
             esc(&n.channel),
-            esc(&state),
+            esc(&n.state(now_ms)),
             n.attempts,
             esc(n.last_error.as_deref().unwrap_or(""))
         );

@@ -16,15 +16,11 @@ pub fn render_alerts(list: &NotificationList) -> String {
         .notifications
         .iter()
         .map(|n| {
-            let state = match (n.status.as_str(), n.delivered_at_ms) {
-                ("delivered", Some(at)) => format!("delivered {}", ago(at, list.now_ms)),
-                (status, _) => status.to_owned(),
-            };
             [
                 short_time(n.created_at_ms, list.now_ms),
                 clean(&n.title),
                 n.channel.clone(),
-                state,
+                n.state(list.now_ms),
                 n.attempts.to_string(),
                 n.last_error.as_deref().map(clean).unwrap_or_default(),
             ]

@@ -321,9 +321,7 @@ impl Check<Query> for HickoryTransport {
     fn run(&self, query: Query, deadline: Instant) -> impl Future<Output = DnsQuery> + Send {
         let Query { server, name, kind } = query;
         async move {
-            // The time given, to the millisecond (the runner set the deadline an instant ago).
-            let left = deadline.saturating_duration_since(Instant::now());
-            let timeout = Duration::from_millis((left.as_secs_f64() * 1000.0).round() as u64);
+            let timeout = checks::time_left(deadline);
             // What arrived that was not a readable answer, should no answer come.
             let mut garbled = None;
             // hickory has its own timeouts; the deadline bounds the whole exchange (UDP and

@@ -35,6 +35,13 @@ pub trait Timed {
     fn set_elapsed_ms(&mut self, ms: f64);
 }
 
+/// What is left of `deadline`, to the millisecond (a check given 700 ms an instant ago says
+/// "within 700ms", not 699).
+pub fn time_left(deadline: Instant) -> Duration {
+    let left = deadline.saturating_duration_since(Instant::now());
+    Duration::from_millis((left.as_secs_f64() * 1000.0).round() as u64)
+}
+
 /// Runs `check` on `target` with `timeout`, and stamps the time it took on its outcome.
 pub async fn run<T, C: Check<T>>(check: &C, target: T, timeout: Duration) -> C::Outcome {
     let start = Instant::now();

@@ -42,7 +42,7 @@ impl Check<Echo> for HickoryTransport {
         target: Echo,
         deadline: tokio::time::Instant,
     ) -> impl Future<Output = ReachProbe> + Send {
-        echo(target.0, left(deadline), None)
+        echo(target.0, super::time_left(deadline), None)
     }
 }
 
@@ -54,12 +54,8 @@ impl Check<TcpConnect> for HickoryTransport {
         target: TcpConnect,
         deadline: tokio::time::Instant,
     ) -> impl Future<Output = ReachProbe> + Send {
-        connect(target.0, left(deadline))
+        connect(target.0, super::time_left(deadline))
     }
-}
-
-fn left(deadline: tokio::time::Instant) -> Duration {
-    deadline.saturating_duration_since(tokio::time::Instant::now())
 }
 
 async fn connect(server: SocketAddr, timeout: Duration) -> ReachProbe {
