@@ -1,8 +1,9 @@
 //! Real receivers of the collector's alerts: Prometheus' Alertmanager (Debian's
-//! `prometheus-alertmanager`) and a webhook receiver (Python's http.server) that checks each
-//! message's HMAC-SHA256 signature and can be told to answer 503 for a while.
+//! `prometheus-alertmanager`), a webhook receiver (Python's http.server) that checks each
+//! message's HMAC-SHA256 signature and can be told to answer 503 for a while, and an SMTP
+//! server (Debian's aiosmtpd) with STARTTLS, implicit TLS and a login, under a private CA.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -16,6 +17,9 @@ use crate::wait::wait_for;
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub const ALERTMANAGER_PORT: u16 = 9093;
 pub const RECEIVER_PORT: u16 = 8088;
+/// The SMTP receiver's ports: STARTTLS required, and TLS from the first byte.
+pub const SMTP_STARTTLS_PORT: u16 = 2587;
+pub const SMTP_IMPLICIT_PORT: u16 = 2465;
 
 /// Alertmanager on `host`:9093, routing everything to a receiver that sends nothing, without
 /// clustering; the collector's alerts are read back from its `/api/v2/alerts`.
@@ -130,14 +134,7 @@ impl WebhookReceiver {
 
     /// What was accepted so far, in order.
     pub fn received(&self) -> Result<Vec<Value>> {
-        let text = match std::fs::read_to_string(self.dir.join("received.jsonl")) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(e.into()),
-        };
-        text.lines()
-            .map(|l| serde_json::from_str(l).context("a received line"))
-            .collect()
+        read_jsonl(&self.dir.join("received.jsonl"))
     }
 
     /// Answers 503 to everything while `failing`.
@@ -149,4 +146,143 @@ impl WebhookReceiver {
         }
         Ok(())
     }
+}
+
+/// A receiver's file of JSON lines, one per message (none yet: empty).
+fn read_jsonl(path: &Path) -> Result<Vec<Value>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e.into()),
+    };
+    text.lines()
+        .map(|l| serde_json::from_str(l).context("a received line"))
+        .collect()
+}
+
+/// An SMTP server on `host` (Debian's aiosmtpd) that requires a login (`user`, `password`),
+/// on [`SMTP_STARTTLS_PORT`] after STARTTLS and on [`SMTP_IMPLICIT_PORT`] over TLS from the
+/// start, with a certificate for the host's address from a private CA (`ca`, for the
+/// collector's `ca_file`). It keeps each message with its port's mode, login and envelope.
+pub struct SmtpReceiver {
+    pub service: Service,
+    /// `smtp://10.88.0.5`, without a port.
+    pub url: String,
+    /// The private CA's certificate (PEM).
+    pub ca: PathBuf,
+    dir: PathBuf,
+}
+
+const SMTP_RECEIVER: &str = r#"
+import json, sys, threading
+import ssl
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+addr, p_starttls, p_implicit, cert, key, user, password, out = sys.argv[1:]
+
+class Handler:
+    def __init__(self, mode):
+        self.mode = mode
+
+    async def handle_DATA(self, server, session, envelope):
+        entry = {
+            "mode": self.mode,
+            "login": getattr(session, "causeway_login", None),
+            "from": envelope.mail_from,
+            "to": envelope.rcpt_tos,
+            "data": envelope.content.decode("utf-8", "replace"),
+        }
+        with open(out, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        return "250 Message accepted"
+
+def login(server, session, envelope, mechanism, auth_data):
+    ok = (isinstance(auth_data, LoginPassword) and auth_data.login == user.encode()
+          and auth_data.password == password.encode())
+    if ok:
+        session.causeway_login = user
+    return AuthResult(success=ok, handled=False)
+
+tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+tls.load_cert_chain(cert, key)
+Controller(Handler("starttls"), hostname=addr, port=int(p_starttls), tls_context=tls,
+           require_starttls=True, authenticator=login, auth_required=True).start()
+# aiosmtpd does not count implicit TLS as TLS for AUTH; the socket is TLS from the start.
+Controller(Handler("implicit"), hostname=addr, port=int(p_implicit), ssl_context=tls,
+           authenticator=login, auth_required=True, auth_require_tls=False).start()
+print("smtp listening", flush=True)
+threading.Event().wait()
+"#;
+
+impl SmtpReceiver {
+    pub fn start(lab: &Lab, host: &Host, user: &str, password: &str) -> Result<SmtpReceiver> {
+        let dir = lab.path("smtp");
+        std::fs::create_dir_all(&dir)?;
+        let (ca, cert, key) = private_ca_and_server_cert(&dir, &host.addr.to_string())?;
+        let script = dir.join("smtp.py");
+        std::fs::write(&script, SMTP_RECEIVER)?;
+        // Debian's Python, where python3-aiosmtpd is installed (not one earlier on PATH).
+        let mut cmd = host.command("/usr/bin/python3");
+        cmd.arg(&script)
+            .arg(host.addr.to_string())
+            .arg(SMTP_STARTTLS_PORT.to_string())
+            .arg(SMTP_IMPLICIT_PORT.to_string())
+            .arg(&cert)
+            .arg(&key)
+            .arg(user)
+            .arg(password)
+            .arg(dir.join("received.jsonl"));
+        let mut service = Service::spawn("smtp", &mut cmd, &dir.join("smtp.log"))?;
+        service.wait_for_log("smtp listening", START_TIMEOUT)?;
+        Ok(SmtpReceiver {
+            service,
+            url: format!("smtp://{}", host.addr),
+            ca,
+            dir,
+        })
+    }
+
+    /// The messages accepted so far, in order.
+    pub fn received(&self) -> Result<Vec<Value>> {
+        read_jsonl(&self.dir.join("received.jsonl"))
+    }
+}
+
+/// A private CA and a certificate for `ip` signed by it, made with openssl in `dir`:
+/// (CA certificate, server certificate, server key).
+fn private_ca_and_server_cert(dir: &Path, ip: &str) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let path = |f: &str| dir.join(f).display().to_string();
+    let [ca_key, ca, key, csr, cert, ext] = [
+        "ca.key",
+        "ca.pem",
+        "server.key",
+        "server.csr",
+        "server.pem",
+        "server.ext",
+    ]
+    .map(path);
+    std::fs::write(
+        &ext,
+        format!("subjectAltName=IP:{ip}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+    )?;
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    // Split on spaces: the lab's paths have none.
+    for args in [
+        format!("req -x509 {ec} -days 2 -subj /CN=causeway-lab-ca -keyout {ca_key} -out {ca}"),
+        format!("req {ec} -subj /CN=smtp -keyout {key} -out {csr}"),
+        format!(
+            "x509 -req -days 2 -in {csr} -CA {ca} -CAkey {ca_key} -CAcreateserial \
+             -extfile {ext} -out {cert}"
+        ),
+    ] {
+        let out = std::process::Command::new("openssl")
+            .args(args.split_whitespace())
+            .output()
+            .context("openssl")?;
+        if !out.status.success() {
+            bail!("openssl {args}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    Ok((ca.into(), cert.into(), key.into()))
 }

@@ -1,6 +1,7 @@
 //! Alerts end to end: real nginx, probe and collector (with a config file) in the lab, and
-//! real receivers: a webhook receiver that checks the HMAC, and Prometheus' Alertmanager.
-//! nginx stopped -> DOWN on both; the receiver down and the collector killed with SIGKILL
+//! real receivers: a webhook receiver that checks the HMAC, Prometheus' Alertmanager, and an
+//! SMTP server (aiosmtpd) with STARTTLS, implicit TLS and a login under a private CA.
+//! nginx stopped -> DOWN on all of them, and a wrong SMTP password shown failed; the receiver down and the collector killed with SIGKILL
 //! before the delivery -> the message once after the restart; nginx started -> RECOVERED with
 //! the outage's length; a maintenance window -> nothing until it is removed; the probe killed
 //! -> STALE.
@@ -8,13 +9,17 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use causeway_e2e::receivers::{WebhookReceiver, alertmanager_alerts, start_alertmanager};
+use causeway_e2e::receivers::{
+    SMTP_IMPLICIT_PORT, SMTP_STARTTLS_PORT, SmtpReceiver, WebhookReceiver, alertmanager_alerts,
+    start_alertmanager,
+};
 use causeway_e2e::services::{self, ProbeSetup};
 use causeway_e2e::{Lab, now_ms, wait_for};
 use serde_json::Value;
 
 const SERVER: &str = "web-01";
 const SECRET: &str = "lab-secret-0123456789";
+const SMTP_PASSWORD: &str = "lab-smtp-password";
 const PATIENCE: Duration = Duration::from_secs(90);
 
 /// The webhook messages of `event` received so far.
@@ -43,6 +48,9 @@ fn down_recovered_and_stale_reach_a_webhook_and_alertmanager_once_each() -> Resu
     let nginx = services::start_nginx(&mut lab, &web, "nginx")?;
     lab.adopt(nginx);
     let receiver = WebhookReceiver::start(&lab, &hook_host, SECRET)?;
+    let smtp = SmtpReceiver::start(&lab, &hook_host, "causeway", SMTP_PASSWORD)?;
+    let password_file = lab.path("smtp-password");
+    std::fs::write(&password_file, format!("{SMTP_PASSWORD}\n"))?;
     let (alertmanager, am_url) = start_alertmanager(&lab, &am_host)?;
     lab.adopt(alertmanager);
 
@@ -56,10 +64,25 @@ fn down_recovered_and_stale_reach_a_webhook_and_alertmanager_once_each() -> Resu
              [[channel]]\nname = \"chat\"\nkind = \"slack\"\nurl = \"{hook}/slack\"\n\n\
              [[channel]]\nname = \"phones\"\nkind = \"ntfy\"\nurl = \"{hook}/ntfy\"\n\n\
              [[channel]]\nname = \"am\"\nkind = \"alertmanager\"\nurl = \"{am_url}\"\n\n\
+             [[channel]]\nname = \"mail\"\nkind = \"email\"\n\
+             url = \"{smtp}:{SMTP_STARTTLS_PORT}\"\nfrom = \"Causeway <causeway@lab.example>\"\n\
+             to = [\"oncall@lab.example\"]\nusername = \"causeway\"\n\
+             password_file = \"{password_file}\"\nca_file = \"{ca}\"\n\n\
+             [[channel]]\nname = \"mail-tls\"\nkind = \"email\"\ntls = \"implicit\"\n\
+             url = \"{smtp}:{SMTP_IMPLICIT_PORT}\"\nfrom = \"causeway@lab.example\"\n\
+             to = [\"oncall@lab.example\", \"Web team <web@lab.example>\"]\n\
+             username = \"causeway\"\npassword = \"{SMTP_PASSWORD}\"\nca_file = \"{ca}\"\n\n\
+             [[channel]]\nname = \"mail-bad\"\nkind = \"email\"\ntls = \"implicit\"\n\
+             url = \"{smtp}:{SMTP_IMPLICIT_PORT}\"\nfrom = \"causeway@lab.example\"\n\
+             to = [\"oncall@lab.example\"]\nusername = \"causeway\"\n\
+             password = \"not-the-password\"\nca_file = \"{ca}\"\n\n\
              [[rule]]\nname = \"web\"\nservers = [\"web-*\"]\n\
-             channels = [\"ops\", \"chat\", \"phones\", \"am\"]\n",
+             channels = [\"ops\", \"chat\", \"phones\", \"am\", \"mail\", \"mail-tls\", \"mail-bad\"]\n",
             coll = coll_host.addr,
             hook = receiver.url,
+            smtp = smtp.url,
+            password_file = password_file.display(),
+            ca = smtp.ca.display(),
         ),
     )?;
     let db = lab.path("causeway.db");
@@ -137,6 +160,47 @@ fn down_recovered_and_stale_reach_a_webhook_and_alertmanager_once_each() -> Resu
         "{firing:#}"
     );
 
+    // The emails: one over STARTTLS, one over implicit TLS, both logged in; a wrong password
+    // is a failed delivery with the server's answer.
+    let mails = wait_for("the DOWN emails", PATIENCE, || {
+        let got = smtp.received()?;
+        Ok((got.len() >= 2).then_some(got))
+    })?;
+    let modes: Vec<&str> = mails.iter().filter_map(|m| m["mode"].as_str()).collect();
+    ensure!(
+        modes.contains(&"starttls") && modes.contains(&"implicit"),
+        "{mails:#?}"
+    );
+    for mail in &mails {
+        let data = mail["data"].as_str().unwrap_or_default();
+        ensure!(mail["login"] == "causeway", "{mail:#}");
+        ensure!(
+            data.contains("Subject: [DOWN] web-01: connection_refused\r\n")
+                && data.contains("Why: ")
+                && data.contains("Message-ID: <causeway.incident.")
+                && data.contains("Content-Type: text/plain"),
+            "{data}"
+        );
+    }
+    let implicit = mails.iter().find(|m| m["mode"] == "implicit");
+    ensure!(
+        implicit.is_some_and(
+            |m| m["to"] == serde_json::json!(["oncall@lab.example", "web@lab.example"])
+        ),
+        "{mails:#?}"
+    );
+    println!(
+        "the DOWN email:\n{}",
+        mails[0]["data"].as_str().unwrap_or_default()
+    );
+    wait_for("the wrong SMTP password shown", PATIENCE, || {
+        let shown = services::probectl(&collector, &["alerts"])?;
+        Ok(shown
+            .lines()
+            .find(|l| l.contains(" mail-bad ") && l.contains("535"))
+            .map(str::to_owned))
+    })?;
+
     // The receiver goes down; nginx comes back; the collector is killed before it could
     // deliver the RECOVERED message, and delivers it once after its restart.
     receiver.set_failing(true)?;
@@ -212,6 +276,29 @@ fn down_recovered_and_stale_reach_a_webhook_and_alertmanager_once_each() -> Resu
         events == ["down", "down", "recovered", "recovered", "stale"],
         "{events:?}"
     );
+    // Exactly once each by email too, on both channels.
+    let tags = |mode: &str| -> Result<Vec<String>> {
+        Ok(smtp
+            .received()?
+            .iter()
+            .filter(|m| m["mode"] == mode)
+            .filter_map(|m| {
+                let data = m["data"].as_str()?;
+                let subject = data.lines().find_map(|l| l.strip_prefix("Subject: ["))?;
+                Some(subject.split(']').next()?.to_owned())
+            })
+            .collect())
+    };
+    for mode in ["starttls", "implicit"] {
+        let got = wait_for(&format!("the STALE email ({mode})"), PATIENCE, || {
+            let got = tags(mode)?;
+            Ok(got.contains(&"STALE".to_owned()).then_some(got))
+        })?;
+        ensure!(
+            got == ["DOWN", "RECOVERED", "DOWN", "RECOVERED", "STALE"],
+            "{mode}: {got:?}"
+        );
+    }
     let shown = services::probectl(&collector, &["alerts"])?;
     println!("probectl alerts:\n{shown}");
     let delivered = shown.lines().filter(|l| l.contains(" delivered ")).count();

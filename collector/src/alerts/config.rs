@@ -13,6 +13,7 @@ use std::time::Duration;
 use causeway_schema::Cause;
 use serde::Deserialize;
 
+use super::email::{Email, EmailKeys};
 use crate::duration;
 
 /// The defaults of a rule, as the README documents them.
@@ -119,6 +120,8 @@ pub struct Channel {
     pub url: String,
     /// Webhook: the HMAC-SHA256 key of the `X-Causeway-Signature` header.
     pub secret: Option<String>,
+    /// Email: the SMTP server, sender, recipients and login.
+    pub email: Option<Email>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -132,6 +135,8 @@ pub enum ChannelKind {
     Ntfy,
     /// A Prometheus Alertmanager's base URL (`/api/v2/alerts` is added).
     Alertmanager,
+    /// Plain text mail over SMTP (`smtp://host[:port]`).
+    Email,
 }
 
 impl ChannelKind {
@@ -141,6 +146,7 @@ impl ChannelKind {
             ChannelKind::Slack => "slack",
             ChannelKind::Ntfy => "ntfy",
             ChannelKind::Alertmanager => "alertmanager",
+            ChannelKind::Email => "email",
         }
     }
 }
@@ -209,6 +215,13 @@ struct RawChannel {
     kind: ChannelKind,
     url: String,
     secret: Option<String>,
+    tls: Option<String>,
+    from: Option<String>,
+    to: Option<Vec<String>>,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<String>,
+    ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -321,7 +334,29 @@ impl CollectorConfig {
             if channels.iter().any(|d| d.name == c.name) {
                 return Err(format!("{at}.name: {:?} is defined twice", c.name));
             }
-            check_url(&format!("channel {:?}: url", c.name), &c.url)?;
+            let at = format!("channel {:?}", c.name);
+            let email_keys = EmailKeys {
+                tls: c.tls,
+                from: c.from,
+                to: c.to,
+                username: c.username,
+                password: c.password,
+                password_file: c.password_file,
+                ca_file: c.ca_file,
+            };
+            let email = match c.kind {
+                ChannelKind::Email => Some(email_keys.check(&at, &c.url)?),
+                kind => {
+                    if let Some(key) = email_keys.first_set() {
+                        return Err(format!(
+                            "{at}: {key}: only an email channel has it (this one is {})",
+                            kind.as_str()
+                        ));
+                    }
+                    check_url(&format!("{at}: url"), &c.url)?;
+                    None
+                }
+            };
             if c.secret.is_some() && c.kind != ChannelKind::Webhook {
                 return Err(format!(
                     "channel {:?}: secret: only a webhook channel signs its messages (this one \
@@ -341,6 +376,7 @@ impl CollectorConfig {
                 kind: c.kind,
                 url: c.url,
                 secret: c.secret,
+                email,
             });
         }
         let mut rules: Vec<Rule> = Vec::new();
@@ -617,6 +653,8 @@ stale_after = 0
             (format!("{base}[[channel]]\nname = \"a\"\nkind = \"ntfy\"\nurl = \"http://h\"\n"), "channel[1].name: \"a\" is defined twice"),
             ("[[channel]]\nname = \"a\"\nkind = \"ntfy\"\nurl = \"ftp://h/x\"\n".to_owned(), "channel \"a\": url: \"ftp://h/x\" is not an http:// or https:// URL with a host"),
             ("[[channel]]\nname = \"a\"\nkind = \"slack\"\nurl = \"http://h\"\nsecret = \"0123456789abcdef\"\n".to_owned(), "only a webhook channel signs"),
+            ("[[channel]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"http://h\"\nto = [\"x@y.z\"]\n".to_owned(), "channel \"a\": to: only an email channel has it (this one is webhook)"),
+            ("[[channel]]\nname = \"m\"\nkind = \"email\"\nurl = \"smtp://h\"\nfrom = \"a@b.c\"\n".to_owned(), "channel \"m\": to: at least one recipient is required"),
             (format!("{base}[[rule]]\nname = \"r\"\nchannels = [\"b\"]\n"), "rule \"r\": channels: \"b\" is not a defined channel; defined: a"),
             (rule("causes = [\"oom\"]\n"), "rule \"r\": causes: \"oom\" is not a cause; use \"*\" or one of: "),
             (rule("servers = [\"web 01\"]\n"), "rule \"r\": servers: \"web 01\" is not a server name or glob"),

@@ -14,6 +14,7 @@
 //!   how each channel carries it; [`send`]: delivering one notification.
 
 pub mod config;
+pub mod email;
 pub mod message;
 pub mod send;
 

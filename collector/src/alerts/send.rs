@@ -56,6 +56,9 @@ pub async fn send_all(
                     let url = format!("{}/api/v2/alerts", channel.url.trim_end_matches('/'));
                     http.post(url).json(&alerts)
                 }
+                ChannelKind::Email => {
+                    return mail(channel, group.title(), group.text(), &group.key()).await;
+                }
             };
             answer(channel, request).await
         }
@@ -99,8 +102,17 @@ pub async fn send(http: &reqwest::Client, channel: &Channel, m: &Message) -> Res
             let url = format!("{}/api/v2/alerts", channel.url.trim_end_matches('/'));
             http.post(url).json(&m.alertmanager_body())
         }
+        ChannelKind::Email => return mail(channel, m.title(), m.text(), &m.key).await,
     };
     answer(channel, request).await
+}
+
+/// Mails `subject` and `body` on an email channel.
+async fn mail(channel: &Channel, subject: String, body: String, key: &str) -> Result<(), String> {
+    match &channel.email {
+        Some(email) => email.send(subject, body, key).await,
+        None => Err(format!("channel {:?} has no email settings", channel.name)),
+    }
 }
 
 /// Sends `request`: a 2xx answer is delivered, anything else an error saying what came back.
