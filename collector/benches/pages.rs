@@ -625,7 +625,7 @@ async fn time_server(
         runs,
         async || {
             let t0 = Instant::now();
-            let page = server::load(&db.read, name, now_ms).await?;
+            let page = server::load(&db.read, name, now_ms, &Default::default()).await?;
             let t1 = Instant::now();
             let html = server::render(&page, Audience::Operator);
             let t2 = Instant::now();
@@ -1015,7 +1015,7 @@ async fn why_breakdown(
 ) -> anyhow::Result<()> {
     println!("\n{label}: where the time goes (medians of {runs} runs after {WARMUP})");
     let (list, total_ms) = statements(runs, async || {
-        Ok(read::why(&db.read, name, since_ms, now_ms).await?)
+        Ok(read::why(&db.read, name, (since_ms, now_ms), &Default::default()).await?)
     })
     .await?;
     println!("  query (read::why), statement by statement:");
@@ -1027,7 +1027,7 @@ async fn why_breakdown(
 async fn server_breakdown(db: &Db, name: &str, now_ms: i64, runs: usize) -> anyhow::Result<()> {
     println!("\nserver page ({name}): where the time goes (medians of {runs} runs after {WARMUP})");
     let (list, total_ms) = statements(runs, async || {
-        Ok(server::load(&db.read, name, now_ms).await?)
+        Ok(server::load(&db.read, name, now_ms, &Default::default()).await?)
     })
     .await?;
     println!("  query (web::server::load), statement by statement:");
@@ -1056,7 +1056,7 @@ async fn save_all(
     )?;
     std::fs::write(dir.join("status.txt"), ctl::run(status, now_ms).await?)?;
     for name in [&timed.plain, &timed.open] {
-        let page = server::load(&db.read, name, now_ms).await?;
+        let page = server::load(&db.read, name, now_ms, &Default::default()).await?;
         let html = server::render(&page, Audience::Operator);
         std::fs::write(dir.join(format!("{name}.html")), html)?;
         let why = get(router, &format!("/api/v1/servers/{name}/why")).await?;
@@ -1105,7 +1105,7 @@ async fn sanity(db: &Db, router: &Router, timed: &Timed, now_ms: i64) -> anyhow:
         timed.open
     );
     for name in [&timed.plain, &timed.open] {
-        let page = server::load(&db.read, name, now_ms).await?;
+        let page = server::load(&db.read, name, now_ms, &Default::default()).await?;
         ensure!(
             page.results.len() == 100,
             "{name}'s page lacks its 100 checks"

@@ -58,6 +58,21 @@ pub struct AppState {
     pub alerts: Option<crate::alerts::Alerter>,
 }
 
+impl AppState {
+    /// What the read side knows of maintenance beyond the database: the config's weekly
+    /// windows, and since when healthy checks are kept.
+    pub fn maintenance(&self, now_ms: i64) -> crate::maintenance::Known {
+        crate::maintenance::Known {
+            weekly: self
+                .alerts
+                .as_ref()
+                .map(|a| a.config().maintenance.clone())
+                .unwrap_or_default(),
+            raw_since_ms: now_ms - i64::try_from(self.retention.raw.as_millis()).unwrap_or(0),
+        }
+    }
+}
+
 /// The whole application, without a socket (tests call it with `oneshot`).
 pub fn app(state: AppState) -> Router {
     let max_body = state.max_body;

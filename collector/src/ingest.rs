@@ -275,37 +275,51 @@ fn insert_result(
     Ok(id)
 }
 
-/// Counts a report's failures in incident `id`: `sql` is [`EXTEND_INCIDENT`] or
-/// [`REOPEN_INCIDENT`].
+/// Counts a report's failures and checks in incident `id`, open or (within the merge gap)
+/// reopened.
 fn count_failures(
     conn: &mut dyn Conn,
     id: i64,
     failures: &grouping::Failures,
     result_ids: &[i64],
-    sql: &'static str,
+    checks: i64,
+    reopened_at_ms: Option<i64>,
 ) -> Result<(), IngestError> {
-    let last = failures.checks[failures.checks.len() - 1];
-    conn.execute(
-        sql,
-        values![
-            id,
-            failures.checks.len() as i64,
-            failures.last_failure_at_ms,
-            result_ids[last],
-        ],
-    )?;
+    let last = result_ids[failures.checks[failures.checks.len() - 1]];
+    let (count, at) = (failures.checks.len() as i64, failures.last_failure_at_ms);
+    match reopened_at_ms {
+        None => conn.execute(EXTEND_INCIDENT, values![id, count, at, last, checks])?,
+        Some(start) => {
+            conn.execute(REOPEN_INCIDENT, values![id, count, at, last, checks, start])?
+        }
+    };
     Ok(())
 }
 
 const EXTEND_INCIDENT: &str = "UPDATE incidents SET failed_checks = failed_checks + $2,
-        last_failure_at_ms = greatest(last_failure_at_ms, $3), last_result_id = $4
+        last_failure_at_ms = greatest(last_failure_at_ms, $3), last_result_id = $4,
+        checks = checks + $5
      WHERE id = $1";
 /// [`EXTEND_INCIDENT`] for an incident that ended within the merge gap: open again, one more
-/// burst.
+/// burst, its start kept while fewer than [`BURST_STARTS_KEPT`] are.
 const REOPEN_INCIDENT: &str = "UPDATE incidents SET ended_at_ms = NULL, bursts = bursts + 1,
         failed_checks = failed_checks + $2,
-        last_failure_at_ms = greatest(last_failure_at_ms, $3), last_result_id = $4
+        last_failure_at_ms = greatest(last_failure_at_ms, $3), last_result_id = $4,
+        checks = checks + $5,
+        burst_starts = CASE
+            WHEN burst_starts IS NULL THEN CAST($6 AS TEXT)
+            WHEN bursts < 50 THEN burst_starts || ' ' || CAST($6 AS TEXT)
+            ELSE burst_starts END
      WHERE id = $1";
+/// How many burst starts an incident keeps (its first and 49 in `burst_starts`): the
+/// `50` in [`REOPEN_INCIDENT`].
+pub const BURST_STARTS_KEPT: u64 = 50;
+
+/// The server's checks between an incident's end and the report that reopens it (the
+/// healthy checks of the gap, which count in its failure ratio): the results since the
+/// closing report, before the first of this report (`first_result_id`).
+const GAP_CHECKS: &str = "SELECT count(*) FROM results
+     WHERE server_id = $1 AND started_at_ms >= $2 AND id < $3";
 
 /// Carries out the incident rule ([`next_incident`], and [`reopens`] within the merge gap)
 /// for an in-order report, keeping the server's open and latest ended incidents in `state`.
@@ -318,11 +332,21 @@ fn update_incidents(
 ) -> Result<(), IngestError> {
     let open = &mut state.incident;
     let step = next_incident(open.as_ref(), &report.results);
-    if let Some(id) = reopens(state.closed.as_ref(), &step, report.started_at_ms) {
+    let checks = report.results.len() as i64;
+    if let Some(closed) = reopens(state.closed.as_ref(), &step, report.started_at_ms) {
         let IncidentStep::Open { failures, .. } = step else {
             unreachable!("only an opening step reopens")
         };
-        count_failures(conn, id, &failures, result_ids, REOPEN_INCIDENT)?;
+        let (id, ended_at_ms) = (closed.id, closed.ended_at_ms);
+        let gap = conn
+            .query_row(
+                GAP_CHECKS,
+                values![server_id, ended_at_ms, result_ids[0]],
+                |r| r.i64(0),
+            )?
+            .unwrap_or(0);
+        let start = report.results[failures.checks[0]].started_at_ms;
+        count_failures(conn, id, &failures, result_ids, gap + checks, Some(start))?;
         *open = Some(Open {
             id,
             cause: failures.cause.id().to_owned(),
@@ -341,7 +365,7 @@ fn update_incidents(
             });
         }
         IncidentStep::Extend { id, failures } => {
-            count_failures(conn, id, &failures, result_ids, EXTEND_INCIDENT)?;
+            count_failures(conn, id, &failures, result_ids, checks, None)?;
         }
         IncidentStep::Open { close, failures } => {
             if let Some(id) = close {
@@ -363,8 +387,8 @@ fn update_incidents(
             let id = conn.returning(
                 "INSERT INTO incidents (server_id, cause, started_at_ms, last_failure_at_ms,
                                             failed_checks, first_result_id, last_result_id,
-                                            explanation)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                            explanation, checks)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                      RETURNING id",
                 values![
                     server_id,
@@ -375,6 +399,7 @@ fn update_incidents(
                     result_ids[first],
                     result_ids[last],
                     &explanation,
+                    checks,
                 ],
                 |r| r.i64(0),
             )?;

@@ -21,6 +21,7 @@ pub mod db;
 pub mod duration;
 pub mod idle;
 pub mod ingest;
+pub mod maintenance;
 pub mod metrics;
 pub mod migrate_to;
 pub mod names;

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use causeway_schema::{Cause, Evidence, Timings};
 use sqlx::AnyPool;
 
+use crate::maintenance;
 use crate::names;
 use crate::views::{
     Availability, FailureView, IncidentView, ResultView, ServerState, ServerView, WhyView,
@@ -368,11 +369,13 @@ struct IncidentRow {
     last_result_id: i64,
     explanation: String,
     bursts: i64,
+    checks: i64,
+    burst_starts: Option<String>,
 }
 
 const INCIDENT_COLUMNS: &str =
     "id, server_id, cause, started_at_ms, last_failure_at_ms, ended_at_ms,
-    failed_checks, first_result_id, last_result_id, explanation, bursts";
+    failed_checks, first_result_id, last_result_id, explanation, bursts, checks, burst_starts";
 
 async fn incident_view(pool: &AnyPool, row: IncidentRow) -> Result<IncidentView, ReadError> {
     let mut samples = Vec::with_capacity(2);
@@ -398,6 +401,15 @@ fn incident_summary(row: IncidentRow) -> IncidentView {
         open: row.ended_at_ms.is_none(),
         failed_checks: u64::try_from(row.failed_checks).unwrap_or(0),
         bursts: u64::try_from(row.bursts).unwrap_or(1),
+        checks: u64::try_from(row.checks).unwrap_or(0),
+        bursts_at_ms: std::iter::once(row.started_at_ms)
+            .chain(
+                row.burst_starts
+                    .iter()
+                    .flat_map(|s| s.split(' '))
+                    .filter_map(|t| t.parse().ok()),
+            )
+            .collect(),
         explanation: row.explanation,
         samples: Vec::new(),
     }
@@ -460,12 +472,20 @@ pub async fn incidents(
 pub async fn why(
     pool: &AnyPool,
     name: &str,
-    since_ms: i64,
-    now_ms: i64,
+    (since_ms, now_ms): (i64, i64),
+    known: &maintenance::Known,
 ) -> Result<WhyView, ReadError> {
     let row = server_row(pool, name).await?;
     let server_id = row.id;
     let availability = availability_since(pool, server_id, since_ms, now_ms).await?;
+    let (maintenance, availability_outside_maintenance) = maintenance::of_server(
+        pool,
+        (server_id, &row.name),
+        (since_ms, now_ms),
+        known,
+        availability,
+    )
+    .await?;
     let incidents = incidents_of(pool, server_id, since_ms).await?;
     let resolver_conditions = resolvers::conditions_of(pool, server_id, since_ms).await?;
     let host_conditions = host::conditions_of(pool, server_id, since_ms).await?;
@@ -477,5 +497,7 @@ pub async fn why(
         incidents,
         resolver_conditions,
         host_conditions,
+        maintenance,
+        availability_outside_maintenance,
     })
 }

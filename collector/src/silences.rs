@@ -29,6 +29,12 @@ pub struct Silence {
 }
 
 impl Silence {
+    /// When it ended or ends: at its end, or when it was removed before.
+    pub fn effective_end_ms(&self) -> i64 {
+        self.removed_at_ms
+            .map_or(self.ends_at_ms, |r| r.min(self.ends_at_ms))
+    }
+
     /// Whether it silences `server` at `at_ms`.
     pub fn covers(&self, server: &str, at_ms: i64) -> bool {
         self.removed_at_ms.is_none()
@@ -131,12 +137,23 @@ pub async fn remove(pool: &AnyPool, id: i64, now_ms: i64) -> Result<bool, sqlx::
 
 /// The silences in force at `now_ms` and those that ended in the last day, newest first.
 pub async fn recent(pool: &AnyPool, now_ms: i64) -> Result<Vec<Silence>, sqlx::Error> {
+    overlapping(pool, now_ms - 86_400_000, i64::MAX).await
+}
+
+/// The silences that were in force at some time between `since_ms` and `until_ms` (removed
+/// ones too: they were, until their removal), newest first.
+pub async fn overlapping(
+    pool: &AnyPool,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<Vec<Silence>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT id, servers, reason, created_by, created_at_ms, starts_at_ms, ends_at_ms,
                 removed_at_ms
-         FROM silences WHERE ends_at_ms > $1 ORDER BY id DESC",
+         FROM silences WHERE ends_at_ms > $1 AND starts_at_ms < $2 ORDER BY id DESC",
     )
-    .bind(now_ms - 86_400_000)
+    .bind(since_ms)
+    .bind(until_ms)
     .fetch_all(pool)
     .await?;
     rows.iter()

@@ -96,6 +96,50 @@ mod tests {
         assert_eq!(Availability::new(5, 5).percent(), "100.00%");
         assert_eq!(Availability::new(0, 0).percent(), "-");
     }
+
+    fn incident(
+        bursts: u64,
+        bursts_at_ms: Vec<i64>,
+        failed_checks: u64,
+        checks: u64,
+    ) -> IncidentView {
+        IncidentView {
+            id: 1,
+            cause: "connection_reset".into(),
+            summary: String::new(),
+            started_at_ms: bursts_at_ms[0],
+            last_failure_at_ms: bursts_at_ms[0],
+            ended_at_ms: None,
+            open: true,
+            failed_checks,
+            bursts,
+            checks,
+            bursts_at_ms,
+            explanation: String::new(),
+            samples: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_intermittent_incident_lists_its_bursts_and_its_failure_ratio() {
+        // 2026-12-07T10:00:00Z, and a burst every 70 s.
+        let t0 = 1_796_637_600_000;
+        assert_eq!(incident(1, vec![t0], 5, 5).intermittent(), None);
+        assert_eq!(
+            incident(3, vec![t0, t0 + 70_000, t0 + 140_000], 6, 120)
+                .intermittent()
+                .unwrap(),
+            "3 bursts, at 2026-12-07T10:00:00Z, 10:01:10, 10:02:20; 6 of 120 checks failed (5.0 %)"
+        );
+        // 60 bursts, 50 of them known, 10 shown; no ratio from an older collector.
+        let known: Vec<i64> = (0..50).map(|n| t0 + n * 70_000).collect();
+        let line = incident(60, known, 70, 0).intermittent().unwrap();
+        assert!(
+            line.starts_with("60 bursts, at 2026-12-07T10:00:00Z, 10:01:10, "),
+            "{line}"
+        );
+        assert!(line.ends_with(", 10:10:30, and 50 more"), "{line}");
+    }
 }
 
 /// Consecutive failures of one server with the same primary cause.
@@ -114,11 +158,63 @@ pub struct IncidentView {
     /// within the merge gap (10 minutes) after it had ended. 1 from older collectors.
     #[serde(default = "one")]
     pub bursts: u64,
+    /// The server's checks from its start to its last failure, the healthy ones between its
+    /// bursts included: `failed_checks` of these failed. 0 when unknown (stored by an older
+    /// collector).
+    #[serde(default)]
+    pub checks: u64,
+    /// When each burst began, the first the incident's start; the first 50 of them.
+    #[serde(default)]
+    pub bursts_at_ms: Vec<i64>,
     /// The explanation of the first failure.
     pub explanation: String,
     /// The first and the last failed check (one when they are the same).
     pub samples: Vec<ResultView>,
 }
+
+impl IncidentView {
+    /// For an intermittent incident (more than one burst), when its bursts began and its
+    /// failure ratio, as `why` and the page print it:
+    /// `5 bursts, at 2026-12-07T10:01:02Z, 10:03:10, ...; 14 of 230 checks failed (6.1 %)`.
+    pub fn intermittent(&self) -> Option<String> {
+        if self.bursts <= 1 {
+            return None;
+        }
+        let first = self
+            .bursts_at_ms
+            .first()
+            .copied()
+            .unwrap_or(self.started_at_ms);
+        let mut at: Vec<String> = self
+            .bursts_at_ms
+            .iter()
+            .take(BURST_TIMES_SHOWN)
+            .enumerate()
+            .map(|(i, &t)| match i {
+                0 => crate::timefmt::rfc3339(t),
+                // Within a day of the first, the time of day says it.
+                _ => crate::timefmt::short_time(t, first),
+            })
+            .collect();
+        let unlisted = self.bursts.saturating_sub(at.len() as u64);
+        if unlisted > 0 {
+            at.push(format!("and {unlisted} more"));
+        }
+        let mut line = format!("{} bursts, at {}", self.bursts, at.join(", "));
+        if self.checks >= self.failed_checks && self.checks > 0 {
+            line.push_str(&format!(
+                "; {} of {} checks failed ({:.1} %)",
+                self.failed_checks,
+                self.checks,
+                self.failed_checks as f64 * 100.0 / self.checks as f64
+            ));
+        }
+        Some(line)
+    }
+}
+
+/// Burst times an incident's line lists at most; the count says how many there were.
+const BURST_TIMES_SHOWN: usize = 10;
 
 /// One stored check result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,6 +275,66 @@ pub struct WhyView {
     /// Overlapping the window, newest first. Absent from older collectors' answers.
     #[serde(default)]
     pub host_conditions: Vec<HostConditionView>,
+    /// The server's maintenance windows (silences, weekly windows of the config) overlapping
+    /// the window, oldest first.
+    #[serde(default)]
+    pub maintenance: Vec<MaintenanceView>,
+    /// [`WhyView::availability`] without the checks made during maintenance; `None` when
+    /// there was none, or when a window is older than the healthy checks kept
+    /// (`--retain-raw`), so its checks can no longer be told apart.
+    #[serde(default)]
+    pub availability_outside_maintenance: Option<Availability>,
+}
+
+/// A time a server was in maintenance, and its checks then.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceView {
+    /// `silence 3` or `weekly`.
+    pub what: String,
+    pub reason: String,
+    /// Who made a silence (`None` for a weekly window).
+    pub created_by: Option<String>,
+    /// Cut to the window asked for.
+    pub started_at_ms: i64,
+    pub ended_at_ms: i64,
+    /// The server's checks in it (`None` once its healthy checks are no longer kept,
+    /// `--retain-raw`), and how many failed.
+    pub checks: Option<u64>,
+    pub failed: u64,
+}
+
+impl MaintenanceView {
+    /// `silence 3 (kernel upgrade)`, `weekly (backups)`: what `why` and the page call it.
+    pub fn label(&self) -> String {
+        format!("{} ({})", self.what, self.reason)
+    }
+
+    /// `240 checks, 12 failed`, or `12 failed` when the healthy ones are no longer kept.
+    pub fn checks_phrase(&self) -> String {
+        match self.checks {
+            Some(all) => format!("{all} checks, {} failed", self.failed),
+            None => format!(
+                "{} failed (healthy checks this old are not kept)",
+                self.failed
+            ),
+        }
+    }
+
+    /// Whether it overlaps the time from `start_ms` to `end_ms` (an open incident: `None`).
+    pub fn overlaps(&self, start_ms: i64, end_ms: Option<i64>) -> bool {
+        self.started_at_ms <= end_ms.unwrap_or(i64::MAX) && start_ms < self.ended_at_ms
+    }
+}
+
+impl WhyView {
+    /// The maintenance windows during `incident`: its failed checks then were expected.
+    pub fn maintenance_during(&self, i: &IncidentView) -> Vec<&MaintenanceView> {
+        let end = i.ended_at_ms.map(|_| i.last_failure_at_ms);
+        self.maintenance
+            .iter()
+            .filter(|m| m.overlaps(i.started_at_ms, end))
+            .collect()
+    }
 }
 
 /// Consecutive observations of one thing (a resolver, a probe's host) with the same cause:

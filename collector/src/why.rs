@@ -94,14 +94,19 @@ pub fn render_why(view: &WhyView, window_ms: i64) -> String {
         clean(&view.server.name),
         view.server.state.as_str()
     );
+    if let Some(outside) = &view.availability_outside_maintenance {
+        let (pct, checks) = availability_phrase(outside);
+        let _ = writeln!(out, "  outside maintenance: {pct} ({checks})");
+    }
     if view.incidents.is_empty() {
         let _ = writeln!(out, "No incidents in the last {window}.");
     } else {
         let _ = writeln!(out, "Incidents ({}):", view.incidents.len());
     }
     for incident in &view.incidents {
-        render_incident(&mut out, incident, view.now_ms);
+        render_incident(&mut out, incident, view);
     }
+    render_maintenance(&mut out, view);
     dns::render_conditions(&mut out, &view.resolver_conditions, view.now_ms);
     host::render_conditions(&mut out, &view.host_conditions, view.now_ms);
     out
@@ -164,26 +169,40 @@ fn render_condition<E>(
     }
 }
 
-fn render_incident(out: &mut String, i: &IncidentView, now_ms: i64) {
+fn render_incident(out: &mut String, i: &IncidentView, view: &WhyView) {
     heading(out, i.open, &i.cause, &i.summary);
     let plural = if i.failed_checks == 1 { "" } else { "s" };
-    let bursts = match i.bursts {
-        0 | 1 => String::new(),
-        n => format!(", intermittent: {n} bursts, each back within 10 minutes of the last"),
-    };
-    let lines = [
-        ("when:", span(i.started_at_ms, i.ended_at_ms, now_ms)),
-        (
-            "failed:",
-            format!("{} check{plural}{bursts}", i.failed_checks),
-        ),
-        ("why:", clean(&i.explanation)),
-    ];
-    for (label, line) in lines {
-        labelled(out, label, &[line]);
+    let when = span(i.started_at_ms, i.ended_at_ms, view.now_ms);
+    labelled(out, "when:", &[when]);
+    let mut failed = vec![format!("{} check{plural}", i.failed_checks)];
+    failed.extend(i.intermittent().map(|line| format!("intermittent: {line}")));
+    for m in view.maintenance_during(i) {
+        failed.push(format!("during maintenance: {}", clean(&m.label())));
     }
+    labelled(out, "failed:", &failed);
+    labelled(out, "why:", &[clean(&i.explanation)]);
     if let Some(sample) = i.samples.last() {
         render_evidence(out, sample);
+    }
+}
+
+/// The server's maintenance windows over the window, and their checks.
+fn render_maintenance(out: &mut String, view: &WhyView) {
+    if view.maintenance.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "Maintenance ({}):", view.maintenance.len());
+    for m in &view.maintenance {
+        let by = m
+            .created_by
+            .as_deref()
+            .map_or(String::new(), |b| format!(" by {}", clean(b)));
+        let _ = writeln!(out, "  {}{by}", clean(&m.label()));
+        let when = span(m.started_at_ms, Some(m.ended_at_ms), view.now_ms);
+        let checks = m.checks_phrase();
+        for (label, line) in [("when:", when), ("checks:", checks)] {
+            labelled(out, label, &[line]);
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use causeway_collector::alerts::config::CollectorConfig;
 use causeway_collector::alerts::send::{SIGNATURE_HEADER, signature};
 use causeway_collector::alerts::{self, Alerter};
 use causeway_collector::ingest::MERGE_GAP_MS;
+use causeway_collector::timefmt;
 use common::*;
 use serde_json::Value;
 
@@ -580,20 +581,186 @@ async fn an_intermittent_fault_is_one_incident_and_one_alert() {
         .await
         .unwrap();
     running.stop().await;
+    // Its bursts began at cycles 1 and 7; 3 of its 4 checks failed (cycle 3's healthy one,
+    // between the bursts, counts; cycle 8's, after the last failure, does not).
+    let bursts = format!(
+        "2 bursts, at {}, {}; 3 of 4 checks failed (75.0 %)",
+        timefmt::rfc3339(cycle(1)),
+        timefmt::short_time(cycle(7), cycle(1))
+    );
     assert!(
-        why.contains("failed:   3 checks, intermittent: 2 bursts, each back within 10 minutes"),
+        why.contains(&format!(
+            "failed:   3 checks\n              intermittent: {bursts}\n"
+        )),
         "{why}"
     );
     let (_, page) = h.get("/servers/web-01").await;
     let page = page.as_str().unwrap();
     assert!(
-        page.contains("<b>intermittent</b> (2 bursts)"),
+        page.contains(&format!("<b>intermittent</b>: {bursts}")),
         "the page marks it"
     );
     // Past the gap, the same cause is a new incident.
     let much_later = cycle(8) + MERGE_GAP_MS + 1;
     at(&h, &token, much_later, refused(much_later)).await;
     assert_eq!(h.count("incidents").await, 2);
+}
+
+/// Failed checks during a silence or a weekly window of the config are marked as in
+/// maintenance in `why` and on the page, and availability is shown with and without them.
+#[tokio::test]
+async fn checks_during_maintenance_are_marked_and_availability_shown_without_them() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use causeway_collector::silences::{self, NewSilence};
+    use causeway_collector::views::WhyView;
+    let h = Harness::new().await;
+    // Made before its first check (the harness's token is made at NOW, after them).
+    let token = causeway_collector::tokens::add(&h.db.write, "web-01", cycle(0))
+        .await
+        .unwrap()
+        .token;
+    // NOW is a Monday, 12:04:30 UTC; cycle(n) is 11:54:30 + n x 30 s. The weekly window
+    // covers cycles 3 to 6, the silence made at cycle 10 for a minute cycles 10 and 11.
+    let receiver = Receiver::default();
+    let a = alerter(
+        &h,
+        config(
+            &receiver.start().await,
+            "stale_after = 0\n[[maintenance]]\nservers = [\"web-*\"]\n\
+             weekly = \"mon 11:56-11:58\"\nreason = \"weekly updates\"\n",
+        ),
+    )
+    .await;
+    let failing = [4, 5, 10, 11, 13];
+    for n in 1..=14 {
+        if n == 10 {
+            let new = NewSilence {
+                servers: "web-01".into(),
+                duration_s: 60,
+                reason: "kernel upgrade".into(),
+            };
+            silences::add(&h.db.write, &new, "ops", cycle(10))
+                .await
+                .unwrap();
+        }
+        let check = match failing.contains(&n) {
+            true => refused(cycle(n)),
+            false => ok_check(cycle(n)),
+        };
+        at(&h, &token, cycle(n), check).await;
+    }
+    h.set_now(cycle(14) + 1000);
+    let app = causeway_collector::api::app(causeway_collector::api::AppState {
+        alerts: Some(a.clone()),
+        ..h.state()
+    });
+    let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+    let (_, json) = send(app.clone(), get("/api/v1/servers/web-01/why")).await;
+    let why: WhyView = serde_json::from_value(json).unwrap();
+    assert_eq!((why.availability.ok, why.availability.total), (9, 14));
+    let outside = why.availability_outside_maintenance.unwrap();
+    assert_eq!(
+        (outside.ok, outside.total),
+        (7, 8),
+        "6 checks were in maintenance"
+    );
+    let windows: Vec<(String, i64, i64, Option<u64>, u64)> = why
+        .maintenance
+        .iter()
+        .map(|m| {
+            (
+                m.label(),
+                m.started_at_ms,
+                m.ended_at_ms,
+                m.checks,
+                m.failed,
+            )
+        })
+        .collect();
+    let monday = NOW - NOW.rem_euclid(86_400_000);
+    assert_eq!(
+        windows,
+        [
+            (
+                "weekly (weekly updates)".into(),
+                monday + 716 * MIN,
+                monday + 718 * MIN,
+                Some(4),
+                2
+            ),
+            (
+                "silence 1 (kernel upgrade)".into(),
+                cycle(10),
+                cycle(12),
+                Some(2),
+                2
+            ),
+        ]
+    );
+    let text = causeway_collector::why::render_why(&why, 3_600_000);
+    println!("{text}");
+    for line in [
+        "web-01: availability 64.28% over the last 1h (9 of 14 checks ok), state up\n  \
+         outside maintenance: 87.50% (7 of 8 checks ok)\n",
+        "              during maintenance: weekly (weekly updates)\n\
+         \x20             during maintenance: silence 1 (kernel upgrade)\n",
+        "Maintenance (2):\n  weekly (weekly updates)\n",
+        "  silence 1 (kernel upgrade) by ops\n",
+        "    checks:   2 checks, 2 failed\n",
+    ] {
+        assert!(text.contains(line), "{line:?} in:\n{text}");
+    }
+    let (_, page) = send(app, get("/servers/web-01")).await;
+    // With healthy checks kept for 5 minutes only, the weekly window's can no longer be
+    // counted: its failures are listed, and availability is not shown without it.
+    let short = causeway_collector::api::app(causeway_collector::api::AppState {
+        alerts: Some(a),
+        retention: causeway_collector::ingest::Retention {
+            raw: std::time::Duration::from_secs(300),
+            ..Default::default()
+        },
+        ..h.state()
+    });
+    let (_, json) = send(short, get("/api/v1/servers/web-01/why")).await;
+    let why: WhyView = serde_json::from_value(json).unwrap();
+    assert_eq!(why.availability_outside_maintenance, None);
+    assert_eq!(
+        why.maintenance[0].checks_phrase(),
+        "2 failed (healthy checks this old are not kept)"
+    );
+    assert_eq!(why.maintenance[1].checks_phrase(), "2 checks, 2 failed");
+    let page = page.as_str().unwrap();
+    for part in [
+        "<div>30d outside maintenance<b>87.50%</b></div>",
+        "<p class=\"muted\"><b>during maintenance</b>: silence 1 (kernel upgrade)</p>",
+        "<h2>Maintenance, last 30 days (2)</h2>",
+    ] {
+        assert!(page.contains(part), "{part:?} on the page:\n{page}");
+    }
+}
+
+/// A fault that keeps coming back stays one bounded row: its bursts are counted, the first 50
+/// starts kept.
+#[tokio::test]
+async fn a_fault_that_keeps_coming_back_keeps_50_burst_starts() {
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    for n in 0..55 {
+        at(&h, &token, cycle(2 * n), refused(cycle(2 * n))).await;
+        at(&h, &token, cycle(2 * n + 1), ok_check(cycle(2 * n + 1))).await;
+    }
+    assert_eq!(h.count("incidents").await, 1);
+    let (_, incidents) = h.get("/api/v1/servers/web-01/incidents").await;
+    let incident = &incidents["incidents"][0];
+    assert_eq!(incident["bursts"], 55, "{incident:#}");
+    let starts: Vec<i64> = (0..50).map(|n| cycle(2 * n)).collect();
+    assert_eq!(incident["bursts_at_ms"], serde_json::json!(starts));
+    // 55 failed of 109 checks: the last healthy one came after the last failure.
+    assert_eq!(
+        (&incident["failed_checks"], &incident["checks"]),
+        (&serde_json::json!(55), &serde_json::json!(109))
+    );
 }
 
 /// Servers failing with one cause within `group_window` are one message listing each; one

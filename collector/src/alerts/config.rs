@@ -80,6 +80,30 @@ impl Maintenance {
         }
     }
 
+    /// The times the window covers between `since_ms` and `until_ms` (each as start and end,
+    /// oldest first, the first and last cut to the span), as [`Maintenance::covers`] tells
+    /// them: a window that crosses midnight belongs to the day it starts.
+    pub fn occurrences(&self, since_ms: i64, until_ms: i64) -> Vec<(i64, i64)> {
+        const DAY: i64 = 86_400_000;
+        let mut out = Vec::new();
+        // From the day before: its window may run past midnight into the span.
+        for day in since_ms.div_euclid(DAY) - 1..=until_ms.div_euclid(DAY) {
+            if !self.days[(day + 3).rem_euclid(7) as usize] {
+                continue;
+            }
+            let start = day * DAY + i64::from(self.start_min) * 60_000;
+            let mut end = day * DAY + i64::from(self.end_min) * 60_000;
+            if self.end_min <= self.start_min {
+                end += DAY;
+            }
+            let (start, end) = (start.max(since_ms), end.min(until_ms));
+            if start < end {
+                out.push((start, end));
+            }
+        }
+        out
+    }
+
     /// `sat,sun 02:00-04:00`, as the config writes it.
     fn parse(key: &str, text: &str) -> Result<([bool; 7], u32, u32), String> {
         let bad = || {
@@ -697,6 +721,20 @@ stale_after = 0
             "Monday evening is not listed"
         );
         assert!(!m.covers("db-01", at(0, 23, 0)), "another server");
+        // Friday noon to Monday noon: Saturday night's and Sunday night's windows, the
+        // second ending on Monday.
+        assert_eq!(
+            m.occurrences(at(-1, 12, 0), at(2, 12, 0)),
+            [(at(0, 23, 0), at(1, 1, 30)), (at(1, 23, 0), at(2, 1, 30))]
+        );
+        // A span starting inside Sunday night's window is cut to it; every occurrence agrees
+        // with `covers` at its edges.
+        let cut = m.occurrences(at(2, 0, 0), at(2, 12, 0));
+        assert_eq!(cut, [(at(2, 0, 0), at(2, 1, 30))]);
+        for (start, end) in m.occurrences(at(-7, 0, 0), at(7, 0, 0)) {
+            assert!(m.covers("web-01", start) && m.covers("web-01", end - 60_000));
+            assert!(!m.covers("web-01", end));
+        }
         assert_eq!(
             c.summary(),
             "0 channel(s), 0 rule(s), 1 weekly maintenance window(s)"

@@ -114,7 +114,8 @@ impl Alerter {
         })
     }
 
-    fn config(&self) -> Arc<CollectorConfig> {
+    /// The config in force (the latest reload's).
+    pub fn config(&self) -> Arc<CollectorConfig> {
         let guard = self.config.read().unwrap_or_else(|p| p.into_inner());
         Arc::clone(&guard)
     }

@@ -140,7 +140,10 @@ async fn server_why(
     query: Result<Query<Params>, QueryRejection>,
 ) -> Result<Json<crate::views::WhyView>, ApiError> {
     let (since, now_ms) = window(&app, query)?;
-    Ok(Json(read::why(&app.db.read, &name, since, now_ms).await?))
+    let known = app.maintenance(now_ms);
+    Ok(Json(
+        read::why(&app.db.read, &name, (since, now_ms), &known).await?,
+    ))
 }
 
 async fn server_resolvers(

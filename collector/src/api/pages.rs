@@ -31,7 +31,8 @@ async fn server_page(
     State(app): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Html<String>, PageError> {
-    let page = web::server::load(&app.db.read, &name, app.clock.now_ms()).await?;
+    let now_ms = app.clock.now_ms();
+    let page = web::server::load(&app.db.read, &name, now_ms, &app.maintenance(now_ms)).await?;
     Ok(Html(web::server::render(&page, Audience::Operator)))
 }
 

@@ -34,7 +34,8 @@ async fn shared_page(
     let name = shared_server(&app, &secret)
         .await
         .map_err(PageError::for_customer)?;
-    let page = web::server::load(&app.db.read, &name, app.clock.now_ms())
+    let now_ms = app.clock.now_ms();
+    let page = web::server::load(&app.db.read, &name, now_ms, &app.maintenance(now_ms))
         .await
         .map_err(PageError::for_customer)?;
     Ok(Html(web::server::render(&page, Audience::Customer)))

@@ -125,7 +125,11 @@ pub struct Closed {
 /// The ended incident that `step` continues instead of opening a new one: when nothing is
 /// open, the new failures have the latest incident's cause, and they started within
 /// [`MERGE_GAP_MS`] of its end.
-pub fn reopens(closed: Option<&Closed>, step: &IncidentStep, at_ms: i64) -> Option<i64> {
+pub fn reopens<'a>(
+    closed: Option<&'a Closed>,
+    step: &IncidentStep,
+    at_ms: i64,
+) -> Option<&'a Closed> {
     let IncidentStep::Open {
         close: None,
         failures,
@@ -135,7 +139,7 @@ pub fn reopens(closed: Option<&Closed>, step: &IncidentStep, at_ms: i64) -> Opti
     };
     let closed = closed?;
     let within = at_ms.saturating_sub(closed.ended_at_ms) <= merge_gap_ms();
-    (closed.cause == failures.cause.id() && within).then_some(closed.id)
+    (closed.cause == failures.cause.id() && within).then_some(closed)
 }
 
 /// What one observation does to the condition of what it observed (a resolver, or one cause
@@ -280,33 +284,46 @@ mod tests {
             ended_at_ms: at,
         };
         let t = 1_000_000;
+        let id = |c: Option<&Closed>| c.map(|c| c.id);
         assert_eq!(
-            reopens(Some(&ended(ConnectionRefused, t)), &step, t + 5_000),
+            id(reopens(
+                Some(&ended(ConnectionRefused, t)),
+                &step,
+                t + 5_000
+            )),
             Some(9)
         );
         assert_eq!(
-            reopens(Some(&ended(ConnectionRefused, t)), &step, t + MERGE_GAP_MS),
+            id(reopens(
+                Some(&ended(ConnectionRefused, t)),
+                &step,
+                t + MERGE_GAP_MS
+            )),
             Some(9)
         );
         assert_eq!(
-            reopens(
+            id(reopens(
                 Some(&ended(ConnectionRefused, t)),
                 &step,
                 t + MERGE_GAP_MS + 1
-            ),
+            )),
             None,
             "past the gap: a new incident"
         );
         assert_eq!(
-            reopens(Some(&ended(Timeout, t)), &step, t + 5_000),
+            id(reopens(Some(&ended(Timeout, t)), &step, t + 5_000)),
             None,
             "another cause"
         );
-        assert_eq!(reopens(None, &step, t), None);
+        assert_eq!(id(reopens(None, &step, t)), None);
         // An incident open with another cause is replaced, never merged.
         let replace = next_incident(Some(&open(3, Timeout)), &refused);
         assert_eq!(
-            reopens(Some(&ended(ConnectionRefused, t)), &replace, t + 5_000),
+            id(reopens(
+                Some(&ended(ConnectionRefused, t)),
+                &replace,
+                t + 5_000
+            )),
             None
         );
     }

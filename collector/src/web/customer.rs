@@ -119,6 +119,8 @@ mod tests {
                 open: true,
                 failed_checks: 2,
                 bursts: 1,
+                checks: 2,
+                bursts_at_ms: vec![5],
                 explanation: "x".into(),
                 samples: vec![],
             }),

@@ -42,8 +42,13 @@ pub enum Audience {
     Customer,
 }
 
-pub async fn load(pool: &AnyPool, name: &str, now_ms: i64) -> Result<ServerPage, ReadError> {
-    let why = read::why(pool, name, now_ms - WINDOW_MS, now_ms).await?;
+pub async fn load(
+    pool: &AnyPool,
+    name: &str,
+    now_ms: i64,
+    known: &crate::maintenance::Known,
+) -> Result<ServerPage, ReadError> {
+    let why = read::why(pool, name, (now_ms - WINDOW_MS, now_ms), known).await?;
     let id = read::server_id(pool, name).await?;
     let days = read::days(pool, id, STRIP_DAYS, now_ms).await?;
     let results = read::results(pool, name, 0, RECENT_CHECKS).await?;
@@ -84,6 +89,13 @@ pub fn render(page: &ServerPage, audience: Audience) -> String {
         "<div>90d<b>{}</b></div>",
         Availability::new(days_total.0, days_total.1).percent()
     );
+    if let Some(outside) = &why.availability_outside_maintenance {
+        let _ = write!(
+            body,
+            "<div>30d outside maintenance<b>{}</b></div>",
+            outside.percent()
+        );
+    }
     let seen = server
         .last_seen_ms
         .map_or("never".to_owned(), |ms| timefmt::ago(ms, now_ms));
@@ -152,8 +164,9 @@ pub fn render(page: &ServerPage, audience: Audience) -> String {
         body.push_str("<p class=\"muted\">None.</p>\n");
     }
     for incident in &why.incidents {
-        incident_html(&mut body, incident, now_ms);
+        incident_html(&mut body, incident, why);
     }
+    maintenance_html(&mut body, why);
     conditions_html(&mut body, why);
     if audience == Audience::Operator && !page.notifications.is_empty() {
         notifications_html(&mut body, &page.notifications, now_ms);
@@ -191,7 +204,33 @@ fn notifications_html(body: &mut String, list: &[NotificationView], now_ms: i64)
     body.push_str("</tbody></table>\n");
 }
 
-fn incident_html(body: &mut String, i: &IncidentView, now_ms: i64) {
+/// The server's maintenance windows over the page's 30 days, and their checks: failures in
+/// them were expected.
+fn maintenance_html(body: &mut String, why: &WhyView) {
+    if why.maintenance.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        body,
+        "<h2>Maintenance, last 30 days ({})</h2>\n<table class=\"ev-table\">\n<thead><tr>\
+         <th>window</th><th>from</th><th>until</th><th>checks</th></tr></thead><tbody>",
+        why.maintenance.len()
+    );
+    for m in &why.maintenance {
+        let _ = writeln!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&m.label()),
+            timefmt::rfc3339(m.started_at_ms),
+            timefmt::rfc3339(m.ended_at_ms),
+            m.checks_phrase()
+        );
+    }
+    body.push_str("</tbody></table>\n");
+}
+
+fn incident_html(body: &mut String, i: &IncidentView, why: &WhyView) {
+    let now_ms = why.now_ms;
     let (class, until) = match i.ended_at_ms {
         None => ("open", "now".to_owned()),
         Some(end) => ("closed", timefmt::rfc3339(end)),
@@ -207,14 +246,21 @@ fn incident_html(body: &mut String, i: &IncidentView, now_ms: i64) {
         timefmt::compact_duration(span),
         i.failed_checks,
         if i.failed_checks == 1 { "" } else { "s" },
-        match (class, i.bursts) {
-            ("open", 0 | 1) => ", <b>open</b>".to_owned(),
-            ("open", n) => format!(", <b>open</b>, <b>intermittent</b> ({n} bursts)"),
-            (_, 0 | 1) => String::new(),
-            (_, n) => format!(", <b>intermittent</b> ({n} bursts)"),
+        match (class, i.intermittent()) {
+            ("open", None) => ", <b>open</b>".to_owned(),
+            ("open", Some(line)) => format!(", <b>open</b>, <b>intermittent</b>: {}", esc(&line)),
+            (_, None) => String::new(),
+            (_, Some(line)) => format!(", <b>intermittent</b>: {}", esc(&line)),
         },
         esc(&i.explanation)
     );
+    for m in why.maintenance_during(i) {
+        let _ = write!(
+            body,
+            "<p class=\"muted\"><b>during maintenance</b>: {}</p>",
+            esc(&m.label())
+        );
+    }
     if let Some(last) = i.samples.last() {
         let _ = write!(
             body,
