@@ -70,8 +70,13 @@ impl Receiver {
 }
 
 fn config(url: &str, rule: &str) -> CollectorConfig {
+    config_with("", url, rule)
+}
+
+/// [`config`] with top-level keys (`group_wait = "5s"`).
+fn config_with(top: &str, url: &str, rule: &str) -> CollectorConfig {
     CollectorConfig::parse(&format!(
-        "public_url = \"https://causeway.example.net\"\n\
+        "{top}public_url = \"https://causeway.example.net\"\n\
          [[channel]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{url}\"\nsecret = \"{SECRET}\"\n\
          [[rule]]\nname = \"all\"\nchannels = [\"ops\"]\n{rule}"
     ))
@@ -604,6 +609,41 @@ async fn an_intermittent_fault_is_one_incident_and_one_alert() {
     let much_later = cycle(8) + MERGE_GAP_MS + 1;
     at(&h, &token, much_later, refused(much_later)).await;
     assert_eq!(h.count("incidents").await, 2);
+}
+
+/// With `group_wait`, the first DOWN of a cause waits for the others: three servers whose
+/// incidents reach the rule a second apart are one message from the start.
+#[tokio::test]
+async fn group_wait_makes_servers_failing_a_second_apart_one_message() {
+    let h = Harness::new().await;
+    let receiver = Receiver::default();
+    let url = receiver.start().await;
+    let a = alerter(
+        &h,
+        config_with("group_wait = \"5s\"\n", &url, "stale_after = 0\n"),
+    )
+    .await;
+    let names = ["web-01", "web-02", "web-03"];
+    let mut tokens = Vec::new();
+    for name in names {
+        tokens.push(h.token(name).await);
+    }
+    // Each server's second failed check comes a second after the previous server's, and a
+    // pass runs after each, as the collector does after every report.
+    let t = cycle(2);
+    for (i, (name, token)) in names.iter().zip(&tokens).enumerate() {
+        let at_ms = t + i as i64 * 1000;
+        for n in [at_ms - 30_000, at_ms] {
+            h.set_now(n);
+            post_all(&h, token, &[report(name, n, vec![refused(n)])]).await;
+        }
+        assert_eq!(pass(&a, at_ms).await, (1, 0), "{name} waits");
+    }
+    assert_eq!(a.deliver(t + 4_999).await.unwrap(), 0);
+    assert_eq!(a.deliver(t + 5_000).await.unwrap(), 3);
+    let got = receiver.bodies();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0]["title"], "[DOWN] 3 servers: connection_refused");
 }
 
 /// Failed checks during a silence or a weekly window of the config are marked as in

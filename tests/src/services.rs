@@ -477,6 +477,9 @@ pub struct ProbeSetup<'a> {
     pub top_extra: &'a str,
     /// The `[host]` table's lines; [`CALM_HOST`] when empty.
     pub host_table: &'a str,
+    /// The name of its files in the lab (`{files}.toml`, `{files}-spool`, `{files}-state`),
+    /// for several probes in one lab; `probe.toml`, `spool` and `state` when empty.
+    pub files: &'a str,
 }
 
 /// The `[host]` table of lab probes that look for OOM kills: the kernel log is followed, and
@@ -544,14 +547,24 @@ fn or_default<'s>(given: &'s str, default: &'s str) -> &'s str {
 
 /// The probe's config file for `setup`, written into the lab.
 pub fn write_probe_config(lab: &Lab, setup: &ProbeSetup) -> Result<(PathBuf, PathBuf)> {
-    let spool = lab.path("spool");
-    let state = lab.path("state");
+    let (spool, state, config) = match setup.files {
+        "" => (
+            "spool".to_owned(),
+            "state".to_owned(),
+            "probe.toml".to_owned(),
+        ),
+        f => (
+            format!("{f}-spool"),
+            format!("{f}-state"),
+            format!("{f}.toml"),
+        ),
+    };
+    let (spool, state, config) = (lab.path(&spool), lab.path(&state), lab.path(&config));
     let resolvers: Vec<String> = setup.resolvers.iter().map(|r| format!("{r:?}")).collect();
     let host_table = match setup.host_table {
         "" => CALM_HOST,
         lines => lines,
     };
-    let config = lab.path("probe.toml");
     std::fs::write(
         &config,
         format!(

@@ -305,3 +305,97 @@ fn down_recovered_and_stale_reach_a_webhook_and_alertmanager_once_each() -> Resu
     ensure!(delivered >= 8, "{shown}");
     Ok(())
 }
+
+/// Three servers losing their shared resolver page once: with `group_wait`, the first DOWN
+/// waits 5 s for the others and all three go out as one message.
+#[test]
+fn three_servers_losing_their_resolver_are_one_message() -> Result<()> {
+    let mut lab = Lab::new("alerts-group")?;
+    let coll_host = lab.add_host("coll", 3)?;
+    let web = lab.add_host("web", 2)?;
+    let hook_host = lab.add_host("hook", 5)?;
+    let dns = lab.add_host("dns", 11)?;
+    let nginx = services::start_nginx(&mut lab, &web, "nginx")?;
+    lab.adopt(nginx);
+    let canary = format!("canary.lab. 30 IN A {}", web.addr);
+    let unbound = services::start_unbound(&lab, &dns, "unbound", &[&canary])?;
+    lab.adopt(unbound);
+    let receiver = WebhookReceiver::start(&lab, &hook_host, SECRET)?;
+
+    let config = lab.path("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "public_url = \"http://{coll}:8750\"\ngroup_wait = \"5s\"\n\n\
+             [[channel]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{hook}/hook\"\n\
+             secret = \"{SECRET}\"\n\n\
+             [[rule]]\nname = \"all\"\nchannels = [\"ops\"]\nstale_after = 0\n",
+            coll = coll_host.addr,
+            hook = receiver.url,
+        ),
+    )?;
+    let db = lab.path("causeway.db");
+    let servers = ["web-01", "web-02", "web-03"];
+    let tokens: Vec<String> = servers
+        .iter()
+        .map(|s| services::add_token(&db, s))
+        .collect::<Result<_>>()?;
+    let args = ["--config".into(), config.into_os_string()];
+    let collector = services::start_collector_with(&lab, &coll_host, &db, &args)?;
+    let resolvers = [dns.addr.to_string()];
+    for (i, (server, token)) in servers.iter().zip(&tokens).enumerate() {
+        let host = lab.add_host(&format!("p{i}"), 21 + i as u8)?;
+        let (probe_config, _spool) = services::write_probe_config(
+            &lab,
+            &ProbeSetup {
+                server,
+                collector_url: &collector.url,
+                token,
+                canary_url: "http://canary.lab/",
+                resolvers: &resolvers,
+                interval: "1s",
+                timeout: "800ms",
+                top_extra: "dns_timeout = \"600ms\"",
+                files: server,
+                ..Default::default()
+            },
+        )?;
+        let probe = services::start_probe(&lab, &host, &probe_config)?;
+        lab.adopt(probe);
+    }
+    for server in servers {
+        services::wait_results(&collector, server, 0, 1, PATIENCE, |r| r["ok"] == true)?;
+    }
+
+    // The resolver stops answering (ICMP still passes): every server fails for DNS.
+    for proto in ["udp", "tcp"] {
+        dns.run(&[
+            "iptables", "-A", "INPUT", "-p", proto, "--dport", "53", "-j", "DROP",
+        ])?;
+    }
+    let down = wait_event(&receiver, "down", 1)?;
+    // All three DOWN notifications delivered: by then every message has arrived.
+    wait_for("three DOWN notifications delivered", PATIENCE, || {
+        let shown = services::probectl(&collector, &["alerts"])?;
+        let delivered = shown
+            .lines()
+            .filter(|l| l.contains("[DOWN]") && l.contains(" delivered "))
+            .count();
+        Ok((delivered == 3).then_some(()))
+    })?;
+    let down_posts = received(&receiver, "down")?;
+    ensure!(
+        down_posts.len() == 1 && down == down_posts,
+        "one message for three servers: {down_posts:#?}"
+    );
+    let body = &down_posts[0]["body"];
+    ensure!(down_posts[0]["signature_ok"] == true, "{body:#}");
+    let title = body["title"].as_str().unwrap_or_default();
+    println!("{title}\n{}", body["text"].as_str().unwrap_or_default());
+    ensure!(
+        title.starts_with("[DOWN] 3 servers: dns_") && body["grouped"] == true,
+        "{body:#}"
+    );
+    ensure!(body["servers"] == serde_json::json!(servers), "{body:#}");
+    Ok(())
+}

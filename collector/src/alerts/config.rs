@@ -42,6 +42,10 @@ pub struct CollectorConfig {
     /// one message listing every server (a shared resolver failing is one page, not fifty).
     /// The first goes out at once; zero turns grouping off.
     pub group_window: Duration,
+    /// How long the first DOWN of a cause on a channel waits for others of that cause (as
+    /// Alertmanager's `group_wait`): servers that fail together within it are one message
+    /// from the start. Zero (the default) sends the first at once.
+    pub group_wait: Duration,
     /// Recurring maintenance windows: their servers raise no alert while one lasts.
     pub maintenance: Vec<Maintenance>,
 }
@@ -216,6 +220,7 @@ struct RawConfig {
     give_up: Option<String>,
     merge_gap: Option<String>,
     group_window: Option<String>,
+    group_wait: Option<String>,
     #[serde(default)]
     maintenance: Vec<RawMaintenance>,
     #[serde(default, rename = "channel")]
@@ -281,6 +286,7 @@ impl CollectorConfig {
             give_up: duration::parse(DEFAULT_GIVE_UP).expect("a valid default"),
             merge_gap: Duration::from_millis(crate::ingest::MERGE_GAP_MS as u64),
             group_window: Duration::from_secs(DEFAULT_GROUP_WINDOW_S),
+            group_wait: Duration::ZERO,
             maintenance: Vec::new(),
         }
     }
@@ -327,6 +333,26 @@ impl CollectorConfig {
                 window
             }
         };
+        let group_wait = match raw.group_wait.as_deref() {
+            None => Duration::ZERO,
+            Some(t) => {
+                let wait = duration_key("group_wait", t)?;
+                if wait > Duration::from_secs(300) {
+                    return Err(format!(
+                        "group_wait: {t:?} is too long: at most 5m is allowed (it delays the \
+                         first page; 0s: none)"
+                    ));
+                }
+                wait
+            }
+        };
+        if !group_wait.is_zero() && group_window.is_zero() {
+            return Err(
+                "group_wait: waits to group messages, and group_window = \"0s\" turns grouping \
+                 off: set one of them"
+                    .to_owned(),
+            );
+        }
         let mut maintenance = Vec::new();
         for (i, m) in raw.maintenance.into_iter().enumerate() {
             let key = format!("maintenance[{i}]");
@@ -491,6 +517,7 @@ impl CollectorConfig {
             give_up,
             merge_gap,
             group_window,
+            group_wait,
             maintenance,
         })
     }
@@ -688,6 +715,8 @@ stale_after = 0
             ("public_url = \"causeway\"\n".to_owned(), "public_url: \"causeway\" is not a URL"),
             ("merge_gap = \"2d\"\n".to_owned(), "merge_gap: \"2d\" is too long: at most 1d is allowed"),
             ("group_window = \"2h\"\n".to_owned(), "group_window: \"2h\" is too long: at most 1h is allowed"),
+            ("group_wait = \"10m\"\n".to_owned(), "group_wait: \"10m\" is too long: at most 5m is allowed"),
+            ("group_wait = \"5s\"\ngroup_window = \"0s\"\n".to_owned(), "group_wait: waits to group messages, and group_window = \"0s\" turns grouping off"),
         ] {
             let err = CollectorConfig::parse(&text).unwrap_err();
             assert!(err.contains(want), "{text}\n-> {err}\nwanted: {want}");

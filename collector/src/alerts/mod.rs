@@ -420,6 +420,8 @@ impl Alerter {
     pub async fn deliver(&self, now_ms: i64) -> Result<usize, AlertError> {
         let config = self.config();
         let window_ms = config.group_window.as_millis() as i64;
+        let wait_ms = config.group_wait.as_millis() as i64;
+        let mut first_pending: HashMap<(String, String), i64> = HashMap::new();
         let rows = sqlx::query(
             "SELECT id, channel, message, attempts, created_at_ms, next_attempt_at_ms
              FROM notifications
@@ -457,6 +459,28 @@ impl Alerter {
                 if let Some(until) = last.map(|l| l + window_ms).filter(|u| *u > now_ms) {
                     // Deferred, not claimed: due again when the window ends.
                     claim_until = until;
+                }
+            }
+            if let Some(m) = message
+                .as_ref()
+                .ok()
+                .filter(|m| wait_ms > 0 && window_ms > 0 && m.event == Event::Down)
+                .filter(|_| claim_until == now_ms + CLAIM.as_millis() as i64)
+            {
+                // Held for `group_wait` from the first pending DOWN of its cause on the
+                // channel, so that all that come meanwhile are due in the same pass.
+                let key = (channel.clone(), m.cause.clone());
+                let first = match first_pending.get(&key) {
+                    Some(first) => *first,
+                    None => {
+                        let first = self.first_pending_down(&key.0, &key.1).await?;
+                        let first = first.unwrap_or(row.try_get(4)?);
+                        first_pending.insert(key, first);
+                        first
+                    }
+                };
+                if first + wait_ms > now_ms {
+                    claim_until = first + wait_ms;
                 }
             }
             // Claimed for the time a send may take: another collector on the same database
@@ -516,6 +540,30 @@ impl Alerter {
             }
         }
         Ok(delivered)
+    }
+
+    /// When the oldest pending DOWN of `cause` on `channel` was written.
+    async fn first_pending_down(
+        &self,
+        channel: &str,
+        cause: &str,
+    ) -> Result<Option<i64>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT message, created_at_ms FROM notifications
+             WHERE channel = $1 AND event = 'down' AND status = 'pending'",
+        )
+        .bind(channel)
+        .fetch_all(&self.db.write)
+        .await?;
+        let mut first: Option<i64> = None;
+        for row in rows {
+            let text: String = row.try_get(0)?;
+            let at: i64 = row.try_get(1)?;
+            if serde_json::from_str::<Message>(&text).is_ok_and(|m| m.cause == cause) {
+                first = Some(first.map_or(at, |f| f.min(at)));
+            }
+        }
+        Ok(first)
     }
 
     /// When a DOWN of `cause` about another server than `server` last went out on `channel`,
