@@ -312,7 +312,7 @@ impl CollectorConfig {
         let merge_gap = match raw.merge_gap.as_deref() {
             None => Duration::from_millis(crate::ingest::MERGE_GAP_MS as u64),
             Some(t) => {
-                let gap = duration_key("merge_gap", t)?;
+                let gap = duration_or_zero("merge_gap", t)?;
                 if gap > Duration::from_secs(86_400) {
                     return Err(format!(
                         "merge_gap: {t:?} is too long: at most 1d is allowed (0s: never merge)"
@@ -324,7 +324,7 @@ impl CollectorConfig {
         let group_window = match raw.group_window.as_deref() {
             None => Duration::from_secs(DEFAULT_GROUP_WINDOW_S),
             Some(t) => {
-                let window = duration_key("group_window", t)?;
+                let window = duration_or_zero("group_window", t)?;
                 if window > Duration::from_secs(3600) {
                     return Err(format!(
                         "group_window: {t:?} is too long: at most 1h is allowed (0s: no grouping)"
@@ -336,7 +336,7 @@ impl CollectorConfig {
         let group_wait = match raw.group_wait.as_deref() {
             None => Duration::ZERO,
             Some(t) => {
-                let wait = duration_key("group_wait", t)?;
+                let wait = duration_or_zero("group_wait", t)?;
                 if wait > Duration::from_secs(300) {
                     return Err(format!(
                         "group_wait: {t:?} is too long: at most 5m is allowed (it delays the \
@@ -593,6 +593,14 @@ fn duration_key(key: &str, text: &str) -> Result<Duration, String> {
     duration::parse(text).map_err(|e| format!("{key}: {e}"))
 }
 
+/// [`duration_key`] where zero (`0s`, `0m`) is allowed and turns the thing off.
+fn duration_or_zero(key: &str, text: &str) -> Result<Duration, String> {
+    match text.trim() {
+        "0s" | "0m" | "0h" | "0d" => Ok(Duration::ZERO),
+        _ => duration_key(key, text).map_err(|e| format!("{e} (or 0s)")),
+    }
+}
+
 fn valid_glob(glob: &str) -> bool {
     !glob.is_empty()
         && glob
@@ -687,9 +695,19 @@ stale_after = 0
         assert_eq!(c.give_up, Duration::from_secs(86_400));
         assert_eq!(c.merge_gap, Duration::from_secs(600));
         assert_eq!(c.group_window, Duration::from_secs(30));
+        assert_eq!(c.group_wait, Duration::ZERO);
         assert_eq!(
             c.summary(),
             "1 channel(s), 1 rule(s); no public_url: messages carry no link to the page"
+        );
+        // 0s turns merging, grouping and waiting off, as the example says.
+        let off = CollectorConfig::parse(
+            "merge_gap = \"0s\"\ngroup_window = \"0m\"\ngroup_wait = \"0s\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (off.merge_gap, off.group_window, off.group_wait),
+            (Duration::ZERO, Duration::ZERO, Duration::ZERO)
         );
     }
 
