@@ -43,9 +43,9 @@ pub struct Cli {
         value_parser = Location::from_str
     )]
     pub db: Location,
-    /// The config file: the page's public address, the alert channels and rules (see the
-    /// README's Alerts section). SIGHUP reads it again; a file with a mistake is refused and
-    /// the running one stays.
+    /// The config file: the page's public address, the alert channels and rules (see
+    /// docs/alerts.md). SIGHUP reads it again; a file with a mistake is refused and the
+    /// running one stays.
     #[arg(long, global = true, env = "CAUSEWAY_CONFIG")]
     pub config: Option<std::path::PathBuf>,
     /// What to do; `serve` when omitted.

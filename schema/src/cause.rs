@@ -39,7 +39,7 @@ pub enum Cause {
 }
 
 impl Cause {
-    /// Every cause, in the order of the vocabulary table in shared/ARCHITECTURE.md.
+    /// Every cause, in the order of the vocabulary table in docs/causes.md.
     pub const ALL: [Cause; 21] = [
         Cause::RstFromNonServingProcess,
         Cause::QueuedOnNonServingProcess,
@@ -170,6 +170,25 @@ impl FromStr for Cause {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// docs/causes.md's vocabulary table lists every id with its meaning, in [`Cause::ALL`]'s
+    /// order, so the manual cannot drift from the code.
+    #[test]
+    fn the_docs_list_every_cause_in_order() {
+        let docs = include_str!("../../docs/causes.md");
+        let listed: Vec<String> = docs
+            .lines()
+            .skip_while(|l| *l != "| id | meaning |")
+            .skip(2)
+            .take_while(|l| l.starts_with("| `"))
+            .map(str::to_owned)
+            .collect();
+        let want: Vec<String> = Cause::ALL
+            .iter()
+            .map(|c| format!("| `{}` | {} |", c.id(), c.summary()))
+            .collect();
+        assert_eq!(listed, want);
+    }
 
     /// The ids are a public contract: this list is the only other place they are spelled.
     #[test]

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::email::{Email, EmailKeys};
 use crate::duration;
 
-/// The defaults of a rule, as the README documents them.
+/// The defaults of a rule, as docs/alerts.md documents them.
 pub const DEFAULT_AFTER: u32 = 2;
 pub const DEFAULT_REPEAT: &str = "4h";
 pub const DEFAULT_STALE_AFTER: u32 = 3;

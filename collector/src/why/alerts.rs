@@ -8,8 +8,7 @@ use crate::views::NotificationList;
 /// One line per notification, newest first; a failed or retried one ends with its last error.
 pub fn render_alerts(list: &NotificationList) -> String {
     if list.notifications.is_empty() {
-        return "no notifications yet (see the README's Alerts section to set up channels and \
-                rules)\n"
+        return "no notifications yet (docs/alerts.md says how to set up channels and rules)\n"
             .to_owned();
     }
     let rows: Vec<[String; 6]> = list
