@@ -138,6 +138,7 @@ fn ip(s: &str) -> Ipv4Addr {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 fn backend_at_a_new_address_is_a_shuffle() -> Result<()> {
     let mut site = site("backend-moved")?;
     let fault = now_ms();
@@ -165,6 +166,7 @@ fn backend_at_a_new_address_is_a_shuffle() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 fn swapped_backends_are_both_named() -> Result<()> {
     let mut site = site("backend-swap")?;
     let fault = now_ms();
@@ -192,6 +194,7 @@ fn swapped_backends_are_both_named() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 fn a_stopped_backend_is_upstream_down_not_a_shuffle() -> Result<()> {
     let mut site = site("backend-down")?;
     let fault = now_ms();
@@ -212,6 +215,7 @@ fn a_stopped_backend_is_upstream_down_not_a_shuffle() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 fn a_move_across_a_reboot_names_the_reboot() -> Result<()> {
     let mut site = site("backend-reboot")?;
     // The host goes down with its probe; the probe's state file stays on disk. The new boot

@@ -31,6 +31,7 @@ fn checks_stored(collector: &Collector) -> Result<usize> {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 fn a_wrong_clock_then_an_outage_gives_the_incident() -> Result<()> {
     let mut lab = Lab::new("clock")?;
     let coll_host = lab.add_host("coll", 3)?;

@@ -66,6 +66,7 @@ fn wait_result(site: &Site, after_ms: i64, want: impl Fn(&Value) -> bool) -> Res
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 fn the_oom_kill_of_the_serving_process_is_the_cause() -> Result<()> {
     let mut site = site("oom", services::OOM_ONLY_HOST, false)?;
     let start = now_ms();
@@ -126,6 +127,7 @@ fn the_oom_kill_of_the_serving_process_is_the_cause() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 fn a_probe_that_may_not_read_the_kernel_log_says_why_and_keeps_checking() -> Result<()> {
     // As `nobody` without CAP_SYSLOG, where kernel.dmesg_restrict=1 (Debian's default) refuses
     // the kernel log. A machine that lets everyone read it gets the setting for the test.

@@ -16,6 +16,7 @@ fn netns_names() -> Result<Vec<String>> {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 fn hosts_serve_and_resolve_then_vanish() -> Result<()> {
     let mut lab = Lab::new("lab-selftest")?;
     let web = lab.add_host("web", 2)?;

@@ -58,6 +58,7 @@ fn site(test: &str, host_table: &str) -> Result<Site> {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 fn a_probe_with_exactly_the_four_ambient_capabilities_captures_reads_the_kernel_log_and_names_owners()
 -> Result<()> {
     // Where everyone may read the kernel log, CAP_SYSLOG would prove nothing: restrict it, as
@@ -140,6 +141,7 @@ fn a_probe_with_exactly_the_four_ambient_capabilities_captures_reads_the_kernel_
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 fn sigterm_while_the_spool_drains_loses_nothing_and_doubles_nothing() -> Result<()> {
     let Site {
         mut lab,
@@ -219,6 +221,7 @@ fn sigterm_while_the_spool_drains_loses_nothing_and_doubles_nothing() -> Result<
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 fn sigterm_while_the_collector_stalls_keeps_the_reports_for_the_next_start() -> Result<()> {
     let Site {
         mut lab,

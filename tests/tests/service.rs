@@ -142,6 +142,7 @@ fn take_probe(lab: &mut Lab) -> Result<Service> {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 fn a_broken_config_on_sighup_is_refused_and_checks_go_on() -> Result<()> {
     let mut site = site("reload-broken", false)?;
     let start = now_ms();
@@ -191,6 +192,7 @@ fn a_broken_config_on_sighup_is_refused_and_checks_go_on() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 fn a_good_config_on_sighup_takes_effect_at_the_next_cycle() -> Result<()> {
     let mut site = site("reload-good", false)?;
     let start = now_ms();
@@ -236,6 +238,7 @@ fn a_good_config_on_sighup_takes_effect_at_the_next_cycle() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 fn systemd_hears_ready_status_watchdog_and_stopping() -> Result<()> {
     let mut site = site("notify", true)?;
     let mut notes = site.notify.take().context("no notification socket")?;

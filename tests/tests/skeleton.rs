@@ -84,6 +84,7 @@ fn wait_results_after(collector: &Collector, after_ms: i64, n: usize) -> Result<
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 fn refused_connection_opens_an_incident_that_closes_when_nginx_returns() -> Result<()> {
     let Setup {
         mut lab,
@@ -182,6 +183,7 @@ fn refused_connection_opens_an_incident_that_closes_when_nginx_returns() -> Resu
 }
 
 #[test]
+#[ignore = "needs root (network namespaces): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 fn reports_made_while_the_collector_is_down_arrive_once() -> Result<()> {
     let Setup {
         lab,

@@ -19,6 +19,7 @@ const MARKUP_CMDLINE: &str = "<img src=x onerror=alert(1)>";
 const MARKUP_COMM: &str = "<img src=y>";
 
 #[test]
+#[ignore = "needs root (network namespaces): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 fn the_pages_render_the_fleet_the_server_and_its_incident_in_chromium() -> Result<()> {
     let mut lab = Lab::new("web")?;
     let coll_host = lab.add_host("coll", 3)?;

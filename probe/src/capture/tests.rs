@@ -92,6 +92,7 @@ fn show(t: &PacketTrace) -> String {
 /// A successful exchange: the trace holds the handshake, both payloads and the close, in
 /// relative numbers, with the SYN-ACK's TTL.
 #[tokio::test]
+#[ignore = "needs root (raw sockets, namespaces or the kernel log): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 async fn capture_traces_a_whole_connection_on_lo() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let remote = listener.local_addr().unwrap();
@@ -191,6 +192,7 @@ async fn refused_trace_to(cap: &Capture, remote: SocketAddr) -> PacketTrace {
 
 /// Refused: the SYN and the RST,ACK that answered it; no TTL learnt for a fresh capture.
 #[tokio::test]
+#[ignore = "needs root (raw sockets, namespaces or the kernel log): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 async fn capture_traces_a_refused_connection() {
     let t = refused_trace(&Capture::default()).await;
     assert_eq!(t.inbound_reset().map(|p| p.ttl), Some(64));
@@ -217,6 +219,7 @@ async fn wait_linger_over(cap: &Capture) -> CaptureStats {
 /// lingering, over 2.5 s it wakes at most once (a stray packet), where a 1 s timer would wake
 /// it at least twice. The next check's flow is still captured from its SYN.
 #[tokio::test]
+#[ignore = "needs root (raw sockets, namespaces or the kernel log): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 async fn an_idle_thread_does_not_wake_and_the_next_flow_is_captured() {
     let cap = Capture::default();
     refused_trace(&cap).await;
@@ -234,6 +237,7 @@ async fn an_idle_thread_does_not_wake_and_the_next_flow_is_captured() {
 /// The filter is attached once per target set: a second check of the same target within the
 /// linger finds it in the filter; once the linger is over the filter closes (a second attach).
 #[tokio::test]
+#[ignore = "needs root (raw sockets, namespaces or the kernel log): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 async fn checks_of_one_target_attach_the_filter_once() {
     let cap = Capture::default();
     let remote = dead_port();
@@ -256,6 +260,7 @@ async fn checks_of_one_target_attach_the_filter_once() {
 /// Reset by the server after the request: the RST is in the trace, already drained when the
 /// client saw the error.
 #[tokio::test]
+#[ignore = "needs root (raw sockets, namespaces or the kernel log): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 async fn capture_traces_a_reset_after_the_request() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let remote = listener.local_addr().unwrap();
@@ -290,6 +295,7 @@ async fn capture_traces_a_reset_after_the_request() {
 /// Traffic to another port on the same address does not even reach the thread (the kernel
 /// filter drops it), and is not in the trace.
 #[tokio::test]
+#[ignore = "needs root (raw sockets, namespaces or the kernel log): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 async fn capture_filter_keeps_other_ports_out() {
     let watched = TcpListener::bind("127.0.0.1:0").unwrap();
     let remote = watched.local_addr().unwrap();
@@ -348,6 +354,7 @@ async fn capture_filter_keeps_other_ports_out() {
 /// A successful check keeps no trace but its SYN-ACK's TTL, which a later failure to the same
 /// address reports as learnt from an earlier connection.
 #[tokio::test]
+#[ignore = "needs root (raw sockets, namespaces or the kernel log): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 async fn capture_remembers_the_ttl_of_successful_checks() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let remote = listener.local_addr().unwrap();
@@ -377,6 +384,7 @@ async fn capture_remembers_the_ttl_of_successful_checks() {
 /// The filter for the most targets loads into the kernel; one more is refused; dropping the
 /// watches empties the filter.
 #[tokio::test]
+#[ignore = "needs root (raw sockets, namespaces or the kernel log): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
 async fn capture_caps_targets_per_interface() {
     let cap = Capture::default();
     let mut watches = Vec::new();

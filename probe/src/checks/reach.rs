@@ -450,6 +450,7 @@ mod tests {
     }
 
     #[tokio::test]
+    #[ignore = "needs root (raw sockets, namespaces or the kernel log): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
     async fn loopback_answers_echo_and_connect() {
         for ip in [LOCAL4, LOCAL6] {
             let listener = TcpListener::bind((ip, 0)).unwrap();
@@ -479,6 +480,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    #[ignore = "needs root (raw sockets, namespaces or the kernel log): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
     async fn raw_echoes_ignore_each_others_packets() {
         // Every raw socket reads every echo request and reply on lo.
         let targets = [LOCAL4, LOCAL6].into_iter().cycle().take(8);
@@ -510,6 +512,7 @@ mod tests {
     const LAB_MODE: &str = "CAUSEWAY_REACH_LAB";
 
     #[test]
+    #[ignore = "needs root (raw sockets, namespaces or the kernel log): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
     fn cases_in_a_private_network() {
         if let Ok(mode) = std::env::var(LAB_MODE) {
             // This is the re-run inside the namespace.
@@ -565,6 +568,7 @@ mod tests {
                 .args([
                     "checks::reach::tests::cases_in_a_private_network",
                     "--exact",
+                    "--include-ignored",
                     "--nocapture",
                 ])
                 .env(LAB_MODE, mode)

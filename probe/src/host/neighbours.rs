@@ -304,6 +304,7 @@ mod tests {
     const LAB: &str = "CAUSEWAY_NEIGH_LAB";
 
     #[test]
+    #[ignore = "needs root (raw sockets, namespaces or the kernel log): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
     fn kernel_table_in_a_private_network() {
         if std::env::var_os(LAB).is_some() {
             let got = neighbours().unwrap();
@@ -335,6 +336,7 @@ mod tests {
             .args([
                 "host::neighbours::tests::kernel_table_in_a_private_network",
                 "--exact",
+                "--include-ignored",
             ])
             .arg("--nocapture")
             .env(LAB, "1")
