@@ -81,14 +81,13 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use causeway_collector::api::{self, AppState};
 use causeway_collector::clock::Clock;
-use causeway_collector::ctl::{self, Ctl};
 use causeway_collector::db::{Db, Location};
 use causeway_collector::ingest::Retention;
 use causeway_collector::ingest::rollups::{RECENT_MAX, parse_recent};
 use causeway_collector::views::{ServerList, ServerView};
 use causeway_collector::web::overview::{self, OverviewQuery};
 use causeway_collector::web::server::{self, Audience};
-use causeway_collector::{duration, read, serve, why};
+use causeway_collector::{duration, read, serve};
 use causeway_schema::{
     Cause, CheckResult, Direction, Evidence, Failure, FailureKind, HostCondition, PacketTrace,
     ResolverOutcome, ServerTtl, TcpFlags, Timings, TracePacket, TtlSource, classify,
@@ -96,6 +95,8 @@ use causeway_schema::{
 };
 use clap::Parser;
 use http_body_util::BodyExt;
+use probectl::ctl::{self, Ctl};
+use probectl::why;
 use sqlx::{Connection, SqliteConnection};
 use tower::ServiceExt;
 

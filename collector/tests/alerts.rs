@@ -738,7 +738,7 @@ async fn checks_during_maintenance_are_marked_and_availability_shown_without_the
             ),
         ]
     );
-    let text = causeway_collector::why::render_why(&why, 3_600_000);
+    let text = probectl::why::render_why(&why, 3_600_000);
     println!("{text}");
     for line in [
         "web-01: availability 64.28% over the last 1h (9 of 14 checks ok), state up\n  \

@@ -3,10 +3,10 @@
 
 mod common;
 
-use causeway_collector::ctl;
 use causeway_collector::views::{ResolverList, WhyView};
-use causeway_collector::why::{render_resolvers, render_why};
 use common::*;
+use probectl::ctl;
+use probectl::why::{render_resolvers, render_why};
 
 #[tokio::test]
 async fn status_and_why_over_real_http() {

@@ -13,6 +13,8 @@ use std::time::Duration;
 use causeway_schema::Cause;
 use serde::Deserialize;
 
+pub use causeway_api::glob::glob_match;
+
 use super::email::{Email, EmailKeys};
 use crate::duration;
 
@@ -608,35 +610,6 @@ fn valid_glob(glob: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '*' | '?'))
 }
 
-/// Whether `text` matches `glob`, where `*` is any run of characters and `?` any one.
-pub fn glob_match(glob: &str, text: &str) -> bool {
-    let (g, t): (Vec<char>, Vec<char>) = (glob.chars().collect(), text.chars().collect());
-    // The classic two-pointer match with backtracking to the last star.
-    let (mut gi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match g.get(gi) {
-            Some('*') => {
-                star = Some((gi, ti));
-                gi += 1;
-            }
-            Some(&c) if c == '?' || c == t[ti] => {
-                gi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sg, st)) => {
-                    gi = sg + 1;
-                    ti = st + 1;
-                    star = Some((sg, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    g[gi..].iter().all(|&c| c == '*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -806,24 +779,6 @@ stale_after = 0
             );
             let err = CollectorConfig::parse(&text).unwrap_err();
             assert!(err.contains(want), "{weekly}: {err}");
-        }
-    }
-
-    #[test]
-    fn globs() {
-        for (g, t, want) in [
-            ("*", "web-01", true),
-            ("web-*", "web-01", true),
-            ("web-?1", "web-01", true),
-            ("web-?1", "web-001", false),
-            ("*-01", "db-01", true),
-            ("*b*", "web", true),
-            ("db-*", "web-01", false),
-            ("web-01", "web-01", true),
-            ("web-01", "web-011", false),
-            ("**", "", true),
-        ] {
-            assert_eq!(glob_match(g, t), want, "{g} ~ {t}");
         }
     }
 }

@@ -1,5 +1,5 @@
 //! A failed check's evidence as HTML for the web page: the same facts `probectl why` prints
-//! (see [`crate::why`]), one `<section>` per kind of evidence the check carries, each with an
+//! (see probectl's `why` module), one `<section>` per kind of evidence the check carries, each with an
 //! `<h4>`. Every string that came from a probe goes through [`escape_html`]; numbers and times
 //! are formatted here (times as UTC `HH:MM:SS.mmm`). No script, no inline styles: the page's
 //! stylesheet styles these classes (the ladder's own are listed in [`super::ladder`]).

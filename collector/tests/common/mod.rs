@@ -18,13 +18,13 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use causeway_collector::api::{self, AppState};
 use causeway_collector::clock::Clock;
-use causeway_collector::ctl::{self, Ctl};
 use causeway_collector::db::{Db, Location};
 use causeway_collector::ingest::Retention;
 use causeway_collector::{serve, tokens};
 use causeway_schema::*;
 use clap::Parser;
 use http_body_util::BodyExt;
+use probectl::ctl::{self, Ctl};
 use serde_json::Value;
 use tower::ServiceExt;
 

@@ -426,8 +426,10 @@ Host conditions (1):
     /// After the incidents and the resolver conditions, and without incidents too.
     #[test]
     fn why_ends_with_the_host_conditions() {
-        let mut view: crate::views::WhyView =
-            serde_json::from_str(include_str!("../../tests/fixtures/why-web-01.json")).unwrap();
+        let mut view: crate::views::WhyView = serde_json::from_str(include_str!(
+            "../../../collector/tests/fixtures/why-web-01.json"
+        ))
+        .unwrap();
         view.incidents.clear();
         view.host_conditions = vec![condition()];
         let text = super::super::render_why(&view, 3_600_000);

@@ -329,8 +329,8 @@ mod tests {
     use super::*;
 
     /// Recorded from the API (`GET /api/v1/servers/web-01/why?since_ms=...`).
-    const WHY: &str = include_str!("../tests/fixtures/why-web-01.json");
-    const SERVERS: &str = include_str!("../tests/fixtures/servers.json");
+    const WHY: &str = include_str!("../../collector/tests/fixtures/why-web-01.json");
+    const SERVERS: &str = include_str!("../../collector/tests/fixtures/servers.json");
 
     #[test]
     fn why_text_is_exact() {
@@ -434,7 +434,7 @@ web-02  100.00%  100.00%  100.00%  stale    3m ago     -
 
     /// Recorded from the API for the story in tests/common (`dns_story`); the test
     /// `the_fixtures_are_what_the_api_answers` keeps it so.
-    const WHY_DNS: &str = include_str!("../tests/fixtures/why-dns.json");
+    const WHY_DNS: &str = include_str!("../../collector/tests/fixtures/why-dns.json");
 
     /// The conditions after the incidents; the latest evidence of each condition.
     const CONDITIONS: &str = "\

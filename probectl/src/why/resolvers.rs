@@ -95,7 +95,7 @@ mod tests {
     use crate::views::ResolverList;
 
     /// Recorded from the API for the story in tests/common (`dns_story`), db-01 without reports.
-    const RESOLVERS: &str = include_str!("../../tests/fixtures/resolvers.json");
+    const RESOLVERS: &str = include_str!("../../../collector/tests/fixtures/resolvers.json");
 
     #[test]
     fn resolvers_table_is_exact() {

@@ -1,0 +1,10 @@
+//! `causeway-api`: the collector's read API as data, shared by the collector (which serves
+//! it) and probectl (which reads it), so neither links the other: the JSON shapes
+//! ([`views`], [`silences`]), server globs ([`glob`]), and how times and durations are
+//! written and read by people ([`timefmt`], [`duration`]).
+
+pub mod duration;
+pub mod glob;
+pub mod silences;
+pub mod timefmt;
+pub mod views;
