@@ -22,6 +22,7 @@ pub mod email;
 pub mod message;
 pub mod send;
 mod store;
+mod weekly;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
