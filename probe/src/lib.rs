@@ -2,28 +2,29 @@
 //! its resolvers give, records how each phase went, classifies failures and sends the report
 //! to the collector through an on-disk spool.
 //!
-//! Modules, one job each:
+//! Modules, one job each (public only those that the binary, `main.rs`, and the benches use):
 //! - [`config`]: the TOML config, strictly validated.
-//! - [`checks::dns`]: per-resolver resolution; [`checks::http`]: the canary request.
+//! - `checks::dns`: per-resolver resolution; `checks::http`: the canary request.
 //! - [`cycle`]: one cycle, from config to [`causeway_schema::Report`].
-//! - [`spool`]: the on-disk outbox; [`upload`]: sending one report to the collector.
-//! - [`run`]: the service loop, the uploader task, signals and config reloads.
+//! - `spool`: the on-disk outbox; `upload`: sending reports to the collector, one at a time,
+//!   and the uploader task that drains the spool.
+//! - [`run`]: the service loop, signals, config reloads and the watchdog.
 //! - [`notify`]: systemd notifications (ready, status, watchdog, reloading, stopping).
-//! - [`privileges`]: what the probe can see with its privileges, said once at start.
+//! - `privileges`: what the probe can see with its privileges, said once at start.
 //! - [`os`]: every input taken from the operating system, behind one seam chosen at start.
 
-pub mod capture;
-pub mod checks;
+mod capture;
+mod checks;
 pub mod config;
 pub mod cycle;
 pub mod host;
 pub mod notify;
 pub mod os;
-pub mod privileges;
+mod privileges;
 pub mod run;
-pub mod spool;
-pub mod state;
-pub mod upload;
+mod spool;
+mod state;
+mod upload;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -48,5 +49,12 @@ pub(crate) struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Waits until the flag is true. A dropped sender means nobody can ask us to stop: wait forever.
+pub(crate) async fn signalled(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    if rx.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }

@@ -1,42 +1,42 @@
-//! The service: a cycle every `interval`, each report spooled, and an uploader task that drains
-//! the spool on its own, so a dead collector never delays a check.
+//! The service: a cycle every `interval`, each report spooled, and an uploader task
+//! (`upload::drain`) that drains the spool on its own, so a dead collector never delays a
+//! check.
 //!
 //! Around it: systemd notifications ([`Notifier`]: `READY=1` once running, `STATUS=` after
-//! every cycle, `WATCHDOG=1` from the main loop, `STOPPING=1` on shutdown) and config reloads
-//! (SIGHUP, between cycles; a bad file is refused and the running config kept).
+//! every cycle, `WATCHDOG=1` from the main loop (`watchdog`), `STOPPING=1` on shutdown) and
+//! config reloads (`reload`: SIGHUP, between cycles; a bad file is refused and the running
+//! config kept).
 
-use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use causeway_schema::Report;
 use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use crate::capture::Capture;
-use crate::checks::backends::Memory;
 use crate::checks::dns::{DnsChecks, HickoryTransport};
 use crate::checks::http::{HttpCheck, HttpChecker};
 use crate::config::{Config, format_duration};
-use crate::cycle::{Prober, summary, watch_ports, watched_ports};
-use crate::host::watch::HostWatch;
+use crate::cycle::{Prober, summary};
 use crate::notify::Notifier;
 use crate::privileges::Privileges;
-use crate::spool::{Spool, SpoolError};
-use crate::upload::{Backoff, UploadError, UploadOutcome, Uploader};
+use crate::signalled;
+use crate::spool::{SharedSpool, Spool, SpoolError, spool_report, with_spool};
+use crate::upload::drain::{drain, upload_loop};
+use crate::upload::{Backoff, UploadError, Uploader};
+
+mod reload;
+mod watchdog;
+
+pub use reload::{Reprobe, reload_on_sighup};
+pub use watchdog::{CYCLE_ALLOWANCE_INTERVALS, MIN_CYCLE_ALLOWANCE, cycle_allowance};
+
+use reload::reload_config;
+use watchdog::Watchdog;
 
 /// How long the last upload attempt on shutdown may take: systemd's stop timeout is 90 s by
 /// default, and a cycle may still have been running.
 pub const FINAL_UPLOAD: Duration = Duration::from_secs(5);
-
-/// A cycle (or a reload) in flight keeps the watchdog fed for this many intervals at most:
-/// each of its timeouts is shorter than the interval, and it has a few steps one after the
-/// other (resolve, request, look at listeners and backends). One that runs longer is hung;
-/// the watchdog then starves and the service manager restarts the probe.
-pub const CYCLE_ALLOWANCE_INTERVALS: u32 = 4;
-/// ... and for at least this long, whatever the interval.
-pub const MIN_CYCLE_ALLOWANCE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -47,10 +47,6 @@ pub enum RunError {
     #[error("cannot listen for signals: {0}")]
     Signal(std::io::Error),
 }
-
-/// The spool, shared by the cycle loop (writes) and the uploader (reads and removes). Every
-/// use goes through [`with_spool`], off the async threads: fsync can take a while.
-pub type SharedSpool = Arc<Mutex<Spool>>;
 
 /// Everything the service loop needs; the transports are parameters so tests can fake them.
 pub struct Service<D, H> {
@@ -87,65 +83,6 @@ impl Service<HickoryTransport, HttpChecker> {
             config_path: None,
             min_cycle_allowance: MIN_CYCLE_ALLOWANCE,
         })
-    }
-}
-
-/// The prober for a reloaded config.
-pub trait Reprobe: Sized + Send + 'static {
-    /// The prober for `config`, keeping the parts of `self` the change leaves as they were.
-    /// May block (a watch thread is joined, the state file read): the loop calls it on a
-    /// blocking thread.
-    fn reprobe(self, config: Arc<Config>) -> Self;
-}
-
-/// What [`Prober::on_host`] builds for `config`, but the parts whose settings did not change
-/// are kept, with what they gathered: the listener history of the last minutes, the memory
-/// series, the kernel log's thread and kills, the reboot found at start (a new state file
-/// reader would not see it again), the packet capture's TTL memory.
-impl Reprobe for Prober<HickoryTransport, HttpChecker> {
-    fn reprobe(self, config: Arc<Config>) -> Self {
-        let old = self.config;
-        let same_os = old.host_watch.proc_root == config.host_watch.proc_root;
-        let os = match same_os {
-            true => self.os,
-            false => crate::os::get_input(&config.host_watch),
-        };
-        let http = match (old.capture == config.capture, config.capture) {
-            (true, _) => self.http,
-            (false, true) => HttpChecker::with_capture(Arc::new(Capture::new(Arc::clone(&os)))),
-            (false, false) => HttpChecker::new(),
-        };
-        let same_ports = watched_ports(&old) == watched_ports(&config)
-            && old.listener_poll == config.listener_poll
-            && same_os;
-        let listeners = match self.listeners {
-            Some(watch) if same_ports => watch,
-            before => {
-                // Stops and joins the old thread before the new one polls.
-                drop(before);
-                watch_ports(&config, Arc::clone(&os))
-            }
-        };
-        let memory = match self.memory {
-            Some(memory) if old.state_dir == config.state_dir => memory,
-            _ => Memory::open(&config.state_dir, &*os),
-        };
-        let host = match self.host {
-            Some(host) if old.host_watch == config.host_watch => host,
-            _ => HostWatch::start(&config.host_watch, memory.reboot(), Arc::clone(&os)),
-        };
-        Prober {
-            config,
-            dns: self.dns,
-            http,
-            resolv_conf: self.resolv_conf,
-            listeners: Some(listeners),
-            memory: Some(memory),
-            host: Some(host),
-            os,
-            // Counted since the probe started, across reloads.
-            overruns: self.overruns,
-        }
     }
 }
 
@@ -288,309 +225,6 @@ fn cycle_ticker(interval: Duration, first: Instant) -> Interval {
     ticker
 }
 
-/// How long a cycle in flight keeps the watchdog fed.
-pub fn cycle_allowance(interval: Duration, min: Duration) -> Duration {
-    interval.saturating_mul(CYCLE_ALLOWANCE_INTERVALS).max(min)
-}
-
-/// Reads the config file again and, if it is valid, rebuilds the prober and the uploader
-/// for it; otherwise logs why it was refused and keeps everything as it was. The spool stays:
-/// its directory and size take effect at the next start. `RELOADING=1` before, `READY=1`
-/// after, whatever the outcome.
-async fn reload_config<D, H>(
-    prober: Prober<D, H>,
-    path: Option<&Path>,
-    uploaders: &watch::Sender<Uploader>,
-    notifier: &Notifier,
-) -> Prober<D, H>
-where
-    Prober<D, H>: Reprobe,
-{
-    notifier.reloading();
-    let server = prober.config.server.clone();
-    let refuse = |problems: String| {
-        tracing::error!("config reload refused, keeping the running config: {problems}");
-        notifier.status(&format!(
-            "{server}: config reload refused, keeping the running config: {problems}"
-        ));
-    };
-    let loaded = match path {
-        None => Err("the service was started without a config file".to_owned()),
-        Some(path) => {
-            let p = path.to_owned();
-            tokio::task::spawn_blocking(move || Config::load(&p))
-                .await
-                .expect("reading the config panicked")
-                .map_err(|e| format!("{}: {}", path.display(), e.problems().join("; ")))
-        }
-    };
-    let mut new = match loaded {
-        Ok(new) => new,
-        Err(problems) => {
-            refuse(problems);
-            notifier.ready();
-            return prober;
-        }
-    };
-    let old = prober.config.clone();
-    let uploader = match Uploader::new(&new.collector_url, &new.token, new.collector_ca.as_deref())
-    {
-        Ok(uploader) => uploader,
-        Err(e) => {
-            refuse(e.to_string());
-            notifier.ready();
-            return prober;
-        }
-    };
-    if (&new.spool_dir, new.spool_max_reports) != (&old.spool_dir, old.spool_max_reports) {
-        tracing::warn!(
-            "spool_dir and spool_max_reports take effect at the next restart: keeping the spool \
-             {} of at most {} reports",
-            old.spool_dir.display(),
-            old.spool_max_reports
-        );
-        new.spool_dir = old.spool_dir.clone();
-        new.spool_max_reports = old.spool_max_reports;
-    }
-    let privileges_may_differ =
-        new.capture != old.capture || new.host_watch.kernel_log != old.host_watch.kernel_log;
-    let line = format!("config reloaded: {}", new.summary());
-    let new = Arc::new(new);
-    let for_prober = new.clone();
-    let prober = tokio::task::spawn_blocking(move || prober.reprobe(for_prober))
-        .await
-        .expect("rebuilding the prober panicked");
-    uploaders.send_replace(uploader);
-    tracing::info!("{line}");
-    if privileges_may_differ {
-        Privileges::check(&new, &*prober.os).log();
-    }
-    notifier.ready();
-    prober
-}
-
-/// Feeds the service manager's watchdog at half its period, from the main loop only: a loop
-/// that hangs stops feeding it, and the service manager restarts the probe.
-struct Watchdog {
-    notifier: Notifier,
-    ticker: Option<Interval>,
-}
-
-impl Watchdog {
-    fn new(notifier: &Notifier) -> Watchdog {
-        let ticker = notifier.watchdog_ping_every().map(|every| {
-            let mut ticker = tokio::time::interval(every);
-            ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            ticker
-        });
-        Watchdog {
-            notifier: notifier.clone(),
-            ticker,
-        }
-    }
-
-    /// Resolves when the watchdog is due; never without a watchdog.
-    async fn tick(&mut self) {
-        match &mut self.ticker {
-            Some(ticker) => {
-                ticker.tick().await;
-            }
-            None => std::future::pending().await,
-        }
-    }
-
-    /// Runs `work` (a cycle, a reload) to its end, feeding the watchdog meanwhile for at most
-    /// `allowance`: work that runs longer is hung, and the watchdog is left to starve.
-    async fn feed_while<F: Future>(
-        &mut self,
-        allowance: Duration,
-        what: &str,
-        work: F,
-    ) -> F::Output {
-        let started = Instant::now();
-        let mut work = std::pin::pin!(work);
-        let mut starving = false;
-        loop {
-            tokio::select! {
-                biased;
-                out = &mut work => return out,
-                () = self.tick() => {
-                    if started.elapsed() <= allowance {
-                        self.notifier.watchdog();
-                    } else if !starving {
-                        starving = true;
-                        let why = format!(
-                            "{what} has run for more than {}: no longer feeding the watchdog",
-                            format_duration(allowance)
-                        );
-                        tracing::error!("{why}; the service manager will restart the probe");
-                        self.notifier.status(&why);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Writes a report to the spool; returns its file name.
-pub async fn spool_report(spool: &SharedSpool, mut report: Report) -> Result<String, SpoolError> {
-    with_spool(spool, move |s| s.push(&mut report)).await
-}
-
-/// Runs `f` on the spool on a blocking thread.
-pub async fn with_spool<T: Send + 'static>(
-    spool: &SharedSpool,
-    f: impl FnOnce(&mut Spool) -> T + Send + 'static,
-) -> T {
-    let spool = spool.clone();
-    tokio::task::spawn_blocking(move || f(&mut spool.lock().unwrap_or_else(|p| p.into_inner())))
-        .await
-        .expect("spool operation panicked")
-}
-
-/// Waits until the flag is true. A dropped sender means nobody can ask us to stop: wait forever.
-async fn signalled(rx: &mut watch::Receiver<bool>) {
-    if rx.wait_for(|stop| *stop).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Waits for a new value; forever once the sender is gone.
-async fn changed<T>(rx: &mut watch::Receiver<T>) {
-    if rx.changed().await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// The uploader task: drains the spool when woken, backs off while the collector fails. Each
-/// drain uses the latest uploader (a reload may change the collector or the token); a new one
-/// ends the backoff at once.
-async fn upload_loop(
-    spool: SharedSpool,
-    mut uploaders: watch::Receiver<Uploader>,
-    wake: Arc<Notify>,
-    mut backoff: Backoff,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            biased;
-            () = signalled(&mut stop) => return,
-            () = wake.notified() => {}
-        }
-        loop {
-            let uploader = uploaders.borrow_and_update().clone();
-            let drained = tokio::select! {
-                biased;
-                () = signalled(&mut stop) => return,
-                drained = drain(&spool, &uploader, &mut backoff) => drained,
-            };
-            if drained {
-                break;
-            }
-            let delay = backoff.next_delay();
-            tracing::info!("next upload attempt in {}", format_duration(delay));
-            tokio::select! {
-                biased;
-                () = signalled(&mut stop) => return,
-                () = changed(&mut uploaders) => {
-                    tracing::info!("new collector settings: uploading now");
-                    backoff.reset();
-                }
-                () = tokio::time::sleep(delay) => {}
-            }
-        }
-    }
-}
-
-/// Uploads waiting reports, strictly oldest first, until the spool is empty (true) or an
-/// upload must be retried later (false).
-async fn drain(spool: &SharedSpool, uploader: &Uploader, backoff: &mut Backoff) -> bool {
-    loop {
-        let next = with_spool(spool, |s| {
-            let name = s.oldest()?;
-            s.set_in_flight(name.clone());
-            Ok::<_, SpoolError>(name.map(|n| {
-                let bytes = s.read(&n);
-                (n, bytes)
-            }))
-        })
-        .await;
-        let (name, bytes) = match next {
-            Ok(Some(next)) => next,
-            Ok(None) => return true,
-            Err(e) => {
-                tracing::error!("cannot look into the spool: {e}");
-                return false;
-            }
-        };
-        let bytes = match bytes {
-            Ok(b) => b,
-            Err(e) => {
-                // An unreadable file would block the queue forever: set it aside.
-                tracing::error!("cannot read spooled report {name}: {e}; moving it aside");
-                set_aside(spool, &name).await;
-                continue;
-            }
-        };
-        let outcome = uploader.upload(bytes).await;
-        match outcome {
-            UploadOutcome::Acked => {
-                backoff.reset();
-                let n = name.clone();
-                if let Err(e) = with_spool(spool, move |s| {
-                    s.set_in_flight(None);
-                    s.ack(&n)
-                })
-                .await
-                {
-                    // It will be sent again; the collector stores a report id once.
-                    tracing::error!("uploaded {name} but cannot remove it: {e}");
-                    return false;
-                }
-                tracing::debug!("uploaded {name}");
-            }
-            UploadOutcome::Rejected(message) => {
-                tracing::error!(
-                    "the collector rejected report {name} for good: {message}; it is kept in the spool's rejected/ directory and not sent again"
-                );
-                set_aside(spool, &name).await;
-            }
-            UploadOutcome::Unauthorized(message) => {
-                not_in_flight(spool).await;
-                tracing::error!(
-                    "the collector refused our token ({message}): the token is wrong or belongs to another server; reports are kept and sent again"
-                );
-                return false;
-            }
-            UploadOutcome::Retry(message) => {
-                not_in_flight(spool).await;
-                tracing::warn!("upload of {name} failed, will retry: {message}");
-                return false;
-            }
-        }
-    }
-}
-
-/// The upload is over: during a long outage the oldest report may be dropped like any other
-/// when the spool is full.
-async fn not_in_flight(spool: &SharedSpool) {
-    with_spool(spool, |s| s.set_in_flight(None)).await;
-}
-
-async fn set_aside(spool: &SharedSpool, name: &str) {
-    let n = name.to_owned();
-    match with_spool(spool, move |s| {
-        s.set_in_flight(None);
-        s.reject(&n)
-    })
-    .await
-    {
-        Ok(path) => tracing::error!("moved {name} to {}", path.display()),
-        Err(e) => tracing::error!("cannot move {name} out of the queue: {e}"),
-    }
-}
-
 /// Resolves when SIGTERM or SIGINT arrives.
 pub async fn shutdown_signal() -> Result<&'static str, RunError> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -602,25 +236,12 @@ pub async fn shutdown_signal() -> Result<&'static str, RunError> {
     })
 }
 
-/// Turns every SIGHUP into a `reload` notification for [`Service::run`]. The handler is in
-/// place when this returns (SIGHUP's default action would end the process); several signals
-/// before the loop gets to them make one reload.
-pub fn reload_on_sighup(reload: Arc<Notify>) -> Result<tokio::task::JoinHandle<()>, RunError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
-    Ok(tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reading the config again (between cycles)");
-            reload.notify_one();
-        }
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
     use std::time::Instant;
 
+    use causeway_schema::Report;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
     use tokio::sync::mpsc;

@@ -16,6 +16,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use causeway_schema::{Report, SpoolStats};
 
@@ -345,6 +346,26 @@ fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
             path: dir.to_owned(),
             source,
         })
+}
+
+/// The spool, shared by the cycle loop (writes) and the uploader (reads and removes). Every
+/// use goes through [`with_spool`], off the async threads: fsync can take a while.
+pub type SharedSpool = Arc<Mutex<Spool>>;
+
+/// Writes a report to the spool; returns its file name.
+pub async fn spool_report(spool: &SharedSpool, mut report: Report) -> Result<String, SpoolError> {
+    with_spool(spool, move |s| s.push(&mut report)).await
+}
+
+/// Runs `f` on the spool on a blocking thread.
+pub async fn with_spool<T: Send + 'static>(
+    spool: &SharedSpool,
+    f: impl FnOnce(&mut Spool) -> T + Send + 'static,
+) -> T {
+    let spool = spool.clone();
+    tokio::task::spawn_blocking(move || f(&mut spool.lock().unwrap_or_else(|p| p.into_inner())))
+        .await
+        .expect("spool operation panicked")
 }
 
 #[cfg(test)]

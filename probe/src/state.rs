@@ -67,7 +67,8 @@ impl StateFile {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    fn path(&self) -> &Path {
         &self.path
     }
 

@@ -1,9 +1,12 @@
-//! Sending one spooled report to the collector, and what to do about the answer.
+//! Sending one spooled report to the collector, and what to do about the answer. The task that
+//! sends them all, oldest first, is in [`drain`].
 
 use std::time::Duration;
 
 use crate::checks::http::{chain, cut};
 use crate::now_ms;
+
+pub(crate) mod drain;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const TOTAL_TIMEOUT: Duration = Duration::from_secs(15);

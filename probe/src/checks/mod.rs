@@ -6,7 +6,7 @@
 //!
 //! The deadline is the check's to keep (it may spend what is left of it on evidence, such as
 //! the packets of a request that hung); a check that ignores it hangs the cycle, which the
-//! service's watchdog then reports (see `run::Watchdog`).
+//! service's watchdog then reports (see `run::watchdog`).
 //!
 //! Kinds: [`dns::Query`] (one question to one name server), [`reach::Echo`] and
 //! [`reach::TcpConnect`] (is a silent name server's host there at all), [`http::Fetch`] (the

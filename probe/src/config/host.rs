@@ -7,7 +7,7 @@ use std::time::Duration;
 use causeway_schema::{HostThresholds, MEMORY_SAMPLES_MAX};
 use serde::Deserialize;
 
-use super::Validator;
+use super::validate::Validator;
 
 pub(super) const HOST_KEYS: &[&str] = &[
     "kernel_log",

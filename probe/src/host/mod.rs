@@ -2,12 +2,12 @@
 //! owners, the neighbour table, the boot id, memory and pressure, the kernel log. What they
 //! read comes through [`crate::os`].
 
-pub mod boot;
-pub mod kmsg;
+pub(crate) mod boot;
+pub(crate) mod kmsg;
 pub mod listeners;
-pub mod neighbours;
-pub mod netlink;
-pub mod pressure;
+pub(crate) mod neighbours;
+mod netlink;
+mod pressure;
 pub mod procfs;
 pub mod sock_diag;
-pub mod watch;
+pub(crate) mod watch;

@@ -305,12 +305,14 @@ impl Series {
         self.samples.push_back(sample);
     }
 
-    pub fn latest(&self) -> Option<&HostSample> {
+    #[cfg(test)]
+    fn latest(&self) -> Option<&HostSample> {
         self.samples.back()
     }
 
     /// Oldest first.
-    pub fn iter(&self) -> impl Iterator<Item = &HostSample> {
+    #[cfg(test)]
+    fn iter(&self) -> impl Iterator<Item = &HostSample> {
         self.samples.iter()
     }
 

@@ -8,7 +8,7 @@
 //!
 //! The messages are built and parsed by hand, by offsets, from these C definitions
 //! (`linux/sock_diag.h`, `linux/inet_diag.h`; all fields are in host byte order unless marked
-//! `__be`); the netlink dump itself is [`super::netlink`]'s:
+//! `__be`); the netlink dump itself is `super::netlink`'s:
 //!
 //! ```c
 //! struct inet_diag_sockid {        /* 48 bytes */

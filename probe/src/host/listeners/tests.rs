@@ -1,12 +1,18 @@
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Instant;
 
-use causeway_schema::SocketOwner;
+use causeway_schema::{LISTENERS_MAX, Listener, SocketOwner};
 use socket2::{Domain, Socket, Type};
 
+use super::tracker::{Resolved, select};
 use super::*;
+use crate::host::procfs::Owner;
+use crate::host::sock_diag::DiagListener;
 use crate::os::Host;
 
 /// A watch reading the real /proc.

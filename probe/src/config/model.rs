@@ -1,0 +1,157 @@
+//! The validated configuration that the rest of the probe reads: typed values, every default
+//! filled in, every URL taken apart once.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::HostConfig;
+use super::duration::format_duration;
+
+/// A validated configuration.
+#[derive(Clone, PartialEq)]
+pub struct Config {
+    /// The collector's base URL, without a trailing slash.
+    pub collector_url: String,
+    /// PEM certificates (`collector_ca_file`) that alone are trusted for an https collector:
+    /// a private CA, or the collector's own self-signed certificate.
+    pub collector_ca: Option<Vec<u8>>,
+    /// The bearer token for the collector (from `token` or the contents of `token_file`).
+    pub token: String,
+    /// The server the reports are for.
+    pub server: String,
+    /// The name of the host the probe runs on (for `ProbeInfo.host`).
+    pub host: String,
+    pub interval: Duration,
+    /// The default per-check timeout.
+    pub timeout: Duration,
+    pub spool_dir: PathBuf,
+    pub spool_max_reports: u64,
+    /// Where the probe's state file lives (backend identities, the last boot id).
+    pub state_dir: PathBuf,
+    pub resolvers: Vec<ResolverSpec>,
+    /// How long each DNS query, and each reachability test of a silent resolver, may take.
+    pub dns_timeout: Duration,
+    /// Whether to capture the packets of the probe's connections (needs CAP_NET_RAW).
+    pub capture: bool,
+    /// How often the listeners on the ports of canaries served on this host are looked at while
+    /// a check is in flight (between checks: every 10 s, `host::listeners::IDLE_POLL`).
+    pub listener_poll: Duration,
+    /// How the probe watches its own host (`[host]`).
+    pub host_watch: HostConfig,
+    pub canaries: Vec<Canary>,
+}
+
+// The token is a secret: keep it out of logs and panics.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("collector_url", &self.collector_url)
+            .field("collector_ca", &self.collector_ca.as_ref().map(Vec::len))
+            .field("token", &"<redacted>")
+            .field("server", &self.server)
+            .field("host_watch", &self.host_watch)
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .field("spool_dir", &self.spool_dir)
+            .field("spool_max_reports", &self.spool_max_reports)
+            .field("state_dir", &self.state_dir)
+            .field("resolvers", &self.resolvers)
+            .field("dns_timeout", &self.dns_timeout)
+            .field("host_watch", &self.host_watch)
+            .field("canaries", &self.canaries)
+            .finish()
+    }
+}
+
+/// One configured resolver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolverSpec {
+    /// As written in the config (`system`, `10.0.0.53`, `[::1]:5353`): reports name it so.
+    pub label: String,
+    pub kind: ResolverKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResolverKind {
+    /// Every `nameserver` of /etc/resolv.conf, each asked on its own.
+    System,
+    /// One name server.
+    Server(SocketAddr),
+}
+
+/// How the serving process of a canary's port is recognised among its listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServingRule {
+    /// The listeners owned by processes of this systemd unit (`nginx.service`).
+    Unit(String),
+    /// The listeners owned by processes with this name (`/proc/PID/comm`).
+    Process(String),
+    /// The listeners of the longest-running owner of the port (default).
+    LongLived,
+}
+
+/// One canary site to request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Canary {
+    pub name: String,
+    /// The URL as configured, for reports.
+    pub url: String,
+    pub target: Target,
+    pub expect_status: u16,
+    pub expect_text: Option<String>,
+    pub timeout: Duration,
+    /// Which process serves the canary's port when it is on this host.
+    pub serving: ServingRule,
+    /// The backends behind the canary's reverse proxy, as the proxy reaches them.
+    pub backends: Vec<Backend>,
+}
+
+/// One backend of a canary's proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// The address the proxy is configured with.
+    pub address: std::net::SocketAddr,
+    /// A DNS name that should resolve to the backend, if any: its answer is part of the
+    /// backend's identity.
+    pub name: Option<String>,
+}
+
+/// Where a canary's request goes, taken apart once at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub tls: bool,
+    pub host: TargetHost,
+    pub port: u16,
+    /// The request target: path and query (`/health?x=1`).
+    pub path_and_query: String,
+    /// The `Host` header: the host, with the port when it is not the scheme's default.
+    pub host_header: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetHost {
+    /// A DNS name (lower case, IDNA-encoded), resolved through every resolver.
+    Name(String),
+    /// An IP literal: requested as is, no resolution.
+    Ip(IpAddr),
+}
+
+impl Config {
+    /// One line for `check-config`: `3 canaries, 2 resolvers, interval 30s`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} {}, {} {}, interval {}",
+            self.canaries.len(),
+            plural(self.canaries.len(), "canary", "canaries"),
+            self.resolvers.len(),
+            plural(self.resolvers.len(), "resolver", "resolvers"),
+            format_duration(self.interval)
+        )
+    }
+}
+
+fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 { one } else { many }
+}
