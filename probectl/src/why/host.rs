@@ -8,6 +8,7 @@ use causeway_schema::{HostEvidence, MemorySample, Pressure, memory_line, pressur
 use super::{clean, labelled, render_condition};
 use crate::timefmt::{ago, clock_ms, compact_duration, rfc3339};
 use crate::views::{HostConditionView, HostView};
+use causeway_api::facts::uptime_ms;
 
 /// Kernel log lines shown in a failed check's evidence: the newest, the ones next to the
 /// failure. The probe sends up to 50; the rest is in the API's JSON.
@@ -84,12 +85,6 @@ pub(super) fn host_lines(lines: &mut Vec<String>, h: &HostEvidence) {
     for w in &h.warnings {
         lines.push(format!("  warning: {}", clean(w)));
     }
-}
-
-fn uptime_ms(uptime_s: u64) -> i64 {
-    i64::try_from(uptime_s)
-        .unwrap_or(i64::MAX)
-        .saturating_mul(1000)
 }
 
 /// `probectl host`: the latest readings, then the host conditions over the window.
