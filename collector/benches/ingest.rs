@@ -75,10 +75,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use causeway_schema::Report;
+use causeway_service::now_ms;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
@@ -1184,13 +1185,6 @@ fn client() -> anyhow::Result<reqwest::Client> {
         .pool_max_idle_per_host(1)
         .timeout(Duration::from_secs(30))
         .build()?)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_millis() as i64
 }
 
 /// `ms` down to a multiple of `interval_ms`, as a probe's cycles are.

@@ -1,7 +1,6 @@
 //! The collector's clock, injectable so tests can pin "now" (staleness, windows, validation).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.
 #[derive(Clone)]
@@ -34,9 +33,5 @@ impl std::fmt::Debug for Clock {
     }
 }
 
-/// The wall clock in milliseconds; a clock before 1970 reads as 0 rather than failing.
-pub fn system_now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+/// The wall clock in milliseconds (the one all of Causeway reads).
+pub use causeway_service::now_ms as system_now_ms;

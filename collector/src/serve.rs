@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use causeway_service::AbortOnDrop;
 use sqlx::AnyPool;
 use tokio::net::TcpListener;
 
@@ -130,15 +131,15 @@ pub async fn run_notifying(
         .send(&format!("READY=1\nSTATUS={}", status.line()));
     let keepalive = tokio::spawn(keepalive(systemd.clone(), state.db.read.clone(), status));
     let pruner = tokio::spawn(prune(state.clone()));
-    let _stop_pruner = AbortOnDrop(pruner.abort_handle());
+    let _stop_pruner = AbortOnDrop::new(&pruner);
     // Stopped with the server; a pass cut off rolls back and is made again at the next start.
     let alerter = state.alerts.clone().map(|alerter| {
         let clock = state.clock.clone();
         tokio::spawn(alerter.run(clock, std::future::pending()))
     });
-    let _stop_alerter = alerter.map(|task| AbortOnDrop(task.abort_handle()));
+    let _stop_alerter = alerter.map(|task| AbortOnDrop::new(&task));
     // The task ends with the server however the server ends.
-    let _stop_keepalive = AbortOnDrop(keepalive.abort_handle());
+    let _stop_keepalive = AbortOnDrop::new(&keepalive);
     let stop_keepalive = keepalive.abort_handle();
     let notifier = systemd.notifier;
     let (stopping, stop_began) = tokio::sync::oneshot::channel();
@@ -424,15 +425,6 @@ async fn database_answers(read: &AnyPool, timeout: Duration) -> Result<(), Strin
     }
 }
 
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// SIGHUP would end the collector (its default action): a habit of log rotation scripts and
 /// of `kill -HUP` to reload. With TLS it reads the certificate and key again (a renewal);
 /// otherwise there is no file to read again, and it says so and goes on. The task ends with
@@ -486,32 +478,15 @@ pub fn reload_config(path: &std::path::Path, shared: &SharedConfig) {
     }
 }
 
-/// Completes on SIGTERM (systemd, docker stop) or Ctrl-C.
+/// Completes on SIGTERM (systemd, docker stop) or Ctrl-C. If the signals cannot be watched,
+/// it says so and never completes: the collector serves on, stopped by SIGKILL only.
 pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+    match causeway_service::stop_signal().await {
+        Ok(name) => tracing::info!("{name}: shutting down"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM and Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
-        () = term => tracing::info!("SIGTERM: shutting down"),
     }
 }
 

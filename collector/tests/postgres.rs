@@ -14,6 +14,7 @@ use causeway_collector::db::{Db, Location};
 use causeway_collector::ingest::Retention;
 use causeway_collector::migrate_to::{self, MigrateToError};
 use causeway_schema::Report;
+use causeway_service::now_ms;
 use common::*;
 use serde_json::Value;
 
@@ -102,13 +103,6 @@ fn get_json(addr: SocketAddr, path: &str) -> Value {
     );
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// A probe's reports go to two collectors on one PostgreSQL, each report to either at random,

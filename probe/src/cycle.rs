@@ -513,7 +513,7 @@ fn no_address(
         },
         failure: Some(Failure {
             kind: FailureKind::NoAddress,
-            message: crate::checks::http::cut(
+            message: causeway_schema::cut(
                 format!(
                     "no resolver gave an address for {name}: {}",
                     brief_outcomes(outcomes)

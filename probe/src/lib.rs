@@ -26,14 +26,7 @@ mod spool;
 mod state;
 mod upload;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Milliseconds since the Unix epoch, as reports carry them.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub use causeway_service::now_ms;
 
 /// Makes ring the process's rustls provider (for reqwest, built with `rustls-no-provider`).
 /// Call once at start; later calls do nothing.
@@ -42,15 +35,7 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Aborts a spawned task when dropped, so a task tied to a check (a connection driver, a DNS
-/// exchange) never outlives it, whichever way the check ends.
-pub(crate) struct AbortOnDrop<T>(pub tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+pub(crate) use causeway_service::AbortOnDrop;
 
 /// Waits until the flag is true. A dropped sender means nobody can ask us to stop: wait forever.
 pub(crate) async fn signalled(rx: &mut tokio::sync::watch::Receiver<bool>) {

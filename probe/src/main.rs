@@ -1,6 +1,5 @@
 //! `causeway-probe`: the command line. Everything else lives in the library.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,7 +10,6 @@ use causeway_probe::cycle::Prober;
 use causeway_probe::notify::Notifier;
 use causeway_probe::run::{Service, reload_on_sighup, shutdown_signal};
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 /// Causeway's probe: requests a canary site on every address its resolvers give, says why a
 /// request failed, and reports to the collector.
@@ -53,14 +51,7 @@ const EXIT_BAD_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Colours only for people at a terminal; the journal would store the escape codes.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    causeway_service::init_logging();
     causeway_probe::install_crypto_provider();
 
     let result = match cli.command {

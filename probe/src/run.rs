@@ -227,13 +227,9 @@ fn cycle_ticker(interval: Duration, first: Instant) -> Interval {
 
 /// Resolves when SIGTERM or SIGINT arrives.
 pub async fn shutdown_signal() -> Result<&'static str, RunError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+    causeway_service::stop_signal()
+        .await
+        .map_err(RunError::Signal)
 }
 
 #[cfg(test)]

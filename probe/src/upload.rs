@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::checks::http::{chain, cut};
+use causeway_schema::cut;
+
+use crate::checks::http::chain;
 use crate::now_ms;
 
 pub(crate) mod drain;

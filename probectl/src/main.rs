@@ -18,7 +18,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(ctl::run(&ctl, now_ms())) {
+    match runtime.block_on(ctl::run(&ctl, causeway_service::now_ms())) {
         Ok(text) => {
             // A closed pipe (`probectl status | head`) is not an error worth a message.
             let _ = std::io::stdout().write_all(text.as_bytes());
@@ -29,11 +29,4 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
-}
-
-/// The wall clock in milliseconds; a clock before 1970 reads as 0.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -181,17 +181,8 @@ fn diagnosis(cause: Cause, explanation: String) -> Diagnosis {
     Diagnosis {
         cause,
         contributing: Vec::new(),
-        explanation: cut(explanation),
+        explanation: crate::cut(explanation, EXPLANATION_MAX),
     }
-}
-
-/// `explanation`, cut at [`EXPLANATION_MAX`] characters.
-fn cut(mut explanation: String) -> String {
-    if let Some((at, _)) = explanation.char_indices().nth(EXPLANATION_MAX) {
-        explanation.truncate(at);
-        explanation.push_str("...");
-    }
-    explanation
 }
 
 /// How a check's destination is named in explanations: the address it went to, else its URL.

@@ -12,6 +12,7 @@ mod host;
 mod listeners;
 mod newer;
 mod report;
+mod text;
 mod trace;
 mod validate;
 
@@ -26,6 +27,7 @@ pub use host::*;
 pub use listeners::*;
 pub use newer::NewerId;
 pub use report::*;
+pub use text::cut;
 pub use trace::*;
 pub use validate::{
     FieldError, InvalidReport, MAX_RESULTS, MAX_SERVER_NAME, SERVER_NAME_RULE,

@@ -30,9 +30,4 @@ pub fn artifacts_dir() -> PathBuf {
 }
 
 /// Milliseconds since the Unix epoch, as the probe stamps its checks.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use causeway_service::now_ms;

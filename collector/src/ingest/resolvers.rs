@@ -185,7 +185,7 @@ fn observe_one(
     if !in_order {
         return Ok(());
     }
-    let brief = cut(outcome.brief(), OUTCOME_MAX);
+    let brief = causeway_schema::cut(outcome.brief(), OUTCOME_MAX);
     let unchanged = known
         .last_change
         .as_ref()
@@ -205,15 +205,6 @@ fn observe_one(
     )?;
     known.last_change = Some((cause.map(str::to_owned), brief));
     Ok(())
-}
-
-/// `text`, cut at `max` characters (`...` marks the cut).
-fn cut(mut text: String, max: usize) -> String {
-    if let Some((at, _)) = text.char_indices().nth(max) {
-        text.truncate(at);
-        text.push_str("...");
-    }
-    text
 }
 
 /// Groups the observations of an in-order report into conditions (rules at the top).
@@ -261,16 +252,4 @@ pub(super) fn update_conditions(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_outcomes_are_cut() {
-        assert_eq!(cut("A refused".into(), 200), "A refused");
-        assert_eq!(cut("é".repeat(5), 3), "ééé...");
-        assert_eq!(cut("abc".into(), 3), "abc");
-    }
 }

@@ -36,7 +36,7 @@ mod tests;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use causeway_schema::PacketTrace;
@@ -398,7 +398,4 @@ impl LogOnce {
     }
 }
 
-/// Locks, ignoring poisoning: every critical section leaves its data consistent.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+pub(crate) use causeway_service::lock;

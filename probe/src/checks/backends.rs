@@ -19,6 +19,7 @@ use causeway_schema::{
     AnswerPrint, BackendIdentity, BackendState, DirectOutcome, DirectResult, Reboot, Sighting,
     SightingBy,
 };
+use causeway_service::lock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::{Backend, Canary};
@@ -76,13 +77,9 @@ impl Memory {
         memory
     }
 
-    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-        m.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The identities learned for `canary`'s backends, by configured address.
     pub fn known(&self, canary: &str) -> BTreeMap<String, BackendIdentity> {
-        Self::lock(&self.state)
+        lock(&self.state)
             .backends
             .get(canary)
             .cloned()
@@ -90,17 +87,17 @@ impl Memory {
     }
 
     pub fn reboot(&self) -> Option<Reboot> {
-        Self::lock(&self.reboot).clone()
+        lock(&self.reboot).clone()
     }
 
     /// The canary answered: a reboot before it no longer explains anything.
     pub fn healthy(&self) {
-        *Self::lock(&self.reboot) = None;
+        *lock(&self.reboot) = None;
     }
 
     /// Whether `backend`'s identity is missing or due for a refresh.
     pub fn due(&self, canary: &str, backend: SocketAddr, now_ms: i64) -> bool {
-        let state = Self::lock(&self.state);
+        let state = lock(&self.state);
         let learned = state
             .backends
             .get(canary)
@@ -110,7 +107,7 @@ impl Memory {
 
     /// Keeps `identity` for `backend` and saves the state.
     pub fn learn(&self, canary: &str, backend: SocketAddr, identity: BackendIdentity) {
-        Self::lock(&self.state)
+        lock(&self.state)
             .backends
             .entry(canary.to_owned())
             .or_default()
@@ -119,7 +116,7 @@ impl Memory {
     }
 
     fn save(&self) {
-        let state = Self::lock(&self.state).clone();
+        let state = lock(&self.state).clone();
         if let Err(e) = self.file.save(&state) {
             tracing::warn!("cannot save the probe's state: {e}");
         }

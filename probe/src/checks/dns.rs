@@ -438,7 +438,7 @@ async fn exchange(
         let stream = stream.await?;
         let (mut client, background) =
             Client::<TokioRuntimeProvider>::with_timeout(stream, handle, timeout);
-        let _background = AbortOnDrop(tokio::spawn(background));
+        let _background = AbortOnDrop::new(&tokio::spawn(background));
         client
             .query(name, DNSClass::IN, kind.record_type())
             .await

@@ -155,7 +155,7 @@ async fn fetch(
     let mut watch = None;
     let result = request(canary, remote, deadline, tls, capture, &mut watch, &mut out).await;
     if let Err(mut failure) = result {
-        failure.message = cut(failure.message, MAX_MESSAGE);
+        failure.message = causeway_schema::cut(failure.message, MAX_MESSAGE);
         out.failure = Some(failure);
     }
     if let Some(mut watch) = watch {
@@ -254,7 +254,7 @@ async fn request(
         .map_err(|e| fail(FailureKind::Protocol, chain(&e)))?;
     // The connection task ends with the request; aborting it on every path makes sure a
     // hanging server never keeps a task (and its socket) alive past the check.
-    let _connection = AbortOnDrop(tokio::spawn(connection));
+    let _connection = AbortOnDrop::new(&tokio::spawn(connection));
 
     let req = hyper::Request::get(canary.target.path_and_query.as_str())
         .header(hyper::header::HOST, canary.target.host_header.as_str())
@@ -449,15 +449,6 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         current = err.source();
     }
     text
-}
-
-/// Cuts a message at `max` characters.
-pub fn cut(mut s: String, max: usize) -> String {
-    if let Some((i, _)) = s.char_indices().nth(max) {
-        s.truncate(i);
-        s.push_str("...");
-    }
-    s
 }
 
 fn ms(d: Duration) -> f64 {
@@ -883,11 +874,5 @@ mod tests {
         let e = excerpt(&odd);
         assert!(e.chars().count() <= BODY_EXCERPT_MAX);
         assert!(e.ends_with('\u{fffd}'), "a cut character is replaced");
-    }
-
-    #[test]
-    fn messages_are_cut() {
-        assert_eq!(cut("abcdef".into(), 3), "abc...");
-        assert_eq!(cut("abc".into(), 3), "abc");
     }
 }

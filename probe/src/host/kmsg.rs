@@ -10,8 +10,10 @@ use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use causeway_service::{lock, now_ms};
 
 pub use causeway_schema::{KernelLine, OomKill};
 
@@ -329,16 +331,6 @@ fn open_error(e: &io::Error) -> String {
         ),
         _ => format!("cannot open the kernel log {e}"),
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Reads records, one per read, until EOF, a stop, or an error it cannot go past. `boot_ms`

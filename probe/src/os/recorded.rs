@@ -8,7 +8,9 @@ use std::io::{self, Read};
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use causeway_service::lock;
 
 use pnet_datalink::NetworkInterface;
 
@@ -182,8 +184,4 @@ impl Read for Records {
             Err(_) => Ok(0),
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

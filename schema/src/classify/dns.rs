@@ -112,7 +112,7 @@ pub fn judge_resolvers(
             Some(Diagnosis {
                 cause,
                 contributing: Vec::new(),
-                explanation: super::cut(explanation),
+                explanation: crate::cut(explanation, super::EXPLANATION_MAX),
             })
         })
         .collect()
@@ -384,7 +384,7 @@ pub(super) fn no_address(check: &CheckResult) -> Option<Diagnosis> {
     Some(Diagnosis {
         cause,
         contributing,
-        explanation: super::cut(explanation),
+        explanation: crate::cut(explanation, super::EXPLANATION_MAX),
     })
 }
 

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use causeway_schema::ListenerEvidence;
@@ -61,10 +61,7 @@ impl Shared {
     }
 }
 
-/// A poisoned lock only means another thread panicked holding it; the data is still usable.
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+pub(super) use causeway_service::lock;
 
 /// The poll thread: polls every `poll` until stopped. Netlink failures are logged once and
 /// leave the evidence empty; the thread keeps its pace, never spinning.
