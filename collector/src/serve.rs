@@ -2,22 +2,20 @@
 //! the shutdown grace, and telling systemd about it (`Type=notify`, `WatchdogSec=`: see
 //! deploy/systemd/causeway-collector.service).
 //!
-//! The notifications follow sd_notify(3): datagrams to the socket named by `NOTIFY_SOCKET`,
-//! sent by hand (a few lines; no libsystemd). `READY=1` once the listener is bound and the
+//! The notifications follow sd_notify(3), through `causeway_service::notify` (the probe's
+//! too, so both read `NOTIFY_SOCKET` by one rule). `READY=1` once the listener is bound and the
 //! database open, `STATUS=` with the address and the reports stored since the start,
 //! `WATCHDOG=1` at half of `WATCHDOG_USEC` while the database answers `SELECT 1` in time (a
 //! wedged database stops the pings and systemd restarts the collector), `STOPPING=1` on
 //! shutdown. Without `NOTIFY_SOCKET` (not under systemd) none of it happens.
 
-use std::ffi::{OsStr, OsString};
 use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use causeway_service::AbortOnDrop;
+use causeway_service::notify::{Notifier, State};
 use sqlx::AnyPool;
 use tokio::net::TcpListener;
 
@@ -101,17 +99,17 @@ impl Default for Limits {
 
 /// Serves the application on `listener` until `shutdown` completes, then lets in-flight
 /// requests finish for at most `limits.shutdown_grace`. The caller closes the database
-/// afterwards. Notifies systemd when run by it (see [`Systemd::from_env`]).
+/// afterwards. Notifies systemd when run by it (see [`Notifier::from_env`]).
 pub async fn run(
     listener: impl Into<Listening>,
     state: AppState,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    run_notifying(listener, state, limits, shutdown, Systemd::from_env()).await
+    run_notifying(listener, state, limits, shutdown, Notifier::from_env()).await
 }
 
-/// [`run`], notifying `systemd`: `READY=1` at once (the listener is bound and the database
+/// [`run`], notifying systemd through `notifier`: `READY=1` at once (the listener is bound and the database
 /// open: the caller did both), then `WATCHDOG=1` and `STATUS=` from a task, `STOPPING=1` when
 /// `shutdown` completes.
 pub async fn run_notifying(
@@ -119,17 +117,15 @@ pub async fn run_notifying(
     state: AppState,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    systemd: Systemd,
+    notifier: Notifier,
 ) -> Result<(), ServeError> {
     let Listening { tcp: listener, tls } = listener.into();
     let status = Status {
         addr: listener.local_addr().ok(),
         ingest: state.ingest.clone(),
     };
-    systemd
-        .notifier
-        .send(&format!("READY=1\nSTATUS={}", status.line()));
-    let keepalive = tokio::spawn(keepalive(systemd.clone(), state.db.read.clone(), status));
+    notifier.notify(&[State::Ready, State::Status(&status.line())]);
+    let keepalive = tokio::spawn(keepalive(notifier.clone(), state.db.read.clone(), status));
     let pruner = tokio::spawn(prune(state.clone()));
     let _stop_pruner = AbortOnDrop::new(&pruner);
     // Stopped with the server; a pass cut off rolls back and is made again at the next start.
@@ -141,12 +137,14 @@ pub async fn run_notifying(
     // The task ends with the server however the server ends.
     let _stop_keepalive = AbortOnDrop::new(&keepalive);
     let stop_keepalive = keepalive.abort_handle();
-    let notifier = systemd.notifier;
     let (stopping, stop_began) = tokio::sync::oneshot::channel();
     let shutdown = async move {
         shutdown.await;
         stop_keepalive.abort();
-        notifier.send("STOPPING=1\nSTATUS=stopping: finishing the requests in flight");
+        notifier.notify(&[
+            State::Stopping,
+            State::Status("stopping: finishing the requests in flight"),
+        ]);
         let _ = stopping.send(());
     };
     let connections = ConnectionLimits {
@@ -177,159 +175,11 @@ pub async fn run_notifying(
     }
 }
 
-/// What the collector tells systemd and how often.
-#[derive(Debug, Clone)]
-pub struct Systemd {
-    pub notifier: Notifier,
-    /// systemd's watchdog period (`WatchdogSec=`), when it expects pings: they come at half
-    /// of it. `None`: no pings, the status is still updated every [`STATUS_EVERY`].
-    pub watchdog: Option<Duration>,
-}
-
 /// How often the status line is refreshed when systemd has no watchdog for the collector.
 pub const STATUS_EVERY: Duration = Duration::from_secs(30);
 
 /// The longest a watchdog check of the database may take (less when the ping period is short).
 const CHECK_TIMEOUT_MAX: Duration = Duration::from_secs(10);
-
-impl Systemd {
-    /// From the environment systemd gives a service: `NOTIFY_SOCKET`, and `WATCHDOG_USEC`
-    /// unless `WATCHDOG_PID` names another process. Without `NOTIFY_SOCKET`, nothing.
-    pub fn from_env() -> Systemd {
-        let notifier = Notifier::from_env();
-        let watchdog = if notifier.is_enabled() {
-            watchdog_period(
-                std::env::var_os("WATCHDOG_USEC").as_deref(),
-                std::env::var_os("WATCHDOG_PID").as_deref(),
-                std::process::id(),
-            )
-        } else {
-            None
-        };
-        Systemd { notifier, watchdog }
-    }
-
-    /// No notifications at all.
-    pub fn disabled() -> Systemd {
-        Systemd {
-            notifier: Notifier::disabled(),
-            watchdog: None,
-        }
-    }
-}
-
-/// systemd's watchdog period from `WATCHDOG_USEC` and `WATCHDOG_PID` (sd_watchdog_enabled(3)):
-/// `None` when unset, unparsable, zero, or meant for another process.
-pub fn watchdog_period(
-    usec: Option<&OsStr>,
-    pid: Option<&OsStr>,
-    own_pid: u32,
-) -> Option<Duration> {
-    let usec: u64 = usec?.to_str()?.parse().ok().filter(|&u| u > 0)?;
-    if let Some(pid) = pid {
-        let pid: u32 = pid.to_str()?.parse().ok()?;
-        if pid != own_pid {
-            return None;
-        }
-    }
-    Some(Duration::from_micros(usec))
-}
-
-/// Sends sd_notify(3) messages: one datagram each to systemd's notification socket, a path or,
-/// with a leading `@`, an abstract socket. Cloning is cheap.
-#[derive(Debug, Clone)]
-pub struct Notifier {
-    socket: Option<Arc<OsString>>,
-}
-
-impl Notifier {
-    /// To the socket in `NOTIFY_SOCKET`; disabled when unset or empty.
-    pub fn from_env() -> Notifier {
-        Notifier::to_socket(std::env::var_os("NOTIFY_SOCKET").unwrap_or_default())
-    }
-
-    /// To `socket`, as `NOTIFY_SOCKET` would name it (a path, or `@name`); disabled if empty.
-    pub fn to_socket(socket: impl Into<OsString>) -> Notifier {
-        let socket: OsString = socket.into();
-        Notifier {
-            socket: (!socket.is_empty()).then(|| Arc::new(socket)),
-        }
-    }
-
-    /// Sends nothing.
-    pub fn disabled() -> Notifier {
-        Notifier { socket: None }
-    }
-
-    pub fn is_enabled(&self) -> bool {
-        self.socket.is_some()
-    }
-
-    /// Sends `message` (newline-separated `KEY=value` lines). A failure is logged, never
-    /// fatal: the collector serves whether or not systemd hears it.
-    pub fn send(&self, message: &str) {
-        if let Err(e) = self.try_send(message) {
-            tracing::warn!(error = %e, "cannot notify systemd ({message:?})");
-        }
-    }
-
-    /// Sends `message`; `Ok` without a socket.
-    pub fn try_send(&self, message: &str) -> io::Result<()> {
-        let Some(socket) = &self.socket else {
-            return Ok(());
-        };
-        send_datagram(socket, message.as_bytes())
-    }
-}
-
-#[cfg(unix)]
-fn send_datagram(socket: &OsStr, message: &[u8]) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::net::UnixDatagram;
-
-    let sock = UnixDatagram::unbound()?;
-    // systemd reads its socket at once; a full queue must not block the server.
-    sock.set_nonblocking(true)?;
-    let sent = match socket.as_bytes().strip_prefix(b"@") {
-        Some(name) => send_abstract(&sock, name, message)?,
-        None => sock.send_to(message, PathBuf::from(socket))?,
-    };
-    if sent != message.len() {
-        return Err(io::Error::new(io::ErrorKind::WriteZero, "short datagram"));
-    }
-    Ok(())
-}
-
-#[cfg(target_os = "linux")]
-fn send_abstract(
-    sock: &std::os::unix::net::UnixDatagram,
-    name: &[u8],
-    message: &[u8],
-) -> io::Result<usize> {
-    use std::os::linux::net::SocketAddrExt;
-    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-    sock.send_to_addr(message, &addr)
-}
-
-#[cfg(all(unix, not(target_os = "linux")))]
-fn send_abstract(
-    _sock: &std::os::unix::net::UnixDatagram,
-    _name: &[u8],
-    _message: &[u8],
-) -> io::Result<usize> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "abstract sockets exist only on Linux",
-    ))
-}
-
-#[cfg(not(unix))]
-fn send_datagram(_socket: &OsStr, _message: &[u8]) -> io::Result<()> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "systemd notifications need Unix sockets",
-    ))
-}
 
 /// The status line's figures.
 struct Status {
@@ -373,11 +223,11 @@ async fn prune(state: AppState) {
     }
 }
 
-async fn keepalive(systemd: Systemd, read: AnyPool, status: Status) {
-    if !systemd.notifier.is_enabled() {
+async fn keepalive(notifier: Notifier, read: AnyPool, status: Status) {
+    if !notifier.is_active() {
         return;
     }
-    let every = systemd.watchdog.map_or(STATUS_EVERY, |w| w / 2);
+    let every = notifier.watchdog_ping_every().unwrap_or(STATUS_EVERY);
     let timeout = (every / 2).min(CHECK_TIMEOUT_MAX);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -390,14 +240,11 @@ async fn keepalive(systemd: Systemd, read: AnyPool, status: Status) {
                     tracing::info!("the database answers again");
                     healthy = true;
                 }
-                let ping = if systemd.watchdog.is_some() {
-                    "WATCHDOG=1\n"
-                } else {
-                    ""
-                };
-                systemd
-                    .notifier
-                    .send(&format!("{ping}STATUS={}", status.line()));
+                let line = status.line();
+                match notifier.watchdog_period() {
+                    Some(_) => notifier.notify(&[State::Watchdog, State::Status(&line)]),
+                    None => notifier.status(&line),
+                }
             }
             Err(e) => {
                 if healthy {
@@ -407,9 +254,7 @@ async fn keepalive(systemd: Systemd, read: AnyPool, status: Status) {
                     );
                     healthy = false;
                 }
-                systemd
-                    .notifier
-                    .send(&format!("STATUS=the database does not answer: {e}"));
+                notifier.status(&format!("the database does not answer: {e}"));
             }
         }
     }
@@ -492,7 +337,7 @@ pub async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     use tokio::net::UnixDatagram;
 
@@ -515,10 +360,11 @@ mod tests {
             }
         }
 
-        fn systemd(&self, watchdog: Option<Duration>) -> Systemd {
-            Systemd {
-                notifier: Notifier::to_socket(&self.path),
-                watchdog,
+        fn systemd(&self, watchdog: Option<Duration>) -> Notifier {
+            let notifier = Notifier::to_socket(&self.path);
+            match watchdog {
+                Some(period) => notifier.with_watchdog(period),
+                None => notifier,
             }
         }
 
@@ -575,7 +421,7 @@ mod tests {
     /// Runs the server with `systemd` until the returned sender is used or dropped.
     async fn serve(
         state: AppState,
-        systemd: Systemd,
+        systemd: Notifier,
     ) -> (
         SocketAddr,
         tokio::sync::oneshot::Sender<()>,
@@ -611,7 +457,7 @@ mod tests {
         let ready = systemd.next(WAIT).await.unwrap();
         assert_eq!(
             ready,
-            format!("READY=1\nSTATUS=serving on http://{addr}; 0 reports stored since start")
+            format!("READY=1\nSTATUS=serving on http://{addr}; 0 reports stored since start\n")
         );
         // Pings at half the period, each with the status.
         let started = tokio::time::Instant::now();
@@ -624,7 +470,7 @@ mod tests {
         ingest.report(IngestOutcome::Stored);
         ingest.report(IngestOutcome::Duplicate);
         let counted =
-            format!("WATCHDOG=1\nSTATUS=serving on http://{addr}; 1 report stored since start");
+            format!("WATCHDOG=1\nSTATUS=serving on http://{addr}; 1 report stored since start\n");
         systemd.until_with(|m| m == counted, &counted, WAIT).await;
 
         stop.send(()).unwrap();
@@ -700,60 +546,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = state(dir.path()).await;
         let db = state.db.clone();
-        let (addr, stop, server) = serve(state, Systemd::disabled()).await;
+        let (addr, stop, server) = serve(state, Notifier::disabled()).await;
         let answer = tokio::net::TcpStream::connect(addr).await;
         assert!(answer.is_ok(), "{answer:?}");
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
         db.close().await;
-        assert!(Notifier::disabled().try_send("READY=1").is_ok());
-        assert!(!Notifier::to_socket("").is_enabled());
-    }
-
-    #[test]
-    fn a_missing_socket_is_an_error_not_a_panic() {
-        let dir = tempfile::tempdir().unwrap();
-        let notifier = Notifier::to_socket(dir.path().join("nobody-listens"));
-        assert!(notifier.try_send("READY=1").is_err());
-        notifier.send("READY=1");
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn abstract_socket() {
-        use std::os::linux::net::SocketAddrExt;
-        use std::os::unix::net::{SocketAddr, UnixDatagram};
-        let name = format!(
-            "causeway-test-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        );
-        let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
-        let systemd = UnixDatagram::bind_addr(&addr).unwrap();
-        Notifier::to_socket(format!("@{name}"))
-            .try_send("READY=1")
-            .unwrap();
-        let mut buf = [0; 64];
-        let n = systemd.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"READY=1");
-    }
-
-    #[test]
-    fn watchdog_period_from_the_environment() {
-        let os = |s: &'static str| Some(OsStr::new(s));
-        assert_eq!(
-            watchdog_period(os("60000000"), None, 7),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(
-            watchdog_period(os("60000000"), os("7"), 7),
-            Some(Duration::from_secs(60))
-        );
-        // Meant for another process (a parent that kept the variables).
-        assert_eq!(watchdog_period(os("60000000"), os("8"), 7), None);
-        assert_eq!(watchdog_period(None, None, 7), None);
-        assert_eq!(watchdog_period(os("0"), None, 7), None);
-        assert_eq!(watchdog_period(os("60s"), None, 7), None);
-        assert_eq!(watchdog_period(os("60000000"), os("x"), 7), None);
     }
 }

@@ -18,7 +18,6 @@ mod checks;
 pub mod config;
 pub mod cycle;
 pub mod host;
-pub mod notify;
 pub mod os;
 mod privileges;
 pub mod run;
@@ -26,7 +25,7 @@ mod spool;
 mod state;
 mod upload;
 
-pub use causeway_service::now_ms;
+pub use causeway_service::{notify, now_ms};
 
 /// Makes ring the process's rustls provider (for reqwest, built with `rustls-no-provider`).
 /// Call once at start; later calls do nothing.

@@ -244,7 +244,7 @@ mod tests {
 
     use super::*;
     use crate::config::HostInfo;
-    use crate::notify::tests::FakeManager;
+    use causeway_service::notify::testing::FakeManager;
 
     /// A canary page that always answers 200 "canary-ok".
     async fn canary_site() -> u16 {

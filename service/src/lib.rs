@@ -1,7 +1,9 @@
 //! `causeway-service`: what the probe and the collector (and probectl, for the clock) share as
 //! long-running programs, written once: the wall clock in milliseconds, logging to stderr,
-//! the signals that stop them, tasks that end with their owner, and locks that outlive a
-//! panicked holder.
+//! the signals that stop them, systemd's notifications ([`notify`]), tasks that end with their
+//! owner, and locks that outlive a panicked holder.
+
+pub mod notify;
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};

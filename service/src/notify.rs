@@ -14,6 +14,9 @@
 //!   runtime (the message is dropped and the failure logged once);
 //! - it is a few dozen lines and no new dependency.
 //!
+//! The probe and the collector both notify through it, so both read `NOTIFY_SOCKET` by one
+//! rule: an absolute path or an abstract `@name`, anything else is refused with a warning.
+//!
 //! Without `NOTIFY_SOCKET` every call is a no-op.
 
 use std::ffi::OsStr;
@@ -92,8 +95,8 @@ impl Notifier {
     }
 
     /// The socket and watchdog systemd gives this process (`NOTIFY_SOCKET`, `WATCHDOG_USEC`,
-    /// `WATCHDOG_PID`), read once. The environment is left as it is: the probe starts no
-    /// programs that could inherit it.
+    /// `WATCHDOG_PID`), read once. The environment is left as it is: neither program starts
+    /// others that could inherit it.
     pub fn from_env() -> Notifier {
         let socket = std::env::var_os("NOTIFY_SOCKET");
         let usec = std::env::var("WATCHDOG_USEC").ok();
@@ -200,7 +203,7 @@ impl Notifier {
     }
 
     /// Sends `states` in one datagram. Failures are logged (the first of a run as a warning)
-    /// and otherwise ignored: the probe's work does not depend on the service manager.
+    /// and otherwise ignored: the program's work does not depend on the service manager.
     pub fn notify(&self, states: &[State]) {
         let Some(target) = &self.target else { return };
         match send(target, message(states).as_bytes()) {
@@ -263,21 +266,29 @@ fn monotonic_usec() -> Option<u64> {
     Some(sec.saturating_mul(1_000_000).saturating_add(nsec / 1_000))
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use std::time::Instant;
-
-    use super::*;
+/// A socket standing in for systemd's, for tests here and in the programs that notify
+/// (feature `test-support`).
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing {
+    use std::os::unix::net::UnixDatagram;
+    use std::path::PathBuf;
+    use std::time::Duration;
 
     /// A socket standing in for systemd's, in a temporary directory.
-    pub(crate) struct FakeManager {
+    pub struct FakeManager {
         pub sock: UnixDatagram,
         pub path: PathBuf,
         _dir: tempfile::TempDir,
     }
 
+    impl Default for FakeManager {
+        fn default() -> FakeManager {
+            FakeManager::new()
+        }
+    }
+
     impl FakeManager {
-        pub(crate) fn new() -> FakeManager {
+        pub fn new() -> FakeManager {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("notify.sock");
             let sock = UnixDatagram::bind(&path).unwrap();
@@ -289,7 +300,7 @@ pub(crate) mod tests {
         }
 
         /// The next datagram, within 5 s.
-        pub(crate) fn recv(&self) -> String {
+        pub fn recv(&self) -> String {
             self.sock
                 .set_read_timeout(Some(Duration::from_secs(5)))
                 .unwrap();
@@ -298,6 +309,14 @@ pub(crate) mod tests {
             String::from_utf8(buf[..n].to_vec()).unwrap()
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::testing::FakeManager;
+    use super::*;
 
     #[test]
     fn messages_are_one_line_per_state() {
