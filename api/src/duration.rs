@@ -1,9 +1,10 @@
-//! Durations as the operator types them: `90s`, `30m`, `1h`, `24h`, `7d`.
+//! Durations as the operator types them (`causeway_schema::parse_duration`'s grammar:
+//! `500ms`, `90s`, `30m`, `1h`, `7d`), with the collector's and probectl's bounds.
 
 use std::time::Duration;
 
 /// The forms accepted, for error messages (followed by the longest allowed).
-pub const ACCEPTED: &str = "a whole number followed by s, m, h or d (e.g. 90s, 30m, 1h, 24h, 7d)";
+pub const ACCEPTED: &str = causeway_schema::DURATION_FORMS;
 
 /// The longest window: the API keeps no more than that in view.
 const MAX_DAYS: u64 = 366;
@@ -32,22 +33,11 @@ fn parse_up_to(text: &str, max_days: u64) -> Result<Duration, BadDuration> {
         value: text.to_owned(),
         max_days,
     };
-    let t = text.trim();
-    let unit_at = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (digits, unit) = t.split_at(unit_at);
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(bad()),
-    };
-    let secs = n.checked_mul(scale).ok_or_else(bad)?;
-    if secs == 0 || secs > max_days * 86_400 {
+    let d = causeway_schema::parse_duration(text.trim()).ok_or_else(bad)?;
+    if d.is_zero() || d > Duration::from_secs(max_days * 86_400) {
         return Err(bad());
     }
-    Ok(Duration::from_secs(secs))
+    Ok(d)
 }
 
 #[cfg(test)]

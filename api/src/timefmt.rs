@@ -34,21 +34,7 @@ pub fn short_time(ms: i64, now_ms: i64) -> String {
         .unwrap_or_else(|| format!("{ms} ms"))
 }
 
-/// `45s`, `1m20s`, `2h5m`, `3d4h`: the two largest units, so widths stay small.
-pub fn compact_duration(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
-    let parts = [(d, "d"), (h, "h"), (m, "m"), (sec, "s")];
-    let Some(first) = parts.iter().position(|&(n, _)| n > 0) else {
-        return "0s".to_owned();
-    };
-    parts[first..]
-        .iter()
-        .take(2)
-        .filter(|&&(n, _)| n > 0)
-        .map(|(n, u)| format!("{n}{u}"))
-        .collect()
-}
+pub use causeway_schema::compact_duration;
 
 /// `12s ago`; a time in the future, which only a clock that disagrees with this one gives (a
 /// probe's, see `clock_skew`), says so: `12s in the future (clock skew?)`. Under a second

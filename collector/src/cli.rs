@@ -548,7 +548,7 @@ mod tests {
             assert!(err.contains(flag), "{err}");
             assert!(err.contains(&format!("{value:?}")), "{err}");
             assert!(
-                err.contains("a whole number followed by s, m, h or d"),
+                err.contains("a whole number followed by ms, s, m, h or d"),
                 "{err}"
             );
         }

@@ -144,12 +144,12 @@ async fn two_causes_at_once_are_two_conditions_each_with_its_own_end() {
     let first = reported(&leaking_killed(cycle(2)), Cause::OomKill);
     let last = reported(&leaking_killed(cycle(3)), Cause::OomKill);
     assert!(
-        first.explanation.ends_with(" 2 s ago"),
+        first.explanation.ends_with(" 2s ago"),
         "{}",
         first.explanation
     );
     assert!(
-        last.explanation.ends_with(" 32 s ago"),
+        last.explanation.ends_with(" 32s ago"),
         "{}",
         last.explanation
     );
@@ -460,7 +460,7 @@ fn host_story() -> Vec<Report> {
         for check in &mut r.results {
             if let Some(d) = &mut check.diagnosis {
                 d.explanation = "the kernel's OOM killer killed nginx (pid 812), which served \
-                                 the canary (it owned the listener on 10.77.0.2:80), 2 s before \
+                                 the canary (it owned the listener on 10.77.0.2:80), 2s before \
                                  the check; the check: 10.77.0.2 refused the connection"
                     .into();
             }
@@ -479,7 +479,7 @@ fn fix_explanations(host: &mut causeway_schema::HostEvidence) {
                 "the kernel's OOM killer killed nginx (pid 812, anon-rss 1.9 GiB, memory cgroup \
                  /system.slice/nginx.service)",
                 &[
-                    "32 s ago: killed nginx (pid 812, anon-rss 1.9 GiB, memory cgroup \
+                    "32s ago: killed nginx (pid 812, anon-rss 1.9 GiB, memory cgroup \
                    /system.slice/nginx.service)",
                 ],
             ),
@@ -505,7 +505,7 @@ Host conditions (2):
     when:     2026-11-23T11:56:00Z .. now (8m30s)
     seen:     2 cycles
     why:      the kernel's OOM killer killed nginx (pid 812, anon-rss 1.9 GiB, memory cgroup /system.slice/nginx.service)
-    evidence: 32 s ago: killed nginx (pid 812, anon-rss 1.9 GiB, memory cgroup /system.slice/nginx.service)
+    evidence: 32s ago: killed nginx (pid 812, anon-rss 1.9 GiB, memory cgroup /system.slice/nginx.service)
   [OPEN] kernel_memory_leak: unreclaimable kernel memory is large and growing
     when:     2026-11-23T11:55:00Z .. now (9m30s)
     seen:     4 cycles
@@ -532,7 +532,7 @@ Incidents (1):
   [OPEN] oom_kill: the kernel's OOM killer killed a process on the host
     when:     2026-11-23T11:56:00Z .. now (8m30s)
     failed:   2 checks
-    why:      the kernel's OOM killer killed nginx (pid 812), which served the canary (it owned the listener on 10.77.0.2:80), 2 s before the check; the check: 10.77.0.2 refused the connection
+    why:      the kernel's OOM killer killed nginx (pid 812), which served the canary (it owned the listener on 10.77.0.2:80), 2s before the check; the check: 10.77.0.2 refused the connection
     evidence: last failed check 2026-11-23T11:56:30Z: site http://canary.test/ at 10.77.0.2
               failure: connect_refused: Connection refused (os error 111)
               listeners on port 80 (serving: unit nginx.service; looked at every 100 ms):

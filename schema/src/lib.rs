@@ -27,7 +27,7 @@ pub use host::*;
 pub use listeners::*;
 pub use newer::NewerId;
 pub use report::*;
-pub use text::cut;
+pub use text::{DURATION_FORMS, compact_duration, cut, format_duration, parse_duration};
 pub use trace::*;
 pub use validate::{
     FieldError, InvalidReport, MAX_RESULTS, MAX_SERVER_NAME, SERVER_NAME_RULE,

@@ -251,7 +251,7 @@ mod tests {
             vec![
                 "host.samples: 1 is out of range; allowed: 2 to 240",
                 "host.leak_min_samples: 300 is out of range; allowed: 2 to 240",
-                "host.window: \"10s\" is out of range; allowed: 1m to 24h",
+                "host.window: \"10s\" is out of range; allowed: 1m to 1d",
                 "host.leak_share: 150 is not allowed; use a number from 0 to 100",
                 "host.load_per_cpu: \"high\" is not allowed; use a number from 0.1 to 1000",
                 "host.proc_root: \"proc\" is not an absolute path; use e.g. \"/proc\"",

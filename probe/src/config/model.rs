@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::HostConfig;
-use super::duration::format_duration;
+use causeway_schema::format_duration;
 
 /// A validated configuration.
 #[derive(Clone, PartialEq)]

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use causeway_schema::{SERVER_NAME_RULE, is_valid_server_name};
 
-use super::duration::{format_duration, parse_duration};
 use super::raw::RawConfig;
 use super::{
     Config, DEFAULT_SPOOL_DIR, DEFAULT_STATE_DIR, HostInfo, Problem, ResolverKind, ResolverSpec,
 };
+use causeway_schema::{format_duration, parse_duration};
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -303,7 +303,10 @@ impl Validator {
         let Some(d) = parsed else {
             self.problem(
                 key,
-                format!("{value} is not a duration; use a number with a unit: 500ms, 5s, 2m"),
+                format!(
+                    "{value} is not a duration: expected {}",
+                    causeway_schema::DURATION_FORMS
+                ),
             );
             return None;
         };
