@@ -650,9 +650,9 @@ mod tests {
             };
             let responded = !matches!(outcome, DnsOutcome::Timeout | DnsOutcome::NetworkError);
             let q = DnsQuery {
-                record_type: kind.as_str().to_owned(),
+                record_type: kind,
                 outcome,
-                rcode: responded.then(|| "NOERROR".into()),
+                rcode: responded.then_some(causeway_schema::Rcode::NOERROR),
                 answers,
                 elapsed_ms: 2.0,
                 error: None,

@@ -526,8 +526,8 @@ Incidents (1):
         let sample = view.incidents[0].samples.last_mut().unwrap();
         let dns = &mut sample.evidence.as_mut().unwrap().dns;
         dns[0].resolver = format!("d{esc}");
-        dns[1].queries[0].rcode = Some(format!("x{esc}"));
-        dns[1].queries[0].outcome = causeway_schema::DnsOutcome::OtherRcode;
+        dns[1].queries[0].error = Some(format!("x{esc}"));
+        dns[1].queries[0].outcome = causeway_schema::DnsOutcome::NetworkError;
         let text = render_why(&view, 3_600_000);
         assert!(!text.contains('\u{1b}'), "{text}");
         for shown in [

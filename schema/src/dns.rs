@@ -38,18 +38,118 @@ pub struct ResolverOutcome {
 /// One query to one name server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DnsQuery {
-    /// `A` or `AAAA`.
-    pub record_type: String,
+    pub record_type: RecordType,
     pub outcome: DnsOutcome,
-    /// The response code as the server sent it (`NOERROR`, `NXDOMAIN`, `REFUSED`, ...), when a
+    /// The response code the server sent (`NOERROR`, `NXDOMAIN`, `REFUSED`, ...), when a
     /// response arrived.
-    pub rcode: Option<String>,
+    pub rcode: Option<Rcode>,
     #[serde(default)]
     pub answers: Vec<DnsAnswer>,
     pub elapsed_ms: f64,
     /// The network or protocol error, when no response arrived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The address record types a canary's name is asked for, IPv4 first; `A` and `AAAA` on the
+/// wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RecordType {
+    #[serde(rename = "A")]
+    A,
+    #[serde(rename = "AAAA")]
+    Aaaa,
+}
+
+impl RecordType {
+    pub const BOTH: [RecordType; 2] = [RecordType::A, RecordType::Aaaa];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordType::A => "A",
+            RecordType::Aaaa => "AAAA",
+        }
+    }
+}
+
+impl fmt::Display for RecordType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A DNS response code (RFC 1035, RFC 6895), on the wire and for people as DNS people write
+/// it: `NOERROR`, `NXDOMAIN`, `REFUSED`, ..., or `RCODE<n>` for one without a name.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rcode(pub u16);
+
+impl Rcode {
+    pub const NOERROR: Rcode = Rcode(0);
+    pub const NXDOMAIN: Rcode = Rcode(3);
+    pub const REFUSED: Rcode = Rcode(5);
+
+    /// The names of RFC 6895's registry, by code (16 is BADVERS, which BADSIG shares).
+    const NAMES: [(u16, &'static str); 19] = [
+        (0, "NOERROR"),
+        (1, "FORMERR"),
+        (2, "SERVFAIL"),
+        (3, "NXDOMAIN"),
+        (4, "NOTIMP"),
+        (5, "REFUSED"),
+        (6, "YXDOMAIN"),
+        (7, "YXRRSET"),
+        (8, "NXRRSET"),
+        (9, "NOTAUTH"),
+        (10, "NOTZONE"),
+        (16, "BADVERS"),
+        (17, "BADKEY"),
+        (18, "BADTIME"),
+        (19, "BADMODE"),
+        (20, "BADNAME"),
+        (21, "BADALG"),
+        (22, "BADTRUNC"),
+        (23, "BADCOOKIE"),
+    ];
+
+    /// From its text: a name of the registry or `RCODE<n>`.
+    pub fn parse(text: &str) -> Option<Rcode> {
+        if let Some((code, _)) = Rcode::NAMES.iter().find(|(_, name)| *name == text) {
+            return Some(Rcode(*code));
+        }
+        text.strip_prefix("RCODE")?.parse().ok().map(Rcode)
+    }
+}
+
+impl fmt::Display for Rcode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match Rcode::NAMES.iter().find(|(code, _)| *code == self.0) {
+            Some((_, name)) => f.write_str(name),
+            None => write!(f, "RCODE{}", self.0),
+        }
+    }
+}
+
+impl fmt::Debug for Rcode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Rcode({self})")
+    }
+}
+
+impl Serialize for Rcode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Rcode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Rcode, D::Error> {
+        let text = String::deserialize(d)?;
+        Rcode::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a DNS response code (NOERROR, NXDOMAIN, ... or RCODE<n>)"
+            ))
+        })
+    }
 }
 
 /// One address record.
@@ -292,3 +392,37 @@ impl fmt::Display for ReachProbe {
 }
 
 newer::wire_id!(DnsOutcome, "DNS outcome", NetworkError);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_codes_read_and_write_as_dns_people_write_them() {
+        for (code, text) in [
+            (0, "NOERROR"),
+            (3, "NXDOMAIN"),
+            (5, "REFUSED"),
+            (23, "BADCOOKIE"),
+        ] {
+            assert_eq!(Rcode(code).to_string(), text);
+            assert_eq!(Rcode::parse(text), Some(Rcode(code)));
+        }
+        assert_eq!(Rcode(42).to_string(), "RCODE42");
+        assert_eq!(Rcode::parse("RCODE42"), Some(Rcode(42)));
+        assert_eq!(Rcode::parse("refused"), None);
+        let json = serde_json::to_string(&Rcode::REFUSED).unwrap();
+        assert_eq!(json, "\"REFUSED\"");
+        assert_eq!(
+            serde_json::from_str::<Rcode>(&json).unwrap(),
+            Rcode::REFUSED
+        );
+        let err = serde_json::from_str::<Rcode>("\"MAYBE\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"MAYBE\" is not a DNS response code"),
+            "{err}"
+        );
+    }
+}

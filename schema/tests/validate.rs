@@ -141,9 +141,9 @@ fn each_mistake_is_named() {
 /// The canary's name through `n` name servers, the second one refusing (when there is one).
 fn resolution(n: usize) -> Resolution {
     let query = |outcome, rcode: &str| DnsQuery {
-        record_type: "A".into(),
+        record_type: causeway_schema::RecordType::A,
         outcome,
-        rcode: Some(rcode.into()),
+        rcode: causeway_schema::Rcode::parse(rcode),
         answers: vec![],
         elapsed_ms: 0.4,
         error: None,

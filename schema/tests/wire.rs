@@ -30,9 +30,9 @@ fn sample() -> Report {
                 resolver: "system".into(),
                 server: "10.77.0.53:53".parse().unwrap(),
                 queries: vec![DnsQuery {
-                    record_type: "A".into(),
+                    record_type: causeway_schema::RecordType::A,
                     outcome: DnsOutcome::Answer,
-                    rcode: Some("NOERROR".into()),
+                    rcode: Some(causeway_schema::Rcode::NOERROR),
                     answers: vec![DnsAnswer {
                         address: "10.77.0.2".parse().unwrap(),
                         ttl: 300,

@@ -306,11 +306,11 @@ pub async fn post_all(h: &Harness, token: &str, reports: &[Report]) {
 /// The canary's name in the resolution helpers.
 pub const NAME: &str = "canary.test";
 
-fn query(record_type: &str, outcome: DnsOutcome, elapsed_ms: f64) -> DnsQuery {
+fn query(record_type: RecordType, outcome: DnsOutcome, elapsed_ms: f64) -> DnsQuery {
     let rcode = match outcome {
-        DnsOutcome::Answer | DnsOutcome::NoData => Some("NOERROR"),
-        DnsOutcome::NxDomain => Some("NXDOMAIN"),
-        DnsOutcome::Refused => Some("REFUSED"),
+        DnsOutcome::Answer | DnsOutcome::NoData => Some(Rcode::NOERROR),
+        DnsOutcome::NxDomain => Some(Rcode::NXDOMAIN),
+        DnsOutcome::Refused => Some(Rcode::REFUSED),
         _ => None,
     };
     let answers = match outcome {
@@ -321,9 +321,9 @@ fn query(record_type: &str, outcome: DnsOutcome, elapsed_ms: f64) -> DnsQuery {
         _ => vec![],
     };
     DnsQuery {
-        record_type: record_type.into(),
+        record_type,
         outcome,
-        rcode: rcode.map(str::to_owned),
+        rcode,
         answers,
         elapsed_ms,
         error: None,
@@ -353,8 +353,8 @@ pub fn answering(label: &str) -> ResolverOutcome {
     name_server(
         label,
         vec![
-            query("A", DnsOutcome::Answer, 1.2),
-            query("AAAA", DnsOutcome::NoData, 1.1),
+            query(RecordType::A, DnsOutcome::Answer, 1.2),
+            query(RecordType::Aaaa, DnsOutcome::NoData, 1.1),
         ],
     )
 }
@@ -387,7 +387,10 @@ fn unusable(
 ) -> ResolverOutcome {
     let mut o = name_server(
         label,
-        vec![query("A", dns, dns_ms[0]), query("AAAA", dns, dns_ms[1])],
+        vec![
+            query(RecordType::A, dns, dns_ms[0]),
+            query(RecordType::Aaaa, dns, dns_ms[1]),
+        ],
     );
     o.reachability = Some(Reachability {
         icmp: reach(reach_outcome, reach_ms[0]),

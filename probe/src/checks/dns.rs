@@ -10,7 +10,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
 use std::path::Path;
 use std::time::Duration;
 
-use causeway_schema::{DnsAnswer, DnsOutcome, DnsQuery, ReachProbe, Reachability, ResolverOutcome};
+use causeway_schema::{
+    DnsAnswer, DnsOutcome, DnsQuery, Rcode, ReachProbe, Reachability, ResolverOutcome,
+};
 use hickory_resolver::net::NetError;
 use hickory_resolver::net::client::{Client, ClientHandle};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
@@ -26,28 +28,14 @@ use crate::AbortOnDrop;
 use crate::checks;
 use crate::config::{ResolverKind, ResolverSpec};
 
-/// The record types we ask for, IPv4 first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecordKind {
-    A,
-    Aaaa,
-}
+/// The record types asked for (the wire's type, under the name this module gives it).
+pub use causeway_schema::RecordType as RecordKind;
 
-impl RecordKind {
-    pub const BOTH: [RecordKind; 2] = [RecordKind::A, RecordKind::Aaaa];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecordKind::A => "A",
-            RecordKind::Aaaa => "AAAA",
-        }
-    }
-
-    fn record_type(self) -> RecordType {
-        match self {
-            RecordKind::A => RecordType::A,
-            RecordKind::Aaaa => RecordType::AAAA,
-        }
+/// hickory's name for `kind`.
+fn hickory_type(kind: RecordKind) -> RecordType {
+    match kind {
+        RecordKind::A => RecordType::A,
+        RecordKind::Aaaa => RecordType::AAAA,
     }
 }
 
@@ -144,7 +132,7 @@ pub fn addresses(outcomes: &[ResolverOutcome]) -> Vec<IpAddr> {
     for kind in RecordKind::BOTH {
         for outcome in outcomes {
             for query in &outcome.queries {
-                if query.record_type != kind.as_str() {
+                if query.record_type != kind {
                     continue;
                 }
                 for addr in query.addresses() {
@@ -243,39 +231,13 @@ fn parse_nameserver(s: &str) -> Option<SocketAddr> {
     Some(SocketAddr::V6(SocketAddrV6::new(ip, 53, 0, scope)))
 }
 
-/// The response code as DNS people write it (`NOERROR`, `NXDOMAIN`, ...).
-pub fn rcode_text(code: ResponseCode) -> String {
-    let text = match code {
-        ResponseCode::NoError => "NOERROR",
-        ResponseCode::FormErr => "FORMERR",
-        ResponseCode::ServFail => "SERVFAIL",
-        ResponseCode::NXDomain => "NXDOMAIN",
-        ResponseCode::NotImp => "NOTIMP",
-        ResponseCode::Refused => "REFUSED",
-        ResponseCode::YXDomain => "YXDOMAIN",
-        ResponseCode::YXRRSet => "YXRRSET",
-        ResponseCode::NXRRSet => "NXRRSET",
-        ResponseCode::NotAuth => "NOTAUTH",
-        ResponseCode::NotZone => "NOTZONE",
-        ResponseCode::BADVERS => "BADVERS",
-        ResponseCode::BADSIG => "BADSIG",
-        ResponseCode::BADKEY => "BADKEY",
-        ResponseCode::BADTIME => "BADTIME",
-        ResponseCode::BADMODE => "BADMODE",
-        ResponseCode::BADNAME => "BADNAME",
-        ResponseCode::BADALG => "BADALG",
-        ResponseCode::BADTRUNC => "BADTRUNC",
-        ResponseCode::BADCOOKIE => "BADCOOKIE",
-        other => return format!("RCODE{}", u16::from(other)),
-    };
-    text.to_owned()
+/// The response code as the wire type keeps it.
+pub fn rcode(code: ResponseCode) -> Rcode {
+    Rcode(u16::from(code))
 }
 
 /// What a response says about the asked type: outcome, rcode and the addresses with TTLs.
-pub fn judge_response(
-    kind: RecordKind,
-    response: &Message,
-) -> (DnsOutcome, String, Vec<DnsAnswer>) {
+pub fn judge_response(kind: RecordKind, response: &Message) -> (DnsOutcome, Rcode, Vec<DnsAnswer>) {
     let code = response.metadata.response_code;
     // A recursive resolver answers with the CNAME chain and the addresses at its end; the
     // owner names differ, the record type is what matters.
@@ -307,7 +269,7 @@ pub fn judge_response(
     } else {
         Vec::new()
     };
-    (outcome, rcode_text(code), answers)
+    (outcome, rcode(code), answers)
 }
 
 /// The real transport: hickory's client over UDP (one transmission, no resend), and TCP when
@@ -332,7 +294,7 @@ impl Check<Query> for HickoryTransport {
             )
             .await;
             let mut q = DnsQuery {
-                record_type: kind.as_str().to_owned(),
+                record_type: kind,
                 outcome: DnsOutcome::Timeout,
                 rcode: None,
                 answers: Vec::new(),
@@ -394,7 +356,7 @@ enum QueryError {
 struct Exchange {
     response: Result<Message, QueryError>,
     /// The rcode of a truncated UDP answer, kept when the TCP retry failed.
-    udp_rcode: Option<String>,
+    udp_rcode: Option<Rcode>,
 }
 
 async fn exchange(
@@ -420,7 +382,7 @@ async fn exchange(
     };
     let mut request = Message::query();
     request.metadata.recursion_desired = true;
-    request.add_query(op::Query::query(name.clone(), kind.record_type()));
+    request.add_query(op::Query::query(name.clone(), hickory_type(kind)));
     let response = match udp_exchange(server, &request, garbled).await {
         Ok(r) => r,
         Err(e) => return fail(QueryError::Udp(e)),
@@ -431,7 +393,7 @@ async fn exchange(
             udp_rcode: None,
         };
     }
-    let udp_rcode = Some(rcode_text(response.metadata.response_code));
+    let udp_rcode = Some(rcode(response.metadata.response_code));
     let tcp = async {
         let provider = TokioRuntimeProvider::default();
         let (stream, handle) = TcpClientStream::new(server, None, Some(timeout), provider);
@@ -440,7 +402,7 @@ async fn exchange(
             Client::<TokioRuntimeProvider>::with_timeout(stream, handle, timeout);
         let _background = AbortOnDrop::new(&tokio::spawn(background));
         client
-            .query(name, DNSClass::IN, kind.record_type())
+            .query(name, DNSClass::IN, hickory_type(kind))
             .await
             .map(|r| r.into_message())
     };
@@ -624,11 +586,11 @@ mod tests {
         }
     }
 
-    fn query(kind: &str, outcome: DnsOutcome, addrs: &[&str]) -> DnsQuery {
+    fn query(kind: RecordKind, outcome: DnsOutcome, addrs: &[&str]) -> DnsQuery {
         DnsQuery {
-            record_type: kind.into(),
+            record_type: kind,
             outcome,
-            rcode: Some("NOERROR".into()),
+            rcode: Some(Rcode::NOERROR),
             answers: addrs
                 .iter()
                 .map(|a| DnsAnswer {
@@ -648,8 +610,8 @@ mod tests {
                 resolver: "system".into(),
                 server: "10.0.0.53:53".parse().unwrap(),
                 queries: vec![
-                    query("A", DnsOutcome::Answer, &["10.0.0.2", "10.0.0.3"]),
-                    query("AAAA", DnsOutcome::Answer, &["fd00::2"]),
+                    query(RecordKind::A, DnsOutcome::Answer, &["10.0.0.2", "10.0.0.3"]),
+                    query(RecordKind::Aaaa, DnsOutcome::Answer, &["fd00::2"]),
                 ],
                 reachability: None,
                 condition: None,
@@ -658,8 +620,8 @@ mod tests {
                 resolver: "10.0.0.54".into(),
                 server: "10.0.0.54:53".parse().unwrap(),
                 queries: vec![
-                    query("A", DnsOutcome::Answer, &["10.0.0.3", "10.0.0.4"]),
-                    query("AAAA", DnsOutcome::NoData, &[]),
+                    query(RecordKind::A, DnsOutcome::Answer, &["10.0.0.3", "10.0.0.4"]),
+                    query(RecordKind::Aaaa, DnsOutcome::NoData, &[]),
                 ],
                 reachability: None,
                 condition: None,
@@ -695,7 +657,10 @@ mod tests {
             RecordKind::A,
             &response(ResponseCode::NoError, vec![cname.clone(), a.clone()]),
         );
-        assert_eq!((o, rcode.as_str()), (DnsOutcome::Answer, "NOERROR"));
+        assert_eq!(
+            (o, rcode.to_string().as_str()),
+            (DnsOutcome::Answer, "NOERROR")
+        );
         assert_eq!(
             answers,
             vec![DnsAnswer {
@@ -719,7 +684,7 @@ mod tests {
             ),
         ] {
             let (o, rcode, _) = judge_response(RecordKind::A, &response(code, vec![cname.clone()]));
-            assert_eq!((o, rcode.as_str()), (outcome, text));
+            assert_eq!((o, rcode.to_string().as_str()), (outcome, text));
         }
     }
 
@@ -877,7 +842,7 @@ mod tests {
 
         let a = t.query(server, "ok.test", RecordKind::A, TIMEOUT).await;
         assert_eq!(a.outcome, DnsOutcome::Answer, "{a:?}");
-        assert_eq!(a.rcode.as_deref(), Some("NOERROR"));
+        assert_eq!(a.rcode, Some(Rcode::NOERROR));
         assert_eq!(
             a.answers,
             vec![DnsAnswer {
@@ -898,18 +863,18 @@ mod tests {
             .query(server, "refused.test", RecordKind::A, TIMEOUT)
             .await;
         assert_eq!(refused.outcome, DnsOutcome::Refused, "{refused:?}");
-        assert_eq!(refused.rcode.as_deref(), Some("REFUSED"));
+        assert_eq!(refused.rcode, Some(Rcode::REFUSED));
         assert!(refused.answers.is_empty());
 
         let bare = t.query(server, "bare.test", RecordKind::A, TIMEOUT).await;
         assert_eq!(bare.outcome, DnsOutcome::Refused, "{bare:?}");
-        assert_eq!(bare.rcode.as_deref(), Some("REFUSED"));
+        assert_eq!(bare.rcode, Some(Rcode::REFUSED));
 
         let missing = t
             .query(server, "missing.test", RecordKind::A, TIMEOUT)
             .await;
         assert_eq!(missing.outcome, DnsOutcome::NxDomain, "{missing:?}");
-        assert_eq!(missing.rcode.as_deref(), Some("NXDOMAIN"));
+        assert_eq!(missing.rcode, Some(Rcode::NXDOMAIN));
 
         let silent = t.query(server, "silent.test", RecordKind::A, TIMEOUT).await;
         assert_eq!(silent.outcome, DnsOutcome::Timeout, "{silent:?}");

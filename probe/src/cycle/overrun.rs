@@ -135,7 +135,7 @@ mod tests {
     #[test]
     fn the_slowest_parts_name_the_silent_resolver_first() {
         let query = |outcome, elapsed_ms| DnsQuery {
-            record_type: "A".into(),
+            record_type: causeway_schema::RecordType::A,
             outcome,
             rcode: None,
             answers: Vec::new(),

@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
-use causeway_schema::{DnsOutcome, DnsQuery, ReachOutcome, ReachProbe, ResolverOutcome};
+use causeway_schema::{
+    DnsOutcome, DnsQuery, ReachOutcome, ReachProbe, RecordType, ResolverOutcome,
+};
 
 use super::esc;
 
@@ -24,10 +26,10 @@ pub(super) fn dns_section(html: &mut String, dns: &[ResolverOutcome]) {
     }
     html.push_str("</tr></thead>\n<tbody>\n");
     // The query types in the order first asked (A before AAAA as the probe asks them).
-    let mut types: Vec<&str> = Vec::new();
+    let mut types: Vec<RecordType> = Vec::new();
     for q in dns.iter().flat_map(|o| &o.queries) {
-        if !types.contains(&q.record_type.as_str()) {
-            types.push(&q.record_type);
+        if !types.contains(&q.record_type) {
+            types.push(q.record_type);
         }
     }
     for ty in types {
@@ -86,10 +88,7 @@ fn query_cell(html: &mut String, q: &DnsQuery) {
             a.ttl
         );
     }
-    let rcode = q
-        .rcode
-        .as_deref()
-        .map_or(String::new(), |r| format!("{r}, "));
+    let rcode = q.rcode.map_or(String::new(), |r| format!("{r}, "));
     let _ = write!(
         html,
         "<div class=\"ev-muted\">{}</div>",

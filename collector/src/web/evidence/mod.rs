@@ -610,7 +610,7 @@ mod tests {
         owner.unit = Some(evil.clone());
         let r = &mut e.dns[0];
         r.resolver = evil.clone();
-        r.queries[0].rcode = Some(evil.clone());
+        // (An rcode is a number on the wire now: no text of a probe's reaches the page there.)
         r.queries[0].error = Some(evil.clone());
         r.condition.get_or_insert_with(|| Diagnosis {
             cause: Cause::DnsUpstreamBlock,
