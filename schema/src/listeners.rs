@@ -74,10 +74,6 @@ impl ListenerEvidence {
     pub fn serving_listeners(&self) -> impl Iterator<Item = &Listener> {
         self.listeners.iter().filter(|l| l.serving)
     }
-
-    pub fn other_listeners(&self) -> impl Iterator<Item = &Listener> {
-        self.listeners.iter().filter(|l| !l.serving)
-    }
 }
 
 impl Listener {
