@@ -455,7 +455,7 @@ fn host_story() -> Vec<Report> {
         })
         .collect();
     for (n, r) in reports.iter_mut().enumerate() {
-        r.report_id = uuid::Uuid::from_u128(0x4057_0000 + n as u128);
+        r.report_id = causeway_schema::ReportId(uuid::Uuid::from_u128(0x4057_0000 + n as u128));
         fix_explanations(r.host.as_mut().unwrap());
         for check in &mut r.results {
             if let Some(d) = &mut check.diagnosis {

@@ -11,7 +11,6 @@ use causeway_schema::{
     Resolution, ResolverOutcome, SCHEMA_VERSION, SpoolStats, Timings, classify, disputed_addresses,
     judge_resolvers,
 };
-use uuid::Uuid;
 
 use crate::capture::Capture;
 use crate::checks::backends::{self, Memory};
@@ -144,7 +143,7 @@ impl<D: DnsChecks, H: HttpCheck> Prober<D, H> {
         }
         let mut report = Report {
             schema_version: SCHEMA_VERSION,
-            report_id: Uuid::now_v7(),
+            report_id: causeway_schema::ReportId::new(),
             server: self.config.server.clone(),
             probe: ProbeInfo {
                 host: self.config.host.clone(),

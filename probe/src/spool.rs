@@ -380,7 +380,7 @@ mod tests {
     fn report(started_at_ms: i64) -> Report {
         Report {
             schema_version: SCHEMA_VERSION,
-            report_id: Uuid::now_v7(),
+            report_id: causeway_schema::ReportId::new(),
             server: "web-01".into(),
             probe: ProbeInfo {
                 host: "web-01".into(),

@@ -27,12 +27,42 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// start alone.
 pub const SENT_AT_HEADER: &str = "causeway-sent-at";
 
+/// A report's id: a UUIDv7 made by the probe at the cycle's start, so ids sort by time. The
+/// collector stores each id once, which makes replays harmless. On the wire, the UUID's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ReportId(pub Uuid);
+
+impl ReportId {
+    /// A new id, now.
+    pub fn new() -> ReportId {
+        ReportId(Uuid::now_v7())
+    }
+
+    /// Its 16 bytes, as the collector's key.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+}
+
+impl Default for ReportId {
+    fn default() -> ReportId {
+        ReportId::new()
+    }
+}
+
+impl std::fmt::Display for ReportId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// One probe cycle on one server: every check of every canary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub schema_version: u32,
     /// Unique per cycle; the collector stores a report id once, so replays are harmless.
-    pub report_id: Uuid,
+    pub report_id: ReportId,
     /// The server the canaries are watched for (defaults to the probe host's name).
     pub server: String,
     pub probe: ProbeInfo,

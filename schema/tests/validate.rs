@@ -10,7 +10,7 @@ fn report() -> Report {
     check.diagnosis = classify(&check);
     Report {
         schema_version: SCHEMA_VERSION,
-        report_id: uuid::Uuid::nil(),
+        report_id: causeway_schema::ReportId(uuid::Uuid::nil()),
         server: "web-01".into(),
         probe: ProbeInfo {
             host: "web-01".into(),

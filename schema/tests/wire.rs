@@ -14,7 +14,9 @@ fn sample() -> Report {
         .unwrap();
     Report {
         schema_version: SCHEMA_VERSION,
-        report_id: "6f1c2b9e-3a4d-4c8e-9f00-112233445566".parse().unwrap(),
+        report_id: causeway_schema::ReportId(
+            "6f1c2b9e-3a4d-4c8e-9f00-112233445566".parse().unwrap(),
+        ),
         server: "web-01".into(),
         probe: ProbeInfo {
             host: "web-01".into(),

@@ -25,8 +25,8 @@
 
 use std::borrow::Cow;
 
+use causeway_schema::ReportId;
 use causeway_schema::{Cause, HostCondition, HostEvidence, Report};
-use uuid::Uuid;
 
 use super::IngestError;
 use super::conditions::{self, ConditionTable, Observation};
@@ -164,7 +164,7 @@ pub(super) fn observe<'a>(
 /// The host's conditions, each cause once. A probe judges each cause once per cycle; should one
 /// repeat, a second would count the cycle twice, and [`update_conditions`] relies on one open
 /// condition per cause.
-fn conditions_of<'a>(report_id: &Uuid, host: &'a HostEvidence) -> Vec<Cow<'a, HostCondition>> {
+fn conditions_of<'a>(report_id: &ReportId, host: &'a HostEvidence) -> Vec<Cow<'a, HostCondition>> {
     let mut out: Vec<Cow<'a, HostCondition>> = Vec::new();
     // The collector's own: a probe that names it is not believed.
     for c in host

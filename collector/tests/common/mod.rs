@@ -218,7 +218,7 @@ pub async fn send(app: Router, req: Request<Body>) -> (StatusCode, Value) {
 pub fn report(server: &str, started_at_ms: i64, results: Vec<CheckResult>) -> Report {
     Report {
         schema_version: SCHEMA_VERSION,
-        report_id: uuid::Uuid::now_v7(),
+        report_id: causeway_schema::ReportId::new(),
         server: server.into(),
         probe: ProbeInfo {
             host: server.into(),
@@ -446,7 +446,7 @@ pub fn dns_story() -> Vec<Report> {
         resolved("web-01", cycle(5), vec![answering(a), refusing(b)]),
     ];
     for (n, r) in reports.iter_mut().enumerate() {
-        r.report_id = uuid::Uuid::from_u128(0xd45_0000 + n as u128);
+        r.report_id = causeway_schema::ReportId(uuid::Uuid::from_u128(0xd45_0000 + n as u128));
         for o in &mut r.resolutions[0].resolvers {
             if let Some(c) = &mut o.condition {
                 c.explanation = story_explanation(c.cause);
