@@ -289,9 +289,10 @@ fn count_failures(
     let (count, at) = (failures.checks.len() as i64, failures.last_failure_at_ms);
     match reopened_at_ms {
         None => conn.execute(EXTEND_INCIDENT, values![id, count, at, last, checks])?,
-        Some(start) => {
-            conn.execute(REOPEN_INCIDENT, values![id, count, at, last, checks, start])?
-        }
+        Some(start) => conn.execute(
+            REOPEN_INCIDENT,
+            values![id, count, at, last, checks, start, BURST_STARTS_KEPT],
+        )?,
     };
     Ok(())
 }
@@ -308,12 +309,11 @@ const REOPEN_INCIDENT: &str = "UPDATE incidents SET ended_at_ms = NULL, bursts =
         checks = checks + $5,
         burst_starts = CASE
             WHEN burst_starts IS NULL THEN CAST($6 AS TEXT)
-            WHEN bursts < 50 THEN burst_starts || ' ' || CAST($6 AS TEXT)
+            WHEN bursts < $7 THEN burst_starts || ' ' || CAST($6 AS TEXT)
             ELSE burst_starts END
      WHERE id = $1";
-/// How many burst starts an incident keeps (its first and 49 in `burst_starts`): the
-/// `50` in [`REOPEN_INCIDENT`].
-pub const BURST_STARTS_KEPT: u64 = 50;
+/// How many burst starts an incident keeps: its first, and the rest in `burst_starts`.
+const BURST_STARTS_KEPT: i64 = 50;
 
 /// The server's checks between an incident's end and the report that reopens it (the
 /// healthy checks of the gap, which count in its failure ratio): the results since the

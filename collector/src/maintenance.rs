@@ -99,20 +99,16 @@ async fn checks_in(
     Ok((all.max(0) as u64, failed.max(0) as u64))
 }
 
-/// The maintenance of server `server_id` (`name`) over `since_ms .. now_ms` with its checks,
-/// and `availability` (over the same span) without them.
+/// The maintenance of server `server_id` (`name`, made at `created_at_ms`) over
+/// `since_ms .. now_ms` with its checks, and `availability` (over the same span) without them.
 pub async fn of_server(
     pool: &AnyPool,
-    (server_id, name): (i64, &str),
+    (server_id, name, created_at_ms): (i64, &str, i64),
     (since_ms, now_ms): (i64, i64),
     known: &Known,
     availability: Availability,
 ) -> Result<(Vec<MaintenanceView>, Option<Availability>), sqlx::Error> {
     // Before the server was made it had no checks: no window of its own then.
-    let created_at_ms: i64 = sqlx::query_scalar("SELECT created_at_ms FROM servers WHERE id = $1")
-        .bind(server_id)
-        .fetch_one(pool)
-        .await?;
     let since_ms = since_ms.max(created_at_ms);
     let silences = silences::overlapping(pool, since_ms, now_ms).await?;
     let mut found = windows(name, since_ms, now_ms, &silences, &known.weekly);

@@ -60,12 +60,14 @@ pub(crate) struct ServerRow {
     spool_dropped_total: i64,
     last_checks_total: Option<i64>,
     last_checks_ok: Option<i64>,
+    /// When its token was made: it had no checks before.
+    created_at_ms: i64,
 }
 
 pub(crate) const SERVER_SELECT: &str = "
     SELECT s.id, s.name, s.interval_s, s.last_started_at_ms, s.last_received_at_ms,
            s.spool_queued, s.spool_dropped_total,
-           s.last_checks_total, s.last_checks_ok
+           s.last_checks_total, s.last_checks_ok, s.created_at_ms
     FROM servers s";
 
 /// Every server, by name.
@@ -480,7 +482,7 @@ pub async fn why(
     let availability = availability_since(pool, server_id, since_ms, now_ms).await?;
     let (maintenance, availability_outside_maintenance) = maintenance::of_server(
         pool,
-        (server_id, &row.name),
+        (server_id, &row.name, row.created_at_ms),
         (since_ms, now_ms),
         known,
         availability,

@@ -32,6 +32,8 @@ impl Alerter {
         .await?;
         let mut due: Vec<Due> = Vec::with_capacity(rows.len());
         let mut last_sent: HashMap<(String, String, String), Option<i64>> = HashMap::new();
+        // Until when a notification sent in this pass is claimed; a later time defers it.
+        let claim_end = now_ms + CLAIM.as_millis() as i64;
         for row in rows {
             let id: i64 = row.try_get(0)?;
             let channel: String = row.try_get(1)?;
@@ -39,7 +41,7 @@ impl Alerter {
             let next: i64 = row.try_get(5)?;
             let message: Result<Message, String> = serde_json::from_str(&text)
                 .map_err(|e| format!("the stored message cannot be read: {e}"));
-            let mut claim_until = now_ms + CLAIM.as_millis() as i64;
+            let mut claim_until = claim_end;
             if let Some(m) = message
                 .as_ref()
                 .ok()
@@ -64,7 +66,7 @@ impl Alerter {
                 .as_ref()
                 .ok()
                 .filter(|m| wait_ms > 0 && window_ms > 0 && m.event == Event::Down)
-                .filter(|_| claim_until == now_ms + CLAIM.as_millis() as i64)
+                .filter(|_| claim_until == claim_end)
             {
                 // Held for `group_wait` from the first pending DOWN of its cause on the
                 // channel, so that all that come meanwhile are due in the same pass.
@@ -93,7 +95,7 @@ impl Alerter {
             .bind(next)
             .execute(&self.db.write)
             .await?;
-            let sending = claim_until == now_ms + CLAIM.as_millis() as i64;
+            let sending = claim_until == claim_end;
             if claimed.rows_affected() == 1 && sending {
                 due.push(Due {
                     id,
