@@ -190,18 +190,6 @@ impl Db {
     }
 }
 
-/// `INDEXED BY` the primary key of a rollup (`table`, keyed by time first since migration 0012)
-/// on SQLite, whose planner otherwise reads every row of every server in the order of the
-/// (server, time) index to save a sort for `GROUP BY server_id`; nothing on PostgreSQL, which
-/// has no such clause. A `WITHOUT ROWID` table's primary key is named after the table.
-pub fn in_time_order(pool: &AnyPool, table: &str) -> String {
-    if pool.connect_options().database_url.scheme() == "sqlite" {
-        format!("INDEXED BY sqlite_autoindex_{table}_1")
-    } else {
-        String::new()
-    }
-}
-
 /// `sqlite://` and the path, percent-encoded so that `?` and `#` in a file name stay in it.
 fn sqlite_url(path: &Path) -> String {
     let mut url = String::from("sqlite://");

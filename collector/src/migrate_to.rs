@@ -143,13 +143,20 @@ async fn copy_table(
     pg: &mut sqlx::PgConnection,
     table: &'static str,
 ) -> Result<u64, MigrateToError> {
-    let columns = columns(pg, table).await?.join(", ");
+    // COPY takes no bind parameters: the names (from `TABLES` and the catalogue) are quoted.
+    let table_name = quoted(table);
+    let columns = columns(pg, table)
+        .await?
+        .iter()
+        .map(|c| quoted(c))
+        .collect::<Vec<_>>()
+        .join(", ");
     let copy_err = |source| MigrateToError::Copy { table, source };
-    let mut stmt = sqlite.prepare(&format!("SELECT {columns} FROM {table}"))?;
+    let mut stmt = sqlite.prepare(&format!("SELECT {columns} FROM {table_name}"))?;
     let width = stmt.column_count();
     let mut rows = stmt.query([])?;
     let mut copy = pg
-        .copy_in_raw(&format!("COPY {table} ({columns}) FROM STDIN"))
+        .copy_in_raw(&format!("COPY {table_name} ({columns}) FROM STDIN"))
         .await
         .map_err(copy_err)?;
     let mut buf = String::with_capacity(CHUNK + 4096);
@@ -224,22 +231,30 @@ fn copy_text(out: &mut String, value: ValueRef<'_>) {
 /// Moves every identity column's sequence past the ids copied, so that new rows do not
 /// collide with them.
 async fn move_sequences(pg: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
-    let identities: Vec<(String, String)> = sqlx::query_as(
-        "SELECT table_name::text, column_name::text FROM information_schema.columns
-         WHERE table_schema = current_schema() AND is_identity = 'YES'",
+    // Server side, where `format('%I')` quotes the catalogue's names.
+    sqlx::query(
+        "DO $$
+         DECLARE c record;
+         BEGIN
+             FOR c IN SELECT table_name::text AS t, column_name::text AS col
+                      FROM information_schema.columns
+                      WHERE table_schema = current_schema() AND is_identity = 'YES'
+             LOOP
+                 EXECUTE format('SELECT setval(pg_get_serial_sequence(%L, %L),
+                                               coalesce((SELECT max(%I) FROM %I), 0) + 1, false)',
+                                quote_ident(c.t), c.col, c.col, c.t);
+             END LOOP;
+         END $$",
     )
-    .fetch_all(&mut *pg)
+    .execute(pg)
     .await?;
-    for (table, column) in identities {
-        // Names from the catalogue, quoted: not user input.
-        sqlx::query(&format!(
-            "SELECT setval(pg_get_serial_sequence('\"{table}\"', '{column}'),
-                           coalesce((SELECT max(\"{column}\") FROM \"{table}\"), 0) + 1, false)"
-        ))
-        .execute(&mut *pg)
-        .await?;
-    }
     Ok(())
+}
+
+/// An SQL identifier in double quotes (a quote inside doubled), for the statements that take
+/// no bind parameters.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 impl Copied {

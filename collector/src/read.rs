@@ -7,6 +7,7 @@ mod conditions;
 mod fleet;
 mod host;
 mod resolvers;
+mod rollup;
 
 pub use fleet::{DAY_MS, FLEET_WINDOWS, Fleet, FleetServer, days, fleet, server_id};
 pub use host::{MAX_HOST_CONDITIONS, host};

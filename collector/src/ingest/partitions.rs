@@ -12,7 +12,7 @@
 //! refuses); those days stay in the default partition, which only costs speed.
 
 use super::prune::{Cut, Cutoffs};
-use super::sql::{Conn, SqlError, values};
+use super::sql::{Conn, SqlError, Value, values};
 
 const DAY_MS: i64 = 86_400_000;
 /// Days ahead of today that have their partitions: a day's rows always find one, even
@@ -65,11 +65,8 @@ pub(super) fn create_ahead(conn: &mut dyn Conn, now_ms: i64) -> Result<(), SqlEr
             }
             let made = ddl(
                 conn,
-                &format!(
-                    "CREATE TABLE IF NOT EXISTS {partition} PARTITION OF {table}
-                     FOR VALUES FROM ({day}) TO ({})",
-                    day + DAY_MS
-                ),
+                "SELECT causeway_create_partition($1, $2, $3, $4)",
+                values![partition.as_str(), table, day, day + DAY_MS],
             );
             if let Err(e) = made {
                 // Another collector made it meanwhile, or the default partition holds rows
@@ -87,12 +84,13 @@ pub(super) fn create_ahead(conn: &mut dyn Conn, now_ms: i64) -> Result<(), SqlEr
 /// deadlock check (1 s) let it pick a writer as the victim, and a report failed.
 const DDL_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '200ms'";
 
-/// Runs a partition's `CREATE` or `DROP` in a transaction of its own, under [`DDL_LOCK_TIMEOUT`].
-fn ddl(conn: &mut dyn Conn, sql: &str) -> Result<(), SqlError> {
+/// Runs a partition's `CREATE` or `DROP` (a function of PostgreSQL migration 0011, which quotes
+/// the names) in a transaction of its own, under [`DDL_LOCK_TIMEOUT`].
+fn ddl(conn: &mut dyn Conn, sql: &'static str, params: &[Value<'_>]) -> Result<(), SqlError> {
     conn.begin()?;
     let done = conn
         .run(DDL_LOCK_TIMEOUT)
-        .and_then(|()| conn.run(sql))
+        .and_then(|()| conn.execute(sql, params).map(drop))
         .and_then(|()| conn.commit());
     if done.is_err() {
         let _ = conn.rollback();
@@ -134,7 +132,12 @@ pub(super) fn maintain(conn: &mut dyn Conn, cut: &Cutoffs, now_ms: i64) -> Resul
                 )?
                 .flatten()
                 .unwrap_or(0);
-            if let Err(e) = ddl(conn, &format!("DROP TABLE IF EXISTS {partition}")) {
+            let dropped = ddl(
+                conn,
+                "SELECT causeway_drop_partition($1)",
+                values![partition.as_str()],
+            );
+            if let Err(e) = dropped {
                 tracing::warn!(%partition, error = %e, "partition not dropped; tried again later");
                 continue;
             }

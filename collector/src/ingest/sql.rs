@@ -126,7 +126,7 @@ pub trait Conn {
     fn commit(&mut self) -> Result<(), SqlError>;
     fn rollback(&mut self) -> Result<(), SqlError>;
     /// A statement without parameters or rows (savepoints, partitions).
-    fn run(&mut self, sql: &str) -> Result<(), SqlError>;
+    fn run(&mut self, sql: &'static str) -> Result<(), SqlError>;
     /// PostgreSQL: the bulk tables are partitioned by day (see `super::partitions`).
     fn is_postgres(&self) -> bool;
     /// Serialises the writers of these servers until the transaction ends, and returns the
@@ -323,7 +323,7 @@ impl Conn for Sqlite {
         }
         Ok(self.conn.execute_batch("ROLLBACK")?)
     }
-    fn run(&mut self, sql: &str) -> Result<(), SqlError> {
+    fn run(&mut self, sql: &'static str) -> Result<(), SqlError> {
         Ok(self.conn.execute_batch(sql)?)
     }
     fn is_postgres(&self) -> bool {
@@ -433,7 +433,7 @@ impl Conn for Postgres {
         }
         self.simple("ROLLBACK")
     }
-    fn run(&mut self, sql: &str) -> Result<(), SqlError> {
+    fn run(&mut self, sql: &'static str) -> Result<(), SqlError> {
         self.simple(sql)
     }
     fn is_postgres(&self) -> bool {

@@ -13,9 +13,8 @@ use std::collections::HashMap;
 
 use sqlx::AnyPool;
 
-use crate::db::in_time_order;
-
 use super::ReadError;
+use super::rollup::Rollup;
 
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -68,59 +67,24 @@ pub async fn windows(
     since_ms: &[i64],
     now_ms: i64,
 ) -> Result<HashMap<i64, Vec<Counts>>, ReadError> {
-    // Every part of every window, as one statement: `w` says which window a row adds to.
-    let mut sql = String::new();
-    let mut binds: Vec<i64> = Vec::new();
+    let mut out: HashMap<i64, Vec<Counts>> = HashMap::new();
     for (w, &since) in since_ms.iter().enumerate() {
         let p = parts(since, now_ms);
         let ranges = [
-            (
-                "availability_minutes",
-                "minute_ms",
-                p.minutes.0,
-                p.minutes.1,
-            ),
-            ("availability_hours", "hour_ms", p.hours.0, p.hours.1),
-            ("availability_days", "day_ms", p.days_from, i64::MAX),
+            (Rollup::Minutes, p.minutes.0, p.minutes.1),
+            (Rollup::Hours, p.hours.0, p.hours.1),
+            (Rollup::Days, p.days_from, i64::MAX),
         ];
-        for (table, column, start, end) in ranges {
+        for (rollup, start, end) in ranges {
             if start >= end {
                 continue;
             }
-            if !sql.is_empty() {
-                sql.push_str(" UNION ALL ");
+            for (server_id, ok, total) in rollup.sums(pool, server, start, end).await? {
+                let counts = out
+                    .entry(server_id)
+                    .or_insert_with(|| vec![(0, 0); since_ms.len()]);
+                counts[w] = (counts[w].0 + ok, counts[w].1 + total);
             }
-            // One server: its (server, time) index. All: the window's rows in time order, the
-            // primary key (migration 0012), which SQLite would otherwise pass over for a scan
-            // of every row.
-            let n = binds.len();
-            let (index, filter) = match server {
-                Some(_) => (String::new(), format!("AND server_id = ${}", n + 3)),
-                None => (in_time_order(pool, table), String::new()),
-            };
-            sql.push_str(&format!(
-                "SELECT {w}, server_id, CAST(SUM(checks_ok) AS BIGINT),
-                        CAST(SUM(checks_total) AS BIGINT)
-                 FROM {table} {index}
-                 WHERE {column} >= ${} AND {column} < ${} {filter} GROUP BY server_id",
-                n + 1,
-                n + 2
-            ));
-            binds.extend([start, end]);
-            binds.extend(server);
-        }
-    }
-    let mut query = sqlx::query_as::<_, (i64, i64, i64, i64)>(&sql);
-    for b in binds {
-        query = query.bind(b);
-    }
-    let mut out: HashMap<i64, Vec<Counts>> = HashMap::new();
-    for (w, server_id, ok, total) in query.fetch_all(pool).await? {
-        let counts = out
-            .entry(server_id)
-            .or_insert_with(|| vec![(0, 0); since_ms.len()]);
-        if let Some(c) = usize::try_from(w).ok().and_then(|w| counts.get_mut(w)) {
-            *c = (c.0 + ok, c.1 + total);
         }
     }
     Ok(out)

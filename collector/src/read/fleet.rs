@@ -5,8 +5,7 @@ use std::collections::HashMap;
 
 use sqlx::AnyPool;
 
-use crate::db::in_time_order;
-
+use super::rollup::Rollup;
 use super::{ReadError, ServerRow, counts, state};
 use crate::ingest::rollups::{RecentCheck, parse_recent};
 use crate::views::{Availability, ServerState};
@@ -62,21 +61,12 @@ pub async fn fleet(pool: &AnyPool, now_ms: i64) -> Result<Fleet, ReadError> {
     .await?;
     let mut windows = Vec::with_capacity(FLEET_WINDOWS.len());
     for (i, (_, len)) in FLEET_WINDOWS.iter().enumerate() {
-        let (table, column, unit) = match i {
-            0 => ("availability_hours", "hour_ms", HOUR_MS),
-            _ => ("availability_days", "day_ms", DAY_MS),
+        let (rollup, unit) = match i {
+            0 => (Rollup::Hours, HOUR_MS),
+            _ => (Rollup::Days, DAY_MS),
         };
         let since = (now_ms - len) - (now_ms - len).rem_euclid(unit);
-        // The window's rows only, in time order (see `in_time_order`).
-        let hint = in_time_order(pool, table);
-        let sums: Vec<(i64, i64, i64)> = sqlx::query_as(&format!(
-            "SELECT server_id, CAST(SUM(checks_ok) AS BIGINT), CAST(SUM(checks_total) AS BIGINT)
-             FROM {table} {hint}
-             WHERE {column} >= $1 GROUP BY server_id"
-        ))
-        .bind(since)
-        .fetch_all(pool)
-        .await?;
+        let sums = rollup.sums(pool, None, since, i64::MAX).await?;
         let by_server: HashMap<i64, Availability> = sums
             .into_iter()
             .map(|(id, ok, total)| (id, counts(ok, total)))
