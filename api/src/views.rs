@@ -6,7 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use causeway_schema::{Evidence, HostCondition, MemorySample, Pressure, ResolverOutcome, Timings};
+use causeway_schema::{
+    CanaryName, Evidence, HostCondition, MemorySample, Pressure, ResolverOutcome, ServerName,
+    Timings,
+};
 use serde::{Deserialize, Serialize};
 
 /// `GET /api/v1/servers`.
@@ -20,7 +23,7 @@ pub struct ServerList {
 /// One server and how it is doing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerView {
-    pub name: String,
+    pub name: ServerName,
     pub state: ServerState,
     /// When the collector last accepted a report of this server.
     pub last_seen_ms: Option<i64>,
@@ -221,7 +224,7 @@ const BURST_TIMES_SHOWN: usize = 10;
 pub struct ResultView {
     pub id: i64,
     pub report_id: String,
-    pub canary: String,
+    pub canary: CanaryName,
     pub url: String,
     pub address: Option<String>,
     pub started_at_ms: i64,
@@ -246,14 +249,14 @@ pub struct FailureView {
 /// `GET /api/v1/servers/{name}/results`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultList {
-    pub server: String,
+    pub server: ServerName,
     pub results: Vec<ResultView>,
 }
 
 /// `GET /api/v1/servers/{name}/incidents`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IncidentList {
-    pub server: String,
+    pub server: ServerName,
     pub since_ms: i64,
     pub now_ms: i64,
     pub incidents: Vec<IncidentView>,
@@ -379,7 +382,7 @@ impl<E> Condition<E> {
 /// other resolvers meanwhile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResolverConditionView {
-    pub canary: String,
+    pub canary: CanaryName,
     /// The canary's name, as last resolved.
     pub name: String,
     /// The resolver as the probe's config names it: `system` or an address.
@@ -394,7 +397,7 @@ pub struct ResolverConditionView {
 /// How one resolver did for one canary's name over a window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResolverHealth {
-    pub canary: String,
+    pub canary: CanaryName,
     pub name: String,
     pub resolver: String,
     pub address: String,
@@ -426,7 +429,7 @@ pub struct ObservationView {
 /// `GET /api/v1/servers/{name}/resolvers`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResolverList {
-    pub server: String,
+    pub server: ServerName,
     pub since_ms: i64,
     pub now_ms: i64,
     /// Those observed in the window, by canary, resolver and address.
@@ -446,7 +449,7 @@ pub struct ResolverOverview {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerResolvers {
-    pub server: String,
+    pub server: ServerName,
     pub resolvers: Vec<ResolverHealth>,
 }
 
@@ -493,7 +496,7 @@ pub struct HostObservationView {
 /// `GET /api/v1/servers/{name}/host`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostView {
-    pub server: String,
+    pub server: ServerName,
     pub since_ms: i64,
     pub now_ms: i64,
     /// The newest readings (by the report's start), however old: what is known of the host
@@ -535,7 +538,7 @@ pub struct NotificationView {
     pub id: i64,
     /// `down`, `cause_changed`, `reminder`, `recovered`, `stale`, `reporting`.
     pub event: String,
-    pub server: String,
+    pub server: ServerName,
     pub channel: String,
     /// `pending`, `delivered` or `failed`.
     pub status: String,

@@ -156,7 +156,7 @@ fn view_of(
     ServerView {
         state: state(&row, now_ms),
         current_cause: open_incident.as_ref().map(|i| i.cause.clone()),
-        name: row.name,
+        name: row.name.into(),
         last_seen_ms: row.last_received_at_ms,
         last_report_started_at_ms: row.last_started_at_ms,
         interval_s: row.interval_s.and_then(|i| u32::try_from(i).ok()),
@@ -274,7 +274,7 @@ impl From<ResultRow> for ResultView {
         ResultView {
             id: r.id,
             report_id: uuid_text(&r.report_uuid),
-            canary: r.canary,
+            canary: r.canary.into(),
             url: r.url,
             address: r.address,
             started_at_ms: r.started_at_ms,

@@ -734,7 +734,7 @@ url = "http://[fd00::2]/"
         assert_eq!(
             problems(&text),
             vec![format!(
-                r#"canary[0].name: "{long}" is not allowed; use 1 to 128 characters"#
+                r#"canary[0].name: "{long}" is not a valid canary name; use text of 1 to 128 characters"#
             )]
         );
     }

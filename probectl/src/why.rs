@@ -517,7 +517,7 @@ Incidents (1):
         let esc = "\u{1b}[31m";
         let c = &mut view.resolver_conditions[0];
         c.resolver = format!("r{esc}");
-        c.canary = format!("c{esc}");
+        c.canary = format!("c{esc}").into();
         c.condition.last_explanation = format!("e{esc}");
         let evidence = c.condition.last_evidence.as_mut().unwrap();
         evidence.queries[0].outcome = causeway_schema::DnsOutcome::NetworkError;

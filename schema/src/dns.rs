@@ -6,13 +6,13 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::Diagnosis;
 use crate::newer::{self, NewerId};
+use crate::{CanaryName, Diagnosis};
 
 /// How one canary's name resolved through every configured resolver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Resolution {
-    pub canary: String,
+    pub canary: CanaryName,
     /// The name that was resolved.
     pub name: String,
     pub resolvers: Vec<ResolverOutcome>,

@@ -10,6 +10,7 @@ mod classify;
 mod dns;
 mod host;
 mod listeners;
+mod names;
 mod newer;
 mod report;
 mod text;
@@ -25,11 +26,12 @@ pub use classify::{
 pub use dns::*;
 pub use host::*;
 pub use listeners::*;
+pub use names::{
+    BadName, CANARY_NAME_RULE, CanaryName, MAX_CANARY_NAME, MAX_SERVER_NAME, SERVER_NAME_RULE,
+    ServerName, is_valid_canary_name, is_valid_server_name,
+};
 pub use newer::NewerId;
 pub use report::*;
 pub use text::{DURATION_FORMS, compact_duration, cut, format_duration, parse_duration};
 pub use trace::*;
-pub use validate::{
-    FieldError, InvalidReport, MAX_RESULTS, MAX_SERVER_NAME, SERVER_NAME_RULE,
-    is_valid_server_name, quoted,
-};
+pub use validate::{FieldError, InvalidReport, MAX_RESULTS, quoted};

@@ -11,11 +11,16 @@ pub const LISTENERS_MAX: usize = 32;
 /// The listening sockets on a canary's port: those present when the check failed and those
 /// that appeared or vanished in the minutes before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "ListenerEvidenceWire")]
 pub struct ListenerEvidence {
     pub port: u16,
-    /// How the serving process is recognised: a configured systemd unit or process name, or
-    /// the long-lived owner of the port.
+    /// How the serving process is recognised and who it was this time, as a sentence
+    /// (`unit nginx.service: pid 812 nginx in cgroup ..., and its descendants`).
     pub serving: String,
+    /// The rule the probe applied. On the wire beside `serving`, which collectors from before
+    /// the rule still read; evidence from probes before it has the rule read back from the
+    /// start of `serving` (see [`ServingRule::of_description`]).
+    pub rule: ServingRule,
     /// How often the probe looks at the port's listeners; a listener that lived for less can
     /// be missed, and every first/last-seen time is this precise.
     pub poll_ms: u32,
@@ -28,6 +33,78 @@ pub struct ListenerEvidence {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serving_pid: Option<u32>,
     pub listeners: Vec<Listener>,
+}
+
+/// [`ListenerEvidence`] as it arrives: `rule` may be missing (probes before it).
+#[derive(Deserialize)]
+struct ListenerEvidenceWire {
+    port: u16,
+    serving: String,
+    #[serde(default)]
+    rule: Option<ServingRule>,
+    poll_ms: u32,
+    owners_visible: bool,
+    #[serde(default)]
+    serving_pid: Option<u32>,
+    listeners: Vec<Listener>,
+}
+
+impl From<ListenerEvidenceWire> for ListenerEvidence {
+    fn from(w: ListenerEvidenceWire) -> ListenerEvidence {
+        ListenerEvidence {
+            rule: w
+                .rule
+                .unwrap_or_else(|| ServingRule::of_description(&w.serving)),
+            port: w.port,
+            serving: w.serving,
+            poll_ms: w.poll_ms,
+            owners_visible: w.owners_visible,
+            serving_pid: w.serving_pid,
+            listeners: w.listeners,
+        }
+    }
+}
+
+/// How the process that serves a canary's port is recognised among the port's listeners.
+/// On the wire: `{"unit": "nginx.service"}`, `{"process": "nginx"}` or `"long_lived"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServingRule {
+    /// The listeners owned by processes of this systemd unit (`nginx.service`).
+    Unit(String),
+    /// The listeners owned by processes with this name (`/proc/PID/comm`).
+    Process(String),
+    /// The listeners of the longest-running owner of the port (the default).
+    LongLived,
+}
+
+impl ServingRule {
+    /// The rule a `serving` sentence of a probe from before the `rule` field starts with:
+    /// `unit NAME: ...`, `process NAME: ...`, otherwise the long-lived owner.
+    pub fn of_description(serving: &str) -> ServingRule {
+        let named = |prefix: &str| {
+            let rest = serving.strip_prefix(prefix)?;
+            let name = rest.split_once(": ").map_or(rest, |(name, _)| name);
+            (!name.is_empty()).then(|| name.to_owned())
+        };
+        if let Some(unit) = named("unit ") {
+            ServingRule::Unit(unit)
+        } else if let Some(process) = named("process ") {
+            ServingRule::Process(process)
+        } else {
+            ServingRule::LongLived
+        }
+    }
+
+    /// `unit nginx.service`, `process nginx`, `the long-lived owner of port 80`: the start of
+    /// the `serving` sentence.
+    pub fn describe(&self, port: u16) -> String {
+        match self {
+            ServingRule::Unit(unit) => format!("unit {unit}"),
+            ServingRule::Process(name) => format!("process {name}"),
+            ServingRule::LongLived => format!("the long-lived owner of port {port}"),
+        }
+    }
 }
 
 /// One listening socket.

@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use crate::newer::{self, NewerId};
 use crate::{
-    BackendEvidence, Cause, HostEvidence, ListenerEvidence, PacketTrace, Resolution,
-    ResolverOutcome,
+    BackendEvidence, CanaryName, Cause, HostEvidence, ListenerEvidence, PacketTrace, Resolution,
+    ResolverOutcome, ServerName,
 };
 
 /// The wire format version this crate writes and reads.
@@ -64,7 +64,7 @@ pub struct Report {
     /// Unique per cycle; the collector stores a report id once, so replays are harmless.
     pub report_id: ReportId,
     /// The server the canaries are watched for (defaults to the probe host's name).
-    pub server: String,
+    pub server: ServerName,
     pub probe: ProbeInfo,
     /// When the cycle started, in milliseconds since the Unix epoch.
     pub started_at_ms: i64,
@@ -119,7 +119,7 @@ pub struct SpoolStats {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
     /// The canary's name from the probe's config.
-    pub canary: String,
+    pub canary: CanaryName,
     pub url: String,
     /// The address the request went to; `None` when no resolver gave one.
     pub address: Option<IpAddr>,

@@ -5,7 +5,8 @@
 
 use std::fmt;
 
-use crate::{Cause, CheckResult, HostEvidence, Report, Resolution, SCHEMA_VERSION};
+use crate::names::{CANARY_NAME_RULE, MAX_SERVER_NAME, SERVER_NAME_RULE};
+use crate::{CanaryName, Cause, CheckResult, HostEvidence, Report, Resolution, SCHEMA_VERSION};
 
 /// Most check results one report may carry.
 pub const MAX_RESULTS: usize = 1_000;
@@ -20,8 +21,6 @@ const MAX_QUERIES: usize = 8;
 const MAX_CONTRIBUTING: usize = 16;
 /// The longest explanation of a check's diagnosis or a resolver's condition.
 const MAX_EXPLANATION: usize = 1024;
-/// The longest server name (a DNS name's limit).
-pub const MAX_SERVER_NAME: usize = 253;
 /// A report more than this far in the future of the collector's clock is refused: dated
 /// later, it would sort after the reports that follow it. Within it, the collector orders a
 /// server's reports by its own clock and flags the difference (`clock_skew`).
@@ -55,19 +54,6 @@ impl fmt::Display for FieldError {
 #[error("invalid report: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
 pub struct InvalidReport(pub Vec<FieldError>);
 
-/// Whether `name` can name a server: 1 to 253 characters of ASCII letters, digits, `.`, `-`
-/// and `_` (a host name, or a label of the operator's choosing).
-pub fn is_valid_server_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_SERVER_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-}
-
-/// What [`is_valid_server_name`] accepts, for error messages.
-pub const SERVER_NAME_RULE: &str = "1 to 253 characters of ASCII letters, digits, '.', '-' and '_'";
-
 impl Report {
     /// Checks every field a collector relies on. `now_ms` is the collector's clock.
     pub fn validate(&self, now_ms: i64) -> Result<(), InvalidReport> {
@@ -81,7 +67,7 @@ impl Report {
         v.check(
             "server",
             quoted(&self.server),
-            is_valid_server_name(&self.server),
+            self.server.is_valid(),
             || SERVER_NAME_RULE.to_owned(),
         );
         v.text("probe.host", &self.probe.host, 1, MAX_SERVER_NAME);
@@ -150,6 +136,12 @@ impl Validator {
         });
     }
 
+    fn canary(&mut self, field: &str, name: &CanaryName) {
+        self.check(field, quoted(name), name.is_valid(), || {
+            CANARY_NAME_RULE.to_owned()
+        });
+    }
+
     fn time(&mut self, field: &str, ms: i64, now_ms: i64) {
         let latest = now_ms.saturating_add(MAX_CLOCK_AHEAD_MS);
         self.check(field, ms, (EARLIEST_MS..=latest).contains(&ms), || {
@@ -178,7 +170,7 @@ impl Validator {
     }
 
     fn result(&mut self, at: &str, r: &CheckResult, now_ms: i64) {
-        self.text(&format!("{at}.canary"), &r.canary, 1, 128);
+        self.canary(&format!("{at}.canary"), &r.canary);
         self.text(&format!("{at}.url"), &r.url, 1, 2048);
         self.time(&format!("{at}.started_at_ms"), r.started_at_ms, now_ms);
         if let Some(status) = r.status {
@@ -350,7 +342,7 @@ impl Validator {
     /// One canary's resolution: the collector keeps a row per name server and cycle, and the
     /// explanation of each condition.
     fn resolution(&mut self, at: &str, res: &Resolution) {
-        self.text(&format!("{at}.canary"), &res.canary, 1, 128);
+        self.canary(&format!("{at}.canary"), &res.canary);
         self.text(&format!("{at}.name"), &res.name, 1, 253);
         let resolvers = &res.resolvers;
         self.count(

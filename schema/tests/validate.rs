@@ -81,7 +81,7 @@ fn each_mistake_is_named() {
             "invalid report: server: \"web 01\" is not allowed; expected 1 to 253 characters of ASCII letters, digits, '.', '-' and '_'",
         ),
         (
-            Box::new(|r| r.server = String::new()),
+            Box::new(|r| r.server = "".into()),
             "invalid report: server: \"\" is not allowed; expected 1 to 253 characters of ASCII letters, digits, '.', '-' and '_'",
         ),
         (
@@ -110,7 +110,7 @@ fn each_mistake_is_named() {
             "invalid report: results[0].timings.total_ms: -1 is not allowed; expected a finite number of milliseconds, 0 or more",
         ),
         (
-            Box::new(|r| r.results[0].canary = String::new()),
+            Box::new(|r| r.results[0].canary = "".into()),
             "invalid report: results[0].canary: \"\" is not allowed; expected text of 1 to 128 characters",
         ),
         (
@@ -290,7 +290,7 @@ fn all_problems_are_listed_together() {
 
 #[test]
 fn long_values_are_shortened_in_messages() {
-    let msg = error_of(|r| r.server = "x".repeat(300));
+    let msg = error_of(|r| r.server = "x".repeat(300).into());
     assert!(msg.contains("... (300 characters)"), "{msg}");
     assert!(msg.len() < 300, "{msg}");
 }

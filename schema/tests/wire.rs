@@ -170,3 +170,48 @@ fn ids_are_what_serde_writes() {
         assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.id());
     }
 }
+
+#[test]
+fn the_serving_rule_is_on_the_wire_and_read_back_from_older_probes_sentences() {
+    let old = |serving: &str| {
+        let json = serde_json::json!({
+            "port": 80, "serving": serving, "poll_ms": 200, "owners_visible": true,
+            "listeners": [],
+        });
+        serde_json::from_value::<ListenerEvidence>(json)
+            .unwrap()
+            .rule
+    };
+    assert_eq!(
+        old(
+            "unit nginx.service: pid 812 nginx in cgroup /system.slice/nginx.service, and its descendants"
+        ),
+        ServingRule::Unit("nginx.service".into())
+    );
+    assert_eq!(
+        old("process nginx: none of it holds the port"),
+        ServingRule::Process("nginx".into())
+    );
+    assert_eq!(
+        old("the long-lived owner of port 80: uid 33"),
+        ServingRule::LongLived
+    );
+    assert_eq!(old(""), ServingRule::LongLived);
+
+    // A new probe writes the rule beside the sentence, which older collectors still read.
+    let mut ev: ListenerEvidence = serde_json::from_value(serde_json::json!({
+        "port": 80, "serving": "process nginx: none of it holds the port", "poll_ms": 200,
+        "owners_visible": true, "listeners": [],
+    }))
+    .unwrap();
+    ev.rule = ServingRule::Unit("nginx.service".into());
+    let json = serde_json::to_value(&ev).unwrap();
+    assert_eq!(json["rule"], serde_json::json!({"unit": "nginx.service"}));
+    assert!(json["serving"].is_string());
+    assert_eq!(
+        serde_json::from_value::<ListenerEvidence>(json).unwrap(),
+        ev
+    );
+    let long_lived = serde_json::to_value(ServingRule::LongLived).unwrap();
+    assert_eq!(long_lived, serde_json::json!("long_lived"));
+}

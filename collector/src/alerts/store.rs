@@ -310,7 +310,7 @@ pub async fn recent(
         out.push(crate::views::NotificationView {
             id: row.try_get(0)?,
             event: row.try_get(1)?,
-            server: row.try_get(2)?,
+            server: row.try_get::<String, _>(2)?.into(),
             channel: row.try_get(3)?,
             status: row.try_get(4)?,
             attempts: row.try_get(5)?,

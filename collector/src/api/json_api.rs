@@ -114,7 +114,7 @@ async fn server_results(
     let limit = limit(&params)?;
     let results = read::results(&app.db.read, &name, since, limit).await?;
     Ok(Json(ResultList {
-        server: name,
+        server: name.into(),
         results,
     }))
 }
@@ -127,7 +127,7 @@ async fn server_incidents(
     let (since, now_ms) = window(&app, query)?;
     let incidents = read::incidents(&app.db.read, &name, since).await?;
     Ok(Json(IncidentList {
-        server: name,
+        server: name.into(),
         since_ms: since,
         now_ms,
         incidents,

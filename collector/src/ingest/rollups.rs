@@ -97,7 +97,7 @@ pub(super) fn add_recent(
         ok: r.ok,
         c: r.cause().map(|c| c.id().to_owned()),
         ms: r.timings.total_ms.round().clamp(0.0, f64::from(u32::MAX)) as u32,
-        n: r.canary.clone(),
+        n: r.canary.to_string(),
     }));
     recent.sort_by_key(|c| c.t);
     let drop = recent.len().saturating_sub(RECENT_MAX);

@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
+use causeway_schema::CanaryName;
+
 use super::IngestError;
 use super::grouping::{Closed, Open};
 use super::rollups::{RecentCheck, parse_recent};
@@ -65,7 +67,7 @@ pub(super) struct ServerState {
     pub recent: Vec<RecentCheck>,
     pub resolvers: HashMap<ResolverKey, KnownResolver>,
     /// The canaries seen: name, URL and id (a server has a few).
-    pub canaries: Vec<(String, String, i64)>,
+    pub canaries: Vec<(CanaryName, String, i64)>,
     pub host_row: Option<HostRow>,
     /// Open resolver conditions by resolver id.
     pub resolver_conditions: HashMap<i64, OpenCondition>,
@@ -163,7 +165,7 @@ fn load(conn: &mut dyn Conn, server_id: i64) -> Result<ServerState, IngestError>
     let canaries = conn.query_all(
         "SELECT id, name, url FROM canaries WHERE server_id = $1",
         values![server_id],
-        |r| Ok((r.string(1)?, r.string(2)?, r.i64(0)?)),
+        |r| Ok((CanaryName::from(r.string(1)?), r.string(2)?, r.i64(0)?)),
     )?;
     let host_row = conn.query_row(
         "SELECT rowid, started_at_ms, boot_id, causes, warnings FROM host_observations

@@ -68,6 +68,16 @@ impl<'a> From<&'a String> for Value<'a> {
         Value::Text(Some(v))
     }
 }
+impl<'a> From<&'a causeway_schema::ServerName> for Value<'a> {
+    fn from(v: &'a causeway_schema::ServerName) -> Self {
+        Value::Text(Some(v.as_str()))
+    }
+}
+impl<'a> From<&'a causeway_schema::CanaryName> for Value<'a> {
+    fn from(v: &'a causeway_schema::CanaryName) -> Self {
+        Value::Text(Some(v.as_str()))
+    }
+}
 impl<'a> From<Option<&'a str>> for Value<'a> {
     fn from(v: Option<&'a str>) -> Self {
         Value::Text(v)

@@ -22,7 +22,7 @@ pub async fn host(
     Ok(HostView {
         latest: latest_observation(pool, row.id).await?,
         conditions: conditions_of(pool, row.id, since_ms).await?,
-        server: row.name,
+        server: row.name.into(),
         since_ms,
         now_ms,
     })

@@ -29,7 +29,7 @@ pub async fn resolvers(
     Ok(ResolverList {
         resolvers: health_of(pool, row.id, since_ms).await?,
         conditions: conditions_of(pool, row.id, since_ms).await?,
-        server: row.name,
+        server: row.name.into(),
         since_ms,
         now_ms,
     })
@@ -49,7 +49,7 @@ pub async fn all_resolvers(
     let mut out = Vec::with_capacity(servers.len());
     for (id, server) in servers {
         out.push(ServerResolvers {
-            server,
+            server: server.into(),
             resolvers: health_of(pool, id, since_ms).await?,
         });
     }
@@ -81,7 +81,7 @@ fn condition_select() -> String {
 impl From<ResolverConditionRow> for ResolverConditionView {
     fn from(r: ResolverConditionRow) -> Self {
         ResolverConditionView {
-            canary: r.canary,
+            canary: r.canary.into(),
             name: r.name,
             resolver: r.resolver,
             address: r.address,
@@ -188,7 +188,7 @@ async fn health_of(
             ratio: Availability::new(healthy, observations).ratio,
             last: last_observation(pool, row.id).await?,
             open_condition: open.remove(&row.id),
-            canary: row.canary,
+            canary: row.canary.into(),
             name: row.name,
             resolver: row.resolver,
             address: row.address,

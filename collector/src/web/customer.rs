@@ -30,7 +30,7 @@ pub struct SummaryIncident {
 
 pub fn summary(server: &ServerView, now_ms: i64) -> Summary {
     Summary {
-        server: server.name.clone(),
+        server: server.name.to_string(),
         state: server.state.as_str().to_owned(),
         now_ms,
         last_report_ms: server.last_report_started_at_ms,

@@ -732,6 +732,7 @@ pub fn nginx_listener_gone(
     ListenerEvidence {
         port: address.port(),
         serving: "unit nginx.service".into(),
+        rule: causeway_schema::ServingRule::Unit("nginx.service".into()),
         poll_ms: 100,
         owners_visible: true,
         serving_pid: None,

@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
+use causeway_schema::CanaryName;
+
 use super::raw::{RawBackend, RawCanary};
 use super::validate::{DEFAULT_TIMEOUT, Setting, TIMEOUT_RANGE, Validator, has_authority};
 use super::{Backend, Canary, MAX_CANARIES, ServingRule, Target, TargetHost};
 
-const MAX_CANARY_NAME: usize = 128;
 /// The longest canary URL the collector stores (schema validation allows 2048 characters).
 const MAX_URL: usize = 2048;
 /// A DNS name's limit (and the report's for a resolved name).
@@ -81,14 +82,13 @@ impl Validator {
                 );
                 None
             }
-            Some(n) if n.is_empty() || n.chars().count() > MAX_CANARY_NAME => {
-                self.problem(
-                    &format!("{at}.name"),
-                    format!("{n:?} is not allowed; use 1 to {MAX_CANARY_NAME} characters"),
-                );
-                None
-            }
-            Some(n) => Some(n),
+            Some(n) => match CanaryName::parse(&n) {
+                Ok(name) => Some(name),
+                Err(e) => {
+                    self.problem(&format!("{at}.name"), e.to_string());
+                    None
+                }
+            },
         };
         let target = match &raw.url {
             None => {

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::HostConfig;
-use causeway_schema::format_duration;
+pub use causeway_schema::ServingRule;
+use causeway_schema::{CanaryName, ServerName, format_duration};
 
 /// A validated configuration.
 #[derive(Clone, PartialEq)]
@@ -20,7 +21,7 @@ pub struct Config {
     /// The bearer token for the collector (from `token` or the contents of `token_file`).
     pub token: String,
     /// The server the reports are for.
-    pub server: String,
+    pub server: ServerName,
     /// The name of the host the probe runs on (for `ProbeInfo.host`).
     pub host: String,
     pub interval: Duration,
@@ -81,21 +82,10 @@ pub enum ResolverKind {
     Server(SocketAddr),
 }
 
-/// How the serving process of a canary's port is recognised among its listeners.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServingRule {
-    /// The listeners owned by processes of this systemd unit (`nginx.service`).
-    Unit(String),
-    /// The listeners owned by processes with this name (`/proc/PID/comm`).
-    Process(String),
-    /// The listeners of the longest-running owner of the port (default).
-    LongLived,
-}
-
 /// One canary site to request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Canary {
-    pub name: String,
+    pub name: CanaryName,
     /// The URL as configured, for reports.
     pub url: String,
     pub target: Target,

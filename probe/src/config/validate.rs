@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use causeway_schema::{SERVER_NAME_RULE, is_valid_server_name};
+use causeway_schema::{SERVER_NAME_RULE, ServerName, is_valid_server_name};
 
 use super::raw::RawConfig;
 use super::{
@@ -124,7 +124,7 @@ impl Validator {
                 .hostname
                 .clone()
                 .filter(|h| is_valid_server_name(h))
-                .or_else(|| server.clone())?,
+                .or_else(|| server.as_ref().map(ServerName::to_string))?,
             server: server?,
             interval: interval?,
             timeout: timeout?,
@@ -259,18 +259,17 @@ impl Validator {
         }
     }
 
-    fn server(&mut self, raw: Option<String>, host: &HostInfo) -> Option<String> {
+    fn server(&mut self, raw: Option<String>, host: &HostInfo) -> Option<ServerName> {
         match raw {
-            Some(name) if is_valid_server_name(&name) => Some(name),
-            Some(name) => {
-                self.problem(
-                    "server",
-                    format!("{name:?} is not a valid server name; use {SERVER_NAME_RULE}"),
-                );
-                None
-            }
+            Some(name) => match ServerName::parse(&name) {
+                Ok(name) => Some(name),
+                Err(e) => {
+                    self.problem("server", e.to_string());
+                    None
+                }
+            },
             None => match &host.hostname {
-                Some(h) if is_valid_server_name(h) => Some(h.clone()),
+                Some(h) if is_valid_server_name(h) => Some(ServerName::from(h.as_str())),
                 Some(h) => {
                     self.problem(
                         "server",

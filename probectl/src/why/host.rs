@@ -297,7 +297,7 @@ host (boot id b00t, up 1d1h):
         }
 
         let mut view = host_view();
-        view.server = format!("s{esc}");
+        view.server = format!("s{esc}").into();
         let latest = view.latest.as_mut().unwrap();
         latest.boot_id = format!("b{esc}");
         latest.causes = vec![format!("c{esc}")];

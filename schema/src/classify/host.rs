@@ -870,6 +870,7 @@ mod tests {
         ListenerEvidence {
             port: 80,
             serving: "unit nginx.service".into(),
+            rule: crate::ServingRule::Unit("nginx.service".into()),
             poll_ms: 100,
             owners_visible: true,
             serving_pid: None,

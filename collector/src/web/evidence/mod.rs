@@ -593,7 +593,7 @@ mod tests {
         let script = "</pre><script>alert(1)</script>";
         let evil = format!("{img}{script}");
         let mut check = everything();
-        check.canary = evil.clone();
+        check.canary = evil.clone().into();
         check.url = evil.clone();
         check.failure.as_mut().unwrap().message = evil.clone();
         check.diagnosis.as_mut().unwrap().explanation = evil.clone();

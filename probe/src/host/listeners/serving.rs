@@ -96,11 +96,7 @@ fn serving_text(
     root: Option<&ServingRoot>,
     oldest_uid: Option<u32>,
 ) -> String {
-    let how = match rule {
-        ServingRule::Unit(unit) => format!("unit {unit}"),
-        ServingRule::Process(name) => format!("process {name}"),
-        ServingRule::LongLived => format!("the long-lived owner of port {port}"),
-    };
+    let how = rule.describe(port);
     match (root, rule) {
         (Some(r), _) => {
             let cgroup = r

@@ -211,6 +211,7 @@ impl Tracker {
         ListenerEvidence {
             port: p.port,
             serving: p.serving_text.clone(),
+            rule: p.rule.clone(),
             poll_ms: self.poll_ms,
             owners_visible: self.owners_visible,
             serving_pid: p.serving_pid,
