@@ -17,6 +17,7 @@ use crate::api::AppState;
 use crate::clock::{Clock, system_now_ms};
 use crate::db::{Db, DbError, Location};
 use crate::duration;
+use crate::healthcheck::{self, HealthError};
 use crate::ingest::Retention;
 use crate::migrate_to::{self, MigrateToError};
 use crate::serve::{self, ServeError};
@@ -73,6 +74,17 @@ pub enum Command {
     CheckConfig {
         /// The file (TOML).
         file: std::path::PathBuf,
+    },
+    /// Ask a running collector's /healthz; exit 0 when it answers ok, 1 otherwise (for
+    /// container health checks: no token needed).
+    Healthcheck {
+        /// The collector's address, as given to `serve --listen` (a wildcard address is asked
+        /// on loopback).
+        #[arg(long, env = "CAUSEWAY_LISTEN", default_value = "127.0.0.1:8750")]
+        listen: SocketAddr,
+        /// The URL to ask instead, e.g. https://collector.example:8750/healthz.
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Copy this SQLite database (--db), history and all, into an empty PostgreSQL database;
     /// then run the collector with --db set to that URL.
@@ -236,6 +248,8 @@ pub enum CliError {
     MigrateTo(#[from] MigrateToError),
     #[error(transparent)]
     Serve(#[from] ServeError),
+    #[error("unhealthy: {0}")]
+    Health(#[from] HealthError),
     #[error(transparent)]
     Args(#[from] clap::Error),
     #[error("cannot write the output: {0}")]
@@ -264,6 +278,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(
         Some(Command::CheckConfig { file }) => {
             let config = CollectorConfig::load(&file)?;
             writeln!(out, "{}: ok: {}", file.display(), config.summary())?;
+            return Ok(());
+        }
+        Some(Command::Healthcheck { listen, url }) => {
+            let url = url.unwrap_or_else(|| healthcheck::url_for(listen));
+            healthcheck::check(&url).await?;
+            writeln!(out, "{url}: ok")?;
             return Ok(());
         }
         Some(Command::MigrateTo { url }) => {

@@ -577,3 +577,46 @@ fn a_thousand_slow_clients_do_not_keep_a_probe_out() {
     let stored = assert_every_acknowledged_report_stored(&acked, &serving.db);
     assert_eq!(stored.len(), 20);
 }
+
+/// `healthcheck` (the containers' health check) says ok for a serving collector, found from
+/// its `--listen` address, and fails with the address named once it has stopped.
+#[test]
+fn healthcheck_says_ok_for_a_serving_collector_and_fails_once_it_stopped() {
+    let mut serving = Serving::start(&[]);
+    let healthcheck = |listen: String| {
+        Command::new(BIN)
+            .args(["healthcheck", "--listen", &listen])
+            .output()
+            .unwrap()
+    };
+    let wildcard = format!("0.0.0.0:{}", serving.addr.port());
+    let out = healthcheck(wildcard);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("http://{}/healthz: ok\n", serving.addr)
+    );
+    // An answer other than 200 is not health (a proxy's 404, a 503 while starting).
+    let wrong = format!("http://{}/no-such-page", serving.addr);
+    let out = Command::new(BIN)
+        .args(["healthcheck", "--url", &wrong])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "unhealthy: {wrong}: answered 404 Not Found, expected 200 ok"
+        )),
+        "{out:?}"
+    );
+
+    let _ = serving.child.kill();
+    serving.child.wait().unwrap();
+    let out = healthcheck(serving.addr.to_string());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("unhealthy: http://{}/healthz: ", serving.addr)),
+        "{stderr}"
+    );
+}

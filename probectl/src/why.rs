@@ -4,24 +4,28 @@
 //! Strings from probes pass through [`clean`]: a control character in an explanation must
 //! not reach the operator's terminal as an escape sequence. The resolvers' part is in [`dns`]
 //! (conditions, a failed check's resolvers) and [`resolvers`] (`probectl resolvers`); the
-//! probe's host in [`host`] (conditions, a failed check's host, `probectl host`).
+//! probe's host in [`host`] (conditions, a failed check's host, `probectl host`); a failed
+//! check's listeners in [`listeners`] and backends in [`backends`]. What a check's evidence
+//! says in words comes from `causeway_api::facts`, as on the collector's page.
 
 mod alerts;
 mod backends;
 mod dns;
 mod host;
+mod listeners;
 mod resolvers;
 
 use std::fmt::Write;
 
-use causeway_schema::{ListenerEvidence, PacketTrace};
+use causeway_api::facts::{FailedCheck, Part, TraceFacts, failure_facts};
+use causeway_schema::PacketTrace;
 
 pub use alerts::{render_alerts, render_silences};
 pub use host::render_host;
 pub use resolvers::render_resolvers;
 
 use crate::table;
-use crate::timefmt::{ago, clock_ms, compact_duration, rfc3339};
+use crate::timefmt::{ago, compact_duration, rfc3339};
 use crate::views::{Availability, Condition, IncidentView, ResultView, ServerList, WhyView};
 
 /// Longest body excerpt printed, in characters.
@@ -206,50 +210,25 @@ fn render_maintenance(out: &mut String, view: &WhyView) {
     }
 }
 
-/// The key facts of one failed check, one per line after the first.
+/// The key facts of one failed check, one per line after the first: the check's own facts,
+/// then each kind of evidence it carries, in the page's order.
 fn render_evidence(out: &mut String, r: &ResultView) {
-    let at = r
-        .address
-        .as_deref()
-        .map_or(String::new(), |a| format!(" at {}", clean(a)));
-    let mut lines = vec![format!(
-        "last failed check {}: {} {}{at}",
-        rfc3339(r.started_at_ms),
-        clean(&r.canary),
-        clean(&r.url)
-    )];
-    if let Some(f) = &r.failure {
-        lines.push(format!(
-            "failure: {}: {}",
-            clean(&f.kind),
-            clean(&f.message)
-        ));
+    let mut lines = Vec::new();
+    for f in failure_facts(&FailedCheck::from(r)) {
+        // Which check: under an incident, the last of its failed checks.
+        let label = if f.label == "check" {
+            "last failed check"
+        } else {
+            f.label
+        };
+        lines.push(format!("{label}: {}", parts_text(&f.text)));
     }
     let evidence = r.evidence.as_ref();
-    let expected_status = evidence.and_then(|e| e.expected_status);
-    match (r.status, expected_status) {
-        (Some(s), Some(want)) => lines.push(format!("status: {s}, expected {want}")),
-        (Some(s), None) => lines.push(format!("status: {s}")),
-        (None, _) => {}
-    }
-    if let Some(text) = evidence.and_then(|e| e.expected_text.as_deref()) {
-        lines.push(format!("expected text: {:?}", clean(text)));
-    }
-    if let Some(body) = evidence.and_then(|e| e.body_excerpt.as_deref()) {
-        let shown: String = body.chars().take(BODY_SHOWN).collect();
-        let more = if body.chars().count() > BODY_SHOWN {
-            "..."
-        } else {
-            ""
-        };
-        // Debug quoting escapes newlines and control characters.
-        lines.push(format!("body: {shown:?}{more}"));
-    }
     if let Some(trace) = evidence.and_then(|e| e.trace.as_ref()) {
         trace_lines(&mut lines, trace);
     }
-    if let Some(listeners) = evidence.and_then(|e| e.listeners.as_ref()) {
-        listener_lines(&mut lines, listeners);
+    if let Some(l) = evidence.and_then(|e| e.listeners.as_ref()) {
+        listeners::listener_lines(&mut lines, l);
     }
     if let Some(e) = evidence {
         dns::resolver_lines(&mut lines, &e.dns);
@@ -263,65 +242,36 @@ fn render_evidence(out: &mut String, r: &ResultView) {
     labelled(out, "evidence:", &lines);
 }
 
-/// The packets of the failed connection, one per line, and where the server's TTL came from.
+/// A fact's parts as one line of text: what must keep its exact characters quoted (escapes
+/// and all), the body excerpt cut to [`BODY_SHOWN`] characters, the rest cleaned.
+fn parts_text(parts: &[Part]) -> String {
+    parts
+        .iter()
+        .map(|p| match p {
+            Part::Words(s) | Part::Code(s) => clean(s),
+            // Debug quoting escapes newlines and control characters.
+            Part::Quoted(s) => format!("{s:?}"),
+            Part::Excerpt(s) => {
+                let shown: String = s.chars().take(BODY_SHOWN).collect();
+                let more = if s.chars().count() > BODY_SHOWN {
+                    "..."
+                } else {
+                    ""
+                };
+                format!("{shown:?}{more}")
+            }
+        })
+        .collect()
+}
+
+/// What the packets say, the packets one per line, then the server's TTL against the reset's.
 fn trace_lines(lines: &mut Vec<String>, t: &PacketTrace) {
-    lines.push(format!(
-        "packets on {} ({} -> {}), from {}:",
-        clean(&t.interface),
-        t.local,
-        t.remote,
-        clock_ms(t.started_at_ms)
-    ));
+    let facts = TraceFacts::of(t);
+    lines.push(format!("{}:", parts_text(&facts.summary)));
     for p in &t.packets {
         lines.push(format!("  {p}"));
     }
-    if t.truncated > 0 {
-        lines.push(format!("  ... {} more packets", t.truncated));
-    }
-    if let Some(s) = t.server_ttl {
-        let from = match s.source {
-            causeway_schema::TtlSource::ThisConnection => "this connection's SYN-ACK",
-            causeway_schema::TtlSource::EarlierConnection => "earlier connections' SYN-ACKs",
-        };
-        lines.push(format!(
-            "server's packets arrive with TTL {} ({from})",
-            s.ttl
-        ));
-    }
-}
-
-/// The listeners on the canary's port: which is serving, who owns it, when it was seen.
-fn listener_lines(lines: &mut Vec<String>, ev: &ListenerEvidence) {
-    let owners = if ev.owners_visible {
-        ""
-    } else {
-        "; owners of other users' sockets not readable"
-    };
-    lines.push(format!(
-        "listeners on port {} (serving: {}; looked at every {} ms{owners}):",
-        ev.port,
-        clean(&ev.serving),
-        ev.poll_ms
-    ));
-    if ev.listeners.is_empty() {
-        lines.push("  none".to_owned());
-    }
-    for l in &ev.listeners {
-        let role = if l.serving { "serving" } else { "other" };
-        let until = if l.gone {
-            format!("{}, gone", clock_ms(l.last_seen_ms))
-        } else {
-            "still there".to_owned()
-        };
-        lines.push(format!(
-            "  {role:<7} {} {} (inode {}, {} on this address), seen {} .. {until}",
-            l.address,
-            clean(&l.owners_text()),
-            l.inode,
-            l.group_size,
-            clock_ms(l.first_seen_ms),
-        ));
-    }
+    lines.push(clean(&facts.ttl));
 }
 
 #[cfg(test)]
@@ -342,16 +292,18 @@ Incidents (2):
     when:     2026-11-23T12:03:10Z .. now (1m20s)
     failed:   3 checks
     why:      10.77.0.2 refused the connection: nothing listens on the port (Connection refused (os error 111))
-    evidence: last failed check 2026-11-23T12:04:10Z: site http://canary.test/ at 10.77.0.2
+    evidence: last failed check: site http://canary.test/ at 10.77.0.2, started 2026-11-23T12:04:10Z
               failure: connect_refused: Connection refused (os error 111)
+              timings: resolve 1.2 ms, connect 0.4 ms, total 1.9 ms
   [closed] http_error: the canary answered with an unexpected HTTP status
     when:     2026-11-23T11:50:00Z .. 2026-11-23T11:51:50Z (1m50s)
     failed:   1 check
     why:      10.77.0.2 answered HTTP 502, expected 200
-    evidence: last failed check 2026-11-23T11:50:00Z: site http://canary.test/ at 10.77.0.2
+    evidence: last failed check: site http://canary.test/ at 10.77.0.2, started 2026-11-23T11:50:00Z
               failure: unexpected_status: HTTP 502 Bad Gateway
               status: 502, expected 200
-              body: "<html>502 Bad Gateway</html>\n"
+              timings: resolve 1.2 ms, connect 0.4 ms, total 1.9 ms
+              body excerpt: "<html>502 Bad Gateway</html>\n"
 "#;
         assert_eq!(text, expected, "\n{text}");
     }
@@ -370,18 +322,21 @@ Incidents (2):
         sample.evidence = Some(check.evidence);
         let text = render_why(&view, 3_600_000);
         let evidence = text.split_once("    evidence:").unwrap().1;
-        let expected = r#" last failed check 2026-11-23T12:04:10Z: site http://canary.test/ at 10.77.0.2
+        let expected = r#" last failed check: site http://canary.test/ at 10.77.0.2, started 2026-11-23T12:04:10Z
               failure: connect_refused: Connection refused (os error 111)
-              packets on lo (10.88.0.2:41000 -> 10.88.0.2:80), from 12:13:20.001:
+              timings: resolve 1.2 ms, connect 0.4 ms, total 1.9 ms
+              6 packets on lo between 10.88.0.2:41000 (probe) and 10.88.0.2:80 (server), from 12:13:20.001 UTC:
                 +0.000ms out SYN seq 0 ack 0 ttl 64 len 0
                 +0.020ms in  SYN,ACK seq 0 ack 1 ttl 64 len 0
                 +0.030ms out ACK seq 1 ack 1 ttl 64 len 0
                 +0.100ms out PSH,ACK seq 1 ack 1 ttl 64 len 78
                 +0.110ms in  ACK seq 1 ack 79 ttl 64 len 0
                 +1501.900ms in  RST,ACK seq 1 ack 79 ttl 64 len 0
-              listeners on port 80 (serving: the long-lived owner of port 80; looked at every 100 ms):
-                serving 10.88.0.2:80 pid 100 (nginx: worker process; cgroup /cw-nginx) (inode 1001, 2 on this address), seen 11:56:40.000 .. still there
-                other   10.88.0.2:80 pid 4242 (python3 rogue.py; cgroup /user.slice/session-1.scope) (inode 2002, 2 on this address), seen 12:13:19.200 .. 12:13:21.450, gone
+              the server's TTL is not known (no SYN-ACK from it, now or before); the reset came with TTL 64
+              listeners on port 80 (serving: the long-lived owner of port 80):
+                looked at every 100 ms: a listener that lived for less can be missed, and each time below is this precise
+                serving 10.88.0.2:80 pid 100 (nginx: worker process; cgroup /cw-nginx); inode 1001, uid 0, 2 on this address (SO_REUSEPORT); seen 11:56:40.000 .. still there
+                other   10.88.0.2:80 pid 4242 (python3 rogue.py; cgroup /user.slice/session-1.scope); inode 2002, uid 0, 2 on this address (SO_REUSEPORT); seen 12:13:19.200 .. 12:13:21.450, gone
 "#;
         assert_eq!(evidence, expected, "\n{text}");
     }
@@ -394,11 +349,18 @@ Incidents (2):
         ))
         .unwrap();
         let check: causeway_schema::CheckResult = scenario["check"].clone().try_into().unwrap();
+        let mut backends = check.evidence.backends.unwrap();
+        backends.reboot = Some(causeway_schema::Reboot {
+            previous_boot_id: "old-boot".into(),
+            boot_id: "new-boot".into(),
+            uptime_s: 42,
+        });
         let mut lines = Vec::new();
-        backends::backend_lines(&mut lines, check.evidence.backends.as_ref().unwrap());
+        backends::backend_lines(&mut lines, &backends);
         let text = lines.join("\n");
         let expected = "\
 backends:
+  the host rebooted since the probe's previous cycle: boot id old-boot is now new-boot, up 42s
   app (10.88.0.12:80): known as MAC 02:aa:bb:cc:dd:01; HTTP 200, 1432 bytes, body 9f3c2a71d04e8b65
     now: answers HTTP 200, 47 bytes, body c07e5d2b18a94f36, not as before; seen at 10.88.0.15 (by mac, answer)
   dev (10.88.0.15:80): known as MAC 02:aa:bb:cc:dd:02; HTTP 200, 47 bytes, body c07e5d2b18a94f36
@@ -469,8 +431,9 @@ Incidents (1):
     when:     2026-11-23T11:57:00Z .. now (7m30s)
     failed:   1 check
     why:      10.77.0.2 refused the connection: nothing listens on the port (Connection refused (os error 111))
-    evidence: last failed check 2026-11-23T11:57:00Z: site http://canary.test/ at 10.77.0.2
+    evidence: last failed check: site http://canary.test/ at 10.77.0.2, started 2026-11-23T11:57:00Z
               failure: connect_refused: Connection refused (os error 111)
+              timings: resolve 1.2 ms, connect 0.4 ms, total 3.1 ms
               resolvers:
                 10.0.0.53 (10.0.0.53:53): A answer 10.77.0.2 ttl 30, AAAA no_data -> ok
                 10.0.0.54 (10.0.0.54:53): A refused, AAAA refused -> dns_upstream_block
@@ -532,6 +495,44 @@ Incidents (1):
         assert!(!text.contains('\u{1b}'), "{text}");
         for shown in [
             "r\\u{1b}", "c\\u{1b}", "e\\u{1b}", "q\\u{1b}", "p\\u{1b}", "d\\u{1b}", "x\\u{1b}",
+        ] {
+            assert!(text.contains(shown), "{shown} missing from\n{text}");
+        }
+    }
+
+    /// Every string of a check's facts that a probe sent, cleaned or quoted.
+    #[test]
+    fn control_characters_in_a_checks_evidence_do_not_reach_the_terminal() {
+        let scenario: toml::Table = toml::from_str(include_str!(
+            "../../schema/tests/scenarios/rst-non-serving-process.toml"
+        ))
+        .unwrap();
+        let check: causeway_schema::CheckResult = scenario["check"].clone().try_into().unwrap();
+        let esc = "\u{1b}[2J";
+        let mut view: WhyView = serde_json::from_str(WHY).unwrap();
+        let sample = view.incidents[0].samples.last_mut().unwrap();
+        sample.canary = format!("c{esc}").into();
+        sample.url = format!("u{esc}");
+        sample.failure.as_mut().unwrap().message = format!("m{esc}");
+        let mut evidence = check.evidence;
+        evidence.expected_text = Some(format!("t{esc}"));
+        evidence.body_excerpt = Some(format!("b{esc}"));
+        evidence.trace.as_mut().unwrap().interface = format!("i{esc}");
+        let listeners = evidence.listeners.as_mut().unwrap();
+        listeners.serving = format!("s{esc}");
+        listeners.listeners[1].owners[0].cmdline = format!("o{esc}");
+        sample.evidence = Some(evidence);
+        let text = render_why(&view, 3_600_000);
+        assert!(!text.contains('\u{1b}'), "{text}");
+        for shown in [
+            "c\\u{1b}",
+            "u\\u{1b}",
+            "m\\u{1b}",
+            "\"t\\u{1b}[2J\"",
+            "\"b\\u{1b}[2J\"",
+            "i\\u{1b}",
+            "s\\u{1b}",
+            "o\\u{1b}",
         ] {
             assert!(text.contains(shown), "{shown} missing from\n{text}");
         }

@@ -109,14 +109,7 @@ struct Raised {
 
 impl Alerter {
     pub fn new(db: Db, config: SharedConfig) -> Result<Alerter, AlertError> {
-        // reqwest is built without a TLS provider of its own (no cmake for aws-lc): ring, as
-        // the collector's server uses. An error only means one is installed already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(config::SEND_TIMEOUT)
-            .user_agent(concat!("causeway-collector/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = crate::outbound::http_client(config::SEND_TIMEOUT)?;
         Ok(Alerter {
             db,
             config,

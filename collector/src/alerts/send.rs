@@ -122,7 +122,7 @@ async fn answer(channel: &Channel, request: reqwest::RequestBuilder) -> Result<(
             "{} {}: {}",
             channel.kind.as_str(),
             channel.url,
-            error_chain(&e)
+            crate::outbound::error_chain(&e)
         )
     })?;
     let status = answer.status();
@@ -147,19 +147,6 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     let digest = mac.finalize().into_bytes();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256={hex}")
-}
-
-/// The error and its causes, on one line (reqwest's own message leaves out why a connection
-/// failed).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

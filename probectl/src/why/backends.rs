@@ -1,18 +1,19 @@
 //! The backend table of a failed check, for `probectl why`: per backend what the probe knew,
 //! what a direct request returns now and where its identity is seen now.
 
-use causeway_api::facts::BackendFacts;
+use causeway_api::facts::{BackendFacts, reboot_line};
 use causeway_schema::BackendEvidence;
 
 use super::clean;
 
-/// `backends (the host rebooted: up 42 s):` then two lines per backend.
+/// `backends:`, a reboot of the host, then two lines per backend.
 pub(super) fn backend_lines(lines: &mut Vec<String>, ev: &BackendEvidence) {
-    let reboot = match &ev.reboot {
-        Some(r) => format!(" (the host rebooted: boot id changed, up {} s)", r.uptime_s),
-        None => String::new(),
-    };
-    lines.push(format!("backends{reboot}:"));
+    lines.push("backends:".to_owned());
+    lines.extend(
+        ev.reboot
+            .as_ref()
+            .map(|r| format!("  {}", clean(&reboot_line(r)))),
+    );
     for b in &ev.backends {
         let facts = BackendFacts::of(b);
         let known = match facts.known.is_empty() {

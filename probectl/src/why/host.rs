@@ -3,12 +3,12 @@
 
 use std::fmt::Write;
 
+use causeway_api::facts::{HostFacts, uptime_ms};
 use causeway_schema::{HostEvidence, MemorySample, Pressure, memory_line, pressure_lines};
 
-use super::{clean, labelled, render_condition};
-use crate::timefmt::{ago, clock_ms, compact_duration, rfc3339};
+use super::{clean, labelled, parts_text, render_condition};
+use crate::timefmt::{ago, compact_duration, rfc3339};
 use crate::views::{HostConditionView, HostView};
-use causeway_api::facts::uptime_ms;
 
 /// Kernel log lines shown in a failed check's evidence: the newest, the ones next to the
 /// failure. The probe sends up to 50; the rest is in the API's JSON.
@@ -27,62 +27,49 @@ pub(super) fn render_conditions(out: &mut String, conditions: &[HostConditionVie
     }
 }
 
-/// A failed check's host, after `host (...)`: the OOM kills, memory and its SUnreclaim over
-/// the series, pressure, what the probe found wrong, the newest kernel lines and what it could
-/// not read.
+/// A failed check's host, after `host (boot id ..., up ...)`: a reboot, the OOM kills,
+/// memory and its SUnreclaim over the series, pressure, what the probe found wrong, the
+/// newest kernel lines and what it could not read (the facts are `causeway_api::facts`', as
+/// on the page).
 pub(super) fn host_lines(lines: &mut Vec<String>, h: &HostEvidence) {
-    let boot = if h.boot_id.is_empty() {
-        String::new()
-    } else {
-        format!("boot id {}, ", clean(&h.boot_id))
-    };
-    lines.push(format!(
-        "host ({boot}up {}):",
-        compact_duration(uptime_ms(h.uptime_s))
-    ));
-    for k in &h.oom_kills {
-        lines.push(clean(&format!("  OOM kill at {}: {k}", clock_ms(k.at_ms))));
-    }
-    if let Some(m) = h.latest_memory() {
-        lines.push(format!("  {}", memory_line(m)));
-    }
-    if let Some(g) = causeway_schema::s_unreclaim_growth(&h.memory) {
+    let facts = HostFacts::of(h);
+    lines.push(format!("host ({}):", parts_text(&facts.boot)));
+    lines.extend(facts.reboot.map(|r| format!("  {}", clean(&r))));
+    for k in &facts.oom_kills {
         lines.push(format!(
-            "  SUnreclaim {} -> {} over {} ({} samples)",
-            causeway_schema::Kib(g.first_kb),
-            causeway_schema::Kib(g.last_kb),
-            compact_duration(g.over_ms),
-            g.samples
+            "  OOM kill at {} (out of {}): {}",
+            k.at,
+            k.out_of,
+            clean(&k.kill)
         ));
     }
-    if let Some(p) = &h.pressure {
-        lines.extend(pressure_lines(p).iter().map(|l| format!("  {l}")));
+    if let Some(m) = &facts.memory {
+        lines.push(format!("  {}: {}", m.title, m.line));
+        lines.extend(m.growth.as_ref().map(|g| format!("    {g}")));
     }
-    for c in &h.conditions {
-        lines.push(format!(
-            "  {}: {}",
-            clean(c.cause.id()),
-            clean(&c.explanation)
-        ));
+    if let Some(p) = &facts.pressure {
+        lines.push(format!("  {}:", p.title));
+        lines.extend(p.lines.iter().map(|l| format!("    {l}")));
     }
-    let shown = h.kernel_lines.len().min(KERNEL_LINES_SHOWN);
+    for c in &facts.conditions {
+        lines.push(format!("  {}: {}", c.cause, clean(&c.explanation)));
+        lines.extend(c.evidence.iter().map(|e| format!("    {}", clean(e))));
+    }
+    // The newest lines only, where the page shows them all.
+    let all = &facts.kernel_lines;
+    let shown = all.len().min(KERNEL_LINES_SHOWN);
     if shown > 0 {
-        let of = if shown < h.kernel_lines.len() {
-            format!(" (the last {shown} of {})", h.kernel_lines.len())
+        let of = if shown < all.len() {
+            format!(" (the last {shown} of {})", all.len())
         } else {
             String::new()
         };
         lines.push(format!("  kernel log{of}:"));
-        for l in &h.kernel_lines[h.kernel_lines.len() - shown..] {
-            lines.push(format!(
-                "    {} [{}] {}",
-                clock_ms(l.at_ms),
-                l.level,
-                clean(&l.text)
-            ));
+        for l in &all[all.len() - shown..] {
+            lines.push(format!("    {}", clean(&l.line)));
         }
     }
-    for w in &h.warnings {
+    for w in &facts.warnings {
         lines.push(format!("  warning: {}", clean(w)));
     }
 }
@@ -161,7 +148,7 @@ fn pressure_text(p: Option<&Pressure>) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use causeway_schema::{Cause, HostCondition, HostThresholds, KernelLine, OomKill};
+    use causeway_schema::{Cause, HostCondition, HostThresholds, KernelLine, OomKill, Reboot};
 
     use super::*;
     use crate::views::HostObservationView;
@@ -214,7 +201,7 @@ mod tests {
             conditions: vec![HostCondition {
                 cause: Cause::OomKill,
                 explanation: "the kernel's OOM killer killed nginx".into(),
-                evidence: vec![],
+                evidence: vec!["killed nginx 1.5s ago".into()],
             }],
             warnings: vec!["PSI unavailable: no /proc/pressure".into()],
         }
@@ -222,16 +209,25 @@ mod tests {
 
     #[test]
     fn a_checks_host_is_exact() {
+        let mut h = evidence();
+        h.reboot = Some(Reboot {
+            previous_boot_id: "0ld".into(),
+            boot_id: "b00t".into(),
+            uptime_s: 90_061,
+        });
         let mut lines = Vec::new();
-        host_lines(&mut lines, &evidence());
+        host_lines(&mut lines, &h);
         let expected = "\
 host (boot id b00t, up 1d1h):
-  OOM kill at 12:04:28.500: nginx (pid 812, anon-rss 512.0 MiB, memory cgroup /system.slice/nginx.service)
-  MemTotal 16.0 GiB, MemAvailable 1.0 GiB, Slab 3.2 GiB, SUnreclaim 3.0 GiB
-  SUnreclaim 2.0 GiB -> 3.0 GiB over 1m (2 samples)
-  load 1.50 1.00 0.50, 2 runnable, 4 CPUs
-  PSI avg10: cpu some 3.0%, memory full 12.5%
+  the host rebooted since the probe's previous cycle: boot id 0ld is now b00t, up 1d1h
+  OOM kill at 12:04:28.500 (out of host memory): nginx (pid 812, anon-rss 512.0 MiB, memory cgroup /system.slice/nginx.service)
+  memory at 12:04:30.000 UTC: MemTotal 16.0 GiB, MemAvailable 1.0 GiB, Slab 3.2 GiB, SUnreclaim 3.0 GiB
+    SUnreclaim 2.0 GiB to 3.0 GiB over 1m (2 samples, +60.0 GiB per hour)
+  pressure at 12:04:30.000 UTC:
+    load 1.50 1.00 0.50, 2 runnable, 4 CPUs
+    PSI avg10: cpu some 3.0%, memory full 12.5%
   oom_kill: the kernel's OOM killer killed nginx
+    killed nginx 1.5s ago
   warning: PSI unavailable: no /proc/pressure";
         assert_eq!(lines.join("\n"), expected);
     }
@@ -256,10 +252,13 @@ host (boot id b00t, up 1d1h):
         host_lines(&mut lines, &h);
         assert_eq!(lines.len(), 2 + 1 + KERNEL_LINES_SHOWN, "{lines:#?}");
         assert_eq!(lines[0], "host (up 1d1h):");
-        assert!(lines[1].starts_with("  MemTotal"), "{lines:#?}");
+        assert!(
+            lines[1].starts_with("  memory at 12:04:30.000 UTC: MemTotal"),
+            "{lines:#?}"
+        );
         assert_eq!(lines[2], "  kernel log (the last 10 of 12):");
-        assert_eq!(lines[3], "    12:04:30.002 [3] line 2");
-        assert_eq!(lines[12], "    12:04:30.011 [3] line 11");
+        assert_eq!(lines[3], "    12:04:30.002 err     line 2");
+        assert_eq!(lines[12], "    12:04:30.011 err     line 11");
         h.kernel_lines.truncate(2);
         let mut lines = Vec::new();
         host_lines(&mut lines, &h);

@@ -3,11 +3,11 @@
 
 use std::fmt::Write;
 
-use causeway_api::facts::{BackendFacts, Verdict, uptime_ms};
+use causeway_api::facts::{BackendFacts, Verdict, reboot_line};
 use causeway_schema::{BackendEvidence, BackendState};
 
-use super::esc;
-use crate::timefmt::{clock_ms, compact_duration};
+use super::{esc, sentence_of};
+use crate::timefmt::clock_ms;
 
 /// One row per backend: what the probe knew of it, what a direct request returns now, where
 /// its identity is seen now.
@@ -16,10 +16,8 @@ pub(super) fn backends_section(html: &mut String, ev: &BackendEvidence) {
     if let Some(r) = &ev.reboot {
         let _ = writeln!(
             html,
-            "<p class=\"ev-warning\">The host rebooted: boot id {} is now {}, up {}.</p>",
-            esc(&r.previous_boot_id),
-            esc(&r.boot_id),
-            esc(compact_duration(uptime_ms(r.uptime_s)))
+            "<p class=\"ev-warning\">{}</p>",
+            sentence_of(&reboot_line(r))
         );
     }
     if ev.backends.is_empty() {

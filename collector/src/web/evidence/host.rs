@@ -1,64 +1,44 @@
 //! The probe's host in a check's evidence: boot and reboot, OOM kills, memory with its
-//! SUnreclaim sparkline, pressure, host conditions, kernel lines, and what could not be read.
+//! SUnreclaim sparkline, pressure, host conditions, kernel lines, and what could not be read
+//! (the facts are `causeway_api::facts`'; the OOM table and the sparkline are the page's).
 
 use std::fmt::Write;
 
-use causeway_api::facts::{level_name, uptime_ms};
-use causeway_schema::{
-    HostEvidence, Kib, MemorySample, OomKill, memory_line, pressure_lines, s_unreclaim_growth,
-};
+use causeway_api::facts::{HostFacts, MemoryFacts, OomKillFacts};
+use causeway_schema::{HostEvidence, Kib, MemorySample, OomKill};
 
-use super::esc;
-use crate::timefmt::{clock_ms, compact_duration};
+use super::{capitalised, esc, sentence, sentence_of};
+use crate::timefmt::clock_ms;
 
 /// Boot and reboot, OOM kills, memory with its SUnreclaim series, pressure, the host
 /// conditions, the kernel lines and what the probe could not read.
 pub(super) fn host_section(html: &mut String, h: &HostEvidence) {
+    let facts = HostFacts::of(h);
     html.push_str("<section class=\"ev-host\">\n<h4>Host</h4>\n");
-    let boot = if h.boot_id.is_empty() {
-        String::new()
-    } else {
-        format!("Boot id <code>{}</code>, up ", esc(&h.boot_id))
-    };
-    let up = esc(compact_duration(uptime_ms(h.uptime_s)));
-    let up = if boot.is_empty() {
-        format!("Up {up}")
-    } else {
-        format!("{boot}{up}")
-    };
-    let _ = writeln!(html, "<p class=\"ev-note\">{up}.</p>");
-    if let Some(r) = &h.reboot {
-        let _ = writeln!(
-            html,
-            "<p class=\"ev-warning\">The host rebooted since the probe's previous cycle: boot id \
-             {} is now {}.</p>",
-            esc(&r.previous_boot_id),
-            esc(&r.boot_id)
-        );
+    let _ = writeln!(html, "<p class=\"ev-note\">{}</p>", sentence(&facts.boot));
+    if let Some(r) = &facts.reboot {
+        let _ = writeln!(html, "<p class=\"ev-warning\">{}</p>", sentence_of(r));
     }
     if !h.oom_kills.is_empty() {
-        oom_table(html, &h.oom_kills);
+        oom_table(html, &h.oom_kills, &facts.oom_kills);
     }
-    if let Some(m) = h.latest_memory() {
+    if let Some(m) = &facts.memory {
         memory(html, m, &h.memory);
     }
-    if let Some(p) = &h.pressure {
-        let lines = pressure_lines(p);
-        if !lines.is_empty() {
-            let _ = writeln!(
-                html,
-                "<h5 class=\"ev-sub\">Pressure at {} UTC</h5>\n<ul class=\"ev-pressure\">",
-                esc(clock_ms(p.at_ms))
-            );
-            for l in lines {
-                let _ = writeln!(html, "<li>{}</li>", esc(l));
-            }
-            html.push_str("</ul>\n");
+    if let Some(p) = &facts.pressure {
+        let _ = writeln!(
+            html,
+            "<h5 class=\"ev-sub\">{}</h5>\n<ul class=\"ev-pressure\">",
+            esc(capitalised(&p.title))
+        );
+        for l in &p.lines {
+            let _ = writeln!(html, "<li>{}</li>", esc(l));
         }
+        html.push_str("</ul>\n");
     }
-    if !h.conditions.is_empty() {
+    if !facts.conditions.is_empty() {
         html.push_str("<h5 class=\"ev-sub\">Conditions</h5>\n<ul class=\"ev-conditions\">\n");
-        for c in &h.conditions {
+        for c in &facts.conditions {
             let _ = write!(
                 html,
                 "<li><code class=\"ev-cause\">{}</code> <span class=\"ev-explanation\">{}</span>",
@@ -76,28 +56,26 @@ pub(super) fn host_section(html: &mut String, h: &HostEvidence) {
         }
         html.push_str("</ul>\n");
     }
-    if !h.kernel_lines.is_empty() {
+    if !facts.kernel_lines.is_empty() {
         let _ = writeln!(
             html,
             "<h5 class=\"ev-sub\">Kernel log ({} lines, UTC)</h5>",
-            h.kernel_lines.len()
+            facts.kernel_lines.len()
         );
         html.push_str("<pre class=\"ev-kernel\">");
-        for l in &h.kernel_lines {
+        for l in &facts.kernel_lines {
             let _ = writeln!(
                 html,
-                "<span class=\"ev-kline ev-kl{}\">{} {:<7} {}</span>",
+                "<span class=\"ev-kline ev-kl{}\">{}</span>",
                 l.level,
-                esc(clock_ms(l.at_ms)),
-                esc(level_name(l.level)),
-                esc(&l.text)
+                esc(&l.line)
             );
         }
         html.push_str("</pre>\n");
     }
-    if !h.warnings.is_empty() {
+    if !facts.warnings.is_empty() {
         html.push_str("<ul class=\"ev-warnings\">\n");
-        for w in &h.warnings {
+        for w in &facts.warnings {
             let _ = writeln!(html, "<li class=\"ev-warning\">{}</li>", esc(w));
         }
         html.push_str("</ul>\n");
@@ -105,7 +83,8 @@ pub(super) fn host_section(html: &mut String, h: &HostEvidence) {
     html.push_str("</section>\n");
 }
 
-fn oom_table(html: &mut String, kills: &[OomKill]) {
+/// A row per kill, with the sizes the kernel logged (the facts' line names only some).
+fn oom_table(html: &mut String, kills: &[OomKill], facts: &[OomKillFacts]) {
     html.push_str(
         "<h5 class=\"ev-sub\">OOM kills</h5>\n<table class=\"ev-table\">\n<thead><tr>\
          <th>at (UTC)</th><th>pid</th><th>process</th><th>memory cgroup</th><th>out of</th>\
@@ -113,22 +92,18 @@ fn oom_table(html: &mut String, kills: &[OomKill]) {
          </tr></thead>\n<tbody>\n",
     );
     let kib = |kb: Option<u64>| kb.map_or("-".to_owned(), |kb| esc(Kib(kb)));
-    for k in kills {
-        let scope = if k.cgroup_oom {
-            "its cgroup's limit"
-        } else {
-            "host memory"
-        };
+    for (k, f) in kills.iter().zip(facts) {
         let _ = writeln!(
             html,
             "<tr class=\"ev-bad\"><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td>\
-             <td>{scope}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(clock_ms(k.at_ms)),
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&f.at),
             k.pid,
             esc(&k.command),
             k.memcg
                 .as_deref()
                 .map_or("-".to_owned(), |m| format!("<code>{}</code>", esc(m))),
+            f.out_of,
             kib(k.anon_rss_kb),
             kib(k.file_rss_kb),
             kib(k.shmem_rss_kb),
@@ -140,31 +115,16 @@ fn oom_table(html: &mut String, kills: &[OomKill]) {
 }
 
 /// The latest meminfo line, and SUnreclaim over the series with its sparkline.
-fn memory(html: &mut String, latest: &MemorySample, series: &[MemorySample]) {
+fn memory(html: &mut String, m: &MemoryFacts, series: &[MemorySample]) {
     let _ = writeln!(
         html,
-        "<h5 class=\"ev-sub\">Memory at {} UTC</h5>\n<p class=\"ev-memory\">{}</p>",
-        esc(clock_ms(latest.at_ms)),
-        esc(memory_line(latest))
+        "<h5 class=\"ev-sub\">{}</h5>\n<p class=\"ev-memory\">{}</p>",
+        esc(capitalised(&m.title)),
+        esc(&m.line)
     );
-    let Some(g) = s_unreclaim_growth(series) else {
-        return;
-    };
-    let change = g.kb_per_hour.abs().round() as u64;
-    let sign = if g.kb_per_hour < 0.0 { "-" } else { "+" };
-    let _ = writeln!(
-        html,
-        "<p>{} {}</p>",
-        esc(format!(
-            "SUnreclaim {} to {} over {} ({} samples, {sign}{} per hour)",
-            Kib(g.first_kb),
-            Kib(g.last_kb),
-            compact_duration(g.over_ms),
-            g.samples,
-            Kib(change)
-        )),
-        sparkline(series)
-    );
+    if let Some(growth) = &m.growth {
+        let _ = writeln!(html, "<p>{} {}</p>", esc(growth), sparkline(series));
+    }
 }
 
 /// Sparkline size, in CSS pixels (also its viewBox).

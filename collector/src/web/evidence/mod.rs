@@ -1,8 +1,10 @@
-//! A failed check's evidence as HTML for the web page: the same facts `probectl why` prints
-//! (see probectl's `why` module), one `<section>` per kind of evidence the check carries, each with an
-//! `<h4>`. Every string that came from a probe goes through [`escape_html`]; numbers and times
-//! are formatted here (times as UTC `HH:MM:SS.mmm`). No script, no inline styles: the page's
-//! stylesheet styles these classes (the ladder's own are listed in [`super::ladder`]).
+//! A failed check's evidence as HTML for the web page, one `<section>` per kind of evidence
+//! the check carries, each with an `<h4>`. What it states in words comes from
+//! `causeway_api::facts`, which `probectl why` prints too, so the two say the same; the
+//! ladder, the charts and the tables are the page's own drawing. Every string that came from a
+//! probe goes through [`escape_html`]; a fact's clause becomes a sentence here ([`sentence`]).
+//! No script, no inline styles: the page's stylesheet styles these classes (the ladder's own
+//! are listed in [`super::ladder`]).
 //!
 //! Layout:
 //! - `ev`: the `<div>` around all the sections of one check.
@@ -41,15 +43,17 @@ use std::fmt::{Display, Write};
 mod backends;
 mod dns;
 mod host;
+mod listeners;
 
-use causeway_schema::{CheckResult, Listener, ListenerEvidence, PacketTrace, TtlSource};
+use causeway_api::facts::{FailedCheck, Part, TraceFacts, Verdict, failure_facts};
+use causeway_schema::{CheckResult, PacketTrace};
 
 use super::ladder::ladder_svg;
 use super::layout::esc as escape_html;
-use crate::timefmt::clock_ms;
 use backends::backends_section;
 use dns::dns_section;
 use host::host_section;
+use listeners::listeners_section;
 
 /// Anything, written and escaped.
 fn esc(x: impl Display) -> String {
@@ -89,6 +93,50 @@ fn fact(html: &mut String, label: &str, value: &str) {
     let _ = writeln!(html, "<dt>{label}</dt><dd>{value}</dd>");
 }
 
+/// A fact's parts as HTML: names and values in `<code>`, an excerpt in `<pre>`.
+fn parts_html(parts: &[Part]) -> String {
+    parts
+        .iter()
+        .map(|p| match p {
+            Part::Words(s) => esc(s),
+            Part::Code(s) | Part::Quoted(s) => format!("<code>{}</code>", esc(s)),
+            Part::Excerpt(s) => format!("<pre class=\"ev-body\">{}</pre>", esc(s)),
+        })
+        .collect()
+}
+
+/// `memory at ...` as a heading: `Memory at ...`.
+fn capitalised(clause: &str) -> String {
+    let mut chars = clause.chars();
+    chars
+        .next()
+        .map_or(String::new(), |c| c.to_uppercase().chain(chars).collect())
+}
+
+/// A fact's clause as a sentence of HTML: its first letter capitalised (a name in `<code>`
+/// first stays as it is), a full stop after.
+fn sentence(parts: &[Part]) -> String {
+    let mut parts = parts.to_vec();
+    if let Some(Part::Words(first)) = parts.first_mut() {
+        *first = capitalised(first);
+    }
+    format!("{}.", parts_html(&parts))
+}
+
+/// [`sentence`] of a clause that is all words.
+fn sentence_of(clause: &str) -> String {
+    sentence(&[Part::words(clause)])
+}
+
+/// The class of a cell that reads healthy or failing.
+fn verdict_class(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Ok => "ev-ok",
+        Verdict::Bad => "ev-bad",
+        Verdict::Neutral => "",
+    }
+}
+
 /// The classifier's verdict, the check, what failed, status and text against what was
 /// expected, the timings and the body excerpt.
 fn failure_section(html: &mut String, c: &CheckResult) {
@@ -102,6 +150,7 @@ fn failure_section(html: &mut String, c: &CheckResult) {
         return;
     }
     html.push_str("<section class=\"ev-failure\">\n<h4>Failure</h4>\n");
+    // The check's own diagnosis: probectl tells the incident's instead, above its evidence.
     if let Some(d) = &c.diagnosis {
         let _ = writeln!(
             html,
@@ -125,244 +174,31 @@ fn failure_section(html: &mut String, c: &CheckResult) {
         }
     }
     html.push_str("<dl class=\"ev-facts\">\n");
-    let at = c
-        .address
-        .map_or(String::new(), |a| format!(" at {}", esc(a)));
-    fact(
-        html,
-        "check",
-        &format!(
-            "{} <code>{}</code>{at}, started {} UTC",
-            esc(&c.canary),
-            esc(&c.url),
-            esc(clock_ms(c.started_at_ms))
-        ),
-    );
-    if let Some(f) = &c.failure {
-        fact(
-            html,
-            "failure",
-            &format!("<code>{}</code> {}", esc(f.kind.id()), esc(&f.message)),
-        );
-    }
-    let status = match (c.status, e.expected_status) {
-        (Some(s), Some(want)) => Some(format!("{s}, expected {want}")),
-        (Some(s), None) => Some(s.to_string()),
-        (None, Some(want)) => Some(format!("none, expected {want}")),
-        (None, None) => None,
-    };
-    if let Some(status) = status {
-        fact(html, "status", &esc(status));
-    }
-    if let Some(text) = &e.expected_text {
-        fact(
-            html,
-            "expected text",
-            &format!("<code>{}</code>", esc(text)),
-        );
-    }
-    fact(html, "timings", &esc(timings(c)));
-    if let Some(body) = &e.body_excerpt {
-        fact(
-            html,
-            "body excerpt",
-            &format!("<pre class=\"ev-body\">{}</pre>", esc(body)),
-        );
+    for f in failure_facts(&FailedCheck::from(c)) {
+        fact(html, f.label, &parts_html(&f.text));
     }
     html.push_str("</dl>\n</section>\n");
 }
 
-/// `resolve 0.7 ms, connect 0.2 ms, first byte 1.1 ms, total 1.6 ms`: the phases reached.
-fn timings(c: &CheckResult) -> String {
-    let t = &c.timings;
-    let mut parts: Vec<String> = [
-        ("resolve", t.resolve_ms),
-        ("connect", t.connect_ms),
-        ("TLS", t.tls_ms),
-        ("first byte", t.first_byte_ms),
-    ]
-    .into_iter()
-    .filter_map(|(name, ms)| Some(format!("{name} {:.1} ms", ms?)))
-    .collect();
-    parts.push(format!("total {:.1} ms", t.total_ms));
-    parts.join(", ")
-}
-
 /// Where the packets were captured, the ladder, and the server's TTL against the reset's.
 fn trace_section(html: &mut String, t: &PacketTrace) {
-    let plural = if t.packets.len() == 1 { "" } else { "s" };
+    let facts = TraceFacts::of(t);
     let _ = writeln!(
         html,
-        "<section class=\"ev-trace\">\n<h4>Packets</h4>\n\
-         <p class=\"ev-note\">{} packet{plural} on <code>{}</code> between {} (probe) and {} \
-         (server), from {} UTC.</p>",
-        t.packets.len(),
-        esc(&t.interface),
-        esc(t.local),
-        esc(t.remote),
-        esc(clock_ms(t.started_at_ms))
+        "<section class=\"ev-trace\">\n<h4>Packets</h4>\n<p class=\"ev-note\">{}</p>",
+        sentence(&facts.summary)
     );
     html.push_str(&ladder_svg(t));
     html.push('\n');
-    let _ = writeln!(html, "<p class=\"ev-ttl\">{}</p>", esc(ttl_line(t)));
+    let _ = writeln!(html, "<p class=\"ev-ttl\">{}</p>", sentence_of(&facts.ttl));
     html.push_str("</section>\n");
-}
-
-/// The server's TTL and where it was learnt, and whether an inbound reset carried the same:
-/// a reset with another TTL came from elsewhere on the path.
-fn ttl_line(t: &PacketTrace) -> String {
-    let rst = t.inbound_reset();
-    match (t.server_ttl, rst) {
-        (Some(s), rst) => {
-            let from = match s.source {
-                TtlSource::ThisConnection => "this connection's SYN-ACK",
-                TtlSource::EarlierConnection => "the SYN-ACKs of earlier connections",
-            };
-            let reset = match rst {
-                Some(r) if r.ttl == s.ttl => {
-                    format!("; the reset came with TTL {}, the same", r.ttl)
-                }
-                Some(r) => format!(
-                    "; the reset came with TTL {}, not the server's: it was sent from elsewhere \
-                     on the path",
-                    r.ttl
-                ),
-                None => String::new(),
-            };
-            format!(
-                "The server's packets arrive with TTL {} (from {from}){reset}.",
-                s.ttl
-            )
-        }
-        (None, Some(r)) => format!(
-            "The server's TTL is not known (no SYN-ACK from it, now or before); the reset came \
-             with TTL {}.",
-            r.ttl
-        ),
-        (None, None) => {
-            "The server's TTL is not known (no SYN-ACK from it, now or before).".to_owned()
-        }
-    }
-}
-
-/// One row per owner of each listener, the listener's own cells spanning them.
-fn listeners_section(html: &mut String, ev: &ListenerEvidence) {
-    let _ = writeln!(
-        html,
-        "<section class=\"ev-listeners\">\n<h4>Listeners on port {}</h4>\n\
-         <p class=\"ev-note\">Serving: {}. Looked at every {} ms: a listener that lived for \
-         less can be missed, and each time below is this precise.</p>",
-        ev.port,
-        esc(&ev.serving),
-        ev.poll_ms
-    );
-    if !ev.owners_visible {
-        html.push_str(
-            "<p class=\"ev-warning\">The owners of other users' sockets could not be read (the \
-             probe lacks CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE): those show only their uid and \
-             inode.</p>\n",
-        );
-    }
-    if ev.listeners.is_empty() {
-        html.push_str("<p>Nothing listened on the port.</p>\n</section>\n");
-        return;
-    }
-    html.push_str(
-        "<table class=\"ev-table\">\n<thead><tr><th>role</th><th>address</th><th>socket</th>\
-         <th>pid</th><th>process</th><th>command line</th><th>cgroup / unit</th>\
-         <th>seen from (UTC)</th><th>seen to (UTC)</th><th>gone</th></tr></thead>\n<tbody>\n",
-    );
-    for l in &ev.listeners {
-        listener_rows(html, l);
-    }
-    html.push_str("</tbody>\n</table>\n</section>\n");
-}
-
-fn listener_rows(html: &mut String, l: &Listener) {
-    let (role, class) = if l.serving {
-        ("serving", "ev-serving")
-    } else {
-        ("other", "ev-other")
-    };
-    let gone_class = if l.gone { " ev-gone" } else { "" };
-    let span = l.owners.len().max(1);
-    let rowspan = if span > 1 {
-        format!(" rowspan=\"{span}\"")
-    } else {
-        String::new()
-    };
-    let group = if l.group_size > 1 {
-        format!(", {} on this address (SO_REUSEPORT)", l.group_size)
-    } else {
-        String::new()
-    };
-    let (gone, gone_cell) = if l.gone {
-        ("gone", "ev-bad")
-    } else {
-        ("still there", "ev-ok")
-    };
-    let listener_cells = [
-        format!("<td{rowspan}>{role}</td>"),
-        format!("<td{rowspan}>{}</td>", esc(l.address)),
-        format!(
-            "<td{rowspan}>inode {}, uid {}{}</td>",
-            l.inode,
-            l.uid,
-            esc(group)
-        ),
-    ];
-    let seen_cells = [
-        format!("<td{rowspan}>{}</td>", esc(clock_ms(l.first_seen_ms))),
-        format!("<td{rowspan}>{}</td>", esc(clock_ms(l.last_seen_ms))),
-        format!("<td{rowspan} class=\"{gone_cell}\">{gone}</td>"),
-    ];
-    let _ = write!(
-        html,
-        "<tr class=\"{class}{gone_class}\">{}",
-        listener_cells.concat()
-    );
-    if l.owners.is_empty() {
-        let _ = write!(
-            html,
-            "<td>-</td><td colspan=\"3\" class=\"ev-muted\">owner not readable (uid {})</td>",
-            l.uid
-        );
-    }
-    for (n, o) in l.owners.iter().enumerate() {
-        if n > 0 {
-            let _ = write!(html, "<tr class=\"{class}{gone_class}\">");
-        }
-        let cgroup = match (&o.unit, &o.cgroup) {
-            (Some(unit), Some(cg)) => format!(
-                "<code>{}</code> <span class=\"ev-muted\">{}</span>",
-                esc(unit),
-                esc(cg)
-            ),
-            (Some(unit), None) => format!("<code>{}</code>", esc(unit)),
-            (None, Some(cg)) => format!("<code>{}</code>", esc(cg)),
-            (None, None) => "-".to_owned(),
-        };
-        let _ = write!(
-            html,
-            "<td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{cgroup}</td>",
-            o.pid,
-            esc(&o.name),
-            esc(&o.cmdline)
-        );
-        if n == 0 {
-            html.push_str(&seen_cells.concat());
-        }
-        html.push_str("</tr>\n");
-    }
-    if l.owners.is_empty() {
-        html.push_str(&seen_cells.concat());
-        html.push_str("</tr>\n");
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use causeway_schema::{Cause, Diagnosis, DirectOutcome, KernelLine, Reboot, ServerTtl};
+    use causeway_schema::{
+        Cause, Diagnosis, DirectOutcome, KernelLine, Reboot, ServerTtl, TtlSource,
+    };
 
     use super::super::ladder::tests::balanced;
     use super::*;
@@ -434,8 +270,8 @@ mod tests {
             "Contributing: <code class=\"ev-cause\">kernel_memory_leak</code>, \
              <code class=\"ev-cause\">dns_answer_mismatch</code>",
             "<dt>check</dt><dd>site <code>http://10.88.0.2/</code> at 10.88.0.2, started \
-             12:13:20.000 UTC</dd>",
-            "<dt>failure</dt><dd><code>reset</code> Connection reset by peer (os error 104)</dd>",
+             2025-11-23T12:13:20Z</dd>",
+            "<dt>failure</dt><dd><code>reset</code>: Connection reset by peer (os error 104)</dd>",
             "<dt>status</dt><dd>502, expected 200</dd>",
             "<dt>expected text</dt><dd><code>canary-ok</code></dd>",
             "<dt>timings</dt><dd>connect 0.1 ms, total 1502.0 ms</dd>",
@@ -449,7 +285,8 @@ mod tests {
              connection&#39;s SYN-ACK); the reset came with TTL 64, the same.</p>",
             // Listeners.
             "<h4>Listeners on port 80</h4>",
-            "Serving: the long-lived owner of port 80. Looked at every 100 ms",
+            "Serving: the long-lived owner of port 80. Looked at every 100 ms: a listener that \
+             lived for less can be missed, and each time below is this precise.",
             "<tr class=\"ev-serving\"><td>serving</td><td>10.88.0.2:80</td><td>inode 1001, uid \
              0, 2 on this address (SO_REUSEPORT)</td><td>100</td><td><code>nginx</code></td>\
              <td><code>nginx: worker process</code></td><td><code>/cw-nginx</code></td>\
@@ -471,8 +308,8 @@ mod tests {
             "<td class=\"ev-bad\"><code class=\"ev-cause\">dns_answer_mismatch</code> <span \
              class=\"ev-explanation\">10.88.0.16 answers canary.lab with 10.88.0.99</span></td>",
             // Backends.
-            "<p class=\"ev-warning\">The host rebooted: boot id old-boot is now new-boot, up \
-             42s.</p>",
+            "<p class=\"ev-warning\">The host rebooted since the probe&#39;s previous cycle: boot \
+             id old-boot is now new-boot, up 42s.</p>",
             "<tr><td>app</td><td>10.88.0.12:80</td><td><div>MAC 02:aa:bb:cc:dd:01</div><div>HTTP \
              200, 1432 bytes, body 9f3c2a71d04e8b65</div></td><td>12:07:20.000</td><td \
              class=\"ev-bad\">answers HTTP 200, 47 bytes, body c07e5d2b18a94f36, not as before</td><td>\
@@ -569,7 +406,7 @@ mod tests {
             "<tr class=\"ev-serving\"><td>101</td><td><code>nginx</code></td><td><code>nginx: \
              worker process</code></td><td><code>nginx.service</code> <span class=\"ev-muted\">\
              /cw-nginx</span></td></tr>",
-            "<td>-</td><td colspan=\"3\" class=\"ev-muted\">owner not readable (uid 0)</td>\
+            "<td>-</td><td colspan=\"3\" class=\"ev-muted\">owner not readable</td>\
              <td>12:13:19.200</td>",
             "from the SYN-ACKs of earlier connections); the reset came with TTL 64, not the \
              server&#39;s",

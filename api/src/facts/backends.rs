@@ -1,17 +1,9 @@
-//! The facts of a failed check's evidence that both the page and `probectl why` print, worked
-//! out once so the two cannot disagree: each renderer only draws them (the page as HTML
-//! tables with colours, probectl as lines of text). Strings here are raw: the page escapes
-//! them, probectl cleans control characters out of them.
+//! The backends behind a canary's proxy: what the probe knew of each, what a direct request
+//! gets now, where its identity is seen now.
 
 use causeway_schema::{AnswerPrint, BackendState, DirectOutcome};
 
-/// How a fact reads: healthy, failing, or neither (nothing to compare with).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Ok,
-    Bad,
-    Neutral,
-}
+use super::Verdict;
 
 /// `HTTP 200, 1432 bytes, body 9f3c2a71d04e8b65`: what a backend answered, as it is compared.
 pub fn answer_print(p: &AnswerPrint) -> String {
@@ -19,23 +11,6 @@ pub fn answer_print(p: &AnswerPrint) -> String {
         "HTTP {}, {} bytes, body {}",
         p.status, p.body_len, p.body_digest
     )
-}
-
-/// An uptime in seconds as milliseconds, for the duration formats.
-pub fn uptime_ms(uptime_s: u64) -> i64 {
-    i64::try_from(uptime_s)
-        .unwrap_or(i64::MAX)
-        .saturating_mul(1000)
-}
-
-/// The syslog name of a kernel log level (`err`), or `level 9` past the eight.
-pub fn level_name(level: u8) -> String {
-    const NAMES: [&str; 8] = [
-        "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
-    ];
-    NAMES
-        .get(usize::from(level))
-        .map_or_else(|| format!("level {level}"), |n| (*n).to_owned())
 }
 
 /// One backend behind a canary's proxy: what the probe knew of it, what a direct request
@@ -112,13 +87,55 @@ impl BackendFacts {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
+    fn backend(known: serde_json::Value, direct: serde_json::Value) -> BackendState {
+        serde_json::from_value(json!({
+            "configured": "10.88.0.12:80",
+            "known": known,
+            "direct": direct,
+            "seen_at": [{"address": "10.88.0.15", "by": ["mac", "answer"]}],
+        }))
+        .unwrap()
+    }
+
     #[test]
-    fn level_names() {
-        assert_eq!(level_name(0), "emerg");
-        assert_eq!(level_name(3), "err");
-        assert_eq!(level_name(7), "debug");
-        assert_eq!(level_name(9), "level 9");
+    fn what_was_known_against_what_answers_now() {
+        let print = json!({"status": 200, "body_digest": "9f3c", "body_len": 1432});
+        let known = json!({"mac": "02:aa", "answer": print, "learned_at_ms": 5});
+        let b = backend(
+            known.clone(),
+            json!({"outcome": "answered", "answer": print, "elapsed_ms": 1.0}),
+        );
+        let facts = BackendFacts::of(&b);
+        assert_eq!(
+            facts.known,
+            ["MAC 02:aa", "HTTP 200, 1432 bytes, body 9f3c"]
+        );
+        assert_eq!(facts.learned_at_ms, Some(5));
+        assert_eq!(
+            facts.now,
+            "answers HTTP 200, 1432 bytes, body 9f3c, as before"
+        );
+        assert_eq!(facts.now_verdict, Verdict::Ok);
+        assert_eq!(facts.seen_at, [("10.88.0.15".into(), "mac, answer".into())]);
+
+        let b = backend(
+            known,
+            json!({"outcome": "timeout", "elapsed_ms": 800.4, "detail": "no SYN-ACK"}),
+        );
+        let facts = BackendFacts::of(&b);
+        assert_eq!(facts.now, "no answer in 800 ms (no SYN-ACK)");
+        assert_eq!(facts.now_verdict, Verdict::Bad);
+
+        let b = backend(
+            json!(null),
+            json!({"outcome": "answered", "answer": print, "elapsed_ms": 1.0}),
+        );
+        let facts = BackendFacts::of(&b);
+        assert!(facts.known.is_empty());
+        assert_eq!(facts.now_verdict, Verdict::Neutral);
     }
 }
