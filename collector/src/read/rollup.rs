@@ -25,36 +25,24 @@ pub enum Rollup {
 macro_rules! sums {
     ($table:literal, $column:literal) => {
         [
-            concat!(
-                "SELECT server_id, CAST(SUM(checks_ok) AS BIGINT), CAST(SUM(checks_total) AS BIGINT) FROM ",
-                $table,
-                " INDEXED BY sqlite_autoindex_",
-                $table,
-                "_1 WHERE ",
-                $column,
-                " >= $1 AND ",
-                $column,
-                " < $2 GROUP BY server_id"
-            ),
-            concat!(
-                "SELECT server_id, CAST(SUM(checks_ok) AS BIGINT), CAST(SUM(checks_total) AS BIGINT) FROM ",
-                $table,
-                " WHERE ",
-                $column,
-                " >= $1 AND ",
-                $column,
-                " < $2 GROUP BY server_id"
-            ),
-            concat!(
-                "SELECT server_id, CAST(SUM(checks_ok) AS BIGINT), CAST(SUM(checks_total) AS BIGINT) FROM ",
-                $table,
-                " WHERE ",
-                $column,
-                " >= $1 AND ",
-                $column,
-                " < $2 AND server_id = $3 GROUP BY server_id"
-            ),
+            sums!($table, $column, concat!(" INDEXED BY sqlite_autoindex_", $table, "_1"), ""),
+            sums!($table, $column, "", ""),
+            sums!($table, $column, "", " AND server_id = $3"),
         ]
+    };
+    ($table:literal, $column:literal, $hint:expr, $filter:literal) => {
+        concat!(
+            "SELECT server_id, CAST(SUM(checks_ok) AS BIGINT), CAST(SUM(checks_total) AS BIGINT) FROM ",
+            $table,
+            $hint,
+            " WHERE ",
+            $column,
+            " >= $1 AND ",
+            $column,
+            " < $2",
+            $filter,
+            " GROUP BY server_id"
+        )
     };
 }
 
@@ -92,5 +80,31 @@ impl Rollup {
             None => query,
         };
         Ok(query.fetch_all(pool).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_rollup_has_its_three_statements() {
+        assert_eq!(
+            HOURS[0],
+            "SELECT server_id, CAST(SUM(checks_ok) AS BIGINT), CAST(SUM(checks_total) AS BIGINT) \
+             FROM availability_hours INDEXED BY sqlite_autoindex_availability_hours_1 \
+             WHERE hour_ms >= $1 AND hour_ms < $2 GROUP BY server_id"
+        );
+        assert_eq!(
+            DAYS[1],
+            "SELECT server_id, CAST(SUM(checks_ok) AS BIGINT), CAST(SUM(checks_total) AS BIGINT) \
+             FROM availability_days WHERE day_ms >= $1 AND day_ms < $2 GROUP BY server_id"
+        );
+        assert_eq!(
+            MINUTES[2],
+            "SELECT server_id, CAST(SUM(checks_ok) AS BIGINT), CAST(SUM(checks_total) AS BIGINT) \
+             FROM availability_minutes WHERE minute_ms >= $1 AND minute_ms < $2 \
+             AND server_id = $3 GROUP BY server_id"
+        );
     }
 }
