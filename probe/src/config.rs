@@ -21,7 +21,7 @@ mod validate;
 pub use causeway_schema::{format_duration, parse_duration};
 pub use host::HostConfig;
 pub use model::{
-    Backend, Canary, Config, ResolverKind, ResolverSpec, ServingRule, Target, TargetHost,
+    Backend, Canary, CanaryTls, Config, ResolverKind, ResolverSpec, ServingRule, Target, TargetHost,
 };
 
 use raw::RawConfig;
@@ -316,9 +316,11 @@ url = "http://[fd00::2]/"
             problems(&with_canary("timout = \"5s\"\nexpect = 200")),
             vec![
                 "canary[0].expect: unknown key in canary[0]; allowed keys: name, url, \
-                 expect_status, expect_text, timeout, serving_unit, serving_process, backend",
+                 expect_status, expect_text, timeout, serving_unit, serving_process, ca_file, \
+                 tls_server_name, backend",
                 "canary[0].timout: unknown key in canary[0]; allowed keys: name, url, \
-                 expect_status, expect_text, timeout, serving_unit, serving_process, backend",
+                 expect_status, expect_text, timeout, serving_unit, serving_process, ca_file, \
+                 tls_server_name, backend",
             ]
         );
     }
@@ -585,6 +587,61 @@ url = "http://[fd00::2]/"
         assert!(p[0].contains("cannot be read: No such file"), "{p:?}");
         let p = problems(&with(MINIMAL, &empty));
         assert!(p[0].contains("collector_url is not https://"), "{p:?}");
+    }
+
+    #[test]
+    fn ca_file_and_tls_server_name_for_an_https_canary() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let (pem, _) = {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            (params.self_signed(&key).unwrap().pem(), key)
+        };
+        std::fs::write(&ca, &pem).unwrap();
+        let https = MINIMAL.replace("http://canary.example", "https://canary.example");
+        let keys = |path: &std::path::Path, name: &str| {
+            format!(
+                "ca_file = {:?}\ntls_server_name = {name:?}",
+                path.display().to_string()
+            )
+        };
+        let c = parse(&format!("{https}{}\n", keys(&ca, "Shop.Example"))).unwrap();
+        assert_eq!(c.canaries[0].tls.ca.as_deref(), Some(pem.as_bytes()));
+        assert_eq!(
+            c.canaries[0].tls.server_name.as_deref(),
+            Some("shop.example")
+        );
+        assert_eq!(parse(&https).unwrap().canaries[0].tls, CanaryTls::default());
+
+        assert_eq!(
+            problems(&with_canary(&keys(&ca, "shop.example"))),
+            [
+                "canary[0].ca_file: is set, but the url is not https://: it is used for TLS only; use an https:// url or remove the key",
+                "canary[0].tls_server_name: is set, but the url is not https://: it is used for TLS only; use an https:// url or remove the key",
+            ]
+        );
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificate\n").unwrap();
+        assert_eq!(
+            problems(&format!("{https}{}\n", keys(&empty, "shop example"))),
+            [
+                format!(
+                    "canary[0].ca_file: {:?} holds no PEM certificate; expected one or more -----BEGIN CERTIFICATE----- blocks",
+                    empty.display().to_string()
+                ),
+                r#"canary[0].tls_server_name: "shop example" is not a DNS name or IP address the certificate could cover"#.to_owned(),
+            ]
+        );
+        let missing = dir.path().join("missing.pem");
+        let p = problems(&format!("{https}{}\n", keys(&missing, "10.0.0.1")));
+        assert_eq!(
+            p.len(),
+            1,
+            "an IP address is a name a certificate can cover: {p:?}"
+        );
+        assert!(p[0].contains("cannot be read: No such file"), "{p:?}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod names;
 mod newer;
 mod report;
 mod text;
+mod tls;
 mod trace;
 mod validate;
 
@@ -33,5 +34,6 @@ pub use names::{
 pub use newer::NewerId;
 pub use report::*;
 pub use text::{DURATION_FORMS, compact_duration, cut, format_duration, parse_duration};
+pub use tls::*;
 pub use trace::*;
 pub use validate::{FieldError, InvalidReport, MAX_RESULTS, quoted};

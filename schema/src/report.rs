@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::newer::{self, NewerId};
 use crate::{
     BackendEvidence, CanaryName, Cause, HostEvidence, ListenerEvidence, PacketTrace, Resolution,
-    ResolverOutcome, ServerName,
+    ResolverOutcome, ServerName, TlsEvidence,
 };
 
 /// The wire format version this crate writes and reads.
@@ -231,6 +231,9 @@ pub struct Evidence {
     /// kernel lines of the window before the check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<HostEvidence>,
+    /// The TLS handshake of an https canary: what was negotiated, the chain as served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsEvidence>,
 }
 
 /// Bytes of response body kept as evidence.

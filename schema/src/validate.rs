@@ -255,6 +255,36 @@ impl Validator {
         if let Some(host) = &r.evidence.host {
             self.host(&format!("{at}.evidence.host"), host);
         }
+        if let Some(tls) = &r.evidence.tls {
+            self.tls(&format!("{at}.evidence.tls"), tls);
+        }
+    }
+
+    /// The handshake: bounded lists and texts (names are DNS names or addresses, subjects
+    /// and issuers are a certificate's own limits).
+    fn tls(&mut self, at: &str, tls: &crate::TlsEvidence) {
+        self.text(&format!("{at}.sni"), &tls.sni, 0, 253);
+        let chain = &tls.chain;
+        self.count(
+            &format!("{at}.chain"),
+            chain.len(),
+            crate::TLS_CHAIN_MAX,
+            "certificates",
+        );
+        for (i, c) in chain.iter().take(crate::TLS_CHAIN_MAX).enumerate() {
+            let at = format!("{at}.chain[{i}]");
+            self.text(&format!("{at}.subject"), &c.subject, 0, 1024);
+            self.text(&format!("{at}.issuer"), &c.issuer, 0, 1024);
+            self.count(
+                &format!("{at}.names"),
+                c.names.len(),
+                crate::TLS_NAMES_MAX,
+                "names",
+            );
+            for (j, name) in c.names.iter().take(crate::TLS_NAMES_MAX).enumerate() {
+                self.text(&format!("{at}.names[{j}]"), name, 1, 253);
+            }
+        }
     }
 
     /// The host's readings: the collector stores the latest sample every cycle and each

@@ -60,7 +60,8 @@ impl<'a> From<&'a ResultView> for FailedCheck<'a> {
 }
 
 /// The check's facts in the order both print them: `check` (which canary, where, when),
-/// `failure`, `status`, `expected text`, `timings`, `body excerpt`; each only when known.
+/// `failure`, `status`, `expected text`, `timings`, `tls` and a `certificate` per certificate
+/// served, `body excerpt`; each only when known.
 pub fn failure_facts(c: &FailedCheck) -> Vec<Fact> {
     let e = c.evidence;
     let at = c
@@ -95,6 +96,9 @@ pub fn failure_facts(c: &FailedCheck) -> Vec<Fact> {
         facts.push(Fact::new("expected text", vec![Part::Quoted(text.into())]));
     }
     facts.push(Fact::new("timings", vec![Part::Words(timings(c.timings))]));
+    if let Some(tls) = e.and_then(|e| e.tls.as_ref()) {
+        facts.extend(super::tls_facts(tls, c.started_at_ms));
+    }
     if let Some(body) = e.and_then(|e| e.body_excerpt.as_deref()) {
         facts.push(Fact::new("body excerpt", vec![Part::Excerpt(body.into())]));
     }

@@ -4,7 +4,7 @@
 //! raw: the page escapes them, probectl cleans control characters out of them.
 //!
 //! One file per kind of evidence: [`failure`] (the check, what failed, the packets' summary),
-//! [`listeners`], [`host`], [`backends`]. A fact that reads as a sentence is written as a
+//! [`listeners`], [`host`], [`backends`], [`tls`]. A fact that reads as a sentence is written as a
 //! clause, lower case and without a full stop (`the reset came with TTL 57`): probectl prints
 //! it as a line, the page makes it a sentence.
 
@@ -12,6 +12,7 @@ mod backends;
 mod failure;
 mod host;
 mod listeners;
+mod tls;
 
 pub use backends::{BackendFacts, answer_print};
 pub use failure::{FailedCheck, TraceFacts, failure_facts, timings, ttl_line};
@@ -20,6 +21,7 @@ pub use host::{
     reboot_line,
 };
 pub use listeners::{ListenerFacts, ListenersFacts};
+pub use tls::tls_facts;
 
 /// How a fact reads: healthy, failing, or neither (nothing to compare with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

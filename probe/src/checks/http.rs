@@ -15,7 +15,6 @@ use causeway_schema::{BODY_EXCERPT_MAX, Evidence, Failure, FailureKind};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
-use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpSocket;
@@ -24,7 +23,8 @@ use tokio::time::timeout_at;
 use super::Check;
 use crate::AbortOnDrop;
 use crate::capture::{Capture, FlowWatch};
-use crate::config::{Canary, TargetHost, format_duration};
+use crate::checks::tls::{TlsSetup, evidence as tls_evidence};
+use crate::config::{Canary, format_duration};
 
 /// The most body we read: enough for any health page, bounded so a huge page cannot eat memory.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -74,7 +74,7 @@ impl<T: Check<Fetch, Outcome = HttpOutcome>> HttpCheck for T {}
 pub struct HttpChecker {
     /// Built once: loading the platform's roots is not free. An error is reported by every
     /// https check rather than stopping the probe.
-    tls: Result<Arc<ClientConfig>, String>,
+    tls: Result<Arc<TlsSetup>, String>,
     /// Captures each request's packets, for the trace of a failed one.
     capture: Option<Arc<Capture>>,
 }
@@ -88,7 +88,7 @@ impl Default for HttpChecker {
 impl HttpChecker {
     /// A checker without packet capture.
     pub fn new() -> Self {
-        let tls = tls_config()
+        let tls = TlsSetup::platform()
             .map(Arc::new)
             .map_err(|e| format!("cannot set up TLS certificate verification: {e}"));
         HttpChecker { tls, capture: None }
@@ -101,19 +101,6 @@ impl HttpChecker {
             ..Self::new()
         }
     }
-}
-
-fn tls_config() -> Result<ClientConfig, rustls::Error> {
-    use rustls_platform_verifier::BuilderVerifierExt;
-    // The provider is named here rather than taken from the process default, so the check
-    // does not depend on main having installed one.
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_platform_verifier()?
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
 }
 
 impl Check<Fetch> for HttpChecker {
@@ -137,7 +124,7 @@ async fn fetch(
     canary: &Canary,
     address: IpAddr,
     deadline: tokio::time::Instant,
-    tls: Result<Arc<ClientConfig>, String>,
+    tls: Result<Arc<TlsSetup>, String>,
     capture: Option<&Capture>,
 ) -> HttpOutcome {
     let remote = SocketAddr::new(address, canary.target.port);
@@ -182,7 +169,7 @@ async fn request(
     canary: &Canary,
     remote: SocketAddr,
     deadline: tokio::time::Instant,
-    tls: Result<Arc<ClientConfig>, String>,
+    tls: Result<Arc<TlsSetup>, String>,
     capture: Option<&Capture>,
     watch: &mut Option<FlowWatch>,
     out: &mut HttpOutcome,
@@ -217,12 +204,26 @@ async fn request(
     let _ = stream.set_nodelay(true);
 
     let io: Box<dyn Io> = if canary.target.tls {
-        let config = tls.map_err(|e| fail(FailureKind::Tls, e))?;
-        let name = server_name(&canary.target.host)?;
+        let setup = match &canary.tls.ca {
+            // A private CA: read with the config, so only an unusable certificate fails here.
+            Some(pem) => TlsSetup::with_roots(pem)
+                .map_err(|e| fail(FailureKind::Tls, format!("cannot trust ca_file: {e}")))?,
+            None => (*tls.map_err(|e| fail(FailureKind::Tls, e))?).clone(),
+        };
+        let sni = match &canary.tls.server_name {
+            Some(name) => name.clone(),
+            None => canary.target.host.to_string(),
+        };
+        let name = tls_name(&sni)?;
+        let (config, seen) = setup
+            .for_handshake()
+            .map_err(|e| fail(FailureKind::Tls, format!("cannot set up TLS: {e}")))?;
         let t = Instant::now();
         let connector = tokio_rustls::TlsConnector::from(config);
-        let tls_stream = match timeout_at(deadline, connector.connect(name, stream)).await {
+        let handshake = timeout_at(deadline, connector.connect(name, stream)).await;
+        let tls_stream = match handshake {
             Err(_) => {
+                out.evidence.tls = Some(tls_evidence(sni, None, None, &seen));
                 return Err(fail(
                     FailureKind::ResponseTimeout,
                     format!(
@@ -231,6 +232,7 @@ async fn request(
                 ));
             }
             Ok(Err(e)) => {
+                out.evidence.tls = Some(tls_evidence(sni, None, None, &seen));
                 return Err(fail(
                     FailureKind::Tls,
                     format!("TLS handshake with {remote} failed: {}", chain(&e)),
@@ -239,6 +241,8 @@ async fn request(
             Ok(Ok(s)) => s,
         };
         out.tls_ms = Some(ms(t.elapsed()));
+        let connection = Some(tls_stream.get_ref().1);
+        out.evidence.tls = Some(tls_evidence(sni, connection, out.tls_ms, &seen));
         Box::new(tls_stream)
     } else {
         Box::new(stream)
@@ -376,16 +380,15 @@ fn bound_socket(remote: SocketAddr) -> std::io::Result<TcpSocket> {
     Ok(socket)
 }
 
-fn server_name(host: &TargetHost) -> Result<ServerName<'static>, Failure> {
-    match host {
-        TargetHost::Ip(ip) => Ok(ServerName::IpAddress((*ip).into())),
-        TargetHost::Name(name) => ServerName::try_from(name.clone()).map_err(|e| {
-            fail(
-                FailureKind::Tls,
-                format!("{name:?} cannot be a TLS server name: {e}"),
-            )
-        }),
-    }
+/// The name the certificate is checked against: an IP address or a DNS name (SNI is sent for
+/// a name only).
+fn tls_name(name: &str) -> Result<ServerName<'static>, Failure> {
+    ServerName::try_from(name.to_owned()).map_err(|e| {
+        fail(
+            FailureKind::Tls,
+            format!("{name:?} cannot be a TLS server name: {e}"),
+        )
+    })
 }
 
 fn connect_failure(remote: SocketAddr, e: &std::io::Error) -> Failure {
@@ -553,6 +556,7 @@ mod tests {
 
     use super::*;
     use crate::config::Target;
+    use crate::config::TargetHost;
 
     const TIMEOUT: Duration = Duration::from_millis(800);
 
@@ -571,6 +575,7 @@ mod tests {
             expect_text: Some("canary-ok".into()),
             timeout: TIMEOUT,
             serving: crate::config::ServingRule::LongLived,
+            tls: Default::default(),
             backends: Vec::new(),
         }
     }
@@ -815,6 +820,154 @@ mod tests {
         assert!(o.connect_ms.is_some());
         assert_eq!(o.tls_ms, None, "the handshake did not complete");
         assert_sane_timings(&o);
+        let tls = o.evidence.tls.as_ref().expect("TLS evidence");
+        assert_eq!(tls.sni, "canary.test");
+        assert_eq!(
+            (tls.version.as_ref(), tls.chain.len()),
+            (None, 0),
+            "{tls:?}"
+        );
+    }
+
+    /// A TLS server on 127.0.0.1 serving `chain` (leaf first) with `key`, answering every
+    /// request with a canary page.
+    async fn tls_server(chain: Vec<Vec<u8>>, key: &rcgen::KeyPair) -> u16 {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                chain.into_iter().map(Into::into).collect(),
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A client that refuses the certificate ends the handshake here.
+                    let Ok(mut tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let mut buf = vec![0; 4096];
+                    let _ = tls.read(&mut buf).await;
+                    let _ = tls.write_all(&reply("200 OK", "canary-ok")).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        port
+    }
+
+    /// A certificate for `names`: self-signed, or signed by `issuer`.
+    fn certificate(
+        names: &[&str],
+        issuer: Option<&rcgen::Issuer<'_, rcgen::KeyPair>>,
+    ) -> (Vec<u8>, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut params = rcgen::CertificateParams::new(names.clone()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, names[0].as_str());
+        let cert = match issuer {
+            None => params.self_signed(&key).unwrap(),
+            Some(issuer) => params.signed_by(&key, issuer).unwrap(),
+        };
+        (cert.der().to_vec(), key)
+    }
+
+    /// A private CA: its PEM and its issuer.
+    fn private_ca() -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Lab CA");
+        let cert = params.self_signed(&key).unwrap();
+        (cert.pem(), rcgen::Issuer::new(params, key))
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_certificate_is_a_tls_failure_with_the_chain_as_served() {
+        let (der, key) = certificate(&["canary.test"], None);
+        let port = tls_server(vec![der.clone()], &key).await;
+        let mut c = canary(port, true);
+        c.target.host = TargetHost::Name("canary.test".into());
+        let o = check(&c).await;
+        assert_eq!(kind(&o), Some(FailureKind::Tls), "{o:?}");
+        let tls = o.evidence.tls.as_ref().expect("TLS evidence");
+        assert_eq!(tls.sni, "canary.test");
+        assert_eq!(tls.version, None, "the handshake did not finish");
+        let [leaf] = tls.chain.as_slice() else {
+            panic!("one certificate served: {tls:?}");
+        };
+        assert_eq!(leaf.subject, "CN=canary.test");
+        assert_eq!(leaf.issuer, "CN=canary.test", "self-signed");
+        assert_eq!(leaf.names, ["canary.test"]);
+        assert_eq!(leaf.key, "EC 256", "rcgen's default key: ECDSA P-256");
+        assert!(leaf.not_before_ms < leaf.not_after_ms, "{leaf:?}");
+        let sha256: String = <sha2::Sha256 as sha2::Digest>::digest(&der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(leaf.sha256, sha256);
+    }
+
+    #[tokio::test]
+    async fn a_private_ca_in_ca_file_is_trusted_and_the_handshake_recorded() {
+        let (ca_pem, issuer) = private_ca();
+        let (leaf, key) = certificate(&["canary.test"], Some(&issuer));
+        let port = tls_server(vec![leaf], &key).await;
+        let mut c = canary(port, true);
+        c.target.host = TargetHost::Name("canary.test".into());
+        c.tls.ca = Some(ca_pem.into_bytes());
+        let o = check(&c).await;
+        assert_eq!(o.failure, None, "{o:?}");
+        assert_eq!(o.status, Some(200));
+        let tls = o.evidence.tls.as_ref().expect("TLS evidence");
+        assert_eq!(tls.version.as_deref(), Some("TLSv1.3"));
+        assert!(
+            tls.cipher_suite
+                .as_deref()
+                .is_some_and(|c| c.starts_with("TLS13_")),
+            "{tls:?}"
+        );
+        assert_eq!(tls.alpn.as_deref(), Some("http/1.1"));
+        assert_eq!(tls.handshake_ms, o.tls_ms);
+        assert_eq!(tls.chain[0].issuer, "CN=Lab CA");
+
+        // Without the CA, the same server is not trusted.
+        c.tls.ca = None;
+        assert_eq!(kind(&check(&c).await), Some(FailureKind::Tls));
+    }
+
+    #[tokio::test]
+    async fn tls_server_name_is_the_name_asked_for_and_checked() {
+        let (ca_pem, issuer) = private_ca();
+        let (leaf, key) = certificate(&["shop.test"], Some(&issuer));
+        let port = tls_server(vec![leaf], &key).await;
+        // Requested by address: the certificate does not cover 127.0.0.1.
+        let mut c = canary(port, true);
+        c.tls.ca = Some(ca_pem.into_bytes());
+        let o = check(&c).await;
+        assert_eq!(kind(&o), Some(FailureKind::Tls), "{o:?}");
+        assert_eq!(o.evidence.tls.as_ref().unwrap().sni, "127.0.0.1");
+        assert_eq!(
+            o.evidence.tls.as_ref().unwrap().chain[0].names,
+            ["shop.test"]
+        );
+
+        c.tls.server_name = Some("shop.test".into());
+        let o = check(&c).await;
+        assert_eq!(o.failure, None, "{o:?}");
+        assert_eq!(o.evidence.tls.as_ref().unwrap().sni, "shop.test");
     }
 
     #[tokio::test]

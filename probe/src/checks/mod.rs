@@ -16,6 +16,7 @@ pub mod backends;
 pub mod dns;
 pub mod http;
 pub mod reach;
+pub mod tls;
 
 use std::future::Future;
 use std::time::Duration;

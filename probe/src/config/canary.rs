@@ -1,13 +1,14 @@
 //! The checks of each `[[canary]]` table: its name, its URL (taken apart into a [`Target`]
 //! here, once), what the page must return, how its serving process is recognised, its backends.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use causeway_schema::CanaryName;
 
 use super::raw::{RawBackend, RawCanary};
 use super::validate::{DEFAULT_TIMEOUT, Setting, TIMEOUT_RANGE, Validator, has_authority};
-use super::{Backend, Canary, MAX_CANARIES, ServingRule, Target, TargetHost};
+use super::{Backend, Canary, CanaryTls, MAX_CANARIES, ServingRule, Target, TargetHost};
 
 /// The longest canary URL the collector stores (schema validation allows 2048 characters).
 const MAX_URL: usize = 2048;
@@ -141,6 +142,8 @@ impl Validator {
             }
         };
         let serving = self.serving(at, raw.serving_unit, raw.serving_process);
+        let https = target.as_ref().map(|t: &Target| t.tls);
+        let tls = self.canary_tls(at, raw.ca_file, raw.tls_server_name, https);
         let backends = self.backends(at, raw.backend.unwrap_or_default());
         Some(Canary {
             name: name?,
@@ -150,8 +153,74 @@ impl Validator {
             expect_text: expect_text.ok()?,
             timeout: timeout?,
             serving: serving?,
+            tls: tls?,
             backends: backends?,
         })
+    }
+
+    /// `ca_file` and `tls_server_name`: https canaries only. `https` is `None` when the URL
+    /// was wrong (already said).
+    fn canary_tls(
+        &mut self,
+        at: &str,
+        ca_file: Option<PathBuf>,
+        server_name: Option<String>,
+        https: Option<bool>,
+    ) -> Option<CanaryTls> {
+        let mut ok = true;
+        for (key, set) in [
+            ("ca_file", ca_file.is_some()),
+            ("tls_server_name", server_name.is_some()),
+        ] {
+            if set && https == Some(false) {
+                self.problem(
+                    &format!("{at}.{key}"),
+                    "is set, but the url is not https://: it is used for TLS only; use an https:// url or remove the key",
+                );
+                ok = false;
+            }
+        }
+        let ca = match ca_file {
+            None => None,
+            Some(path) => {
+                let key = format!("{at}.ca_file");
+                let shown = format!("{:?}", path.display().to_string());
+                match std::fs::read(&path) {
+                    Err(e) => {
+                        self.problem(&key, format!("{shown} cannot be read: {e}"));
+                        ok = false;
+                        None
+                    }
+                    Ok(pem) if crate::checks::tls::pem_certificates(&pem).is_empty() => {
+                        self.problem(
+                            &key,
+                            format!("{shown} holds no PEM certificate; expected one or more -----BEGIN CERTIFICATE----- blocks"),
+                        );
+                        ok = false;
+                        None
+                    }
+                    Ok(pem) => Some(pem),
+                }
+            }
+        };
+        let server_name = match server_name {
+            None => None,
+            Some(name) => {
+                let lower = name.to_ascii_lowercase();
+                match rustls::pki_types::ServerName::try_from(lower.as_str()) {
+                    Ok(_) if !lower.is_empty() && lower.len() <= MAX_HOST_NAME => Some(lower),
+                    _ => {
+                        self.problem(
+                            &format!("{at}.tls_server_name"),
+                            format!("{name:?} is not a DNS name or IP address the certificate could cover"),
+                        );
+                        ok = false;
+                        None
+                    }
+                }
+            }
+        };
+        ok.then_some(CanaryTls { ca, server_name })
     }
 
     fn backends(&mut self, at: &str, raw: Vec<RawBackend>) -> Option<Vec<Backend>> {

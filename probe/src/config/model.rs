@@ -94,8 +94,21 @@ pub struct Canary {
     pub timeout: Duration,
     /// Which process serves the canary's port when it is on this host.
     pub serving: ServingRule,
+    /// How an https canary's certificate is checked.
+    pub tls: CanaryTls,
     /// The backends behind the canary's reverse proxy, as the proxy reaches them.
     pub backends: Vec<Backend>,
+}
+
+/// An https canary's own TLS settings; the defaults check the URL's host against the
+/// platform's roots.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CanaryTls {
+    /// PEM certificates (`ca_file`) that alone are trusted for this canary: a private CA.
+    pub ca: Option<Vec<u8>>,
+    /// The name sent (SNI) and checked against the certificate instead of the URL's host
+    /// (`tls_server_name`): a canary requested by address, or through another name.
+    pub server_name: Option<String>,
 }
 
 /// One backend of a canary's proxy.
@@ -126,6 +139,15 @@ pub enum TargetHost {
     Name(String),
     /// An IP literal: requested as is, no resolution.
     Ip(IpAddr),
+}
+
+impl fmt::Display for TargetHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetHost::Name(name) => f.write_str(name),
+            TargetHost::Ip(ip) => ip.fmt(f),
+        }
+    }
 }
 
 impl Config {

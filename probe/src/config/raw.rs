@@ -34,6 +34,8 @@ const CANARY_KEYS: &[&str] = &[
     "timeout",
     "serving_unit",
     "serving_process",
+    "ca_file",
+    "tls_server_name",
     "backend",
 ];
 const BACKEND_KEYS: &[&str] = &["address", "name"];
@@ -123,6 +125,8 @@ pub(super) struct RawCanary {
     pub(super) timeout: Option<toml::Value>,
     pub(super) serving_unit: Option<String>,
     pub(super) serving_process: Option<String>,
+    pub(super) ca_file: Option<PathBuf>,
+    pub(super) tls_server_name: Option<String>,
     pub(super) backend: Option<Vec<RawBackend>>,
 }
 
