@@ -221,9 +221,17 @@ async fn request(
         let t = Instant::now();
         let connector = tokio_rustls::TlsConnector::from(config);
         let handshake = timeout_at(deadline, connector.connect(name, stream)).await;
+        // The evidence whatever the outcome: a refused certificate is the one worth seeing.
+        let connection = match &handshake {
+            Ok(Ok(s)) => {
+                out.tls_ms = Some(ms(t.elapsed()));
+                Some(s.get_ref().1)
+            }
+            _ => None,
+        };
+        out.evidence.tls = Some(tls_evidence(sni, connection, out.tls_ms, &seen));
         let tls_stream = match handshake {
             Err(_) => {
-                out.evidence.tls = Some(tls_evidence(sni, None, None, &seen));
                 return Err(fail(
                     FailureKind::ResponseTimeout,
                     format!(
@@ -232,7 +240,6 @@ async fn request(
                 ));
             }
             Ok(Err(e)) => {
-                out.evidence.tls = Some(tls_evidence(sni, None, None, &seen));
                 return Err(fail(
                     FailureKind::Tls,
                     format!("TLS handshake with {remote} failed: {}", chain(&e)),
@@ -240,9 +247,6 @@ async fn request(
             }
             Ok(Ok(s)) => s,
         };
-        out.tls_ms = Some(ms(t.elapsed()));
-        let connection = Some(tls_stream.get_ref().1);
-        out.evidence.tls = Some(tls_evidence(sni, connection, out.tls_ms, &seen));
         Box::new(tls_stream)
     } else {
         Box::new(stream)
