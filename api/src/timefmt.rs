@@ -1,16 +1,9 @@
 //! How times and durations are written for people: RFC 3339 in UTC, and compact durations.
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
-/// `2026-11-23T12:03:10Z`, to the second. Out-of-range values are written as raw numbers
-/// rather than failing a whole page.
-pub fn rfc3339(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| format!("{ms} ms"))
-}
+/// `2026-11-23T12:03:10Z`, to the second (explanations write dates the same way).
+pub use causeway_schema::rfc3339;
 
 /// `12:03:10.250`: the UTC time of day to the millisecond, for events a second apart.
 pub fn clock_ms(ms: i64) -> String {
@@ -56,6 +49,23 @@ mod tests {
         assert_eq!(rfc3339(1_795_435_390_000), "2026-11-23T12:03:10Z");
         assert_eq!(rfc3339(1_795_435_390_999), "2026-11-23T12:03:10Z");
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(i64::MAX), format!("{} ms", i64::MAX));
+    }
+
+    /// The schema's own calendar arithmetic against the `time` crate's, across leap days,
+    /// centuries and the years before the epoch.
+    #[test]
+    fn rfc3339_agrees_with_the_time_crate() {
+        use time::format_description::well_known::Rfc3339;
+        let mut ms: i64 = -62_000_000_000_000; // year 0005
+        while ms < 253_000_000_000_000 {
+            let want = OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+                .unwrap()
+                .format(&Rfc3339)
+                .unwrap();
+            assert_eq!(rfc3339(ms), want, "{ms}");
+            ms += 86_399_917_345; // a day less a bit: every weekday, hour and minute drift
+        }
     }
 
     #[test]

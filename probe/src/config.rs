@@ -317,10 +317,10 @@ url = "http://[fd00::2]/"
             vec![
                 "canary[0].expect: unknown key in canary[0]; allowed keys: name, url, \
                  expect_status, expect_text, timeout, serving_unit, serving_process, ca_file, \
-                 tls_server_name, backend",
+                 tls_server_name, tls_warn_days, tls_critical_days, backend",
                 "canary[0].timout: unknown key in canary[0]; allowed keys: name, url, \
                  expect_status, expect_text, timeout, serving_unit, serving_process, ca_file, \
-                 tls_server_name, backend",
+                 tls_server_name, tls_warn_days, tls_critical_days, backend",
             ]
         );
     }
@@ -642,6 +642,44 @@ url = "http://[fd00::2]/"
             "an IP address is a name a certificate can cover: {p:?}"
         );
         assert!(p[0].contains("cannot be read: No such file"), "{p:?}");
+    }
+
+    #[test]
+    fn tls_warn_and_critical_days() {
+        let https = MINIMAL.replace("http://canary.example", "https://canary.example");
+        let tls =
+            |keys: &str| parse(&format!("{https}{keys}\n")).map(|c| c.canaries[0].tls.clone());
+        let defaults = tls("").unwrap();
+        assert_eq!((defaults.warn_days, defaults.critical_days), (14, 3));
+        let set = tls("tls_warn_days = 30\ntls_critical_days = 7").unwrap();
+        assert_eq!((set.warn_days, set.critical_days), (30, 7));
+        let problems_of = |keys: &str| match tls(keys) {
+            Ok(t) => panic!("expected errors, got {t:?}"),
+            Err(e) => e.problems(),
+        };
+        assert_eq!(
+            problems_of("tls_warn_days = 0\ntls_critical_days = 400"),
+            [
+                "canary[0].tls_warn_days: 0 is out of range; allowed: 1 to 365 (days)",
+                "canary[0].tls_critical_days: 400 is out of range; allowed: 1 to 365 (tls_warn_days)",
+            ]
+        );
+        assert_eq!(
+            problems_of("tls_warn_days = 10\ntls_critical_days = 11"),
+            ["canary[0].tls_critical_days: 11 is out of range; allowed: 1 to 10 (tls_warn_days)"]
+        );
+        assert_eq!(
+            problems_of("tls_warn_days = 2"),
+            [
+                "canary[0].tls_critical_days: the default 3 is more than tls_warn_days (2); set it to 1 to 2"
+            ]
+        );
+        assert_eq!(
+            problems(&with_canary("tls_warn_days = 20")),
+            [
+                "canary[0].tls_warn_days: is set, but the url is not https://: it is used for TLS only; use an https:// url or remove the key"
+            ]
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::now_ms;
 use crate::os::Os;
 
 mod overrun;
+mod tls_expiry;
 
 /// Most addresses requested per canary: bounds the requests (and memory) of a cycle and keeps
 /// a report under the collector's limit on results.
@@ -141,6 +142,11 @@ impl<D: DnsChecks, H: HttpCheck> Prober<D, H> {
         for r in &mut results {
             r.diagnosis = classify(r);
         }
+        let mut host = host.as_ref().map(watch::for_report);
+        if let Some(host) = &mut host {
+            let expiring = tls_expiry::conditions(&self.config.canaries, &results, started_at_ms);
+            host.conditions.extend(expiring);
+        }
         let mut report = Report {
             schema_version: SCHEMA_VERSION,
             report_id: causeway_schema::ReportId::new(),
@@ -156,7 +162,7 @@ impl<D: DnsChecks, H: HttpCheck> Prober<D, H> {
             results,
             resolutions,
             spool: SpoolStats::default(),
-            host: host.as_ref().map(watch::for_report),
+            host,
             cycle: None,
         };
         let took = started.elapsed();
@@ -463,7 +469,12 @@ fn check_result(
 ) -> CheckResult {
     let ok = outcome.failure.is_none();
     let evidence = if ok {
-        Evidence::default()
+        // A healthy https check keeps its certificates' fingerprints and dates: the expiry
+        // warnings and the certificate-changed note come from them.
+        Evidence {
+            tls: outcome.evidence.tls.as_ref().map(|t| t.compact()),
+            ..Evidence::default()
+        }
     } else {
         Evidence {
             dns: dns.to_vec(),

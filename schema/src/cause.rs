@@ -31,6 +31,16 @@ pub enum Cause {
     ConnectionReset,
     HttpError,
     TlsError,
+    TlsCertificateExpired,
+    TlsCertificateNotYetValid,
+    TlsNameMismatch,
+    TlsUntrustedChain,
+    TlsIncompleteChain,
+    TlsHandshakeReset,
+    TlsSniFiltered,
+    TlsProtocolMismatch,
+    TlsExpiryWarning,
+    TlsExpiryCritical,
     ContentMismatch,
     Unknown,
     /// A cause of a newer version, kept as it came (see [`crate::newer`]); where a known
@@ -40,7 +50,7 @@ pub enum Cause {
 
 impl Cause {
     /// Every cause, in the order of the vocabulary table in docs/causes.md.
-    pub const ALL: [Cause; 21] = [
+    pub const ALL: [Cause; 31] = [
         Cause::RstFromNonServingProcess,
         Cause::QueuedOnNonServingProcess,
         Cause::ConnectionRefused,
@@ -60,6 +70,16 @@ impl Cause {
         Cause::ConnectionReset,
         Cause::HttpError,
         Cause::TlsError,
+        Cause::TlsCertificateExpired,
+        Cause::TlsCertificateNotYetValid,
+        Cause::TlsNameMismatch,
+        Cause::TlsUntrustedChain,
+        Cause::TlsIncompleteChain,
+        Cause::TlsHandshakeReset,
+        Cause::TlsSniFiltered,
+        Cause::TlsProtocolMismatch,
+        Cause::TlsExpiryWarning,
+        Cause::TlsExpiryCritical,
         Cause::ContentMismatch,
         Cause::Unknown,
     ];
@@ -86,6 +106,16 @@ impl Cause {
             Cause::ConnectionReset => "connection_reset",
             Cause::HttpError => "http_error",
             Cause::TlsError => "tls_error",
+            Cause::TlsCertificateExpired => "tls_certificate_expired",
+            Cause::TlsCertificateNotYetValid => "tls_certificate_not_yet_valid",
+            Cause::TlsNameMismatch => "tls_name_mismatch",
+            Cause::TlsUntrustedChain => "tls_untrusted_chain",
+            Cause::TlsIncompleteChain => "tls_incomplete_chain",
+            Cause::TlsHandshakeReset => "tls_handshake_reset",
+            Cause::TlsSniFiltered => "tls_sni_filtered",
+            Cause::TlsProtocolMismatch => "tls_protocol_mismatch",
+            Cause::TlsExpiryWarning => "tls_expiry_warning",
+            Cause::TlsExpiryCritical => "tls_expiry_critical",
             Cause::ContentMismatch => "content_mismatch",
             Cause::Unknown => "unknown",
             Cause::Newer(id) => id.id(),
@@ -130,6 +160,28 @@ impl Cause {
             Cause::ConnectionReset => "the connection was reset",
             Cause::HttpError => "the canary answered with an unexpected HTTP status",
             Cause::TlsError => "the TLS handshake with the canary failed",
+            Cause::TlsCertificateExpired => {
+                "a certificate the canary served had expired by the probe's clock"
+            }
+            Cause::TlsCertificateNotYetValid => {
+                "a certificate the canary served is not valid yet by the probe's clock"
+            }
+            Cause::TlsNameMismatch => "the canary's certificate does not cover the name asked for",
+            Cause::TlsUntrustedChain => {
+                "no trusted root issued the canary's certificate (self-signed, a private CA)"
+            }
+            Cause::TlsIncompleteChain => {
+                "the canary sent its certificate without the intermediate that issued it"
+            }
+            Cause::TlsHandshakeReset => "the server reset the connection after the ClientHello",
+            Cause::TlsSniFiltered => {
+                "a hop on the path reset the connection after the ClientHello named the canary"
+            }
+            Cause::TlsProtocolMismatch => {
+                "the probe and the canary share no TLS version or cipher suite"
+            }
+            Cause::TlsExpiryWarning => "a canary's certificate expires within tls_warn_days",
+            Cause::TlsExpiryCritical => "a canary's certificate expires within tls_critical_days",
             Cause::ContentMismatch => "the canary's page lacks the expected text",
             Cause::Unknown => "the check failed for a reason no evidence explains",
             Cause::Newer(_) => {
@@ -216,6 +268,16 @@ mod tests {
                 "connection_reset",
                 "http_error",
                 "tls_error",
+                "tls_certificate_expired",
+                "tls_certificate_not_yet_valid",
+                "tls_name_mismatch",
+                "tls_untrusted_chain",
+                "tls_incomplete_chain",
+                "tls_handshake_reset",
+                "tls_sni_filtered",
+                "tls_protocol_mismatch",
+                "tls_expiry_warning",
+                "tls_expiry_critical",
                 "content_mismatch",
                 "unknown",
             ]

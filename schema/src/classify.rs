@@ -10,9 +10,11 @@ mod backends;
 mod dns;
 mod host;
 mod resets;
+mod tls;
 
 pub use dns::{AddressCheck, disputed_addresses, judge_resolvers};
 pub use host::{Growth, host_conditions, memory_line, pressure_lines, s_unreclaim_growth};
+pub use tls::clock_verdict;
 
 use crate::{Cause, CheckResult, Diagnosis, FailureKind};
 
@@ -43,7 +45,12 @@ const CAUSE_RULES: &[CauseRule] = &[
         rule: |check, _| backends::classify(check),
         refined: true,
     },
-    // The packets: who reset the connection.
+    // What the TLS library said of the certificate or the parameters, with the chain.
+    CauseRule {
+        rule: |check, _| tls::classify(check).map(|(cause, why)| diagnosis(cause, why)),
+        refined: true,
+    },
+    // The packets: who reset the connection (a reset during a TLS handshake included).
     CauseRule {
         rule: |check, _| resets::classify(check).map(|(cause, why)| diagnosis(cause, why)),
         refined: true,

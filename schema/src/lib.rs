@@ -21,8 +21,8 @@ mod validate;
 pub use backends::*;
 pub use cause::{Cause, UnknownCause};
 pub use classify::{
-    AddressCheck, Growth, classify, disputed_addresses, host_conditions, judge_resolvers,
-    memory_line, pressure_lines, s_unreclaim_growth,
+    AddressCheck, Growth, classify, clock_verdict, disputed_addresses, host_conditions,
+    judge_resolvers, memory_line, pressure_lines, s_unreclaim_growth,
 };
 pub use dns::*;
 pub use host::*;
@@ -33,7 +33,7 @@ pub use names::{
 };
 pub use newer::NewerId;
 pub use report::*;
-pub use text::{DURATION_FORMS, compact_duration, cut, format_duration, parse_duration};
+pub use text::{DURATION_FORMS, compact_duration, cut, format_duration, parse_duration, rfc3339};
 pub use tls::*;
 pub use trace::*;
 pub use validate::{FieldError, InvalidReport, MAX_RESULTS, quoted};

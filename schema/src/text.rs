@@ -29,6 +29,33 @@ pub fn compact_duration(ms: i64) -> String {
         .collect()
 }
 
+/// `2026-11-23T12:03:10Z`: a time in milliseconds since the Unix epoch, in UTC to the second.
+/// Years outside 0000..=9999 are written as the raw number (`12 ms`) rather than failing a
+/// whole page. Here rather than in the API crate because explanations carry dates too.
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days_from_civil inverse: proleptic Gregorian, era-based.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    if !(0..=9999).contains(&year) {
+        return format!("{ms} ms");
+    }
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// The forms [`parse_duration`] takes, for error messages.
 pub const DURATION_FORMS: &str =
     "a whole number followed by ms, s, m, h or d (e.g. 500ms, 90s, 30m, 1h, 7d)";

@@ -9,13 +9,13 @@ fn cause(id: &str) -> Result<Cause, serde_json::Error> {
 
 #[test]
 fn newer_ids_round_trip_until_the_table_is_full() {
-    let tls = cause("tls_certificate_expired").unwrap();
+    let tls = cause("tls_certificate_revoked").unwrap();
     assert!(matches!(tls, Cause::Newer(_)), "{tls:?}");
-    assert_eq!(tls.id(), "tls_certificate_expired");
+    assert_eq!(tls.id(), "tls_certificate_revoked");
     assert_eq!(tls.known(), Cause::Unknown);
     assert_eq!(
         serde_json::to_value(tls).unwrap(),
-        "tls_certificate_expired"
+        "tls_certificate_revoked"
     );
     // Known ids stay themselves.
     assert_eq!(cause("oom_kill").unwrap(), Cause::OomKill);
@@ -40,7 +40,7 @@ fn newer_ids_round_trip_until_the_table_is_full() {
     assert_eq!(kind, FailureKind::Protocol);
     // What was kept before still reads as it came.
     assert_eq!(
-        cause("tls_certificate_expired").unwrap().id(),
-        "tls_certificate_expired"
+        cause("tls_certificate_revoked").unwrap().id(),
+        "tls_certificate_revoked"
     );
 }

@@ -11,7 +11,10 @@ pub fn tls_facts(tls: &TlsEvidence, checked_at_ms: i64) -> Vec<Fact> {
     let negotiated = match (&tls.version, &tls.cipher_suite) {
         (Some(v), Some(c)) => format!("{v}, {c}"),
         (Some(v), None) => v.clone(),
-        _ => "the handshake did not finish".to_owned(),
+        _ => match tls.failure {
+            Some(f) => format!("the handshake failed ({})", f.id()),
+            None => "the handshake did not finish".to_owned(),
+        },
     };
     let alpn = tls
         .alpn
@@ -109,6 +112,7 @@ mod tests {
                 cert(AT - 90 * DAY, AT - 3 * DAY),
                 cert(AT + 2 * DAY, AT + 9 * DAY),
             ],
+            failure: None,
         };
         let facts: Vec<String> = tls_facts(&tls, AT).iter().map(|f| f.plain()).collect();
         assert_eq!(
@@ -146,6 +150,14 @@ mod tests {
             "the handshake did not finish; asked for canary.example; 1 certificate served"
         );
         assert!(plain(&facts[1].text).contains("expires 10d after the check"));
+        let refused = TlsEvidence {
+            failure: Some(causeway_schema::TlsFailure::UnknownIssuer),
+            ..tls
+        };
+        assert_eq!(
+            plain(&tls_facts(&refused, AT)[0].text),
+            "the handshake failed (unknown_issuer); asked for canary.example; 1 certificate served"
+        );
         let none = tls_facts(&TlsEvidence::default(), AT);
         assert_eq!(none.len(), 1);
         assert!(plain(&none[0].text).ends_with("no certificate arrived"));

@@ -23,7 +23,7 @@ use tokio::time::timeout_at;
 use super::Check;
 use crate::AbortOnDrop;
 use crate::capture::{Capture, FlowWatch};
-use crate::checks::tls::{TlsSetup, evidence as tls_evidence};
+use crate::checks::tls::{TlsSetup, evidence as tls_evidence, failure_of as tls_failure_of};
 use crate::config::{Canary, format_duration};
 
 /// The most body we read: enough for any health page, bounded so a huge page cannot eat memory.
@@ -222,14 +222,15 @@ async fn request(
         let connector = tokio_rustls::TlsConnector::from(config);
         let handshake = timeout_at(deadline, connector.connect(name, stream)).await;
         // The evidence whatever the outcome: a refused certificate is the one worth seeing.
-        let connection = match &handshake {
+        let (connection, failure) = match &handshake {
             Ok(Ok(s)) => {
                 out.tls_ms = Some(ms(t.elapsed()));
-                Some(s.get_ref().1)
+                (Some(s.get_ref().1), None)
             }
-            _ => None,
+            Ok(Err(e)) => (None, Some(tls_failure_of(e))),
+            Err(_) => (None, None),
         };
-        out.evidence.tls = Some(tls_evidence(sni, connection, out.tls_ms, &seen));
+        out.evidence.tls = Some(tls_evidence(sni, connection, out.tls_ms, &seen, failure));
         let tls_stream = match handshake {
             Err(_) => {
                 return Err(fail(
@@ -561,6 +562,7 @@ mod tests {
     use super::*;
     use crate::config::Target;
     use crate::config::TargetHost;
+    use causeway_schema::TlsFailure;
 
     const TIMEOUT: Duration = Duration::from_millis(800);
 
@@ -827,8 +829,8 @@ mod tests {
         let tls = o.evidence.tls.as_ref().expect("TLS evidence");
         assert_eq!(tls.sni, "canary.test");
         assert_eq!(
-            (tls.version.as_ref(), tls.chain.len()),
-            (None, 0),
+            (tls.version.as_ref(), tls.chain.len(), tls.failure),
+            (None, 0, Some(TlsFailure::Other)),
             "{tls:?}"
         );
     }
@@ -909,6 +911,7 @@ mod tests {
         let tls = o.evidence.tls.as_ref().expect("TLS evidence");
         assert_eq!(tls.sni, "canary.test");
         assert_eq!(tls.version, None, "the handshake did not finish");
+        assert_eq!(tls.failure, Some(TlsFailure::UnknownIssuer));
         let [leaf] = tls.chain.as_slice() else {
             panic!("one certificate served: {tls:?}");
         };
@@ -946,10 +949,65 @@ mod tests {
         assert_eq!(tls.alpn.as_deref(), Some("http/1.1"));
         assert_eq!(tls.handshake_ms, o.tls_ms);
         assert_eq!(tls.chain[0].issuer, "CN=Lab CA");
+        assert_eq!(tls.failure, None);
 
         // Without the CA, the same server is not trusted.
         c.tls.ca = None;
-        assert_eq!(kind(&check(&c).await), Some(FailureKind::Tls));
+        let o = check(&c).await;
+        assert_eq!(kind(&o), Some(FailureKind::Tls));
+        assert_eq!(
+            o.evidence.tls.unwrap().failure,
+            Some(TlsFailure::UnknownIssuer)
+        );
+    }
+
+    /// Dates out of range, by a trusted CA: the library's verdict is kept as the failure.
+    #[tokio::test]
+    async fn expired_and_not_yet_valid_certificates_are_told_apart() {
+        let (ca_pem, issuer) = private_ca();
+        for (from, to, want) in [
+            ((2020, 1, 1), (2021, 1, 1), TlsFailure::CertificateExpired),
+            (
+                (2098, 1, 1),
+                (2099, 1, 1),
+                TlsFailure::CertificateNotYetValid,
+            ),
+        ] {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(vec!["canary.test".into()]).unwrap();
+            params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+            params.not_after = rcgen::date_time_ymd(to.0, to.1, to.2);
+            let leaf = params.signed_by(&key, &issuer).unwrap().der().to_vec();
+            let port = tls_server(vec![leaf], &key).await;
+            let mut c = canary(port, true);
+            c.target.host = TargetHost::Name("canary.test".into());
+            c.tls.ca = Some(ca_pem.clone().into_bytes());
+            let o = check(&c).await;
+            assert_eq!(kind(&o), Some(FailureKind::Tls), "{o:?}");
+            let tls = o.evidence.tls.unwrap();
+            assert_eq!(tls.failure, Some(want), "{:?}", o.failure);
+            assert_eq!(
+                tls.chain[0].not_after_ms / 1000,
+                params.not_after.unix_timestamp()
+            );
+        }
+    }
+
+    /// A server that resets the connection once the ClientHello came.
+    #[tokio::test]
+    async fn a_reset_during_the_handshake_is_the_failure_reset() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut hello = [0u8; 5];
+            let _ = stream.read_exact(&mut hello).await;
+            // SO_LINGER 0: closing sends a reset instead of a FIN.
+            stream.set_zero_linger().unwrap();
+        });
+        let o = check(&canary(port, true)).await;
+        assert_eq!(kind(&o), Some(FailureKind::Tls), "{o:?}");
+        assert_eq!(o.evidence.tls.unwrap().failure, Some(TlsFailure::Reset));
     }
 
     #[tokio::test]
@@ -963,6 +1021,10 @@ mod tests {
         let o = check(&c).await;
         assert_eq!(kind(&o), Some(FailureKind::Tls), "{o:?}");
         assert_eq!(o.evidence.tls.as_ref().unwrap().sni, "127.0.0.1");
+        assert_eq!(
+            o.evidence.tls.as_ref().unwrap().failure,
+            Some(TlsFailure::NameMismatch)
+        );
         assert_eq!(
             o.evidence.tls.as_ref().unwrap().chain[0].names,
             ["shop.test"]

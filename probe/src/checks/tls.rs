@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use causeway_schema::{CertificateSummary, TLS_CHAIN_MAX, TLS_NAMES_MAX, TlsEvidence};
+use causeway_schema::{CertificateSummary, TLS_CHAIN_MAX, TLS_NAMES_MAX, TlsEvidence, TlsFailure};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -125,13 +125,45 @@ impl ServerCertVerifier for Recorder {
     }
 }
 
+/// What a failed handshake's error says, in the schema's terms. tokio-rustls hands rustls's
+/// error over inside an `io::Error`; a reset or a close comes as the socket's own error.
+pub fn failure_of(e: &std::io::Error) -> TlsFailure {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert, Error};
+    use std::io::ErrorKind;
+    let tls = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>());
+    match tls {
+        Some(Error::InvalidCertificate(c)) => match c {
+            Cert::Expired | Cert::ExpiredContext { .. } => TlsFailure::CertificateExpired,
+            Cert::NotValidYet | Cert::NotValidYetContext { .. } => {
+                TlsFailure::CertificateNotYetValid
+            }
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. } => TlsFailure::NameMismatch,
+            Cert::UnknownIssuer => TlsFailure::UnknownIssuer,
+            _ => TlsFailure::BadCertificate,
+        },
+        Some(Error::PeerIncompatible(_)) => TlsFailure::ProtocolMismatch,
+        // What a server says when it shares no version or suite with the client.
+        Some(Error::AlertReceived(
+            Alert::HandshakeFailure | Alert::ProtocolVersion | Alert::InsufficientSecurity,
+        )) => TlsFailure::ProtocolMismatch,
+        Some(Error::AlertReceived(_)) => TlsFailure::Alert,
+        Some(_) => TlsFailure::Other,
+        None => match e.kind() {
+            ErrorKind::ConnectionReset => TlsFailure::Reset,
+            ErrorKind::UnexpectedEof | ErrorKind::ConnectionAborted => TlsFailure::Closed,
+            _ => TlsFailure::Other,
+        },
+    }
+}
+
 /// The evidence of one handshake: `connection` when it finished, the chain the verifier saw
-/// either way.
+/// either way, and `failure` when it did not finish.
 pub fn evidence(
     sni: String,
     connection: Option<&ClientConnection>,
     handshake_ms: Option<f64>,
     seen: &SeenChain,
+    failure: Option<TlsFailure>,
 ) -> TlsEvidence {
     let chain = seen.lock().unwrap_or_else(|e| e.into_inner());
     TlsEvidence {
@@ -156,6 +188,7 @@ pub fn evidence(
             .map(|p| String::from_utf8_lossy(p).into_owned()),
         handshake_ms,
         chain: chain.iter().map(|der| summary(der)).collect(),
+        failure,
     }
 }
 

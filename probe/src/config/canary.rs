@@ -1,11 +1,11 @@
 //! The checks of each `[[canary]]` table: its name, its URL (taken apart into a [`Target`]
 //! here, once), what the page must return, how its serving process is recognised, its backends.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use causeway_schema::CanaryName;
 
+use super::model::{DEFAULT_TLS_CRITICAL_DAYS, DEFAULT_TLS_WARN_DAYS, MAX_TLS_WARN_DAYS};
 use super::raw::{RawBackend, RawCanary};
 use super::validate::{DEFAULT_TIMEOUT, Setting, TIMEOUT_RANGE, Validator, has_authority};
 use super::{Backend, Canary, CanaryTls, MAX_CANARIES, ServingRule, Target, TargetHost};
@@ -107,6 +107,14 @@ impl Validator {
                 }
             },
         };
+        let https = target.as_ref().map(|t: &Target| t.tls);
+        let keys = TlsKeys {
+            ca_file: raw.ca_file,
+            server_name: raw.tls_server_name,
+            warn_days: raw.tls_warn_days,
+            critical_days: raw.tls_critical_days,
+        };
+        let tls = self.canary_tls(at, keys, https);
         let expect_status = match raw.expect_status {
             None => Some(200),
             Some(s) => match u16::try_from(s) {
@@ -142,8 +150,6 @@ impl Validator {
             }
         };
         let serving = self.serving(at, raw.serving_unit, raw.serving_process);
-        let https = target.as_ref().map(|t: &Target| t.tls);
-        let tls = self.canary_tls(at, raw.ca_file, raw.tls_server_name, https);
         let backends = self.backends(at, raw.backend.unwrap_or_default());
         Some(Canary {
             name: name?,
@@ -160,17 +166,13 @@ impl Validator {
 
     /// `ca_file` and `tls_server_name`: https canaries only. `https` is `None` when the URL
     /// was wrong (already said).
-    fn canary_tls(
-        &mut self,
-        at: &str,
-        ca_file: Option<PathBuf>,
-        server_name: Option<String>,
-        https: Option<bool>,
-    ) -> Option<CanaryTls> {
+    fn canary_tls(&mut self, at: &str, raw: TlsKeys, https: Option<bool>) -> Option<CanaryTls> {
         let mut ok = true;
         for (key, set) in [
-            ("ca_file", ca_file.is_some()),
-            ("tls_server_name", server_name.is_some()),
+            ("ca_file", raw.ca_file.is_some()),
+            ("tls_server_name", raw.server_name.is_some()),
+            ("tls_warn_days", raw.warn_days.is_some()),
+            ("tls_critical_days", raw.critical_days.is_some()),
         ] {
             if set && https == Some(false) {
                 self.problem(
@@ -180,12 +182,12 @@ impl Validator {
                 ok = false;
             }
         }
-        let ca = match ca_file {
+        let ca = match &raw.ca_file {
             None => None,
             Some(path) => {
                 let key = format!("{at}.ca_file");
                 let shown = format!("{:?}", path.display().to_string());
-                match std::fs::read(&path) {
+                match std::fs::read(path) {
                     Err(e) => {
                         self.problem(&key, format!("{shown} cannot be read: {e}"));
                         ok = false;
@@ -203,7 +205,7 @@ impl Validator {
                 }
             }
         };
-        let server_name = match server_name {
+        let server_name = match &raw.server_name {
             None => None,
             Some(name) => {
                 let lower = name.to_ascii_lowercase();
@@ -220,7 +222,56 @@ impl Validator {
                 }
             }
         };
-        ok.then_some(CanaryTls { ca, server_name })
+        let (warn_days, critical_days) = self.expiry_days(at, &raw);
+        ok &= warn_days.is_some() && critical_days.is_some();
+        Some(CanaryTls {
+            ca,
+            server_name,
+            warn_days: warn_days?,
+            critical_days: critical_days?,
+        })
+        .filter(|_| ok)
+    }
+
+    /// `tls_warn_days` (1 to a year) and `tls_critical_days` (1 to `tls_warn_days`).
+    fn expiry_days(&mut self, at: &str, raw: &TlsKeys) -> (Option<u16>, Option<u16>) {
+        let warn = match raw.warn_days {
+            None => Some(DEFAULT_TLS_WARN_DAYS),
+            Some(d) => match u16::try_from(d) {
+                Ok(d) if (1..=MAX_TLS_WARN_DAYS).contains(&d) => Some(d),
+                _ => {
+                    self.problem(
+                        &format!("{at}.tls_warn_days"),
+                        format!("{d} is out of range; allowed: 1 to {MAX_TLS_WARN_DAYS} (days)"),
+                    );
+                    None
+                }
+            },
+        };
+        let top = warn.unwrap_or(MAX_TLS_WARN_DAYS);
+        let critical = match raw.critical_days {
+            None if DEFAULT_TLS_CRITICAL_DAYS <= top => Some(DEFAULT_TLS_CRITICAL_DAYS),
+            None => {
+                self.problem(
+                    &format!("{at}.tls_critical_days"),
+                    format!(
+                        "the default {DEFAULT_TLS_CRITICAL_DAYS} is more than tls_warn_days ({top}); set it to 1 to {top}"
+                    ),
+                );
+                None
+            }
+            Some(d) => match u16::try_from(d) {
+                Ok(d) if (1..=top).contains(&d) => Some(d),
+                _ => {
+                    self.problem(
+                        &format!("{at}.tls_critical_days"),
+                        format!("{d} is out of range; allowed: 1 to {top} (tls_warn_days)"),
+                    );
+                    None
+                }
+            },
+        };
+        (warn, critical)
     }
 
     fn backends(&mut self, at: &str, raw: Vec<RawBackend>) -> Option<Vec<Backend>> {
@@ -390,4 +441,12 @@ fn parse_target(raw: &str) -> Result<Target, String> {
         path_and_query,
         host_header,
     })
+}
+
+/// A canary's TLS keys as written, taken out of [`RawCanary`] for [`Validator::canary_tls`].
+struct TlsKeys {
+    ca_file: Option<std::path::PathBuf>,
+    server_name: Option<String>,
+    warn_days: Option<i64>,
+    critical_days: Option<i64>,
 }

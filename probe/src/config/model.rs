@@ -102,14 +102,37 @@ pub struct Canary {
 
 /// An https canary's own TLS settings; the defaults check the URL's host against the
 /// platform's roots.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanaryTls {
     /// PEM certificates (`ca_file`) that alone are trusted for this canary: a private CA.
     pub ca: Option<Vec<u8>>,
     /// The name sent (SNI) and checked against the certificate instead of the URL's host
     /// (`tls_server_name`): a canary requested by address, or through another name.
     pub server_name: Option<String>,
+    /// A certificate of the chain expiring within this many days is the condition
+    /// `tls_expiry_warning` (`tls_warn_days`).
+    pub warn_days: u16,
+    /// ... and within this many, `tls_expiry_critical` (`tls_critical_days`).
+    pub critical_days: u16,
 }
+
+impl Default for CanaryTls {
+    fn default() -> CanaryTls {
+        CanaryTls {
+            ca: None,
+            server_name: None,
+            warn_days: DEFAULT_TLS_WARN_DAYS,
+            critical_days: DEFAULT_TLS_CRITICAL_DAYS,
+        }
+    }
+}
+
+/// `tls_warn_days` when not set: two weeks, time to renew by hand.
+pub const DEFAULT_TLS_WARN_DAYS: u16 = 14;
+/// `tls_critical_days` when not set.
+pub const DEFAULT_TLS_CRITICAL_DAYS: u16 = 3;
+/// The largest `tls_warn_days`: a year (certificates live at most 398 days).
+pub const MAX_TLS_WARN_DAYS: u16 = 365;
 
 /// One backend of a canary's proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -36,6 +36,8 @@ const CANARY_KEYS: &[&str] = &[
     "serving_process",
     "ca_file",
     "tls_server_name",
+    "tls_warn_days",
+    "tls_critical_days",
     "backend",
 ];
 const BACKEND_KEYS: &[&str] = &["address", "name"];
@@ -127,6 +129,8 @@ pub(super) struct RawCanary {
     pub(super) serving_process: Option<String>,
     pub(super) ca_file: Option<PathBuf>,
     pub(super) tls_server_name: Option<String>,
+    pub(super) tls_warn_days: Option<i64>,
+    pub(super) tls_critical_days: Option<i64>,
     pub(super) backend: Option<Vec<RawBackend>>,
 }
 

@@ -48,6 +48,21 @@ pub(super) fn classify(check: &CheckResult) -> Option<(Cause, String)> {
             TtlSource::ThisConnection => "its SYN-ACK on this connection",
             TtlSource::EarlierConnection => "the SYN-ACKs of earlier connections",
         };
+        if let Some(sni) = syn_ack.and(in_handshake(check, trace, rst)) {
+            return Some((
+                Cause::TlsSniFiltered,
+                format!(
+                    "{target}: a reset with TTL {} came {} ms after the ClientHello ({} bytes) \
+                     that named {sni:?}, before any answer, but this server's packets arrive \
+                     with TTL {} ({learnt}): a device on the path (a firewall or DPI filtering \
+                     on the TLS server name) ended the handshake, not the server",
+                    rst.ttl,
+                    since_request(trace, rst),
+                    trace.request_bytes(),
+                    expected.ttl
+                ),
+            ));
+        }
         return Some((
             Cause::RstFromMiddlebox,
             format!(
@@ -111,6 +126,19 @@ pub(super) fn classify(check: &CheckResult) -> Option<(Cause, String)> {
         Some(_) => format!("TTL {}, as the server's own packets", rst.ttl),
         None => format!("TTL {}", rst.ttl),
     };
+    if let Some(sni) = in_handshake(check, trace, rst) {
+        return Some((
+            Cause::TlsHandshakeReset,
+            format!(
+                "{target} reset the connection {} ms after the ClientHello ({} bytes) that \
+                     named {sni:?}, before any answer ({ttl}): the server itself refused the \
+                     handshake (a firewall on the host matching the name, or a TLS terminator \
+                     that drops names it does not serve)",
+                since_request(trace, rst),
+                trace.request_bytes(),
+            ),
+        ));
+    }
     Some((
         Cause::ConnectionReset,
         format!(
@@ -272,6 +300,29 @@ fn life(trace: &PacketTrace, rogue: &Listener) -> String {
         ),
         false => format!("seen from {seen} s around the SYN, still there"),
     }
+}
+
+/// The name asked for, when `rst` ended a TLS handshake right after the ClientHello: the
+/// handshake did not finish, the client's first bytes went out and nothing came back before
+/// the reset.
+fn in_handshake<'a>(
+    check: &'a CheckResult,
+    trace: &PacketTrace,
+    rst: &TracePacket,
+) -> Option<&'a str> {
+    let tls = check.evidence.tls.as_ref()?;
+    let unfinished = check.failure.as_ref()?.kind == FailureKind::Tls && tls.version.is_none();
+    (unfinished && trace.request_bytes() > 0 && trace.response_bytes_before(rst.t_ms) == 0)
+        .then_some(tls.sni.as_str())
+}
+
+/// Milliseconds from the client's first data segment to `rst`.
+fn since_request(trace: &PacketTrace, rst: &TracePacket) -> String {
+    let first = trace
+        .packets
+        .iter()
+        .find(|p| p.dir == Direction::Out && p.len > 0 && p.t_ms <= rst.t_ms);
+    format!("{:.0}", first.map_or(0.0, |p| rst.t_ms - p.t_ms))
 }
 
 /// "1502 ms after the request (78 bytes), before any response" and the like.
