@@ -287,6 +287,29 @@ pub struct WhyView {
     /// (`--retain-raw`), so its checks can no longer be told apart.
     #[serde(default)]
     pub availability_outside_maintenance: Option<Availability>,
+    /// The certificates the server's https canaries served in the window, by canary, the
+    /// oldest first. Absent from older collectors' answers.
+    #[serde(default)]
+    pub certificates: Vec<CertificateView>,
+}
+
+/// A certificate an https canary served: the leaf, told apart by its fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateView {
+    pub canary: String,
+    pub url: String,
+    /// The leaf's SHA-256, lower-case hex.
+    pub sha256: String,
+    pub subject: String,
+    /// The leaf's expiry.
+    pub not_after_ms: i64,
+    /// The earliest expiry of the chain as last served (an intermediate may expire first).
+    pub chain_not_after_ms: i64,
+    pub first_seen_at_ms: i64,
+    pub last_seen_at_ms: i64,
+    /// The canary served another certificate before this one: it changed at
+    /// `first_seen_at_ms`.
+    pub replaced_another: bool,
 }
 
 /// A time a server was in maintenance, and its checks then.

@@ -25,6 +25,7 @@
 //! kept as its data; the difference between its clock and the collector's is the host
 //! condition `clock_skew`.
 
+mod certificates;
 mod conditions;
 mod grouping;
 mod host;
@@ -43,7 +44,7 @@ pub use writer::{Writer, WriterError};
 
 use std::sync::Arc;
 
-use causeway_schema::{CheckResult, Report};
+use causeway_schema::{Cause, CheckResult, Report};
 
 use grouping::{Closed, IncidentStep, Open, next_incident, reopens};
 use server::Servers;
@@ -137,10 +138,14 @@ fn store(
     let clock_offset_ms = arrival.clock_offset_ms();
 
     let mut result_ids = Vec::with_capacity(report.results.len());
+    let mut canary_ids = Vec::with_capacity(report.results.len());
     for result in &report.results {
         let canary_id = canary_id(conn, state, server_id, result)?;
-        result_ids.push(insert_result(conn, (server_id, uuid, canary_id), result)?);
+        let ids = (server_id, uuid, canary_id);
+        result_ids.push(insert_result(conn, ids, result, clock_offset_ms)?);
+        canary_ids.push(canary_id);
     }
+    certificates::observe(conn, state, server_id, &report.results, &canary_ids)?;
     rollups::add(conn, server_id, report)?;
     let recent = rollups::add_recent(&mut state.recent, report)?;
     let observed = resolvers::observe(conn, state, server_id, report, in_order)?;
@@ -228,6 +233,7 @@ fn insert_result(
     conn: &mut dyn Conn,
     (server_id, report_uuid, canary_id): (i64, &[u8], i64),
     r: &CheckResult,
+    clock_offset_ms: Option<i64>,
 ) -> Result<i64, IngestError> {
     let id = conn.returning(
         "INSERT INTO results (report_uuid, server_id, canary_id, address, started_at_ms, ok,
@@ -252,7 +258,8 @@ fn insert_result(
     )?;
     // A failed check's cause, failure and evidence; a healthy one has none (its row stays short).
     if let Some(cause) = r.cause().filter(|_| !r.ok) {
-        let diagnosis = r.diagnosis.as_ref();
+        let judged = clock_offset_ms.and_then(|offset| judged_by_our_clock(r, offset));
+        let diagnosis = judged.as_ref().or(r.diagnosis.as_ref());
         let contributing = match diagnosis.map(|d| &d.contributing) {
             Some(c) if !c.is_empty() => Some(encode("contributing causes", c)?),
             _ => None,
@@ -273,6 +280,19 @@ fn insert_result(
         )?;
     }
     Ok(id)
+}
+
+/// A certificate out of its dates by the probe's clock, judged again by the collector's (the
+/// probe cannot tell a wrong clock from an expired certificate): the explanation says which is
+/// the more likely, and `clock_skew` contributes when the certificate is valid by ours.
+fn judged_by_our_clock(r: &CheckResult, offset_ms: i64) -> Option<causeway_schema::Diagnosis> {
+    let (sentence, clock_likely) = causeway_schema::clock_verdict(r, offset_ms)?;
+    let mut d = r.diagnosis.clone()?;
+    d.explanation = format!("{}; {sentence}", d.explanation);
+    if clock_likely && !d.contributing.contains(&Cause::ClockSkew) {
+        d.contributing.push(Cause::ClockSkew);
+    }
+    Some(d)
 }
 
 /// Counts a report's failures and checks in incident `id`, open or (within the merge gap)

@@ -260,6 +260,7 @@ pub async fn render(
     write_results(&mut x, &mut tx).await?;
     write_clock_offsets(&mut x, &mut tx).await?;
     write_cycles(&mut x, &mut tx).await?;
+    write_tls_expiry(&mut x, &mut tx, now_ms).await?;
     write_open(&mut x, &mut tx).await?;
     tx.rollback().await?;
     Ok(x.finish())
@@ -438,7 +439,8 @@ async fn write_cycles(
     x.family(
         took,
         Kind::Gauge,
-        "How long the server's probe took for its newest cycle (resolving, requests, evidence).          Longer than the interval and the next cycle waits for the following tick.",
+        "How long the server's probe took for its newest cycle (resolving, requests, evidence). \
+         Longer than the interval and the next cycle waits for the following tick.",
     );
     for (server, ms, _) in &rows {
         x.sample(took, &[("server", server)], seconds(*ms));
@@ -452,6 +454,50 @@ async fn write_cycles(
     );
     for (server, _, n) in &rows {
         x.sample(overruns, &[("server", server)], *n);
+    }
+    Ok(())
+}
+
+/// A certificate served within this long counts as the canary's current one.
+const CERTIFICATE_CURRENT_MS: i64 = 86_400_000;
+
+/// When each https canary's chain expires first (blackbox_exporter's
+/// `probe_ssl_earliest_cert_expiry`): its newest certificate, seen within a day.
+async fn write_tls_expiry(
+    x: &mut Exposition,
+    tx: &mut Transaction<'static, Any>,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let name = "causeway_tls_earliest_expiry_timestamp_seconds";
+    x.family(
+        name,
+        Kind::Gauge,
+        "When the first certificate of the chain the canary serves expires, in seconds since \
+         the Unix epoch (the newest chain seen in the last day). The probe's tls_warn_days and \
+         tls_critical_days make it the conditions tls_expiry_warning and tls_expiry_critical.",
+    );
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT s.name, c.name, t.chain_not_after_ms
+         FROM tls_certificates t JOIN canaries c ON c.id = t.canary_id
+              JOIN servers s ON s.id = t.server_id
+         WHERE t.last_seen_at_ms >= $1
+         ORDER BY s.name, c.name, t.last_seen_at_ms DESC",
+    )
+    .bind(now_ms.saturating_sub(CERTIFICATE_CURRENT_MS))
+    .fetch_all(&mut **tx)
+    .await?;
+    // The newest per server and canary name (a canary whose URL changed has two ids).
+    let mut last: Option<(&str, &str)> = None;
+    for (server, canary, ms) in &rows {
+        if last == Some((server, canary)) {
+            continue;
+        }
+        last = Some((server, canary));
+        x.sample(
+            name,
+            &[("server", server), ("canary", canary)],
+            seconds(*ms),
+        );
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use sqlx::Connection;
 use crate::db::{self, DbError, Location};
 
 /// Every table, parents before children (the foreign keys' order).
-pub const TABLES: [&str; 24] = [
+pub const TABLES: [&str; 25] = [
     "servers",
     "tokens",
     "share_links",
@@ -42,6 +42,7 @@ pub const TABLES: [&str; 24] = [
     "alert_state",
     "notifications",
     "silences",
+    "tls_certificates",
 ];
 
 /// Bytes of `COPY` text sent at a time.

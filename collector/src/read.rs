@@ -3,6 +3,7 @@
 //! probes' hosts [`host`].
 
 mod availability;
+mod certificates;
 mod conditions;
 mod fleet;
 mod host;
@@ -492,6 +493,7 @@ pub async fn why(
     let incidents = incidents_of(pool, server_id, since_ms).await?;
     let resolver_conditions = resolvers::conditions_of(pool, server_id, since_ms).await?;
     let host_conditions = host::conditions_of(pool, server_id, since_ms).await?;
+    let certificates = certificates::certificates_of(pool, server_id, since_ms).await?;
     Ok(WhyView {
         server: server_view(pool, row, now_ms).await?,
         since_ms,
@@ -502,5 +504,6 @@ pub async fn why(
         host_conditions,
         maintenance,
         availability_outside_maintenance,
+        certificates,
     })
 }

@@ -113,7 +113,20 @@ pub fn render_why(view: &WhyView, window_ms: i64) -> String {
     render_maintenance(&mut out, view);
     dns::render_conditions(&mut out, &view.resolver_conditions, view.now_ms);
     host::render_conditions(&mut out, &view.host_conditions, view.now_ms);
+    render_certificates(&mut out, view);
     out
+}
+
+/// The certificates the https canaries served over the window; a new one says so.
+fn render_certificates(out: &mut String, view: &WhyView) {
+    if view.certificates.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "Certificates ({}):", view.certificates.len());
+    for c in &view.certificates {
+        let line = parts_text(&causeway_api::facts::served_certificate(c, view.now_ms));
+        let _ = writeln!(out, "  {line}");
+    }
 }
 
 /// The first line of an incident or a condition: `[OPEN] cause: what it means`.

@@ -21,7 +21,7 @@ pub use host::{
     reboot_line,
 };
 pub use listeners::{ListenerFacts, ListenersFacts};
-pub use tls::tls_facts;
+pub use tls::{served_certificate, tls_facts};
 
 /// How a fact reads: healthy, failing, or neither (nothing to compare with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

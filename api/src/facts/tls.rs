@@ -5,6 +5,39 @@ use causeway_schema::{CertificateSummary, TlsEvidence, compact_duration};
 
 use super::{Fact, Part};
 use crate::timefmt::rfc3339;
+use crate::views::CertificateView;
+
+/// A certificate a canary served, for the server's certificate list: `shop: CN=shop.example,
+/// sha256 4f1c2a9e0b7d3c5a; chain expires 2027-02-01T00:00:00Z (in 56d); served
+/// 2026-12-01T08:00:00Z .. 2026-12-07T10:00:00Z; new: it replaced the canary's previous
+/// certificate`.
+pub fn served_certificate(c: &CertificateView, now_ms: i64) -> Vec<Part> {
+    let left = c.chain_not_after_ms - now_ms;
+    let when = if left < 0 {
+        format!("expired {} ago", compact_duration(-left))
+    } else {
+        format!("in {}", compact_duration(left))
+    };
+    let new = if c.replaced_another {
+        "; new: it replaced the canary's previous certificate"
+    } else {
+        ""
+    };
+    let short: String = c.sha256.chars().take(16).collect();
+    vec![
+        Part::code(&c.canary),
+        Part::words(": "),
+        Part::code(&c.subject),
+        Part::words(", sha256 "),
+        Part::code(short),
+        Part::words(format!(
+            "; chain expires {} ({when}); served {} .. {}{new}",
+            rfc3339(c.chain_not_after_ms),
+            rfc3339(c.first_seen_at_ms),
+            rfc3339(c.last_seen_at_ms),
+        )),
+    ]
+}
 
 /// `tls`: the handshake, then a `certificate` fact per certificate served, leaf first.
 pub fn tls_facts(tls: &TlsEvidence, checked_at_ms: i64) -> Vec<Fact> {
@@ -134,6 +167,34 @@ mod tests {
                     "ab".repeat(32)
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn a_served_certificate_with_its_expiry_and_whether_it_replaced_another() {
+        let c = CertificateView {
+            canary: "shop".into(),
+            url: "https://shop.example/".into(),
+            sha256: "4f1c2a9e0b7d3c5a".repeat(4),
+            subject: "CN=shop.example".into(),
+            not_after_ms: AT + 90 * DAY,
+            chain_not_after_ms: AT + 10 * DAY,
+            first_seen_at_ms: AT - 2 * DAY,
+            last_seen_at_ms: AT,
+            replaced_another: true,
+        };
+        assert_eq!(
+            plain(&served_certificate(&c, AT)),
+            "shop: CN=shop.example, sha256 4f1c2a9e0b7d3c5a; chain expires \
+             2026-12-03T00:00:00Z (in 10d); served 2026-11-21T00:00:00Z .. \
+             2026-11-23T00:00:00Z; new: it replaced the canary's previous certificate"
+        );
+        let first = CertificateView {
+            replaced_another: false,
+            ..c
+        };
+        assert!(
+            plain(&served_certificate(&first, AT + 11 * DAY)).contains("(expired 1d ago); served")
         );
     }
 

@@ -88,7 +88,7 @@ const MINUTES: &str = "DELETE FROM availability_minutes WHERE (server_id, minute
 /// indexes by (owner, time) find the rows. On PostgreSQL, healthy results, host readings and
 /// per-minute availability go a day at a time with their partitions (see [`partitions`]):
 /// their statements there delete only from the default partition (the days without one).
-const PER_SERVER: [(&str, Cut); 15] = [
+const PER_SERVER: [(&str, Cut); 16] = [
     // A report's id goes with its healthy checks (it was needed to tell a replay; older
     // reports are not stored at all), or with its failed ones when only those were left.
     (
@@ -158,6 +158,13 @@ const PER_SERVER: [(&str, Cut); 15] = [
              WHERE server = (SELECT name FROM servers WHERE id = $1) AND created_at_ms < $2
              AND status <> 'pending' LIMIT $3)",
         Cut::Evidence,
+    ),
+    // A certificate not served for as long as the hourly history is kept.
+    (
+        "DELETE FROM tls_certificates WHERE (canary_id, sha256) IN (
+             SELECT canary_id, sha256 FROM tls_certificates
+             WHERE server_id = $1 AND last_seen_at_ms < $2 LIMIT $3)",
+        Cut::Hourly,
     ),
     // Resolver conditions belong to a server through its resolvers.
     (

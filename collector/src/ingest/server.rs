@@ -73,6 +73,9 @@ pub(super) struct ServerState {
     pub resolver_conditions: HashMap<i64, OpenCondition>,
     /// Open host conditions by cause id.
     pub host_conditions: HashMap<String, OpenCondition>,
+    /// When each certificate's row was last written, by canary id and leaf fingerprint
+    /// (see `certificates`): empty after a restart, which costs one write each.
+    pub certificates: HashMap<(i64, String), i64>,
 }
 
 /// The servers' states, loaded on first use.
@@ -212,6 +215,7 @@ fn load(conn: &mut dyn Conn, server_id: i64) -> Result<ServerState, IngestError>
         host_row,
         resolver_conditions,
         host_conditions,
+        certificates: HashMap::new(),
     })
 }
 

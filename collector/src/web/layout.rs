@@ -28,7 +28,7 @@ pub const REFRESH_S: u32 = 30;
 /// The stylesheet, compiled in. Evidence sections (`ev-*`) are styled here too.
 pub const CSS: &str = r#"
 :root{--ok:#2da44e;--bad:#cf222e;--dns:#8250df;--rst:#e16f24;--host:#953800;--net:#bf3989;
---backend:#0969da;--slow:#d4a72c;--other:#6e7781;--line:#d0d7de;--muted:#57606a}
+--backend:#0969da;--tls:#1b7c83;--slow:#d4a72c;--other:#6e7781;--line:#d0d7de;--muted:#57606a}
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1f2328;background:#f6f8fa}
 header{background:#24292f;color:#fff;padding:.8em 1.5em;display:flex;gap:1.5em;align-items:baseline;flex-wrap:wrap}
 header a{color:#fff;text-decoration:none;font-weight:600;font-size:1.2em}
@@ -52,7 +52,7 @@ svg{display:block;max-width:100%}svg text{font:11px system-ui,sans-serif}
 .c-ok{fill:var(--ok);background:var(--ok)}.c-bad{fill:var(--bad);background:var(--bad)}
 .c-dns{fill:var(--dns);background:var(--dns)}.c-rst{fill:var(--rst);background:var(--rst)}
 .c-host{fill:var(--host);background:var(--host)}.c-backend{fill:var(--backend);background:var(--backend)}
-.c-slow{fill:var(--slow);background:var(--slow)}.c-other{fill:var(--other);background:var(--other)}
+.c-slow{fill:var(--slow);background:var(--slow)}.c-tls{fill:var(--tls);background:var(--tls)}.c-other{fill:var(--other);background:var(--other)}
 .c-none{fill:#eaeef2;background:#eaeef2}
 .p-resolve{fill:#8c959f;background:#8c959f}.p-connect{fill:#54aeff;background:#54aeff}
 .p-tls{fill:#8250df;background:#8250df}.p-first{fill:#2da44e;background:#2da44e}.p-rest{fill:#d4a72c;background:#d4a72c}
@@ -165,11 +165,13 @@ pub fn outcome_class(ok: bool, cause: Option<&str>) -> &'static str {
         "c-host"
     } else if matches!(cause, "bad_gateway_after_ip_shuffle" | "upstream_down") {
         "c-backend"
+    } else if cause.starts_with("tls_") {
+        "c-tls"
     } else if cause == "timeout" {
         "c-slow"
     } else if matches!(
         cause,
-        "connection_refused" | "http_error" | "tls_error" | "content_mismatch"
+        "connection_refused" | "http_error" | "content_mismatch"
     ) {
         "c-bad"
     } else {
@@ -180,7 +182,8 @@ pub fn outcome_class(ok: bool, cause: Option<&str>) -> &'static str {
 /// The legend of [`outcome_class`].
 pub fn legend() -> &'static str {
     "<p class=\"legend\"><span><i class=\"c-ok\"></i>ok</span>\
-     <span><i class=\"c-bad\"></i>refused, HTTP, TLS, content</span>\
+     <span><i class=\"c-bad\"></i>refused, HTTP, content</span>\
+     <span><i class=\"c-tls\"></i>TLS</span>\
      <span><i class=\"c-slow\"></i>timeout</span><span><i class=\"c-rst\"></i>reset</span>\
      <span><i class=\"c-dns\"></i>DNS</span><span><i class=\"c-backend\"></i>backend</span>\
      <span><i class=\"c-host\"></i>host</span><span><i class=\"c-other\"></i>other</span></p>"
@@ -208,7 +211,19 @@ mod tests {
         assert_eq!(outcome_class(false, Some("upstream_down")), "c-backend");
         assert_eq!(outcome_class(false, Some("timeout")), "c-slow");
         assert_eq!(outcome_class(false, Some("connection_refused")), "c-bad");
+        assert_eq!(outcome_class(false, Some("tls_sni_filtered")), "c-tls");
         assert_eq!(outcome_class(false, Some("a_new_cause")), "c-other");
+    }
+
+    /// A cause added to the vocabulary gets a family (and so a colour) of its own.
+    #[test]
+    fn every_known_cause_has_a_family() {
+        use causeway_schema::Cause;
+        let other: Vec<Cause> = Cause::ALL
+            .into_iter()
+            .filter(|c| outcome_class(false, Some(c.id())) == "c-other")
+            .collect();
+        assert_eq!(other, [Cause::Unknown]);
     }
 
     #[test]

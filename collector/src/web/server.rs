@@ -168,6 +168,7 @@ pub fn render(page: &ServerPage, audience: Audience) -> String {
     }
     maintenance_html(&mut body, why);
     conditions_html(&mut body, why);
+    certificates_html(&mut body, why);
     if audience == Audience::Operator && !page.notifications.is_empty() {
         notifications_html(&mut body, &page.notifications, now_ms);
     }
@@ -337,6 +338,23 @@ fn conditions_html(body: &mut String, why: &WhyView) {
             c.ended_at_ms.map_or("now".to_owned(), timefmt::rfc3339),
             esc(c.latest_explanation())
         );
+    }
+    body.push_str("</ul>\n");
+}
+
+/// The certificates the https canaries served, each canary's changes marked.
+fn certificates_html(body: &mut String, why: &WhyView) {
+    if why.certificates.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        body,
+        "<h2>Certificates, last 30 days ({})</h2>\n<ul class=\"certificates\">",
+        why.certificates.len()
+    );
+    for c in &why.certificates {
+        let facts = causeway_api::facts::served_certificate(c, why.now_ms);
+        let _ = writeln!(body, "<li>{}</li>", super::evidence::parts_html(&facts));
     }
     body.push_str("</ul>\n");
 }

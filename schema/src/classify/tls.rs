@@ -152,8 +152,9 @@ pub fn clock_verdict(check: &CheckResult, offset_ms: i64) -> Option<(String, boo
         _ => return None,
     };
     let valid_then = c.not_before_ms <= collector_at && collector_at <= c.not_after_ms;
+    // Under a second apart is the network's delay, not the clock.
     let offset = match offset_ms {
-        0 => "agrees with the collector's".to_owned(),
+        o if o.abs() < 1000 => "agrees with the collector's".to_owned(),
         o if o > 0 => format!("is {} ahead of the collector's", offset_text(o)),
         o => format!("is {} behind the collector's", offset_text(-o)),
     };
@@ -178,7 +179,7 @@ pub fn clock_verdict(check: &CheckResult, offset_ms: i64) -> Option<(String, boo
     })
 }
 
-/// `0.2s`, `4m`, `400d`: small offsets to the tenth of a second.
+/// `12.5s`, `4m`, `400d`: under a minute to the tenth of a second.
 fn offset_text(ms: i64) -> String {
     if ms < 60_000 {
         format!("{:.1}s", ms as f64 / 1000.0)

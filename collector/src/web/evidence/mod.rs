@@ -94,7 +94,7 @@ fn fact(html: &mut String, label: &str, value: &str) {
 }
 
 /// A fact's parts as HTML: names and values in `<code>`, an excerpt in `<pre>`.
-fn parts_html(parts: &[Part]) -> String {
+pub(super) fn parts_html(parts: &[Part]) -> String {
     parts
         .iter()
         .map(|p| match p {
