@@ -136,13 +136,15 @@ fn store(
     let at_ms = arrival.started_at_ms(report.started_at_ms);
     let in_order = state.last_at_ms.is_none_or(|newest| at_ms >= newest);
     let clock_offset_ms = arrival.clock_offset_ms();
+    let judged = judged_by_our_clock(report, clock_offset_ms);
+    let report = judged.as_ref().unwrap_or(report);
 
     let mut result_ids = Vec::with_capacity(report.results.len());
     let mut canary_ids = Vec::with_capacity(report.results.len());
     for result in &report.results {
         let canary_id = canary_id(conn, state, server_id, result)?;
         let ids = (server_id, uuid, canary_id);
-        result_ids.push(insert_result(conn, ids, result, clock_offset_ms)?);
+        result_ids.push(insert_result(conn, ids, result)?);
         canary_ids.push(canary_id);
     }
     certificates::observe(conn, state, server_id, &report.results, &canary_ids)?;
@@ -233,7 +235,6 @@ fn insert_result(
     conn: &mut dyn Conn,
     (server_id, report_uuid, canary_id): (i64, &[u8], i64),
     r: &CheckResult,
-    clock_offset_ms: Option<i64>,
 ) -> Result<i64, IngestError> {
     let id = conn.returning(
         "INSERT INTO results (report_uuid, server_id, canary_id, address, started_at_ms, ok,
@@ -258,8 +259,7 @@ fn insert_result(
     )?;
     // A failed check's cause, failure and evidence; a healthy one has none (its row stays short).
     if let Some(cause) = r.cause().filter(|_| !r.ok) {
-        let judged = clock_offset_ms.and_then(|offset| judged_by_our_clock(r, offset));
-        let diagnosis = judged.as_ref().or(r.diagnosis.as_ref());
+        let diagnosis = r.diagnosis.as_ref();
         let contributing = match diagnosis.map(|d| &d.contributing) {
             Some(c) if !c.is_empty() => Some(encode("contributing causes", c)?),
             _ => None,
@@ -282,17 +282,31 @@ fn insert_result(
     Ok(id)
 }
 
-/// A certificate out of its dates by the probe's clock, judged again by the collector's (the
-/// probe cannot tell a wrong clock from an expired certificate): the explanation says which is
-/// the more likely, and `clock_skew` contributes when the certificate is valid by ours.
-fn judged_by_our_clock(r: &CheckResult, offset_ms: i64) -> Option<causeway_schema::Diagnosis> {
-    let (sentence, clock_likely) = causeway_schema::clock_verdict(r, offset_ms)?;
-    let mut d = r.diagnosis.clone()?;
-    d.explanation = format!("{}; {sentence}", d.explanation);
-    if clock_likely && !d.contributing.contains(&Cause::ClockSkew) {
-        d.contributing.push(Cause::ClockSkew);
+/// `report` with its certificates that were out of their dates by the probe's clock judged
+/// again by the collector's (the probe cannot tell a wrong clock from an expired
+/// certificate): each explanation says which is the more likely, and `clock_skew` contributes
+/// when the certificate is valid by ours. `None` when no check needs it (no copy is made).
+fn judged_by_our_clock(report: &Report, offset_ms: Option<i64>) -> Option<Report> {
+    let offset_ms = offset_ms?;
+    let verdicts: Vec<_> = report
+        .results
+        .iter()
+        .map(|r| causeway_schema::clock_verdict(r, offset_ms))
+        .collect();
+    if verdicts.iter().all(Option::is_none) {
+        return None;
     }
-    Some(d)
+    let mut judged = report.clone();
+    for (r, verdict) in judged.results.iter_mut().zip(verdicts) {
+        let (Some((sentence, clock_likely)), Some(d)) = (verdict, r.diagnosis.as_mut()) else {
+            continue;
+        };
+        d.explanation = format!("{}; {sentence}", d.explanation);
+        if clock_likely && !d.contributing.contains(&Cause::ClockSkew) {
+            d.contributing.push(Cause::ClockSkew);
+        }
+    }
+    Some(judged)
 }
 
 /// Counts a report's failures and checks in incident `id`, open or (within the merge gap)

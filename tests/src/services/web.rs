@@ -58,6 +58,59 @@ fn start_nginx_site(
     location: &str,
     ready_text: &str,
 ) -> Result<Service> {
+    let server = format!(
+        "    server {{\n        listen {listen} reuseport;\n        location / {{ {location} }}\n    }}\n"
+    );
+    let port = listen.rsplit(':').next().unwrap_or(listen);
+    let url = format!("http://{}:{port}/", host.addr);
+    start_nginx_servers(lab, host, name, &server, &url, ready_text)
+}
+
+/// A TLS site of [`start_nginx_tls`]: a port, its certificate chain (PEM, leaf first, as
+/// nginx sends it) and key files.
+pub struct TlsSite<'a> {
+    pub port: u16,
+    pub chain: &'a Path,
+    pub key: &'a Path,
+}
+
+/// nginx on `host` serving the canary page over TLS on each site's port, each with its own
+/// certificate chain; started when the first site answers (its certificate unchecked).
+pub fn start_nginx_tls(
+    lab: &mut Lab,
+    host: &Host,
+    name: &str,
+    sites: &[TlsSite],
+) -> Result<Service> {
+    let servers: String = sites
+        .iter()
+        .map(|s| {
+            format!(
+                "    server {{\n        listen {}:{} ssl;\n        ssl_certificate {};\n        \
+                 ssl_certificate_key {};\n        location / {{ default_type text/plain; return \
+                 200 \"{CANARY_TEXT}\\n\"; }}\n    }}\n",
+                host.addr,
+                s.port,
+                s.chain.display(),
+                s.key.display()
+            )
+        })
+        .collect();
+    let first = sites.first().context("no TLS site")?;
+    let url = format!("https://{}:{}/", host.addr, first.port);
+    start_nginx_servers(lab, host, name, &servers, &url, CANARY_TEXT)
+}
+
+/// nginx with the http `servers` blocks, in a cgroup of its own; started when `url` answers
+/// with `ready_text` (certificates not checked).
+fn start_nginx_servers(
+    lab: &mut Lab,
+    host: &Host,
+    name: &str,
+    servers: &str,
+    url: &str,
+    ready_text: &str,
+) -> Result<Service> {
     let prefix = lab.path(name);
     for sub in ["", "logs", "tmp"] {
         std::fs::create_dir_all(prefix.join(sub))?;
@@ -81,11 +134,7 @@ http {{
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
-    server {{
-        listen {listen} reuseport;
-        location / {{ {location} }}
-    }}
-}}
+{servers}}}
 "#,
             prefix = prefix.display(),
         ),
@@ -107,8 +156,6 @@ http {{
         .arg("-c")
         .arg(&conf);
     let mut service = Service::spawn(name, &mut cmd, &prefix.join("nginx.log"))?;
-    let port = listen.rsplit(':').next().unwrap_or(listen);
-    let url = format!("http://{}:{port}/", host.addr);
     wait_for(&format!("{name} to serve {url}"), START_TIMEOUT, || {
         if !service.is_running() {
             bail!("nginx exited: {}", service.log_text());
@@ -117,7 +164,7 @@ http {{
         let ready =
             run(host
                 .command("curl")
-                .args(["-sS", "--max-time", "5", "--noproxy", "*", &url]))
+                .args(["-sSk", "--max-time", "5", "--noproxy", "*", url]))
             .ok()
             .filter(|body| body.contains(ready_text));
         Ok(ready)
