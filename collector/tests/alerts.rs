@@ -464,6 +464,59 @@ async fn conditions_warn_and_clear_only_through_rules_that_ask_for_them() {
     assert_eq!(cleared["ended_at_ms"], cycle(2));
 }
 
+/// Certificates have a rule of their own: an expiry warns through it (placed before the
+/// catch-all rule, which asks for no conditions, so the kernel leak of the same report stays
+/// quiet), and clears once the certificate is renewed.
+#[tokio::test]
+async fn a_certificate_expiry_warns_through_a_rule_of_its_own() {
+    let h = Harness::new().await;
+    let token = h.token("web-01").await;
+    let receiver = Receiver::default();
+    let url = receiver.start().await;
+    let config = CollectorConfig::parse(&format!(
+        "public_url = \"https://causeway.example.net\"\n\
+         [[channel]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{url}\"\nsecret = \"{SECRET}\"\n\
+         [[rule]]\nname = \"certificates\"\ncauses = [\"tls_expiry_warning\", \"tls_expiry_critical\"]\n\
+         channels = [\"ops\"]\nconditions = true\nstale_after = 0\n\
+         [[rule]]\nname = \"all\"\nchannels = [\"ops\"]\nstale_after = 0\n"
+    ))
+    .unwrap();
+    let a = alerter(&h, config).await;
+    let expiring = causeway_schema::HostCondition {
+        cause: causeway_schema::Cause::TlsExpiryWarning,
+        explanation: "site: CN=canary.test expires 2026-12-03T12:04:30Z, in 10d (tls_warn_days 14)"
+            .into(),
+        evidence: vec!["site https://canary.test/: CN=canary.test not after ...".into()],
+    };
+    let mut r = with_host(
+        report("web-01", cycle(1), vec![ok_check(cycle(1))]),
+        &ProbeHost::at(cycle(1)).leaking(),
+    );
+    r.host.as_mut().unwrap().conditions.push(expiring);
+    h.set_now(cycle(1));
+    post_all(&h, &token, &[r]).await;
+    assert_eq!(pass(&a, cycle(1) + 1000).await, (1, 1));
+    let warning = &receiver.bodies()[0];
+    assert_eq!(warning["title"], "[WARNING] web-01: tls_expiry_warning");
+    assert!(
+        warning["text"]
+            .as_str()
+            .unwrap()
+            .contains("in 10d (tls_warn_days 14)"),
+        "{warning:#}"
+    );
+
+    // Renewed: the next report's host has no expiry.
+    let renewed = with_host(
+        report("web-01", cycle(2), vec![ok_check(cycle(2))]),
+        &ProbeHost::at(cycle(2)).leaking(),
+    );
+    h.set_now(cycle(2));
+    post_all(&h, &token, &[renewed]).await;
+    assert_eq!(pass(&a, cycle(2) + 1000).await, (1, 1));
+    assert_eq!(receiver.events(), ["warning", "cleared"]);
+}
+
 /// A maintenance window: made over the API with a token that may write (a read-only token
 /// and no token are refused, saying how), it keeps the server quiet while it lasts; its end
 /// lets the failure through.

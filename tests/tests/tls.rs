@@ -360,6 +360,7 @@ fn an_sni_filter_on_the_path_is_told_from_the_server_resetting() -> Result<()> {
     let text = services::probectl(&collector, &["why", SERVER])?;
     println!("probectl why {SERVER}:\n{text}");
     ensure!(text.contains("tls_sni_filtered"), "{text}");
+    println!("the refused canary's why: {}", failed[1]["explanation"]);
     drop(lab);
     Ok(())
 }

@@ -322,7 +322,11 @@ fn since_request(trace: &PacketTrace, rst: &TracePacket) -> String {
         .packets
         .iter()
         .find(|p| p.dir == Direction::Out && p.len > 0 && p.t_ms <= rst.t_ms);
-    format!("{:.0}", first.map_or(0.0, |p| rst.t_ms - p.t_ms))
+    match first.map_or(0.0, |p| rst.t_ms - p.t_ms) {
+        // A filter on the path answers within a millisecond: say how far within.
+        ms if ms < 1.0 => format!("{ms:.2}"),
+        ms => format!("{ms:.0}"),
+    }
 }
 
 /// "1502 ms after the request (78 bytes), before any response" and the like.
