@@ -3,7 +3,7 @@
 //! `ca_file` and ten days from expiry), and a router filtering on the name in the ClientHello
 //! against the server resetting it itself. Each gives its cause with its evidence.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -75,6 +75,40 @@ fn canary(name: &str, web: &Host, port: u16, sni: &str, ca_file: Option<&PathBuf
         "\n[[canary]]\nname = \"{name}\"\nurl = \"https://{}:{port}/\"\ntls_server_name = \"{sni}\"\n{ca}",
         web.addr
     )
+}
+
+/// The collector on `coll`, and a probe on `client` checking the canary `site` at
+/// `site_url` (asked for shop.test, `root` its only trusted CA) and the `canaries` tables;
+/// returns once `site` was ok `n_ok` times.
+fn probe_canaries(
+    lab: &mut Lab,
+    (coll, client): (&Host, &Host),
+    site_url: &str,
+    root: &Path,
+    canaries: &[String],
+    n_ok: usize,
+) -> Result<(Collector, Vec<Value>)> {
+    let extra = format!(
+        "tls_server_name = \"shop.test\"\nca_file = {:?}\n{}",
+        root.display().to_string(),
+        canaries.concat()
+    );
+    let (collector, config, _spool) = services::collector_and_probe_config(
+        lab,
+        coll,
+        SERVER,
+        site_url,
+        ProbeSetup {
+            canary_extra: &extra,
+            ..Default::default()
+        },
+    )?;
+    let probe = services::start_probe(lab, client, &config)?;
+    lab.adopt(probe);
+    let ok = services::wait_results(&collector, SERVER, 0, n_ok, PATIENCE, |r| {
+        r["canary"] == "site" && r["ok"] == true
+    })?;
+    Ok((collector, ok))
 }
 
 /// A failed check of each canary in `want` after `after_ms` (the newest), each with its
@@ -151,34 +185,18 @@ fn each_certificate_fault_gives_its_cause_and_an_expiry_warns_while_ok() -> Resu
     lab.adopt(nginx);
 
     let root = Some(&root_file);
-    let extra = format!(
-        "tls_server_name = \"shop.test\"\nca_file = {:?}\n{}{}{}{}{}",
-        root_file.display().to_string(),
+    let canaries = [
         // First of the failing ones: its cause is the incident's (the ties' rule).
         canary("incomplete", &web, 8445, "shop.test", root),
         canary("expired", &web, 8441, "shop.test", root),
         canary("early", &web, 8442, "shop.test", root),
         canary("wrong-name", &web, 8443, "shop.test", root),
         canary("self-signed", &web, 8444, "shop.test", root),
-    );
-    let canary_url = format!("https://{}:8446/", web.addr);
-    let (collector, config, _spool) = services::collector_and_probe_config(
-        &lab,
-        &coll_host,
-        SERVER,
-        &canary_url,
-        ProbeSetup {
-            canary_extra: &extra,
-            ..Default::default()
-        },
-    )?;
-    let probe = services::start_probe(&lab, &client, &config)?;
-    lab.adopt(probe);
-
+    ];
     // The private CA's canary, ten days from expiry, is ok.
-    let ok = services::wait_results(&collector, SERVER, 0, 2, PATIENCE, |r| {
-        r["canary"] == "site" && r["ok"] == true
-    })?;
+    let site_url = format!("https://{}:8446/", web.addr);
+    let hosts = (&coll_host, &client);
+    let (collector, ok) = probe_canaries(&mut lab, hosts, &site_url, &root_file, &canaries, 2)?;
     ensure!(ok[0]["timings"]["tls_ms"].is_number(), "{:#}", ok[0]);
 
     let failed = failures_of(
@@ -314,29 +332,13 @@ fn an_sni_filter_on_the_path_is_told_from_the_server_resetting() -> Result<()> {
     web.run(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
 
     let root = Some(&root_file);
-    let extra = format!(
-        "tls_server_name = \"shop.test\"\nca_file = {:?}\n{}{}",
-        root_file.display().to_string(),
+    let canaries = [
         canary("filtered", &web, 443, "blocked.test", root),
         canary("refused", &web, 443, "refused.test", root),
-    );
-    let canary_url = format!("https://{}/", web.addr);
-    let (collector, config, _spool) = services::collector_and_probe_config(
-        &lab,
-        &coll_host,
-        SERVER,
-        &canary_url,
-        ProbeSetup {
-            canary_extra: &extra,
-            ..Default::default()
-        },
-    )?;
-    let probe = services::start_probe(&lab, &client, &config)?;
-    lab.adopt(probe);
-
-    services::wait_results(&collector, SERVER, 0, 1, PATIENCE, |r| {
-        r["canary"] == "site" && r["ok"] == true
-    })?;
+    ];
+    let site_url = format!("https://{}/", web.addr);
+    let hosts = (&coll_host, &client);
+    let (collector, _) = probe_canaries(&mut lab, hosts, &site_url, &root_file, &canaries, 1)?;
     let failed = failures_of(
         &collector,
         0,
