@@ -1,6 +1,6 @@
 //! TLS end to end: real nginx serving certificates made here (expired, not yet valid, for
 //! another name, self-signed, a leaf without its intermediate, a private CA trusted through
-//! `ca_file` and ten days from expiry), and a router filtering on the name in the ClientHello
+//! `ca_file` and ten days from expiry, TLS 1.1 only), and a router filtering on the name in the ClientHello
 //! against the server resetting it itself. Each gives its cause with its evidence.
 
 use std::path::{Path, PathBuf};
@@ -167,6 +167,8 @@ fn each_certificate_fault_gives_its_cause_and_an_expiry_warns_while_ok() -> Resu
         ("own", 8444, vec![own.as_str()], &own_key),
         // The good leaf without the intermediate that issued it.
         ("incomplete", 8445, vec![good.as_str()], &good_key),
+        // The good chain, over TLS 1.0 and 1.1 only (the probe speaks 1.2 and 1.3).
+        ("old", 8447, vec![good.as_str(), &inter.pem], &good_key),
     ];
     let mut paths = Vec::new();
     for (name, port, chain, key) in &files {
@@ -179,6 +181,10 @@ fn each_certificate_fault_gives_its_cause_and_an_expiry_warns_while_ok() -> Resu
             port: *port,
             chain,
             key,
+            directives: match port {
+                8447 => "ssl_protocols TLSv1 TLSv1.1; ssl_ciphers DEFAULT:@SECLEVEL=0;",
+                _ => "",
+            },
         })
         .collect();
     let nginx = services::start_nginx_tls(&mut lab, &web, "nginx", &sites)?;
@@ -192,6 +198,7 @@ fn each_certificate_fault_gives_its_cause_and_an_expiry_warns_while_ok() -> Resu
         canary("early", &web, 8442, "shop.test", root),
         canary("wrong-name", &web, 8443, "shop.test", root),
         canary("self-signed", &web, 8444, "shop.test", root),
+        canary("old-protocol", &web, 8447, "shop.test", root),
     ];
     // The private CA's canary, ten days from expiry, is ok.
     let site_url = format!("https://{}:8446/", web.addr);
@@ -208,6 +215,7 @@ fn each_certificate_fault_gives_its_cause_and_an_expiry_warns_while_ok() -> Resu
             ("wrong-name", "tls_name_mismatch"),
             ("self-signed", "tls_untrusted_chain"),
             ("incomplete", "tls_incomplete_chain"),
+            ("old-protocol", "tls_protocol_mismatch"),
         ],
     )?;
     // The evidence behind each: the chain as served and the library's verdict.
@@ -224,6 +232,8 @@ fn each_certificate_fault_gives_its_cause_and_an_expiry_warns_while_ok() -> Resu
             (2, Some("name_mismatch".into())),
             (1, Some("unknown_issuer".into())),
             (1, Some("unknown_issuer".into())),
+            // No certificate: the server refused the ClientHello.
+            (0, Some("protocol_mismatch".into())),
         ],
         "{seen:?}"
     );
@@ -298,6 +308,7 @@ fn an_sni_filter_on_the_path_is_told_from_the_server_resetting() -> Result<()> {
         port: 443,
         chain: &chain,
         key: &key,
+        directives: "",
     }];
     let nginx = services::start_nginx_tls(&mut lab, &web, "nginx", &sites)?;
     lab.adopt(nginx);

@@ -72,6 +72,8 @@ pub struct TlsSite<'a> {
     pub port: u16,
     pub chain: &'a Path,
     pub key: &'a Path,
+    /// More directives for its server block (`ssl_protocols TLSv1.1;`), or none.
+    pub directives: &'a str,
 }
 
 /// nginx on `host` serving the canary page over TLS on each site's port, each with its own
@@ -87,12 +89,13 @@ pub fn start_nginx_tls(
         .map(|s| {
             format!(
                 "    server {{\n        listen {}:{} ssl;\n        ssl_certificate {};\n        \
-                 ssl_certificate_key {};\n        location / {{ default_type text/plain; return \
-                 200 \"{CANARY_TEXT}\\n\"; }}\n    }}\n",
+                 ssl_certificate_key {};\n        {}\n        location / {{ default_type \
+                 text/plain; return 200 \"{CANARY_TEXT}\\n\"; }}\n    }}\n",
                 host.addr,
                 s.port,
                 s.chain.display(),
-                s.key.display()
+                s.key.display(),
+                s.directives,
             )
         })
         .collect();
