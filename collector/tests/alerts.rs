@@ -498,11 +498,10 @@ async fn a_certificate_expiry_warns_through_a_rule_of_its_own() {
     assert_eq!(pass(&a, cycle(1) + 1000).await, (1, 1));
     let warning = &receiver.bodies()[0];
     assert_eq!(warning["title"], "[WARNING] web-01: tls_expiry_warning");
+    let text = warning["text"].as_str().unwrap();
     assert!(
-        warning["text"]
-            .as_str()
-            .unwrap()
-            .contains("in 10d (tls_warn_days 14)"),
+        text.starts_with("web-01 has a condition of its canaries' certificates since")
+            && text.contains("in 10d (tls_warn_days 14)"),
         "{warning:#}"
     );
 

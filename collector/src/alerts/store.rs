@@ -164,7 +164,8 @@ pub(super) struct OpenCondition {
     pub(super) cause: String,
     pub(super) explanation: String,
     pub(super) started_at_ms: i64,
-    /// `its host`, or `resolver 10.0.0.53 (system) of canary site`.
+    /// `its host`, `its canaries' certificates`, or `resolver 10.0.0.53 (system) of canary
+    /// site`.
     pub(super) subject: String,
 }
 
@@ -178,7 +179,10 @@ const RESOLVER_CONDITIONS: &str = "SELECT c.id, r.server_id, s.name, c.cause,
 
 fn condition_of(row: &sqlx::any::AnyRow, host: bool) -> Result<OpenCondition, sqlx::Error> {
     let id: i64 = row.try_get(0)?;
+    let cause: String = row.try_get(3)?;
     let subject = match host {
+        // The probe reports its canaries' certificate expiry among its host's conditions.
+        true if cause.starts_with("tls_expiry_") => "its canaries' certificates".to_owned(),
         true => "its host".to_owned(),
         false => {
             let (resolver, address, canary): (String, String, String) =
@@ -193,7 +197,7 @@ fn condition_of(row: &sqlx::any::AnyRow, host: bool) -> Result<OpenCondition, sq
         key: format!("{}:{id}", if host { "host" } else { "resolver" }),
         server_id: row.try_get(1)?,
         server: row.try_get(2)?,
-        cause: row.try_get(3)?,
+        cause,
         explanation: row.try_get(4)?,
         started_at_ms: row.try_get(5)?,
         subject,
