@@ -82,12 +82,29 @@ fn canary(name: &str, web: &Host, port: u16, sni: &str, ca_file: Option<&PathBuf
 /// returns once `site` was ok `n_ok` times.
 fn probe_canaries(
     lab: &mut Lab,
-    (coll, client): (&Host, &Host),
+    hosts: (&Host, &Host),
     site_url: &str,
     root: &Path,
     canaries: &[String],
     n_ok: usize,
 ) -> Result<(Collector, Vec<Value>)> {
+    let collector = start_probe(lab, hosts, site_url, root, canaries, None)?;
+    let ok = services::wait_results(&collector, SERVER, 0, n_ok, PATIENCE, |r| {
+        r["canary"] == "site" && r["ok"] == true
+    })?;
+    Ok((collector, ok))
+}
+
+/// The collector and the probe of [`probe_canaries`], the probe's clock `clock` off the real
+/// one (libfaketime's offset, `-2d`) when given.
+fn start_probe(
+    lab: &mut Lab,
+    (coll, client): (&Host, &Host),
+    site_url: &str,
+    root: &Path,
+    canaries: &[String],
+    clock: Option<&str>,
+) -> Result<Collector> {
     let extra = format!(
         "tls_server_name = \"shop.test\"\nca_file = {:?}\n{}",
         root.display().to_string(),
@@ -103,12 +120,12 @@ fn probe_canaries(
             ..Default::default()
         },
     )?;
-    let probe = services::start_probe(lab, client, &config)?;
+    let probe = match clock {
+        None => services::start_probe(lab, client, &config)?,
+        Some(offset) => services::start_probe_with_clock(lab, client, &config, offset)?,
+    };
     lab.adopt(probe);
-    let ok = services::wait_results(&collector, SERVER, 0, n_ok, PATIENCE, |r| {
-        r["canary"] == "site" && r["ok"] == true
-    })?;
-    Ok((collector, ok))
+    Ok(collector)
 }
 
 /// A failed check of each canary in `want` after `after_ms` (the newest), each with its
@@ -374,6 +391,49 @@ fn an_sni_filter_on_the_path_is_told_from_the_server_resetting() -> Result<()> {
     println!("probectl why {SERVER}:\n{text}");
     ensure!(text.contains("tls_sni_filtered"), "{text}");
     println!("the refused canary's why: {}", failed[1]["explanation"]);
+    drop(lab);
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root (network namespaces): ./scripts/test runs it, or cargo test -- --include-ignored as root"]
+fn a_probe_clock_behind_is_blamed_rather_than_the_certificate() -> Result<()> {
+    let mut lab = Lab::new("tls-clock")?;
+    let coll_host = lab.add_host("coll", 3)?;
+    let web = lab.add_host("web", 2)?;
+    let client = lab.add_host("client", 9)?;
+    let root = ca("Lab Root CA", None)?;
+    let root_file = lab.path("root.pem");
+    std::fs::write(&root_file, &root.pem)?;
+    // Issued yesterday; the probe's clock says two days ago.
+    let (fresh, key) = leaf("shop.test", -1, 60, Some(&root))?;
+    let (chain, key) = site_files(&lab, "fresh", &[&fresh], &key)?;
+    let sites = [TlsSite {
+        port: 443,
+        chain: &chain,
+        key: &key,
+        directives: "",
+    }];
+    let nginx = services::start_nginx_tls(&mut lab, &web, "nginx", &sites)?;
+    lab.adopt(nginx);
+    let site_url = format!("https://{}/", web.addr);
+    let hosts = (&coll_host, &client);
+    let collector = start_probe(&mut lab, hosts, &site_url, &root_file, &[], Some("-2d"))?;
+
+    let failed = failures_of(&collector, 0, &[("site", "tls_certificate_not_yet_valid")])?;
+    let why = failed[0]["explanation"].as_str().unwrap_or("");
+    ensure!(
+        why.contains(
+            "the probe's clock is 2d behind the collector's, by which certificate #0 is \
+                      within its dates"
+        ) && why.contains("the probe host's clock is the more likely cause"),
+        "{why}"
+    );
+    ensure!(
+        failed[0]["contributing"] == serde_json::json!(["clock_skew"]),
+        "{:#}",
+        failed[0]
+    );
     drop(lab);
     Ok(())
 }
