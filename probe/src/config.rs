@@ -21,7 +21,8 @@ mod validate;
 pub use causeway_schema::{format_duration, parse_duration};
 pub use host::HostConfig;
 pub use model::{
-    Backend, Canary, CanaryTls, Config, ResolverKind, ResolverSpec, ServingRule, Target, TargetHost,
+    Backend, CaFile, Canary, CanaryTls, Config, ResolverKind, ResolverSpec, ServingRule, Target,
+    TargetHost,
 };
 
 use raw::RawConfig;
@@ -608,7 +609,10 @@ url = "http://[fd00::2]/"
             )
         };
         let c = parse(&format!("{https}{}\n", keys(&ca, "Shop.Example"))).unwrap();
-        assert_eq!(c.canaries[0].tls.ca.as_deref(), Some(pem.as_bytes()));
+        assert_eq!(
+            c.canaries[0].tls.ca.as_ref().map(|ca| ca.pem.as_slice()),
+            Some(pem.as_bytes())
+        );
         assert_eq!(
             c.canaries[0].tls.server_name.as_deref(),
             Some("shop.example")

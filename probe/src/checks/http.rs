@@ -205,10 +205,9 @@ async fn request(
 
     let io: Box<dyn Io> = if canary.target.tls {
         let setup = match &canary.tls.ca {
-            // A private CA: read with the config, so only an unusable certificate fails here.
-            Some(pem) => TlsSetup::with_roots(pem)
-                .map_err(|e| fail(FailureKind::Tls, format!("cannot trust ca_file: {e}")))?,
-            None => (*tls.map_err(|e| fail(FailureKind::Tls, e))?).clone(),
+            // A private CA: its verifier was built when the config was read.
+            Some(ca) => ca.setup.clone(),
+            None => tls.map_err(|e| fail(FailureKind::Tls, e))?,
         };
         let sni = match &canary.tls.server_name {
             Some(name) => name.clone(),
@@ -560,6 +559,7 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
+    use crate::config::CaFile;
     use crate::config::Target;
     use crate::config::TargetHost;
     use causeway_schema::TlsFailure;
@@ -934,7 +934,7 @@ mod tests {
         let port = tls_server(vec![leaf], &key).await;
         let mut c = canary(port, true);
         c.target.host = TargetHost::Name("canary.test".into());
-        c.tls.ca = Some(ca_pem.into_bytes());
+        c.tls.ca = Some(CaFile::from_pem(ca_pem.into_bytes()).unwrap());
         let o = check(&c).await;
         assert_eq!(o.failure, None, "{o:?}");
         assert_eq!(o.status, Some(200));
@@ -981,7 +981,7 @@ mod tests {
             let port = tls_server(vec![leaf], &key).await;
             let mut c = canary(port, true);
             c.target.host = TargetHost::Name("canary.test".into());
-            c.tls.ca = Some(ca_pem.clone().into_bytes());
+            c.tls.ca = Some(CaFile::from_pem(ca_pem.clone().into_bytes()).unwrap());
             let o = check(&c).await;
             assert_eq!(kind(&o), Some(FailureKind::Tls), "{o:?}");
             let tls = o.evidence.tls.unwrap();
@@ -1017,7 +1017,7 @@ mod tests {
         let port = tls_server(vec![leaf], &key).await;
         // Requested by address: the certificate does not cover 127.0.0.1.
         let mut c = canary(port, true);
-        c.tls.ca = Some(ca_pem.into_bytes());
+        c.tls.ca = Some(CaFile::from_pem(ca_pem.into_bytes()).unwrap());
         let o = check(&c).await;
         assert_eq!(kind(&o), Some(FailureKind::Tls), "{o:?}");
         assert_eq!(o.evidence.tls.as_ref().unwrap().sni, "127.0.0.1");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use causeway_schema::CanaryName;
 
-use super::model::{DEFAULT_TLS_CRITICAL_DAYS, DEFAULT_TLS_WARN_DAYS, MAX_TLS_WARN_DAYS};
+use super::model::{CaFile, DEFAULT_TLS_CRITICAL_DAYS, DEFAULT_TLS_WARN_DAYS, MAX_TLS_WARN_DAYS};
 use super::raw::{RawBackend, RawCanary};
 use super::validate::{DEFAULT_TIMEOUT, Setting, TIMEOUT_RANGE, Validator, has_authority};
 use super::{Backend, Canary, CanaryTls, MAX_CANARIES, ServingRule, Target, TargetHost};
@@ -201,7 +201,14 @@ impl Validator {
                         ok = false;
                         None
                     }
-                    Ok(pem) => Some(pem),
+                    Ok(pem) => match CaFile::from_pem(pem) {
+                        Ok(ca) => Some(ca),
+                        Err(e) => {
+                            self.problem(&key, format!("{shown} cannot be trusted: {e}"));
+                            ok = false;
+                            None
+                        }
+                    },
                 }
             }
         };

@@ -105,7 +105,7 @@ pub struct Canary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanaryTls {
     /// PEM certificates (`ca_file`) that alone are trusted for this canary: a private CA.
-    pub ca: Option<Vec<u8>>,
+    pub ca: Option<CaFile>,
     /// The name sent (SNI) and checked against the certificate instead of the URL's host
     /// (`tls_server_name`): a canary requested by address, or through another name.
     pub server_name: Option<String>,
@@ -126,6 +126,33 @@ impl Default for CanaryTls {
         }
     }
 }
+
+/// A canary's `ca_file`: its certificates, and the verifier built from them once, when the
+/// config is read (not on every check). Configs compare by the file's bytes.
+#[derive(Debug, Clone)]
+pub struct CaFile {
+    pub pem: Vec<u8>,
+    pub setup: std::sync::Arc<crate::checks::tls::TlsSetup>,
+}
+
+impl CaFile {
+    /// The verifier trusting `pem`'s certificates alone.
+    pub fn from_pem(pem: Vec<u8>) -> Result<CaFile, rustls::Error> {
+        let setup = crate::checks::tls::TlsSetup::with_roots(&pem)?;
+        Ok(CaFile {
+            pem,
+            setup: std::sync::Arc::new(setup),
+        })
+    }
+}
+
+impl PartialEq for CaFile {
+    fn eq(&self, other: &CaFile) -> bool {
+        self.pem == other.pem
+    }
+}
+
+impl Eq for CaFile {}
 
 /// `tls_warn_days` when not set: two weeks, time to renew by hand.
 pub const DEFAULT_TLS_WARN_DAYS: u16 = 14;
