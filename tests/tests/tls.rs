@@ -66,6 +66,25 @@ fn site_files(lab: &Lab, name: &str, chain: &[&str], key: &str) -> Result<(PathB
     Ok((c, k))
 }
 
+/// nginx on `web`:443 serving a certificate for shop.test, issued yesterday for 60 days by a
+/// lab root of its own; the root's PEM file.
+fn one_site(lab: &mut Lab, web: &Host) -> Result<PathBuf> {
+    let root = ca("Lab Root CA", None)?;
+    let root_file = lab.path("root.pem");
+    std::fs::write(&root_file, &root.pem)?;
+    let (cert, key) = leaf("shop.test", -1, 60, Some(&root))?;
+    let (chain, key) = site_files(lab, "site", &[&cert], &key)?;
+    let sites = [TlsSite {
+        port: 443,
+        chain: &chain,
+        key: &key,
+        directives: "",
+    }];
+    let nginx = services::start_nginx_tls(lab, web, "nginx", &sites)?;
+    lab.adopt(nginx);
+    Ok(root_file)
+}
+
 /// A canary table for the probe's config: `https://web:port/` asked for `name`.
 fn canary(name: &str, web: &Host, port: u16, sni: &str, ca_file: Option<&PathBuf>) -> String {
     let ca = ca_file.map_or(String::new(), |p| {
@@ -316,19 +335,7 @@ fn an_sni_filter_on_the_path_is_told_from_the_server_resetting() -> Result<()> {
     let web = lab.add_far_host("web", 2)?;
     lab.route_far_via(&client, &router)?;
 
-    let root = ca("Lab Root CA", None)?;
-    let root_file = lab.path("root.pem");
-    std::fs::write(&root_file, &root.pem)?;
-    let (good, key) = leaf("shop.test", -1, 60, Some(&root))?;
-    let (chain, key) = site_files(&lab, "good", &[&good], &key)?;
-    let sites = [TlsSite {
-        port: 443,
-        chain: &chain,
-        key: &key,
-        directives: "",
-    }];
-    let nginx = services::start_nginx_tls(&mut lab, &web, "nginx", &sites)?;
-    lab.adopt(nginx);
+    let root_file = one_site(&mut lab, &web)?;
     // A firewall on the path resetting handshakes that name blocked.test, and the server's own
     // firewall resetting those that name refused.test: the same rule, one hop apart.
     let reject = |name: &str, chain: &str| -> Vec<String> {
@@ -402,20 +409,8 @@ fn a_probe_clock_behind_is_blamed_rather_than_the_certificate() -> Result<()> {
     let coll_host = lab.add_host("coll", 3)?;
     let web = lab.add_host("web", 2)?;
     let client = lab.add_host("client", 9)?;
-    let root = ca("Lab Root CA", None)?;
-    let root_file = lab.path("root.pem");
-    std::fs::write(&root_file, &root.pem)?;
     // Issued yesterday; the probe's clock says two days ago.
-    let (fresh, key) = leaf("shop.test", -1, 60, Some(&root))?;
-    let (chain, key) = site_files(&lab, "fresh", &[&fresh], &key)?;
-    let sites = [TlsSite {
-        port: 443,
-        chain: &chain,
-        key: &key,
-        directives: "",
-    }];
-    let nginx = services::start_nginx_tls(&mut lab, &web, "nginx", &sites)?;
-    lab.adopt(nginx);
+    let root_file = one_site(&mut lab, &web)?;
     let site_url = format!("https://{}/", web.addr);
     let hosts = (&coll_host, &client);
     let collector = start_probe(&mut lab, hosts, &site_url, &root_file, &[], Some("-2d"))?;
