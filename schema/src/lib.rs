@@ -33,7 +33,9 @@ pub use names::{
 };
 pub use newer::NewerId;
 pub use report::*;
-pub use text::{DURATION_FORMS, compact_duration, cut, format_duration, parse_duration, rfc3339};
+pub use text::{
+    DURATION_FORMS, compact_duration, cut, expiry_in, format_duration, parse_duration, rfc3339,
+};
 pub use tls::*;
 pub use trace::*;
 pub use validate::{FieldError, InvalidReport, MAX_RESULTS, quoted};

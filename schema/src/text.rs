@@ -29,6 +29,16 @@ pub fn compact_duration(ms: i64) -> String {
         .collect()
 }
 
+/// `in 9d23h`, or `expired 1d ago` once `left_ms` is negative: how long a certificate has
+/// left, said one way by the probe's expiry conditions and the collector's certificate list.
+pub fn expiry_in(left_ms: i64) -> String {
+    if left_ms < 0 {
+        format!("expired {} ago", compact_duration(-left_ms))
+    } else {
+        format!("in {}", compact_duration(left_ms))
+    }
+}
+
 /// `2026-11-23T12:03:10Z`: a time in milliseconds since the Unix epoch, in UTC to the second.
 /// Years outside 0000..=9999 are written as the raw number (`12 ms`) rather than failing a
 /// whole page. Here rather than in the API crate because explanations carry dates too.

@@ -1,7 +1,7 @@
 //! The TLS handshake of a failed https check in words: what was negotiated, which name was
 //! asked for, and each certificate as served, with its dates against the check's time.
 
-use causeway_schema::{CertificateSummary, TlsEvidence, compact_duration};
+use causeway_schema::{CertificateSummary, TlsEvidence, compact_duration, expiry_in};
 
 use super::{Fact, Part};
 use crate::timefmt::rfc3339;
@@ -12,12 +12,7 @@ use crate::views::CertificateView;
 /// 2026-12-01T08:00:00Z .. 2026-12-07T10:00:00Z; new: it replaced the canary's previous
 /// certificate`.
 pub fn served_certificate(c: &CertificateView, now_ms: i64) -> Vec<Part> {
-    let left = c.chain_not_after_ms - now_ms;
-    let when = if left < 0 {
-        format!("expired {} ago", compact_duration(-left))
-    } else {
-        format!("in {}", compact_duration(left))
-    };
+    let when = expiry_in(c.chain_not_after_ms - now_ms);
     let new = if c.replaced_another {
         "; new: it replaced the canary's previous certificate"
     } else {

@@ -3,9 +3,7 @@
 //! and `tls_critical_days`. The conditions travel with the host's, so the collector groups,
 //! shows and alerts on them like the others.
 
-use causeway_schema::{
-    Cause, CertificateSummary, CheckResult, HostCondition, compact_duration, rfc3339,
-};
+use causeway_schema::{Cause, CertificateSummary, CheckResult, HostCondition, expiry_in, rfc3339};
 
 use crate::config::Canary;
 
@@ -76,16 +74,12 @@ struct Expiring<'a> {
 impl Expiring<'_> {
     /// `shop: CN=shop.example expires 2026-12-17T00:00:00Z, in 9d23h (tls_warn_days 14)`.
     fn sentence(&self) -> String {
-        let when = if self.left < 0 {
-            format!("expired {} ago", compact_duration(-self.left))
-        } else {
-            format!("in {}", compact_duration(self.left))
-        };
         format!(
-            "{}: {} expires {}, {when} ({} {})",
+            "{}: {} expires {}, {} ({} {})",
             self.canary.name,
             self.cert.subject,
             rfc3339(self.cert.not_after_ms),
+            expiry_in(self.left),
             self.key,
             self.days
         )
